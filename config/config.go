@@ -1,0 +1,115 @@
+// Package config holds pktspan's one Config, its defaults, its loading from the layers
+// defaults < YAML file < PKTSPAN_* environment < flags, and its validation.
+package config
+
+import "time"
+
+// Config is everything pktspan can be told. Every field has a koanf key (the `koanf`
+// tag, dotted by nesting) and, for the user-facing ones, a flag.
+type Config struct {
+	// Output is the local output: console, json or none.
+	Output      string `koanf:"output"`
+	ServiceName string `koanf:"service_name"`
+	// BTF is a kernel BTF file to use when /sys/kernel/btf/vmlinux is missing.
+	BTF       string        `koanf:"btf"`
+	ReadyFile string        `koanf:"ready_file"`
+	LogLevel  string        `koanf:"log_level"` // debug, info, warn, error
+	Stats     time.Duration `koanf:"stats_interval"`
+
+	OTLP   OTLP   `koanf:"otlp"`
+	Probes Probes `koanf:"probes"`
+	Filter Filter `koanf:"filter"`
+	Trace  Trace  `koanf:"trace"`
+	Limits Limits `koanf:"limits"`
+}
+
+// OTLP configures the OTLP/gRPC export. An empty Endpoint with none of the standard
+// OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT variables set means no export.
+type OTLP struct {
+	Endpoint    string            `koanf:"endpoint"` // host:port
+	Insecure    bool              `koanf:"insecure"`
+	Headers     map[string]string `koanf:"headers"`
+	Compression string            `koanf:"compression"` // none or gzip
+	Timeout     time.Duration     `koanf:"timeout"`     // per export request
+	QueueSize   int               `koanf:"queue_size"`  // spans waiting to be sent
+	BatchSize   int               `koanf:"batch_size"`  // spans per request
+	BatchDelay  time.Duration     `koanf:"batch_delay"` // longest wait before a partial batch goes
+}
+
+// Probes chooses what is attached in the kernel.
+type Probes struct {
+	Backend   string   `koanf:"backend"` // auto, fentry, kprobe or tracepoint
+	Functions []string `koanf:"functions"`
+	// RingSize is the ring buffer size in bytes: a power of two, multiple of the page size.
+	RingSize int `koanf:"ring_size"`
+	// TrackSize is the number of skbs the kernel remembers as matching the filters.
+	TrackSize int `koanf:"track_size"`
+}
+
+// Filter selects packets in the kernel at an skb's first sighting. Values of one field
+// are OR-ed; different fields are AND-ed; an empty field matches everything.
+type Filter struct {
+	Addr  []string `koanf:"addr"`  // CIDR or plain address, IPv4 or IPv6
+	Port  []int    `koanf:"port"`  // source or destination port
+	Proto []string `koanf:"proto"` // tcp, udp, icmp (icmp covers ICMPv6)
+	Iface []string `koanf:"iface"` // interface name
+	Netns []string `koanf:"netns"` // path such as /run/netns/x or /proc/PID/ns/net, or an inode number
+}
+
+// Trace sets the boundaries of a flow's trace window.
+type Trace struct {
+	IdleTimeout   time.Duration `koanf:"idle_timeout"`   // a flow with no packet for this long closes
+	MaxDuration   time.Duration `koanf:"max_duration"`   // a window never lasts longer
+	MaxPackets    int           `koanf:"max_packets"`    // packets in one window
+	CloseGrace    time.Duration `koanf:"close_grace"`    // kept open after FIN/RST for the last packets
+	PacketTimeout time.Duration `koanf:"packet_timeout"` // an skb never freed ends after this long
+}
+
+// Limits bound user-space memory.
+type Limits struct {
+	Flows   int `koanf:"flows"`   // open flow windows
+	Packets int `koanf:"packets"` // open packet spans
+	Stages  int `koanf:"stages"`  // stage spans kept in one packet span
+}
+
+// DefaultFunctions is the kernel function set traced when none is configured.
+var DefaultFunctions = []string{
+	"ip_rcv_core", "ip_local_deliver", "ip_forward", "nf_hook_slow", "tcp_v4_rcv", "udp_rcv",
+	"ip_output", "ip_finish_output2", "__dev_queue_xmit",
+	"ip6_rcv_core", "ip6_input", "ip6_forward", "tcp_v6_rcv", "udpv6_rcv", "ip6_output", "ip6_finish_output2",
+}
+
+// Default returns the configuration used when nothing else is said.
+func Default() Config {
+	return Config{
+		Output:      "console",
+		ServiceName: "pktspan",
+		LogLevel:    "info",
+		Stats:       10 * time.Second,
+		OTLP: OTLP{
+			Compression: "gzip",
+			Timeout:     10 * time.Second,
+			QueueSize:   65536,
+			BatchSize:   1024,
+			BatchDelay:  time.Second,
+		},
+		Probes: Probes{
+			Backend:   "auto",
+			Functions: append([]string(nil), DefaultFunctions...),
+			RingSize:  8 << 20,
+			TrackSize: 65536,
+		},
+		Trace: Trace{
+			IdleTimeout:   30 * time.Second,
+			MaxDuration:   60 * time.Second,
+			MaxPackets:    200,
+			CloseGrace:    2 * time.Second,
+			PacketTimeout: 5 * time.Second,
+		},
+		Limits: Limits{
+			Flows:   16384,
+			Packets: 65536,
+			Stages:  64,
+		},
+	}
+}

@@ -1,0 +1,70 @@
+package spanner
+
+import "net/netip"
+
+// Kind says whether an event opens a stage, closes one, or is a single point in time.
+type Kind uint8
+
+const (
+	KindInstant Kind = iota // tracepoints: a stage of zero duration
+	KindEnter               // fentry/kprobe: a stage starts
+	KindExit                // fexit/kretprobe: the innermost open stage of that name ends
+)
+
+// Stage identifies the kernel hook an event came from. Its name becomes the stage
+// span's name (`ip_rcv_core`, `net:netif_receive_skb`).
+type Stage struct {
+	Name string
+	// Free marks the hooks that end an skb's life: skb:kfree_skb and skb:consume_skb.
+	Free bool
+}
+
+// Tuple is the L3/L4 header of a packet as one hook saw it.
+type Tuple struct {
+	Src, Dst         netip.Addr // invalid when the hook could not read an IP header
+	SrcPort, DstPort uint16
+	Proto            uint8 // IP protocol number: 6 tcp, 17 udp, 1 icmp, 58 ipv6-icmp
+}
+
+// Valid reports whether the tuple carries addresses.
+func (t Tuple) Valid() bool { return t.Src.IsValid() && t.Dst.IsValid() }
+
+// TCP holds the TCP header fields of the packet, when it is TCP.
+type TCP struct {
+	Flags    uint8 // FIN=0x01 SYN=0x02 RST=0x04 PSH=0x08 ACK=0x10 URG=0x20 ECE=0x40 CWR=0x80
+	Seq, Ack uint32
+}
+
+// Netfilter is what an nf_hook_slow stage reports.
+type Netfilter struct {
+	Hook    uint8 // NF_INET_PRE_ROUTING=0 … NF_INET_POST_ROUTING=4
+	PF      uint8 // NFPROTO_IPV4=2, NFPROTO_IPV6=10
+	Verdict int32
+	Valid   bool
+}
+
+// Event is one sighting of one skb at one kernel hook, decoded from the kernel's record.
+// It is a plain value: nothing in it refers to eBPF types. Strings in it come from
+// bounded intern tables owned by the decoder, so decoding does not allocate.
+type Event struct {
+	TimeUnixNano int64 // wall time, converted from the kernel's monotonic clock
+	SKB          uint64
+	Stage        *Stage
+	Kind         Kind
+	CPU          uint32
+	Netns        uint32 // inode of the network namespace
+	Ifindex      uint32
+	Ifname       string
+	Len          uint32
+	Mark         uint32
+	Tuple        Tuple
+	TCP          TCP
+	Netfilter    Netfilter
+	// DropReason is the kernel's enum skb_drop_reason name without its prefix
+	// (`NETFILTER_DROP`), set on skb:kfree_skb only. Drop says whether it is a drop
+	// at all: NOT_DROPPED_YET and CONSUMED are normal frees.
+	DropReason string
+	Drop       bool
+	Location   string // symbolized `nft_do_chain+0x1f3`, for skb:kfree_skb
+	Retval     int64  // return value, on KindExit
+}

@@ -1,0 +1,77 @@
+package spanner
+
+import (
+	"context"
+
+	"go.opentelemetry.io/otel/attribute"
+)
+
+// TraceID and SpanID are the W3C/OTLP identifiers.
+type (
+	TraceID [16]byte
+	SpanID  [8]byte
+)
+
+// StatusCode mirrors OTLP's span status.
+type StatusCode uint8
+
+const (
+	StatusUnset StatusCode = iota
+	StatusOK
+	StatusError
+)
+
+// SpanKind mirrors OTLP's span kind; pktspan emits INTERNAL only for now.
+type SpanKind uint8
+
+const (
+	SpanKindInternal SpanKind = 1
+)
+
+// SpanEvent is a timed annotation on a span (the `drop` event).
+type SpanEvent struct {
+	Name         string
+	TimeUnixNano int64
+	Attrs        []attribute.KeyValue
+}
+
+// Link points at a span of another trace (the previous window of the same flow).
+type Link struct {
+	TraceID TraceID
+	SpanID  SpanID
+	Attrs   []attribute.KeyValue
+}
+
+// Span is a finished span, ready for a sink. Times are Unix nanoseconds.
+type Span struct {
+	TraceID           TraceID
+	SpanID            SpanID
+	ParentID          SpanID // zero for a root span
+	Name              string
+	Kind              SpanKind
+	StartUnixNano     int64
+	EndUnixNano       int64
+	Attrs             []attribute.KeyValue
+	Status            StatusCode
+	StatusDescription string
+	Events            []SpanEvent
+	Links             []Link
+}
+
+// Sink receives finished spans. Export is called from the single goroutine that reads
+// the ring buffer, so it must never block on the network: a sink that cannot keep up
+// drops and counts. A group is either one root span, or one packet span followed by its
+// stage spans in time order. A sink must not keep the slice after Export returns.
+type Sink interface {
+	Export(group []Span)
+	// Shutdown flushes what is queued, within ctx's deadline.
+	Shutdown(ctx context.Context) error
+	// Stats reports what the sink sent and what it dropped.
+	Stats() SinkStats
+}
+
+// SinkStats counts spans leaving pktspan.
+type SinkStats struct {
+	Exported uint64 // accepted by the destination
+	Dropped  uint64 // discarded: queue full, or the destination refused them
+}
