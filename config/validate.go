@@ -1,0 +1,274 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Sizes of the kernel's filter tables; longer filter lists cannot be loaded.
+const (
+	MaxFilterAddrs  = 16
+	MaxFilterPorts  = 16
+	MaxFilterIfaces = 8
+	MaxFilterNetns  = 8
+)
+
+// minRingSize is the smallest ring buffer the kernel takes: one page. Powers of two from
+// here are multiples of 4 KiB pages; larger pages are the collector's to round up to.
+const minRingSize = 4096
+
+// maxIfaceName is IFNAMSIZ less the terminating NUL.
+const maxIfaceName = 15
+
+// Validate checks every field and returns all problems found, each an *Error, joined
+// with errors.Join; nil means the Config is usable.
+func (c Config) Validate() error {
+	var v validator
+	v.oneOf("output", c.Output, "console", "json", "none")
+	v.nonEmpty("service_name", c.ServiceName)
+	if c.BTF != "" {
+		if st, err := os.Stat(c.BTF); err != nil {
+			v.add("btf", c.BTF, "cannot be read: "+pathErr(err))
+		} else if st.IsDir() {
+			v.add("btf", c.BTF, "is a directory, not a BTF file")
+		}
+	}
+	if c.ReadyFile != "" {
+		if st, err := os.Stat(filepath.Dir(c.ReadyFile)); err != nil || !st.IsDir() {
+			v.add("ready_file", c.ReadyFile, "is not in an existing directory")
+		}
+	}
+	v.oneOf("log_level", c.LogLevel, "debug", "info", "warn", "error")
+	v.positiveDuration("stats_interval", c.Stats)
+
+	o := c.OTLP
+	if o.Endpoint != "" && !isHostPort(o.Endpoint) {
+		v.add("otlp.endpoint", o.Endpoint, "is not HOST:PORT (e.g. localhost:4317, no scheme; use otlp.insecure for plain text)")
+	}
+	for _, k := range slices.Sorted(maps.Keys(o.Headers)) {
+		if strings.TrimSpace(k) == "" {
+			v.add("otlp.headers", k, "is not a header name")
+		}
+	}
+	v.oneOf("otlp.compression", o.Compression, "none", "gzip")
+	v.positiveDuration("otlp.timeout", o.Timeout)
+	v.positive("otlp.queue_size", o.QueueSize)
+	v.positive("otlp.batch_size", o.BatchSize)
+	if o.QueueSize > 0 && o.BatchSize > o.QueueSize {
+		v.add("otlp.batch_size", o.BatchSize, fmt.Sprintf("must not exceed otlp.queue_size (%d)", o.QueueSize))
+	}
+	v.positiveDuration("otlp.batch_delay", o.BatchDelay)
+
+	p := c.Probes
+	v.oneOf("probes.backend", p.Backend, "auto", "fentry", "kprobe", "tracepoint")
+	seen := make(map[string]bool)
+	for _, fn := range p.Functions {
+		switch {
+		case !isIdent(fn):
+			v.add("probes.functions", fn, "is not a kernel function name (letters, digits and _, not starting with a digit)")
+		case seen[fn]:
+			v.add("probes.functions", fn, "is listed twice")
+		}
+		seen[fn] = true
+	}
+	if p.RingSize < minRingSize || p.RingSize&(p.RingSize-1) != 0 {
+		v.add("probes.ring_size", p.RingSize, "must be a power of two and a multiple of 4096")
+	}
+	v.positive("probes.track_size", p.TrackSize)
+
+	f := c.Filter
+	v.maxLen("filter.addr", len(f.Addr), MaxFilterAddrs)
+	for _, a := range f.Addr {
+		if _, err := parsePrefix(a); err != nil {
+			v.add("filter.addr", a, "is not an address or CIDR")
+		}
+	}
+	v.maxLen("filter.port", len(f.Port), MaxFilterPorts)
+	for _, port := range f.Port {
+		if port < 1 || port > 65535 {
+			v.add("filter.port", port, "is not a port (use 1 to 65535)")
+		}
+	}
+	for _, proto := range f.Proto {
+		if _, ok := protoNumbers[proto]; !ok {
+			v.add("filter.proto", proto, "is not allowed (use tcp, udp or icmp)")
+		}
+	}
+	v.maxLen("filter.iface", len(f.Iface), MaxFilterIfaces)
+	for _, name := range f.Iface {
+		if !isIfaceName(name) {
+			v.add("filter.iface", name, "is not an interface name (1 to 15 bytes, no '/', ':' or spaces)")
+		}
+	}
+	v.maxLen("filter.netns", len(f.Netns), MaxFilterNetns)
+	for _, ns := range f.Netns {
+		if !isInode(ns) {
+			if _, err := os.Stat(ns); err != nil {
+				v.add("filter.netns", ns, "is neither an existing path nor an inode number")
+			}
+		}
+	}
+
+	t := c.Trace
+	v.positiveDuration("trace.idle_timeout", t.IdleTimeout)
+	v.positiveDuration("trace.max_duration", t.MaxDuration)
+	v.positive("trace.max_packets", t.MaxPackets)
+	v.positiveDuration("trace.close_grace", t.CloseGrace)
+	v.positiveDuration("trace.packet_timeout", t.PacketTimeout)
+
+	l := c.Limits
+	v.positive("limits.flows", l.Flows)
+	v.positive("limits.packets", l.Packets)
+	v.positive("limits.stages", l.Stages)
+
+	return errors.Join(v.errs...)
+}
+
+// Prefixes returns the address filters as masked prefixes; a plain address becomes a /32
+// or /128, and an IPv4-mapped IPv6 address its IPv4 form, as the kernel sees IPv4 packets.
+func (f Filter) Prefixes() ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(f.Addr))
+	for _, a := range f.Addr {
+		p, err := parsePrefix(a)
+		if err != nil {
+			return nil, &Error{Key: "filter.addr", Value: a, Reason: "is not an address or CIDR"}
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// protoNumbers maps filter.proto values to IP protocol numbers; icmp covers ICMPv6.
+var protoNumbers = map[string][]uint8{
+	"tcp":  {6},
+	"udp":  {17},
+	"icmp": {1, 58},
+}
+
+// ProtoNumbers returns the IP protocol numbers of the proto filter, without duplicates,
+// in the order given. Unknown names are skipped; Validate reports them.
+func (f Filter) ProtoNumbers() []uint8 {
+	var out []uint8
+	for _, p := range f.Proto {
+		for _, n := range protoNumbers[p] {
+			if !slices.Contains(out, n) {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	var p netip.Prefix
+	if strings.Contains(s, "/") {
+		var err error
+		if p, err = netip.ParsePrefix(s); err != nil {
+			return netip.Prefix{}, err
+		}
+	} else {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		if a.Zone() != "" {
+			return netip.Prefix{}, fmt.Errorf("address %q has a zone", s)
+		}
+		p = netip.PrefixFrom(a, a.BitLen())
+	}
+	if p.Addr().Is4In6() && p.Bits() >= 96 {
+		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+	}
+	return p.Masked(), nil
+}
+
+func isHostPort(s string) bool {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || host == "" || strings.Contains(host, "/") {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 1 && n <= 65535
+}
+
+func isIdent(s string) bool {
+	if s == "" || (s[0] >= '0' && s[0] <= '9') {
+		return false
+	}
+	for _, r := range s {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// isIfaceName follows the kernel's dev_valid_name.
+func isIfaceName(s string) bool {
+	if s == "" || len(s) > maxIfaceName || s == "." || s == ".." {
+		return false
+	}
+	return !strings.ContainsAny(s, "/: \t\n\r\v\f")
+}
+
+// isInode accepts a decimal namespace inode number (the kernel's ns.inum is 32 bits).
+func isInode(s string) bool {
+	n, err := strconv.ParseUint(s, 10, 32)
+	return err == nil && n > 0
+}
+
+// pathErr drops the path from an os error, since the message already shows it.
+func pathErr(err error) string {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+type validator struct{ errs []error }
+
+func (v *validator) add(key string, value any, reason string) {
+	v.errs = append(v.errs, &Error{Key: key, Value: value, Reason: reason})
+}
+
+func (v *validator) oneOf(key, value string, allowed ...string) {
+	if slices.Contains(allowed, value) {
+		return
+	}
+	list := strings.Join(allowed[:len(allowed)-1], ", ") + " or " + allowed[len(allowed)-1]
+	v.add(key, value, "is not allowed (use "+list+")")
+}
+
+func (v *validator) nonEmpty(key, value string) {
+	if strings.TrimSpace(value) == "" {
+		v.add(key, value, "must not be empty")
+	}
+}
+
+func (v *validator) positive(key string, n int) {
+	if n <= 0 {
+		v.add(key, n, "must be greater than zero")
+	}
+}
+
+func (v *validator) positiveDuration(key string, d time.Duration) {
+	if d <= 0 {
+		v.add(key, d, "must be greater than zero")
+	}
+}
+
+func (v *validator) maxLen(key string, n, limit int) {
+	if n > limit {
+		v.add(key, n, fmt.Sprintf("values are more than the kernel filter holds (at most %d)", limit))
+	}
+}

@@ -1,0 +1,267 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaultIsValid(t *testing.T) {
+	if err := Default().Validate(); err != nil {
+		t.Fatalf("Default().Validate() = %v", err)
+	}
+}
+
+func TestValidateBadValues(t *testing.T) {
+	many := func(n int, f func(i int) string) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = f(i)
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		set  func(c *Config)
+		want string
+	}{
+		{"output", func(c *Config) { c.Output = "xml" },
+			`config: output: "xml" is not allowed (use console, json or none)`},
+		{"service name", func(c *Config) { c.ServiceName = " " },
+			`config: service_name: " " must not be empty`},
+		{"btf missing", func(c *Config) { c.BTF = "/nonexistent/vmlinux" },
+			`config: btf: "/nonexistent/vmlinux" cannot be read: no such file or directory`},
+		{"btf directory", func(c *Config) { c.BTF = "testdata" },
+			`config: btf: "testdata" is a directory, not a BTF file`},
+		{"ready file dir missing", func(c *Config) { c.ReadyFile = "/nonexistent/ready" },
+			`config: ready_file: "/nonexistent/ready" is not in an existing directory`},
+		{"log level", func(c *Config) { c.LogLevel = "verbose" },
+			`config: log_level: "verbose" is not allowed (use debug, info, warn or error)`},
+		{"stats interval", func(c *Config) { c.Stats = 0 },
+			`config: stats_interval: 0s must be greater than zero`},
+		{"endpoint scheme", func(c *Config) { c.OTLP.Endpoint = "http://localhost:4317" },
+			`config: otlp.endpoint: "http://localhost:4317" is not HOST:PORT (e.g. localhost:4317, no scheme; use otlp.insecure for plain text)`},
+		{"endpoint no port", func(c *Config) { c.OTLP.Endpoint = "localhost" },
+			`config: otlp.endpoint: "localhost" is not HOST:PORT (e.g. localhost:4317, no scheme; use otlp.insecure for plain text)`},
+		{"endpoint bad port", func(c *Config) { c.OTLP.Endpoint = "localhost:99999" },
+			`config: otlp.endpoint: "localhost:99999" is not HOST:PORT (e.g. localhost:4317, no scheme; use otlp.insecure for plain text)`},
+		{"endpoint no host", func(c *Config) { c.OTLP.Endpoint = ":4317" },
+			`config: otlp.endpoint: ":4317" is not HOST:PORT (e.g. localhost:4317, no scheme; use otlp.insecure for plain text)`},
+		{"header name", func(c *Config) { c.OTLP.Headers = map[string]string{"": "x"} },
+			`config: otlp.headers: "" is not a header name`},
+		{"compression", func(c *Config) { c.OTLP.Compression = "zip" },
+			`config: otlp.compression: "zip" is not allowed (use none or gzip)`},
+		{"otlp timeout", func(c *Config) { c.OTLP.Timeout = -time.Second },
+			`config: otlp.timeout: -1s must be greater than zero`},
+		{"queue size", func(c *Config) { c.OTLP.QueueSize = 0 },
+			`config: otlp.queue_size: 0 must be greater than zero`},
+		{"batch size", func(c *Config) { c.OTLP.BatchSize = -1 },
+			`config: otlp.batch_size: -1 must be greater than zero`},
+		{"batch over queue", func(c *Config) { c.OTLP.QueueSize, c.OTLP.BatchSize = 1024, 2000 },
+			`config: otlp.batch_size: 2000 must not exceed otlp.queue_size (1024)`},
+		{"batch delay", func(c *Config) { c.OTLP.BatchDelay = 0 },
+			`config: otlp.batch_delay: 0s must be greater than zero`},
+		{"backend", func(c *Config) { c.Probes.Backend = "uprobe" },
+			`config: probes.backend: "uprobe" is not allowed (use auto, fentry, kprobe or tracepoint)`},
+		{"function empty", func(c *Config) { c.Probes.Functions = []string{""} },
+			`config: probes.functions: "" is not a kernel function name (letters, digits and _, not starting with a digit)`},
+		{"function dash", func(c *Config) { c.Probes.Functions = []string{"ip-rcv"} },
+			`config: probes.functions: "ip-rcv" is not a kernel function name (letters, digits and _, not starting with a digit)`},
+		{"function digit", func(c *Config) { c.Probes.Functions = []string{"4tcp"} },
+			`config: probes.functions: "4tcp" is not a kernel function name (letters, digits and _, not starting with a digit)`},
+		{"function twice", func(c *Config) { c.Probes.Functions = []string{"ip_rcv", "ip_rcv"} },
+			`config: probes.functions: "ip_rcv" is listed twice`},
+		{"ring not power of two", func(c *Config) { c.Probes.RingSize = 5000 },
+			`config: probes.ring_size: 5000 must be a power of two and a multiple of 4096`},
+		{"ring too small", func(c *Config) { c.Probes.RingSize = 2048 },
+			`config: probes.ring_size: 2048 must be a power of two and a multiple of 4096`},
+		{"ring zero", func(c *Config) { c.Probes.RingSize = 0 },
+			`config: probes.ring_size: 0 must be a power of two and a multiple of 4096`},
+		{"track size", func(c *Config) { c.Probes.TrackSize = 0 },
+			`config: probes.track_size: 0 must be greater than zero`},
+		{"addr octet", func(c *Config) { c.Filter.Addr = []string{"10.0.0.300/8"} },
+			`config: filter.addr: "10.0.0.300/8" is not an address or CIDR`},
+		{"addr bits", func(c *Config) { c.Filter.Addr = []string{"10.0.0.0/33"} },
+			`config: filter.addr: "10.0.0.0/33" is not an address or CIDR`},
+		{"addr name", func(c *Config) { c.Filter.Addr = []string{"localhost"} },
+			`config: filter.addr: "localhost" is not an address or CIDR`},
+		{"addr zone", func(c *Config) { c.Filter.Addr = []string{"fe80::1%eth0"} },
+			`config: filter.addr: "fe80::1%eth0" is not an address or CIDR`},
+		{"too many addrs", func(c *Config) {
+			c.Filter.Addr = many(MaxFilterAddrs+1, func(i int) string { return fmt.Sprintf("10.0.0.%d", i) })
+		}, `config: filter.addr: 17 values are more than the kernel filter holds (at most 16)`},
+		{"port zero", func(c *Config) { c.Filter.Port = []int{0} },
+			`config: filter.port: 0 is not a port (use 1 to 65535)`},
+		{"port high", func(c *Config) { c.Filter.Port = []int{65536} },
+			`config: filter.port: 65536 is not a port (use 1 to 65535)`},
+		{"too many ports", func(c *Config) {
+			c.Filter.Port = make([]int, MaxFilterPorts+1)
+			for i := range c.Filter.Port {
+				c.Filter.Port[i] = i + 1
+			}
+		}, `config: filter.port: 17 values are more than the kernel filter holds (at most 16)`},
+		{"proto", func(c *Config) { c.Filter.Proto = []string{"sctp"} },
+			`config: filter.proto: "sctp" is not allowed (use tcp, udp or icmp)`},
+		{"proto case", func(c *Config) { c.Filter.Proto = []string{"TCP"} },
+			`config: filter.proto: "TCP" is not allowed (use tcp, udp or icmp)`},
+		{"iface empty", func(c *Config) { c.Filter.Iface = []string{""} },
+			`config: filter.iface: "" is not an interface name (1 to 15 bytes, no '/', ':' or spaces)`},
+		{"iface long", func(c *Config) { c.Filter.Iface = []string{"sixteen-bytes-ab"} },
+			`config: filter.iface: "sixteen-bytes-ab" is not an interface name (1 to 15 bytes, no '/', ':' or spaces)`},
+		{"iface slash", func(c *Config) { c.Filter.Iface = []string{"eth0/1"} },
+			`config: filter.iface: "eth0/1" is not an interface name (1 to 15 bytes, no '/', ':' or spaces)`},
+		{"too many ifaces", func(c *Config) {
+			c.Filter.Iface = many(MaxFilterIfaces+1, func(i int) string { return fmt.Sprintf("eth%d", i) })
+		}, `config: filter.iface: 9 values are more than the kernel filter holds (at most 8)`},
+		{"netns missing path", func(c *Config) { c.Filter.Netns = []string{"/run/netns/nonexistent"} },
+			`config: filter.netns: "/run/netns/nonexistent" is neither an existing path nor an inode number`},
+		{"netns zero inode", func(c *Config) { c.Filter.Netns = []string{"0"} },
+			`config: filter.netns: "0" is neither an existing path nor an inode number`},
+		{"netns inode too big", func(c *Config) { c.Filter.Netns = []string{"4294967296"} },
+			`config: filter.netns: "4294967296" is neither an existing path nor an inode number`},
+		{"too many netns", func(c *Config) {
+			c.Filter.Netns = many(MaxFilterNetns+1, func(i int) string { return fmt.Sprint(4026531840 + i) })
+		}, `config: filter.netns: 9 values are more than the kernel filter holds (at most 8)`},
+		{"idle timeout", func(c *Config) { c.Trace.IdleTimeout = 0 },
+			`config: trace.idle_timeout: 0s must be greater than zero`},
+		{"max duration", func(c *Config) { c.Trace.MaxDuration = -time.Minute },
+			`config: trace.max_duration: -1m0s must be greater than zero`},
+		{"max packets", func(c *Config) { c.Trace.MaxPackets = 0 },
+			`config: trace.max_packets: 0 must be greater than zero`},
+		{"close grace", func(c *Config) { c.Trace.CloseGrace = 0 },
+			`config: trace.close_grace: 0s must be greater than zero`},
+		{"packet timeout", func(c *Config) { c.Trace.PacketTimeout = 0 },
+			`config: trace.packet_timeout: 0s must be greater than zero`},
+		{"flows", func(c *Config) { c.Limits.Flows = 0 },
+			`config: limits.flows: 0 must be greater than zero`},
+		{"packets", func(c *Config) { c.Limits.Packets = -5 },
+			`config: limits.packets: -5 must be greater than zero`},
+		{"stages", func(c *Config) { c.Limits.Stages = 0 },
+			`config: limits.stages: 0 must be greater than zero`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			tt.set(&c)
+			err := c.Validate()
+			if err == nil {
+				t.Fatalf("Validate() = nil, want %q", tt.want)
+			}
+			if err.Error() != tt.want {
+				t.Errorf("Validate() =\n%s\nwant\n%s", err, tt.want)
+			}
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Errorf("Validate() error %T is not a *config.Error", err)
+			}
+		})
+	}
+}
+
+func TestValidateGoodValues(t *testing.T) {
+	dir := t.TempDir()
+	btf := filepath.Join(dir, "vmlinux")
+	if err := os.WriteFile(btf, []byte("BTF"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		set  func(c *Config)
+	}{
+		{"endpoint ipv6", func(c *Config) { c.OTLP.Endpoint = "[::1]:4317" }},
+		{"endpoint name", func(c *Config) { c.OTLP.Endpoint = "otel-collector.monitoring:4317" }},
+		{"headers", func(c *Config) { c.OTLP.Headers = map[string]string{"authorization": "Bearer x"} }},
+		{"batch equals queue", func(c *Config) { c.OTLP.QueueSize, c.OTLP.BatchSize = 512, 512 }},
+		{"smallest ring", func(c *Config) { c.Probes.RingSize = 4096 }},
+		{"no functions", func(c *Config) { c.Probes.Functions = nil }},
+		{"addrs", func(c *Config) { c.Filter.Addr = []string{"10.0.0.0/8", "10.1.2.3/8", "192.0.2.1", "::1", "fd00::/64"} }},
+		{"ports", func(c *Config) { c.Filter.Port = []int{1, 65535} }},
+		{"all addrs allowed", func(c *Config) {
+			c.Filter.Addr = make([]string, MaxFilterAddrs)
+			for i := range c.Filter.Addr {
+				c.Filter.Addr[i] = fmt.Sprintf("10.0.0.%d", i)
+			}
+		}},
+		{"protos", func(c *Config) { c.Filter.Proto = []string{"tcp", "udp", "icmp"} }},
+		{"ifaces", func(c *Config) { c.Filter.Iface = []string{"eth0", "veth-blue.100", "fifteen-bytes-a"} }},
+		{"netns", func(c *Config) { c.Filter.Netns = []string{dir, "4026531840"} }},
+		{"btf and ready file", func(c *Config) { c.BTF = btf; c.ReadyFile = filepath.Join(dir, "ready") }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			tt.set(&c)
+			if err := c.Validate(); err != nil {
+				t.Errorf("Validate() = %v", err)
+			}
+		})
+	}
+}
+
+func TestValidateCollectsAll(t *testing.T) {
+	c := Default()
+	c.Output = "xml"
+	c.Filter.Port = []int{0, 80, 70000}
+	c.Limits.Stages = 0
+	err := c.Validate()
+	want := strings.Join([]string{
+		`config: output: "xml" is not allowed (use console, json or none)`,
+		`config: filter.port: 0 is not a port (use 1 to 65535)`,
+		`config: filter.port: 70000 is not a port (use 1 to 65535)`,
+		`config: limits.stages: 0 must be greater than zero`,
+	}, "\n")
+	if err == nil || err.Error() != want {
+		t.Fatalf("Validate() =\n%v\nwant\n%s", err, want)
+	}
+	var ce *Error
+	if !errors.As(err, &ce) || ce.Key != "output" || ce.Value != "xml" {
+		t.Errorf("errors.As found %+v, want the output error first", ce)
+	}
+}
+
+func TestPrefixes(t *testing.T) {
+	f := Filter{Addr: []string{"10.1.2.3/8", "192.0.2.7", "2001:db8::1/32", "::1", "::ffff:192.0.2.0/120"}}
+	got, err := f.Prefixes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []netip.Prefix{
+		netip.MustParsePrefix("10.0.0.0/8"),
+		netip.MustParsePrefix("192.0.2.7/32"),
+		netip.MustParsePrefix("2001:db8::/32"),
+		netip.MustParsePrefix("::1/128"),
+		netip.MustParsePrefix("192.0.2.0/24"),
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Prefixes() = %v, want %v", got, want)
+	}
+
+	_, err = Filter{Addr: []string{"10.0.0.1", "nope"}}.Prefixes()
+	if err == nil || err.Error() != `config: filter.addr: "nope" is not an address or CIDR` {
+		t.Errorf("Prefixes() error = %v", err)
+	}
+}
+
+func TestProtoNumbers(t *testing.T) {
+	tests := []struct {
+		proto []string
+		want  []uint8
+	}{
+		{nil, nil},
+		{[]string{"tcp"}, []uint8{6}},
+		{[]string{"udp", "tcp"}, []uint8{17, 6}},
+		{[]string{"icmp"}, []uint8{1, 58}},
+		{[]string{"tcp", "icmp", "tcp"}, []uint8{6, 1, 58}},
+	}
+	for _, tt := range tests {
+		if got := (Filter{Proto: tt.proto}).ProtoNumbers(); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("ProtoNumbers(%v) = %v, want %v", tt.proto, got, tt.want)
+		}
+	}
+}
