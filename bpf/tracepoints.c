@@ -1,0 +1,115 @@
+//go:build ignore
+
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The tracepoint family: always available, instants only. Each tracepoint has a
+ * tp_btf program (typed arguments via kernel BTF) and a raw_tp twin with the same
+ * body for kernels whose BTF cannot be attached to (--btf from a file); user space
+ * loads one of the two.
+ */
+#include "skb.h"
+
+/* Packets on the receive path: skb->data is the IP header, network_header not yet reset. */
+static __always_inline int on_receive(struct sk_buff *skb)
+{
+	struct event ev;
+	init_event(&ev, skb, PROBE_NETIF_RECEIVE_SKB, EVENT_INSTANT);
+	read_tuple(&ev, skb, L3_DATA);
+	read_dev(&ev, BPF_CORE_READ(skb, dev));
+	if (follow(&ev, false))
+		emit(&ev);
+	return 0;
+}
+
+static __always_inline int on_queue(struct sk_buff *skb)
+{
+	struct event ev;
+	init_event(&ev, skb, PROBE_NET_DEV_QUEUE, EVENT_INSTANT);
+	read_tuple(&ev, skb, L3_NETWORK_HEADER);
+	read_dev(&ev, BPF_CORE_READ(skb, dev));
+	if (follow(&ev, false))
+		emit(&ev);
+	return 0;
+}
+
+/*
+ * After ndo_start_xmit the driver owns the skb and may have freed it already, so
+ * its memory is not read: only a followed skb is reported, with the device and
+ * length the tracepoint passes.
+ */
+static __always_inline int on_xmit(struct sk_buff *skb, int rc, struct net_device *dev, unsigned int len)
+{
+	__u64 key = (__u64)skb;
+	if (!bpf_map_lookup_elem(&tracked, &key))
+		return 0;
+	struct event ev;
+	__builtin_memset(&ev, 0, sizeof(ev));
+	ev.ts_ns = bpf_ktime_get_ns();
+	ev.skb = key;
+	ev.probe = PROBE_NET_DEV_XMIT;
+	ev.cpu = bpf_get_smp_processor_id();
+	ev.len = len;
+	ev.retval = rc;
+	read_dev(&ev, dev);
+	emit(&ev);
+	return 0;
+}
+
+static __always_inline int on_free(struct sk_buff *skb, __u16 probe, void *location, __u32 reason)
+{
+	struct event ev;
+	init_event(&ev, skb, probe, EVENT_INSTANT);
+	ev.location = (__u64)location;
+	ev.drop_reason = reason;
+	read_tuple(&ev, skb, L3_NETWORK_HEADER);
+	read_dev(&ev, BPF_CORE_READ(skb, dev));
+	read_sock_netns(&ev, BPF_CORE_READ(skb, sk));
+	if (follow(&ev, true))
+		emit(&ev);
+	return 0;
+}
+
+/*
+ * Delivery to a socket. skb->dev is not read: UDP reuses that field as scratch
+ * space once the skb is queued on a socket. The netns comes from the socket.
+ */
+static __always_inline int on_copy_datagram(struct sk_buff *skb, int len)
+{
+	struct event ev;
+	init_event(&ev, skb, PROBE_SKB_COPY_DATAGRAM_IOVEC, EVENT_INSTANT);
+	ev.retval = len;
+	read_tuple(&ev, skb, L3_NETWORK_HEADER);
+	read_sock_netns(&ev, BPF_CORE_READ(skb, sk));
+	if (follow(&ev, false))
+		emit(&ev);
+	return 0;
+}
+
+/*
+ * The skb here sits on the retransmit queue with no headers built (the copy on the
+ * wire is a clone), so the tuple comes from the socket, and it is reported only,
+ * never remembered.
+ */
+static __always_inline int on_retransmit(struct sock *sk, struct sk_buff *skb)
+{
+	struct event ev;
+	init_event(&ev, skb, PROBE_TCP_RETRANSMIT_SKB, EVENT_INSTANT);
+	read_sock_tuple(&ev, sk);
+	read_sock_netns(&ev, sk);
+	__u64 key = ev.skb;
+	if (bpf_map_lookup_elem(&tracked, &key) || follow(&ev, true))
+		emit(&ev);
+	return 0;
+}
+
+#define TRACEPOINT(tp, body_args, ...)                                   \
+	SEC("tp_btf/" #tp) int BPF_PROG(tp_btf_##tp, __VA_ARGS__) { return body_args; } \
+	SEC("raw_tp/" #tp) int BPF_PROG(raw_tp_##tp, __VA_ARGS__) { return body_args; }
+
+TRACEPOINT(netif_receive_skb, on_receive(skb), struct sk_buff *skb)
+TRACEPOINT(net_dev_queue, on_queue(skb), struct sk_buff *skb)
+TRACEPOINT(net_dev_xmit, on_xmit(skb, rc, dev, len), struct sk_buff *skb, int rc, struct net_device *dev, unsigned int len)
+TRACEPOINT(kfree_skb, on_free(skb, PROBE_KFREE_SKB, location, reason), struct sk_buff *skb, void *location, int reason)
+TRACEPOINT(consume_skb, on_free(skb, PROBE_CONSUME_SKB, 0, 0), struct sk_buff *skb)
+TRACEPOINT(skb_copy_datagram_iovec, on_copy_datagram(skb, len), struct sk_buff *skb, int len)
+TRACEPOINT(tcp_retransmit_skb, on_retransmit(sk, skb), struct sock *sk, struct sk_buff *skb)
