@@ -17,6 +17,9 @@ type Stage struct {
 	Name string
 	// Free marks the hooks that end an skb's life: skb:kfree_skb and skb:consume_skb.
 	Free bool
+	// Deliver marks delivery to a socket (skb:skb_copy_datagram_iovec): after it an skb
+	// is only copied again or freed, never sent or received anew.
+	Deliver bool
 }
 
 // Tuple is the L3/L4 header of a packet as one hook saw it.

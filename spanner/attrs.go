@@ -1,0 +1,217 @@
+package spanner
+
+import (
+	"net/netip"
+	"strconv"
+	"strings"
+	"unsafe"
+
+	"go.opentelemetry.io/otel/attribute"
+)
+
+// Attribute keys, fixed by DESIGN.md.
+const (
+	keyNetTransport = attribute.Key("network.transport")
+	keyNetType      = attribute.Key("network.type")
+	keySrcAddr      = attribute.Key("source.address")
+	keySrcPort      = attribute.Key("source.port")
+	keyDstAddr      = attribute.Key("destination.address")
+	keyDstPort      = attribute.Key("destination.port")
+	keyIfname       = attribute.Key("network.interface.name")
+	keyIfindex      = attribute.Key("pktspan.ifindex")
+	keyNetns        = attribute.Key("pktspan.netns")
+	keySKBAddr      = attribute.Key("pktspan.skb.address")
+	keySKBLen       = attribute.Key("pktspan.skb.len")
+	keySKBMark      = attribute.Key("pktspan.skb.mark")
+	keyTCPFlags     = attribute.Key("pktspan.tcp.flags")
+	keyTCPSeq       = attribute.Key("pktspan.tcp.seq")
+	keyTCPAck       = attribute.Key("pktspan.tcp.ack")
+	keyPacketEnd    = attribute.Key("pktspan.packet.end")
+	keyDropReason   = attribute.Key("pktspan.drop.reason")
+	keyDropLocation = attribute.Key("pktspan.drop.location")
+	keyErrorType    = attribute.Key("error.type")
+	keyNFHook       = attribute.Key("pktspan.netfilter.hook")
+	keyNFPF         = attribute.Key("pktspan.netfilter.pf")
+	keyNFVerdict    = attribute.Key("pktspan.netfilter.verdict")
+	keyRetval       = attribute.Key("pktspan.retval")
+	keyFlowPackets  = attribute.Key("pktspan.flow.packets")
+	keyFlowClose    = attribute.Key("pktspan.flow.close")
+)
+
+const (
+	packetSpanName = "packet"
+	dropEventName  = "drop"
+	// unknownDropReason stands in when the decoder marked a drop but found no reason name,
+	// so error.type is never empty.
+	unknownDropReason = "UNKNOWN"
+)
+
+// TCP flag bits as in the TCP header.
+const (
+	tcpFIN = 0x01
+	tcpSYN = 0x02
+	tcpRST = 0x04
+	tcpACK = 0x10
+)
+
+// IP protocol numbers with names of their own.
+const (
+	protoICMP   = 1
+	protoTCP    = 6
+	protoUDP    = 17
+	protoICMPv6 = 58
+)
+
+// Lookup tables are built once so that exporting never formats a number or joins flags.
+var (
+	decimal  = buildDecimal()
+	tcpFlags = buildTCPFlags()
+)
+
+func buildDecimal() (t [256]string) {
+	for i := range t {
+		t[i] = strconv.Itoa(i)
+	}
+	return t
+}
+
+func buildTCPFlags() (t [256]string) {
+	names := [8]string{"FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"}
+	var b strings.Builder
+	for v := range t {
+		b.Reset()
+		for bit, name := range names {
+			if v&(1<<bit) == 0 {
+				continue
+			}
+			if b.Len() > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(name)
+		}
+		t[v] = b.String()
+	}
+	return t
+}
+
+func hasPorts(proto uint8) bool { return proto == protoTCP || proto == protoUDP }
+
+func transportName(proto uint8) string {
+	switch proto {
+	case protoTCP:
+		return "tcp"
+	case protoUDP:
+		return "udp"
+	case protoICMP, protoICMPv6:
+		return "icmp"
+	}
+	return decimal[proto]
+}
+
+func rootName(proto uint8) string {
+	switch proto {
+	case protoTCP:
+		return "flow tcp"
+	case protoUDP:
+		return "flow udp"
+	case protoICMP, protoICMPv6:
+		return "flow icmp"
+	}
+	return "flow ip"
+}
+
+func networkType(a netip.Addr) string {
+	if a.Is4() {
+		return "ipv4"
+	}
+	return "ipv6"
+}
+
+func nfHookName(h uint8) string {
+	switch h {
+	case 0:
+		return "PREROUTING"
+	case 1:
+		return "INPUT"
+	case 2:
+		return "FORWARD"
+	case 3:
+		return "OUTPUT"
+	case 4:
+		return "POSTROUTING"
+	}
+	return decimal[h]
+}
+
+func nfPFName(pf uint8) string {
+	switch pf {
+	case 1:
+		return "inet"
+	case 2:
+		return "ipv4"
+	case 3:
+		return "arp"
+	case 7:
+		return "bridge"
+	case 10:
+		return "ipv6"
+	}
+	return decimal[pf]
+}
+
+// nfVerdictName names the verdict's low byte; the kernel keeps queue numbers and
+// errnos in the upper bits.
+func nfVerdictName(v int32) string {
+	b := uint8(v & 0xff)
+	switch b {
+	case 0:
+		return "DROP"
+	case 1:
+		return "ACCEPT"
+	case 2:
+		return "STOLEN"
+	case 3:
+		return "QUEUE"
+	case 4:
+		return "REPEAT"
+	case 5:
+		return "STOP"
+	}
+	return decimal[b]
+}
+
+// hexCache remembers the formatted skb addresses recently exported. The kernel recycles
+// sk_buffs from a slab, so the same addresses come back again and again and a
+// direct-mapped cache spares formatting them.
+type hexCache struct {
+	slots [4096]struct {
+		skb uint64
+		s   string
+	}
+	block []byte
+}
+
+func (c *hexCache) get(skb uint64) string {
+	e := &c.slots[(skb*0x9e3779b97f4a7c15)>>52]
+	if e.skb != skb || e.s == "" {
+		e.skb, e.s = skb, c.format(skb)
+	}
+	return e.s
+}
+
+// hexBlockSize holds about 900 addresses: one allocation for that many strings.
+const hexBlockSize = 16 << 10
+
+// format writes the address into a shared block and returns a string over it. A block's
+// bytes are written once and never again (a full block is abandoned, not reused), so
+// the strings stay immutable even when a sink keeps them.
+func (c *hexCache) format(skb uint64) string {
+	const maxLen = len("0x") + 16
+	if cap(c.block)-len(c.block) < maxLen {
+		c.block = make([]byte, 0, hexBlockSize)
+	}
+	start := len(c.block)
+	c.block = strconv.AppendUint(append(c.block, "0x"...), skb, 16)
+	b := c.block[start:]
+	return unsafe.String(&b[0], len(b))
+}

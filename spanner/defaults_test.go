@@ -1,0 +1,32 @@
+package spanner_test
+
+import (
+	"testing"
+
+	"github.com/pktspan/pktspan/config"
+	"github.com/pktspan/pktspan/spanner"
+)
+
+// The spanner does not import config, so this keeps the two sets of defaults from drifting.
+func TestDefaultsMatchConfigDefault(t *testing.T) {
+	c := config.Default()
+	flows, packets, stages, idle, maxDuration, maxPackets, grace, packetTimeout := spanner.DefaultsForTest()
+	type pair struct {
+		name      string
+		got, want any
+	}
+	for _, p := range []pair{
+		{"flows", flows, c.Limits.Flows},
+		{"packets", packets, c.Limits.Packets},
+		{"stages", stages, c.Limits.Stages},
+		{"idle", idle, c.Trace.IdleTimeout},
+		{"max duration", maxDuration, c.Trace.MaxDuration},
+		{"max packets", maxPackets, c.Trace.MaxPackets},
+		{"grace", grace, c.Trace.CloseGrace},
+		{"packet timeout", packetTimeout, c.Trace.PacketTimeout},
+	} {
+		if p.got != p.want {
+			t.Errorf("%s: spanner default %v, config default %v", p.name, p.got, p.want)
+		}
+	}
+}

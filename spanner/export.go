@@ -1,0 +1,188 @@
+package spanner
+
+import "go.opentelemetry.io/otel/attribute"
+
+// exportBuf holds the buffers reused by every export: a sink must not keep what it is
+// given, so one group, one attribute arena and one event and link slice serve all spans.
+type exportBuf struct {
+	group  []Span
+	attrs  []attribute.KeyValue
+	events []SpanEvent
+	links  []Link
+	ids    []SpanID
+	hex    hexCache
+}
+
+// carve returns the attributes appended since from, capped so that a sink appending to
+// them cannot overwrite the next span's.
+func (b *exportBuf) carve(from int) []attribute.KeyValue {
+	n := len(b.attrs)
+	return b.attrs[from:n:n]
+}
+
+// exportPacket sends the packet span followed by its stage spans in start-time order.
+func (s *Spanner) exportPacket(p *packet, cause endCause) {
+	b := &s.out
+	b.attrs, b.events = b.attrs[:0], b.events[:0]
+	proto := p.tuple.Proto
+
+	b.attrs = append(b.attrs,
+		keyNetTransport.String(transportName(proto)),
+		keyNetType.String(networkType(p.tuple.Src)),
+		keySrcAddr.String(p.src),
+		keyDstAddr.String(p.dst),
+	)
+	if hasPorts(proto) {
+		b.attrs = append(b.attrs, keySrcPort.Int64(int64(p.tuple.SrcPort)), keyDstPort.Int64(int64(p.tuple.DstPort)))
+	}
+	if p.ifname != "" {
+		b.attrs = append(b.attrs, keyIfname.String(p.ifname))
+	}
+	b.attrs = append(b.attrs,
+		keyIfindex.Int64(int64(p.ifindex)),
+		keyNetns.Int64(int64(p.netns)),
+		keySKBAddr.String(b.hex.get(p.skb)),
+		keySKBLen.Int64(int64(p.len)),
+		keySKBMark.Int64(int64(p.mark)),
+	)
+	if proto == protoTCP {
+		if p.tcp.Flags != 0 {
+			b.attrs = append(b.attrs, keyTCPFlags.String(tcpFlags[p.tcp.Flags]))
+		}
+		b.attrs = append(b.attrs, keyTCPSeq.Int64(int64(p.tcp.Seq)), keyTCPAck.Int64(int64(p.tcp.Ack)))
+	}
+	b.attrs = append(b.attrs, keyPacketEnd.String(endNames[cause]))
+
+	pkt := Span{
+		TraceID:       p.trace,
+		SpanID:        s.cfg.spanID(),
+		ParentID:      p.parent,
+		Name:          packetSpanName,
+		Kind:          SpanKindInternal,
+		StartUnixNano: p.start,
+		EndUnixNano:   p.end,
+	}
+	if p.drop {
+		from := len(b.attrs)
+		b.attrs = append(b.attrs, keyDropReason.String(p.dropReason))
+		if p.dropLocation != "" {
+			b.attrs = append(b.attrs, keyDropLocation.String(p.dropLocation))
+		}
+		b.events = append(b.events, SpanEvent{Name: dropEventName, TimeUnixNano: p.dropAt, Attrs: b.carve(from)})
+		pkt.Events = b.events[:1:1]
+		b.attrs = append(b.attrs, keyErrorType.String(p.dropReason))
+		pkt.Status, pkt.StatusDescription = StatusError, p.dropReason
+	}
+	pkt.Attrs = b.carve(0)
+	g := append(b.group[:0], pkt)
+
+	b.ids = b.ids[:0]
+	for range p.stages {
+		b.ids = append(b.ids, s.cfg.spanID())
+	}
+	// A stage names its interface and netns only where the packet moved, starting from
+	// where the packet span says it was.
+	ifindex, netns, ifname := p.ifindex, p.netns, p.ifname
+	for k := range p.stages {
+		st := &p.stages[k]
+		from := len(b.attrs)
+		if st.ifindex != ifindex || st.netns != netns || st.ifname != ifname {
+			ifindex, netns, ifname = st.ifindex, st.netns, st.ifname
+			if ifname != "" {
+				b.attrs = append(b.attrs, keyIfname.String(ifname))
+			}
+			b.attrs = append(b.attrs, keyIfindex.Int64(int64(ifindex)), keyNetns.Int64(int64(netns)))
+		}
+		if st.nf.Valid {
+			b.attrs = append(b.attrs,
+				keyNFHook.String(nfHookName(st.nf.Hook)),
+				keyNFPF.String(nfPFName(st.nf.PF)),
+				keyNFVerdict.String(nfVerdictName(st.nf.Verdict)),
+			)
+		}
+		if st.hasRetval {
+			b.attrs = append(b.attrs, keyRetval.Int64(st.retval))
+		}
+		if st.drop {
+			b.attrs = append(b.attrs, keyDropReason.String(p.dropReason))
+		}
+		parent := pkt.SpanID
+		if st.parent >= 0 {
+			parent = b.ids[st.parent]
+		}
+		span := Span{
+			TraceID:       p.trace,
+			SpanID:        b.ids[k],
+			ParentID:      parent,
+			Name:          st.name,
+			Kind:          SpanKindInternal,
+			StartUnixNano: st.start,
+			EndUnixNano:   st.end,
+		}
+		if len(b.attrs) > from {
+			span.Attrs = b.carve(from)
+		}
+		g = append(g, span)
+	}
+	sortByStart(g[1:])
+	b.group = g
+	s.sink.Export(g)
+	s.stats.spans.Add(uint64(len(g)))
+}
+
+// exportRoot sends the root span of f's current window.
+func (s *Spanner) exportRoot(f *flow, cause closeCause) {
+	b := &s.out
+	b.attrs = b.attrs[:0]
+	k := f.key
+	client, server, cport, sport := f.aStr, f.bStr, k.pa, k.pb
+	if !f.clientIsA {
+		client, server, cport, sport = f.bStr, f.aStr, k.pb, k.pa
+	}
+	b.attrs = append(b.attrs,
+		keyNetTransport.String(transportName(k.proto)),
+		keyNetType.String(networkType(k.a)),
+		keySrcAddr.String(client),
+		keyDstAddr.String(server),
+	)
+	if hasPorts(k.proto) {
+		b.attrs = append(b.attrs, keySrcPort.Int64(int64(cport)), keyDstPort.Int64(int64(sport)))
+	}
+	b.attrs = append(b.attrs,
+		keyFlowPackets.Int64(int64(f.packets)),
+		keyFlowClose.String(closeNames[cause]),
+	)
+	root := Span{
+		TraceID:       f.trace,
+		SpanID:        f.root,
+		Name:          rootName(k.proto),
+		Kind:          SpanKindInternal,
+		StartUnixNano: f.start,
+		EndUnixNano:   max(f.last, f.start),
+		Attrs:         b.carve(0),
+	}
+	if f.prevRoot != (SpanID{}) {
+		b.links = append(b.links[:0], Link{TraceID: f.prevTrace, SpanID: f.prevRoot})
+		root.Links = b.links[:1:1]
+	}
+	b.group = append(b.group[:0], root)
+	s.sink.Export(b.group)
+	s.stats.spans.Add(1)
+}
+
+// sortByStart is a stable insertion sort: stages arrive almost in time order (events of
+// one skb rarely cross CPUs), so it is linear in practice and allocates nothing.
+func sortByStart(g []Span) {
+	for i := 1; i < len(g); i++ {
+		if g[i].StartUnixNano >= g[i-1].StartUnixNano {
+			continue
+		}
+		sp := g[i]
+		j := i
+		for j > 0 && g[j-1].StartUnixNano > sp.StartUnixNano {
+			g[j] = g[j-1]
+			j--
+		}
+		g[j] = sp
+	}
+}

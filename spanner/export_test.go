@@ -1,0 +1,11 @@
+package spanner
+
+import "time"
+
+// DefaultsForTest exposes the built-in settings to the external test that compares them
+// with config.Default().
+func DefaultsForTest() (flows, packets, stages int, idle, maxDuration time.Duration, maxPackets int, grace, packetTimeout time.Duration) {
+	d := defaultSettings()
+	return d.flows, d.packets, d.stages, time.Duration(d.idle), time.Duration(d.maxDuration), d.maxPackets,
+		time.Duration(d.grace), time.Duration(d.packetTimeout)
+}

@@ -1,0 +1,241 @@
+package spanner
+
+// endCause says why a packet span ended; its name is pktspan.packet.end.
+type endCause uint8
+
+const (
+	endFreed endCause = iota
+	endDropped
+	endTimeout
+	endEvicted
+	endFlush
+	// endReused: the kernel freed the skb on a path with no tracepoint (TCP and UDP
+	// free delivered skbs so) and its address came back as a new skb.
+	endReused
+	endCauses
+)
+
+var endNames = [endCauses]string{"freed", "dropped", "timeout", "evicted", "flush", "reused"}
+
+// stage is one kernel hook hit, kept until its packet ends. Attributes are built only at
+// export, so recording a stage copies a few words and allocates nothing.
+type stage struct {
+	name       string
+	start, end int64
+	parent     int32 // index of the enclosing stage, -1 for the packet span
+	ifindex    uint32
+	netns      uint32
+	ifname     string
+	nf         Netfilter
+	retval     int64
+	hasRetval  bool
+	drop       bool // the kfree_skb stage of a drop
+}
+
+// packet is one open skb lifetime.
+type packet struct {
+	skb              uint64
+	start, last, end int64
+	events           uint64
+
+	// Set when the packet joins a flow window; win is 0 until then.
+	win      uint64
+	flow     int32
+	trace    TraceID
+	parent   SpanID
+	src, dst string
+
+	// From the first event with a valid tuple.
+	tuple                     Tuple
+	tcp                       TCP
+	ifname                    string
+	ifindex, netns, len, mark uint32
+
+	// freed is set by skb:kfree_skb or skb:consume_skb. The packet then ends at once,
+	// unless function stages are still open: the functions that freed the skb (udp_rcv,
+	// nf_hook_slow) return after the free, and their exits still belong to this packet.
+	freed     bool
+	freeCause endCause
+	// delivered is set by a Deliver stage.
+	delivered bool
+
+	drop                     bool
+	dropReason, dropLocation string
+	dropAt                   int64
+
+	stages []stage
+	stack  []int32 // open Enter stages, innermost last
+}
+
+// packetTable holds open packets keyed by skb address, in a slab reused across packets so
+// that their stage slices keep their capacity.
+type packetTable struct {
+	index map[uint64]int32
+	slab  []packet
+	free  []int32
+	lru   lru
+	limit int
+}
+
+func newPacketTable(limit int) packetTable {
+	return packetTable{index: make(map[uint64]int32, min(limit, 1024)), lru: newLRU(), limit: limit}
+}
+
+func (t *packetTable) full() bool { return len(t.index) >= t.limit }
+
+func (t *packetTable) alloc(skb uint64) int32 {
+	var i int32
+	if n := len(t.free); n > 0 {
+		i = t.free[n-1]
+		t.free = t.free[:n-1]
+	} else {
+		i = int32(len(t.slab))
+		t.slab = append(t.slab, packet{})
+		t.lru.grow()
+	}
+	t.index[skb] = i
+	t.lru.pushFront(i)
+	t.slab[i].skb = skb
+	return i
+}
+
+func (t *packetTable) release(i int32) {
+	p := &t.slab[i]
+	delete(t.index, p.skb)
+	t.lru.remove(i)
+	*p = packet{stages: p.stages[:0], stack: p.stack[:0]}
+	t.free = append(t.free, i)
+}
+
+// addStage records ev as a stage of p.
+func (s *Spanner) addStage(p *packet, ev *Event, name string) {
+	t := ev.TimeUnixNano
+	if ev.Kind == KindExit {
+		for k := len(p.stack) - 1; k >= 0; k-- {
+			st := &p.stages[p.stack[k]]
+			if st.name != name {
+				continue
+			}
+			// Stages opened inside it whose exit was missed cannot outlive it.
+			for _, inner := range p.stack[k+1:] {
+				p.stages[inner].end = max(t, p.stages[inner].start)
+			}
+			st.end = max(t, st.start)
+			st.retval, st.hasRetval = ev.Retval, true
+			if ev.Netfilter.Valid {
+				// nf_hook_slow knows its verdict only on return.
+				st.nf = ev.Netfilter
+			}
+			p.stack = p.stack[:k]
+			return
+		}
+		// At the limit, an unmatched exit is most likely the end of an enter that was
+		// already counted as truncated.
+		if len(p.stages) >= s.cfg.stages {
+			return
+		}
+	}
+	if len(p.stages) >= s.cfg.stages {
+		s.stats.stagesTruncated.Add(1)
+		return
+	}
+	parent := int32(-1)
+	if n := len(p.stack); n > 0 {
+		parent = p.stack[n-1]
+	}
+	// Some hooks cannot see the device or namespace (0 and ""): they are where the
+	// previous hook saw the skb, not a change.
+	ifindex, netns, ifname := ev.Ifindex, ev.Netns, ev.Ifname
+	if n := len(p.stages); n > 0 {
+		prev := &p.stages[n-1]
+		if netns == 0 {
+			netns = prev.netns
+		}
+		if ifindex == 0 && ifname == "" {
+			ifindex, ifname = prev.ifindex, prev.ifname
+		}
+	}
+	p.stages = append(p.stages, stage{
+		name:      name,
+		start:     t,
+		end:       t,
+		parent:    parent,
+		ifindex:   ifindex,
+		netns:     netns,
+		ifname:    ifname,
+		nf:        ev.Netfilter,
+		retval:    ev.Retval,
+		hasRetval: ev.Kind == KindExit,
+		drop:      ev.Stage.Free && ev.Drop,
+	})
+	if ev.Kind == KindEnter {
+		p.stack = append(p.stack, int32(len(p.stages)-1))
+	}
+}
+
+// tcpIdentity are the TCP flags no hook on the way changes (ECE and CWR may be
+// rewritten); with seq and ack they tell one segment from the next.
+const tcpIdentity = 0x3f
+
+// isNewSKB reports whether ev, at the address of the open packet p, must belong to a
+// new skb at a reused address, p having been freed where no tracepoint saw it: either
+// its TCP segment differs (NAT rewrites addresses and ports, never these), or p was
+// already delivered to a socket and ev is neither a free nor another copy.
+func isNewSKB(p *packet, ev *Event) bool {
+	if ev.Kind == KindExit {
+		return false
+	}
+	if p.delivered && !ev.Stage.Free && !ev.Stage.Deliver {
+		return true
+	}
+	if p.tuple.Proto != protoTCP || ev.Tuple.Proto != protoTCP || !ev.Tuple.Valid() {
+		return false
+	}
+	return ev.TCP.Seq != p.tcp.Seq || ev.TCP.Ack != p.tcp.Ack || (ev.TCP.Flags^p.tcp.Flags)&tcpIdentity != 0
+}
+
+// closesStage reports whether ev is the exit of one of p's open stages.
+func closesStage(p *packet, ev *Event, name string) bool {
+	if ev.Kind != KindExit {
+		return false
+	}
+	for _, k := range p.stack {
+		if p.stages[k].name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// endPacket ends the packet in slot i at time end, exports it when it belongs to a flow,
+// and frees the slot. A packet already freed keeps the cause of its free.
+func (s *Spanner) endPacket(i int32, cause endCause, end int64) {
+	p := &s.packets.slab[i]
+	if p.freed {
+		cause = p.freeCause
+	}
+	p.end = max(end, p.start)
+	for _, k := range p.stack {
+		p.stages[k].end = max(p.end, p.stages[k].start)
+	}
+	p.stack = p.stack[:0]
+	if p.win == 0 {
+		s.stats.packetsNoFlow.Add(1)
+		s.stats.eventsNoFlow.Add(p.events)
+	} else {
+		s.exportPacket(p, cause)
+	}
+	s.stats.packetsEnded[cause].Add(1)
+	s.stats.packetsOpen.Add(decrement)
+	s.packets.release(i)
+}
+
+// evictPacket makes room for a new packet by ending the least recently seen one.
+func (s *Spanner) evictPacket() {
+	if !s.warnedPackets {
+		s.warnedPackets = true
+		s.log.Warn("packet table full, evicting least recently seen packets", "limit", s.cfg.packets)
+	}
+	i := s.packets.lru.tail
+	s.endPacket(i, endEvicted, s.packets.slab[i].last)
+}

@@ -1,0 +1,328 @@
+package spanner
+
+import (
+	"testing"
+	"time"
+)
+
+const (
+	nsClient = 4026532001
+	nsServer = 4026532002
+	us       = time.Microsecond
+	ms       = time.Millisecond
+	sec      = time.Second
+)
+
+var (
+	tcpClient = Tuple{Src: addr("10.0.0.1"), Dst: addr("10.0.0.2"), SrcPort: 43210, DstPort: 80, Proto: protoTCP}
+	tcpServer = Tuple{Src: addr("10.0.0.2"), Dst: addr("10.0.0.1"), SrcPort: 80, DstPort: 43210, Proto: protoTCP}
+	udpClient = Tuple{Src: addr("10.0.0.1"), Dst: addr("10.0.0.2"), SrcPort: 5353, DstPort: 9999, Proto: protoUDP}
+	udpServer = Tuple{Src: addr("10.0.0.2"), Dst: addr("10.0.0.1"), SrcPort: 9999, DstPort: 5353, Proto: protoUDP}
+	udp6      = Tuple{Src: addr("fd00::1"), Dst: addr("fd00::2"), SrcPort: 40000, DstPort: 53, Proto: protoUDP}
+	icmpEcho  = Tuple{Src: addr("10.0.0.1"), Dst: addr("10.0.0.2"), Proto: protoICMP}
+)
+
+// onServer is a packet as the server's veth end in the server namespace sees it.
+func onServer(skb uint64, tu Tuple, tcp TCP) pkt {
+	return pkt{skb: skb, tuple: tu, tcp: tcp, ifindex: 3, ifname: "veth1", netns: nsServer, len: 60}
+}
+
+// onClient is a packet as the client's veth end in the client namespace sees it.
+func onClient(skb uint64, tu Tuple, tcp TCP) pkt {
+	return pkt{skb: skb, tuple: tu, tcp: tcp, ifindex: 2, ifname: "veth0", netns: nsClient, len: 60}
+}
+
+var scenarios = []struct {
+	name string
+	opts []Option
+	run  func(h *harness)
+}{
+	{
+		// Both directions land in one trace; the stage crossing the veth pair into the
+		// server namespace names its new interface and netns.
+		name: "tcp_request_and_reply_share_one_trace",
+		run: func(h *harness) {
+			syn := onClient(0xffff888100000100, tcpClient, TCP{Flags: tcpSYN, Seq: 1000})
+			h.ev(0, syn, stQueue)
+			h.ev(2*us, syn, stXmit)
+			h.ev(10*us, syn, stRecv, dev(3, "veth1", nsServer))
+			h.ev(15*us, syn, stTCPRcv, dev(3, "veth1", nsServer))
+			h.ev(20*us, syn, stConsume, dev(3, "veth1", nsServer))
+			synack := onServer(0xffff888100000200, tcpServer, TCP{Flags: tcpSYN | tcpACK, Seq: 5000, Ack: 1001})
+			h.ev(100*us, synack, stQueue)
+			h.ev(102*us, synack, stXmit)
+			h.ev(110*us, synack, stRecv, dev(2, "veth0", nsClient))
+			h.ev(115*us, synack, stTCPRcv, dev(2, "veth0", nsClient))
+			h.ev(120*us, synack, stConsume, dev(2, "veth0", nsClient))
+			h.flush(sec)
+		},
+	},
+	{
+		name: "udp_to_closed_port_is_dropped_with_no_socket",
+		run: func(h *harness) {
+			p := onServer(0xffff888100000300, udpClient, TCP{})
+			h.ev(0, p, stRecv)
+			h.ev(3*us, p, stIPRcv)
+			h.ev(6*us, p, stUDPRcv)
+			h.ev(9*us, p, stKfree, drop("NO_SOCKET", "__udp4_lib_rcv+0x5a1"))
+			h.flush(sec)
+		},
+	},
+	{
+		// With function probes nf_hook_slow returns after the drop freed the skb: its exit,
+		// carrying the verdict, still belongs to the dropped packet.
+		name: "nft_drop_carries_reason_location_and_verdict",
+		run: func(h *harness) {
+			p := onServer(0xffff888100000400, tcpClient, TCP{Flags: tcpSYN, Seq: 1000})
+			h.ev(0, p, stRecv)
+			h.ev(2*us, p, stIPRcv, enter)
+			h.ev(3*us, p, stIPRcv, exit(0))
+			h.ev(5*us, p, stNF, enter)
+			h.ev(8*us, p, stKfree, drop("NETFILTER_DROP", "nft_do_chain+0x1f3"))
+			h.ev(9*us, p, stNF, exit(-1), nf(0, 2, 0))
+			h.flush(sec)
+		},
+	},
+	{
+		name: "consumed_packet_has_unset_status",
+		run: func(h *harness) {
+			p := pkt{skb: 0xffff888100000500, tuple: udp6, ifindex: 1, ifname: "lo", netns: nsServer, len: 80, mark: 7}
+			h.ev(0, p, stRecv)
+			h.ev(4*us, p, stUDPRcv)
+			h.ev(20*us, p, stCopy)
+			h.ev(21*us, p, stConsume)
+			h.flush(sec)
+		},
+	},
+	{
+		name: "skb_address_reused_after_free_gives_two_packets",
+		run: func(h *harness) {
+			echo := onServer(0xffff888100000600, icmpEcho, TCP{})
+			h.ev(0, echo, stRecv)
+			h.ev(5*us, echo, stConsume)
+			h.ev(50*us, echo, stRecv)
+			h.ev(55*us, echo, stConsume)
+			h.flush(sec)
+		},
+	},
+	{
+		// TCP frees a received segment on a path with no tracepoint; the next segment
+		// arrives in the same memory. Its different seq/ack/flags start a new packet.
+		name: "tcp_segment_at_an_unseen_freed_address_is_a_new_packet",
+		run: func(h *harness) {
+			ack := onServer(0xffff888100000650, tcpClient, TCP{Flags: tcpACK, Seq: 1001, Ack: 5001})
+			h.ev(0, ack, stRecv)
+			data := onServer(0xffff888100000650, tcpClient, TCP{Flags: tcpACK | 0x08, Seq: 1001, Ack: 5001})
+			h.ev(40*us, data, stRecv)
+			h.ev(45*us, data, stCopy)
+			h.ev(60*us, data, stCopy)
+			h.ev(70*us, data, stKfree)
+			h.flush(sec)
+		},
+	},
+	{
+		// After delivery to a socket an skb is only copied or freed; a UDP skb freed
+		// unseen whose address is sent from again is a new packet.
+		name: "udp_send_after_delivery_at_the_same_address_is_a_new_packet",
+		run: func(h *harness) {
+			in := onServer(0xffff888100000660, udpClient, TCP{})
+			h.ev(0, in, stRecv)
+			h.ev(5*us, in, stCopy)
+			out := onServer(0xffff888100000660, udpServer, TCP{})
+			h.ev(30*us, out, stQueue)
+			h.ev(32*us, out, stConsume)
+			h.flush(sec)
+		},
+	},
+	{
+		name: "packet_never_freed_times_out",
+		run: func(h *harness) {
+			p := onServer(0xffff888100000700, udpClient, TCP{})
+			h.ev(0, p, stRecv)
+			h.ev(1*us, p, stIPRcv)
+			h.tick(4 * sec)
+			h.tick(5*sec + 1*us)
+			h.flush(6 * sec)
+		},
+	},
+	{
+		name: "fin_then_grace_closes_window_and_next_packet_links",
+		run: func(h *harness) {
+			fin := onServer(0xffff888100000800, tcpClient, TCP{Flags: tcpFIN | tcpACK, Seq: 2000, Ack: 6000})
+			h.ev(0, fin, stRecv)
+			h.ev(5*us, fin, stConsume)
+			ack := onClient(0xffff888100000900, tcpServer, TCP{Flags: tcpACK, Seq: 6000, Ack: 2001})
+			h.ev(ms, ack, stRecv)
+			h.ev(ms+5*us, ack, stConsume)
+			h.tick(sec) // within the grace: nothing closes
+			h.tick(2*sec + ms)
+			syn := onServer(0xffff888100000a00, tcpClient, TCP{Flags: tcpSYN, Seq: 9000})
+			h.ev(3*sec, syn, stRecv)
+			h.ev(3*sec+5*us, syn, stConsume)
+			h.flush(4 * sec)
+		},
+	},
+	{
+		name: "idle_flow_closes_window",
+		run: func(h *harness) {
+			p := onServer(0xffff888100000b00, udpClient, TCP{})
+			h.ev(0, p, stRecv)
+			h.ev(5*us, p, stConsume)
+			h.tick(29 * sec)
+			h.tick(30*sec + 5*us)
+		},
+	},
+	{
+		// A flow forgotten after its close starts a trace with no link.
+		name: "closed_flow_forgotten_after_idle_starts_unlinked_trace",
+		run: func(h *harness) {
+			p := onServer(0xffff888100000b00, udpClient, TCP{})
+			h.ev(0, p, stRecv)
+			h.ev(5*us, p, stConsume)
+			h.tick(31 * sec) // idle: closes
+			h.tick(61 * sec) // closed for an idle timeout: forgotten
+			h.ev(62*sec, p, stRecv)
+			h.ev(62*sec+5*us, p, stConsume)
+			h.flush(63 * sec)
+		},
+	},
+	{
+		name: "max_packets_splits_window_with_link",
+		opts: []Option{WithWindow(30*sec, 60*sec, 2, 2*sec)},
+		run: func(h *harness) {
+			for n := range 3 {
+				tu := udpClient
+				if n == 1 {
+					tu = udpServer
+				}
+				p := onServer(0xffff888100000c00+uint64(n)<<8, tu, TCP{})
+				h.ev(time.Duration(n)*ms, p, stRecv)
+				h.ev(time.Duration(n)*ms+5*us, p, stConsume)
+			}
+			h.flush(sec)
+		},
+	},
+	{
+		name: "max_duration_closes_window_and_next_links",
+		opts: []Option{WithWindow(30*sec, 10*sec, 200, 2*sec)},
+		run: func(h *harness) {
+			for _, at := range []time.Duration{0, 8 * sec, 11 * sec} {
+				p := onServer(0xffff888100000d00, udpClient, TCP{})
+				h.ev(at, p, stRecv)
+				h.ev(at+5*us, p, stConsume)
+				if at == 8*sec {
+					h.tick(10 * sec)
+				}
+			}
+			h.flush(12 * sec)
+		},
+	},
+	{
+		name: "flow_table_full_evicts_least_recent_flow",
+		opts: []Option{WithLimits(2, 100, 64)},
+		run: func(h *harness) {
+			for n := range 3 {
+				tu := udpClient
+				tu.SrcPort += uint16(n)
+				p := onServer(0xffff888100000e00+uint64(n)<<8, tu, TCP{})
+				h.ev(time.Duration(n)*ms, p, stRecv)
+				h.ev(time.Duration(n)*ms+5*us, p, stConsume)
+			}
+			h.flush(sec)
+		},
+	},
+	{
+		name: "packet_table_full_evicts_least_recent_packet",
+		opts: []Option{WithLimits(100, 2, 64)},
+		run: func(h *harness) {
+			for n := range 3 {
+				p := onServer(0xffff888100001000+uint64(n)<<8, udpClient, TCP{})
+				h.ev(time.Duration(n)*us, p, stRecv)
+			}
+			h.flush(sec)
+		},
+	},
+	{
+		// Function stages nest; an instant is a child of the innermost open function; a
+		// free inside functions waits for their exits; an exit with no enter is a point;
+		// functions whose exits never come end with the packet, which times out.
+		name: "enter_exit_nest_stages",
+		run: func(h *harness) {
+			rx := onServer(0xffff888100001100, tcpClient, TCP{Flags: tcpACK, Seq: 1001, Ack: 5001})
+			h.ev(0, rx, stRecv)
+			h.ev(1*us, rx, stIPRcv, enter)
+			h.ev(2*us, rx, stIPRcv, exit(0))
+			h.ev(3*us, rx, stLocal, enter)
+			h.ev(4*us, rx, stNF, enter)
+			h.ev(6*us, rx, stNF, exit(1), nf(1, 2, 1))
+			h.ev(7*us, rx, stTCPRcv, enter)
+			h.ev(9*us, rx, stConsume)
+			h.ev(10*us, rx, stTCPRcv, exit(0))
+			h.ev(11*us, rx, stLocal, exit(0))
+
+			tx := onClient(0xffff888100001200, tcpClient, TCP{Flags: tcpACK | 0x08, Seq: 1001, Ack: 5001})
+			h.ev(100*us, tx, stUDPRcv, exit(0)) // exit without enter
+			h.ev(101*us, tx, stOutput, enter)
+			h.ev(102*us, tx, stQueue)
+			h.ev(103*us, tx, stXmit)
+
+			// Freed inside tcp_v4_rcv, whose exit is lost: it waits, then ends as freed.
+			lost := onServer(0xffff888100001300, tcpClient, TCP{Flags: tcpACK, Seq: 1001, Ack: 5001})
+			h.ev(200*us, lost, stTCPRcv, enter)
+			h.ev(202*us, lost, stConsume)
+			h.tick(6 * sec)
+			h.flush(7 * sec)
+		},
+	},
+	{
+		name: "stage_limit_truncates_and_counts",
+		opts: []Option{WithLimits(100, 100, 3)},
+		run: func(h *harness) {
+			p := onServer(0xffff888100001300, udpClient, TCP{})
+			for n, st := range []*Stage{stRecv, stIPRcv, stLocal, stUDPRcv, stCopy, stConsume} {
+				h.ev(time.Duration(n)*us, p, st)
+			}
+			h.flush(sec)
+		},
+	},
+	{
+		name: "stages_before_tuple_wait_and_tupleless_packet_is_discarded",
+		run: func(h *harness) {
+			p := onServer(0xffff888100001400, udpClient, TCP{})
+			h.ev(0, p, stRecv, noTuple)
+			h.ev(2*us, p, stIPRcv)
+			h.ev(4*us, p, stConsume)
+			arp := onServer(0xffff888100001500, Tuple{}, TCP{})
+			h.ev(10*us, arp, stRecv)
+			h.ev(12*us, arp, stConsume)
+			h.flush(sec)
+		},
+	},
+	{
+		// At shutdown a window whose grace has elapsed still closes as fin.
+		name: "flush_ends_open_packets_and_flows",
+		run: func(h *harness) {
+			fin := onServer(0xffff888100001600, tcpClient, TCP{Flags: tcpFIN | tcpACK, Seq: 2000, Ack: 6000})
+			h.ev(0, fin, stRecv)
+			h.ev(5*us, fin, stConsume)
+			p := onServer(0xffff888100001700, udpClient, TCP{})
+			h.ev(sec, p, stRecv)
+			h.ev(sec+2*us, p, stIPRcv, enter)
+			h.flush(3 * sec)
+		},
+	},
+}
+
+func TestScenarios(t *testing.T) {
+	for _, sc := range scenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			h := newHarness(t, sc.opts...)
+			sc.run(h)
+			st := h.s.Stats()
+			checkGolden(t, sc.name, render(h.sink.spans(), st))
+			if st.PacketsOpen != 0 || st.WindowsOpen != 0 {
+				t.Errorf("after flush: %d packets and %d windows still open", st.PacketsOpen, st.WindowsOpen)
+			}
+		})
+	}
+}

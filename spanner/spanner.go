@@ -1,0 +1,161 @@
+// Package spanner assembles kernel packet events into spans: one span per skb lifetime,
+// one trace per flow window, one child span per kernel hook, and a drop as error status.
+// It knows nothing of eBPF; its input is Event and its output goes to a Sink.
+package spanner
+
+import "log/slog"
+
+// Spanner turns events into spans. HandleEvent, Tick and Flush must be called from one
+// goroutine (the ring reader); Stats may be called from any.
+type Spanner struct {
+	sink Sink
+	cfg  settings
+	log  *slog.Logger
+
+	packets packetTable
+	flows   flowTable
+	winSeq  uint64 // last window serial handed out
+
+	out   exportBuf
+	stats counters
+
+	warnedPackets, warnedFlows bool
+}
+
+// unknownStage names events whose decoder could not tell the hook, rather than crashing
+// the reader on a nil Stage.
+var unknownStage = &Stage{Name: "unknown"}
+
+// New returns a Spanner exporting to sink; settings default to config.Default()'s values.
+func New(sink Sink, opts ...Option) *Spanner {
+	cfg := defaultSettings()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.traceID == nil {
+		ids := newRandomIDs()
+		cfg.traceID, cfg.spanID = ids.traceID, ids.spanID
+	}
+	if cfg.log == nil {
+		cfg.log = slog.Default()
+	}
+	return &Spanner{
+		sink:    sink,
+		cfg:     cfg,
+		log:     cfg.log.With("component", "spanner"),
+		packets: newPacketTable(cfg.packets),
+		flows:   newFlowTable(cfg.flows),
+	}
+}
+
+// HandleEvent adds one event. It does not keep ev.
+func (s *Spanner) HandleEvent(ev *Event) {
+	s.stats.events.Add(1)
+	st := ev.Stage
+	if st == nil {
+		st = unknownStage
+	}
+	t := ev.TimeUnixNano
+
+	i, ok := s.packets.index[ev.SKB]
+	if ok && !s.packets.slab[i].freed && isNewSKB(&s.packets.slab[i], ev) {
+		s.endPacket(i, endReused, s.packets.slab[i].last)
+		ok = false
+	}
+	if ok && s.packets.slab[i].freed && !closesStage(&s.packets.slab[i], ev, st.Name) {
+		// Only exits of its open functions follow a free: anything else at this address
+		// is a new skb.
+		s.endPacket(i, endFreed, s.packets.slab[i].last)
+		ok = false
+	}
+	if ok {
+		s.packets.lru.moveFront(i)
+	} else {
+		if s.packets.full() {
+			s.evictPacket()
+		}
+		i = s.packets.alloc(ev.SKB)
+		p := &s.packets.slab[i]
+		p.start, p.last = t, t
+		s.stats.packetsStarted.Add(1)
+		s.stats.packetsOpen.Add(1)
+	}
+	p := &s.packets.slab[i]
+	p.events++
+	p.start, p.last = min(p.start, t), max(p.last, t)
+
+	if p.win == 0 {
+		if ev.Tuple.Valid() {
+			s.join(p, ev)
+		}
+	} else if f := &s.flows.slab[p.flow]; f.win == p.win {
+		f.last = max(f.last, t)
+	}
+
+	s.addStage(p, ev, st.Name)
+	p.delivered = p.delivered || st.Deliver
+
+	if st.Free && !p.freed {
+		p.freed, p.freeCause = true, endFreed
+		if ev.Drop {
+			p.freeCause = endDropped
+			p.drop, p.dropAt, p.dropReason, p.dropLocation = true, t, ev.DropReason, ev.Location
+			if p.dropReason == "" {
+				p.dropReason = unknownDropReason
+			}
+		}
+	}
+	if p.freed && len(p.stack) == 0 {
+		s.endPacket(i, p.freeCause, p.last)
+	}
+}
+
+// Tick ends packets with no event for the packet timeout (a freed packet still waiting
+// for function exits keeps its freed or dropped end) and closes flow windows that
+// are due at now: grace elapsed after FIN/RST, idle, or too long. It also forgets closed
+// flows after an idle timeout, after which a returning flow starts an unlinked trace.
+// It visits every remembered flow, so call it periodically (about once a second), not
+// per event.
+func (s *Spanner) Tick(nowUnixNano int64) {
+	for s.packets.lru.tail >= 0 {
+		i := s.packets.lru.tail
+		p := &s.packets.slab[i]
+		if nowUnixNano-p.last < s.cfg.packetTimeout {
+			break
+		}
+		s.endPacket(i, endTimeout, p.last)
+	}
+	for i := range s.flows.slab {
+		f := &s.flows.slab[i]
+		switch {
+		case !f.used:
+		case f.open:
+			if cause, due := s.due(f, nowUnixNano); due {
+				s.closeWindow(int32(i), cause, nowUnixNano)
+			}
+		case nowUnixNano-f.closedAt >= s.cfg.idle:
+			s.flows.release(int32(i))
+		}
+	}
+}
+
+// Flush is for shutdown: after closing what is due at now as Tick would, it ends every
+// open packet (pktspan.packet.end=flush) and every open window (pktspan.flow.close=shutdown),
+// exports them, and forgets all flows.
+func (s *Spanner) Flush(nowUnixNano int64) {
+	s.Tick(nowUnixNano)
+	for s.packets.lru.tail >= 0 {
+		i := s.packets.lru.tail
+		s.endPacket(i, endFlush, s.packets.slab[i].last)
+	}
+	for s.flows.lru.tail >= 0 {
+		i := s.flows.lru.tail
+		if s.flows.slab[i].open {
+			s.closeWindow(i, closeShutdown, nowUnixNano)
+		}
+		s.flows.release(i)
+	}
+}
+
+// Stats returns the counters; it is safe to call from any goroutine.
+func (s *Spanner) Stats() Stats { return s.stats.snapshot() }
