@@ -1,0 +1,486 @@
+// Package collector is pktspan's only door to the kernel: it detects what the kernel
+// offers, loads and attaches the eBPF probes, reads their ring buffer, and decodes
+// each record into a spanner.Event.
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+
+	"github.com/pktspan/pktspan/bpf"
+	"github.com/pktspan/pktspan/config"
+	"github.com/pktspan/pktspan/spanner"
+)
+
+// Handler receives decoded events and the passage of time, from one goroutine.
+type Handler interface {
+	HandleEvent(ev *spanner.Event)
+	// Tick is called at least every tickEvery, also while events keep arriving.
+	Tick(nowUnixNano int64)
+}
+
+const (
+	tickEvery        = 100 * time.Millisecond
+	clockRefresh     = 10 * time.Second
+	kernelBTFPath    = "/sys/kernel/btf/vmlinux"
+	defaultKallsyms  = "/proc/kallsyms"
+	defaultModules   = "/proc/modules"
+	tracefsPath      = "/sys/kernel/tracing"
+	debugTracefsPath = "/sys/kernel/debug/tracing"
+)
+
+// tracepoint is one kernel tracepoint and the two programs that can serve it.
+type tracepoint struct {
+	name   string // subsystem:event, as users know it
+	event  string // the event name the kernel attaches by
+	tpBTF  string // program names in bpf.Tracepoints
+	rawTP  string
+	needed bool // free events end packet spans: without them every packet times out
+}
+
+var tracepoints = []tracepoint{
+	{"net:netif_receive_skb", "netif_receive_skb", bpf.TracepointsProgTpBtfNetifReceiveSkb, bpf.TracepointsProgRawTpNetifReceiveSkb, false},
+	{"net:net_dev_queue", "net_dev_queue", bpf.TracepointsProgTpBtfNetDevQueue, bpf.TracepointsProgRawTpNetDevQueue, false},
+	{"net:net_dev_xmit", "net_dev_xmit", bpf.TracepointsProgTpBtfNetDevXmit, bpf.TracepointsProgRawTpNetDevXmit, false},
+	{"skb:kfree_skb", "kfree_skb", bpf.TracepointsProgTpBtfKfreeSkb, bpf.TracepointsProgRawTpKfreeSkb, true},
+	{"skb:consume_skb", "consume_skb", bpf.TracepointsProgTpBtfConsumeSkb, bpf.TracepointsProgRawTpConsumeSkb, true},
+	{"skb:skb_copy_datagram_iovec", "skb_copy_datagram_iovec", bpf.TracepointsProgTpBtfSkbCopyDatagramIovec, bpf.TracepointsProgRawTpSkbCopyDatagramIovec, false},
+	{"tcp:tcp_retransmit_skb", "tcp_retransmit_skb", bpf.TracepointsProgTpBtfTcpRetransmitSkb, bpf.TracepointsProgRawTpTcpRetransmitSkb, false},
+}
+
+// Collector owns the probes from Start to Shutdown.
+type Collector struct {
+	log       *slog.Logger
+	filter    config.Filter
+	ringSize  int
+	trackSize int
+	btfPath   string
+	kallsyms  string
+
+	coll     *ebpf.Collection
+	links    []link.Link
+	reader   *ringbuf.Reader
+	decoder  *Decoder
+	clock    *MonoClock
+	summary  Summary
+	detached atomic.Bool
+
+	eventsRead   atomic.Uint64
+	decodeErrors atomic.Uint64
+}
+
+// Option configures a Collector.
+type Option func(*Collector)
+
+// WithFilter sets the in-kernel filters.
+func WithFilter(f config.Filter) Option { return func(c *Collector) { c.filter = f } }
+
+// WithRingSize sets the ring buffer size in bytes (a power of two, page multiple).
+func WithRingSize(n int) Option { return func(c *Collector) { c.ringSize = n } }
+
+// WithTrackSize sets how many matching skbs the kernel remembers.
+func WithTrackSize(n int) Option { return func(c *Collector) { c.trackSize = n } }
+
+// WithBTF uses a kernel BTF file instead of /sys/kernel/btf/vmlinux.
+func WithBTF(path string) Option { return func(c *Collector) { c.btfPath = path } }
+
+// WithLogger sets the logger; the collector adds component=collector.
+func WithLogger(l *slog.Logger) Option { return func(c *Collector) { c.log = l } }
+
+// New returns a collector; nothing touches the kernel before Start.
+func New(opts ...Option) *Collector {
+	def := config.Default()
+	c := &Collector{
+		log:       slog.Default(),
+		ringSize:  def.Probes.RingSize,
+		trackSize: def.Probes.TrackSize,
+		kallsyms:  defaultKallsyms,
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	c.log = c.log.With("component", "collector")
+	return c
+}
+
+// Summary says what Start found and attached.
+type Summary struct {
+	Kernel      string
+	BTF         string // where kernel types came from
+	Tracefs     string // mount point, or "" when not mounted
+	DropReasons int    // values of enum skb_drop_reason known
+	Attached    []Attached
+	Skipped     []Skipped
+	AttachTime  time.Duration
+	Filter      string
+}
+
+// Attached is one probe in place.
+type Attached struct{ Name, Via string }
+
+// Skipped is one probe that could not be attached, and why.
+type Skipped struct{ Name, Reason string }
+
+// String renders the summary as the lines pktspan prints at start.
+func (s Summary) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "kernel %s, BTF from %s, %d drop reasons", s.Kernel, s.BTF, s.DropReasons)
+	if s.Tracefs == "" {
+		b.WriteString(", tracefs not mounted (not needed: tracepoints attach through BTF)")
+	}
+	fmt.Fprintf(&b, "\nattached %d probes in %s:", len(s.Attached), s.AttachTime.Round(time.Millisecond))
+	for _, a := range s.Attached {
+		fmt.Fprintf(&b, "\n  %-30s %s", a.Name, a.Via)
+	}
+	for _, k := range s.Skipped {
+		fmt.Fprintf(&b, "\n  %-30s skipped: %s", k.Name, k.Reason)
+	}
+	fmt.Fprintf(&b, "\nfilter: %s", s.Filter)
+	return b.String()
+}
+
+// Summary returns what Start attached.
+func (c *Collector) Summary() Summary { return c.summary }
+
+// Start checks privileges and kernel support, loads the probes and attaches them.
+// It fails only when nothing useful can be attached.
+func (c *Collector) Start(ctx context.Context) error {
+	if err := checkPrivileges(); err != nil {
+		return err
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return fmt.Errorf("raising the locked-memory limit for eBPF maps: %w", err)
+	}
+	var uts unix.Utsname
+	_ = unix.Uname(&uts)
+	c.summary.Kernel = unix.ByteSliceToString(uts.Release[:])
+	c.summary.Tracefs = findTracefs()
+
+	kernelTypes, inKernel, err := c.loadBTF()
+	if err != nil {
+		return err
+	}
+	reasons, err := NewDropReasons(kernelTypes)
+	if err != nil {
+		return err
+	}
+	c.summary.DropReasons = len(reasons.names)
+	syms, err := NewKallsyms(c.kallsyms, defaultModules)
+	if err != nil {
+		return err
+	}
+	if c.clock, err = NewMonoClock(); err != nil {
+		return err
+	}
+	c.decoder = NewDecoder(reasons, syms, c.clock, nil)
+
+	spec, err := bpf.LoadTracepoints()
+	if err != nil {
+		return fmt.Errorf("loading embedded probes: %w", err)
+	}
+	spec.Maps[bpf.TracepointsMapEvents].MaxEntries = uint32(c.ringSize)
+	spec.Maps[bpf.TracepointsMapTracked].MaxEntries = uint32(c.trackSize)
+	fcfg, err := encodeFilter(c.filter)
+	if err != nil {
+		return err
+	}
+	if err := spec.Variables[bpf.TracepointsVarFilter].Set(fcfg); err != nil {
+		return fmt.Errorf("setting probe filters: %w", err)
+	}
+	c.summary.Filter = describeFilter(c.filter)
+
+	start := time.Now()
+	chosen := c.chooseTracepoints(spec, kernelTypes, inKernel)
+	opts := &ebpf.CollectionOptions{}
+	if !inKernel {
+		opts.Programs.KernelTypes = kernelTypes
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, *opts)
+	if err != nil {
+		var verr *ebpf.VerifierError
+		if errors.As(err, &verr) {
+			c.log.Debug("verifier log", "log", fmt.Sprintf("%+v", verr))
+		}
+		return fmt.Errorf("loading eBPF probes into the kernel: %w", err)
+	}
+	c.coll = coll
+	for _, tp := range chosen {
+		l, via, err := attach(coll, tp)
+		if err != nil {
+			c.summary.Skipped = append(c.summary.Skipped, Skipped{tp.name, err.Error()})
+			c.log.Warn("tracepoint not attached", "tracepoint", tp.name, "error", err)
+			continue
+		}
+		c.links = append(c.links, l)
+		c.summary.Attached = append(c.summary.Attached, Attached{tp.name, via})
+	}
+	c.summary.AttachTime = time.Since(start)
+	if len(c.links) == 0 {
+		c.close()
+		return errors.New("no probe could be attached: see the warnings above")
+	}
+	for _, tp := range tracepoints {
+		if tp.needed && !c.isAttached(tp.name) {
+			c.log.Warn("packet spans will end by timeout only", "missing", tp.name)
+		}
+	}
+	if c.reader, err = ringbuf.NewReader(coll.Maps[bpf.TracepointsMapEvents]); err != nil {
+		c.close()
+		return fmt.Errorf("opening the ring buffer: %w", err)
+	}
+	return nil
+}
+
+func (c *Collector) isAttached(name string) bool {
+	for _, a := range c.summary.Attached {
+		if a.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// loadBTF returns the kernel's types and whether they are the running kernel's own
+// (then tp_btf programs can attach; otherwise only raw tracepoints can).
+func (c *Collector) loadBTF() (*btf.Spec, bool, error) {
+	if c.btfPath != "" {
+		spec, err := btf.LoadSpec(c.btfPath)
+		if err != nil {
+			return nil, false, fmt.Errorf("reading BTF from --btf %s: %w", c.btfPath, err)
+		}
+		c.summary.BTF = c.btfPath
+		return spec, false, nil
+	}
+	if _, err := os.Stat(kernelBTFPath); err != nil {
+		return nil, false, fmt.Errorf("%w: %s is missing; use a kernel built with CONFIG_DEBUG_INFO_BTF=y or pass --btf FILE with this kernel's BTF", errNoBTF, kernelBTFPath)
+	}
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return nil, false, fmt.Errorf("reading kernel BTF from %s: %w", kernelBTFPath, err)
+	}
+	c.summary.BTF = kernelBTFPath
+	return spec, true, nil
+}
+
+// chooseTracepoints keeps one program per available tracepoint in spec and deletes
+// the rest, so loading never fails on a tracepoint this kernel lacks.
+func (c *Collector) chooseTracepoints(spec *ebpf.CollectionSpec, types *btf.Spec, inKernel bool) []tracepoint {
+	var chosen []tracepoint
+	for _, tp := range tracepoints {
+		var typedef *btf.Typedef
+		exists := types.TypeByName("btf_trace_"+tp.event, &typedef) == nil
+		switch {
+		case !exists:
+			delete(spec.Programs, tp.tpBTF)
+			delete(spec.Programs, tp.rawTP)
+			c.summary.Skipped = append(c.summary.Skipped, Skipped{tp.name, "not on this kernel"})
+			c.log.Warn("tracepoint not on this kernel, skipped", "tracepoint", tp.name)
+			continue
+		case inKernel:
+			delete(spec.Programs, tp.rawTP)
+		default:
+			delete(spec.Programs, tp.tpBTF)
+		}
+		chosen = append(chosen, tp)
+	}
+	return chosen
+}
+
+func attach(coll *ebpf.Collection, tp tracepoint) (link.Link, string, error) {
+	if prog := coll.Programs[tp.tpBTF]; prog != nil {
+		l, err := link.AttachTracing(link.TracingOptions{Program: prog, AttachType: ebpf.AttachTraceRawTp})
+		if err != nil {
+			return nil, "", fmt.Errorf("attaching tp_btf %s: %w", tp.event, err)
+		}
+		return l, "tp_btf", nil
+	}
+	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: tp.event, Program: coll.Programs[tp.rawTP]})
+	if err != nil {
+		return nil, "", fmt.Errorf("attaching raw_tp %s: %w", tp.event, err)
+	}
+	return l, "raw_tp", nil
+}
+
+// Run reads events into h until ctx ends, then detaches the probes, drains what is
+// left in the ring buffer into h, and returns.
+func (c *Collector) Run(ctx context.Context, h Handler) error {
+	var (
+		rec       ringbuf.Record
+		ev        spanner.Event
+		nextTick  = time.Now().Add(tickEvery)
+		nextClock = time.Now().Add(clockRefresh)
+	)
+	c.reader.SetDeadline(nextTick)
+	for {
+		err := c.reader.ReadInto(&rec)
+		switch {
+		case err == nil:
+			c.handle(rec.RawSample, &ev, h)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+		case errors.Is(err, ringbuf.ErrFlushed):
+			return nil
+		case errors.Is(err, ringbuf.ErrClosed):
+			return nil
+		default:
+			return fmt.Errorf("reading the ring buffer: %w", err)
+		}
+		now := time.Now()
+		if now.Before(nextTick) {
+			continue
+		}
+		if now.After(nextClock) {
+			_ = c.clock.Refresh()
+			nextClock = now.Add(clockRefresh)
+		}
+		h.Tick(now.UnixNano())
+		nextTick = now.Add(tickEvery)
+		if ctx.Err() != nil && !c.detached.Load() {
+			// Detach first so the ring stops filling, then read until the flush
+			// marker: every event the kernel wrote reaches h.
+			c.detach()
+			if err := c.reader.Flush(); err != nil {
+				return fmt.Errorf("draining the ring buffer: %w", err)
+			}
+			c.reader.SetDeadline(time.Time{})
+			continue
+		}
+		if !c.detached.Load() {
+			c.reader.SetDeadline(nextTick)
+		}
+	}
+}
+
+func (c *Collector) handle(raw []byte, ev *spanner.Event, h Handler) {
+	c.eventsRead.Add(1)
+	if err := c.decoder.Decode(raw, ev); err != nil {
+		if c.decodeErrors.Add(1) == 1 {
+			c.log.Warn("undecodable event (counted in stats from now on)", "error", err)
+		}
+		return
+	}
+	h.HandleEvent(ev)
+}
+
+func (c *Collector) detach() {
+	c.detached.Store(true)
+	for _, l := range c.links {
+		_ = l.Close()
+	}
+	c.links = nil
+}
+
+// Shutdown detaches the probes (if Run has not) and frees every kernel object.
+func (c *Collector) Shutdown(ctx context.Context) error {
+	c.detach()
+	c.close()
+	return nil
+}
+
+func (c *Collector) close() {
+	if c.reader != nil {
+		_ = c.reader.Close()
+	}
+	if c.coll != nil {
+		c.coll.Close()
+	}
+}
+
+// Stats are the collector's counters: what the kernel sent and what was lost.
+type Stats struct {
+	EventsRead   uint64
+	EventsLost   uint64 // ring buffer full: the kernel could not write them
+	DecodeErrors uint64
+	Tracked      uint64 // skbs the kernel started following
+	TrackFailed  uint64 // skbs that matched but could not be remembered
+}
+
+// Stats reads the counters, summing the kernel's per-CPU values.
+func (c *Collector) Stats() Stats {
+	s := Stats{EventsRead: c.eventsRead.Load(), DecodeErrors: c.decodeErrors.Load()}
+	if c.coll == nil {
+		return s
+	}
+	m := c.coll.Maps[bpf.TracepointsMapCounters]
+	sum := func(id uint32) uint64 {
+		var per []uint64
+		if err := m.Lookup(id, &per); err != nil {
+			return 0
+		}
+		var t uint64
+		for _, v := range per {
+			t += v
+		}
+		return t
+	}
+	s.EventsLost = sum(counterRingbufFull)
+	s.Tracked = sum(counterTrackInsert)
+	s.TrackFailed = sum(counterTrackFail)
+	return s
+}
+
+// Counter indexes, mirroring enum counter_id in bpf/headers/pktspan.h.
+const (
+	counterRingbufFull uint32 = iota
+	counterTrackInsert
+	counterTrackDelete
+	counterTrackFail
+)
+
+func checkPrivileges() error {
+	if os.Geteuid() == 0 {
+		return nil
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err == nil {
+		has := func(c uint) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }
+		if has(unix.CAP_SYS_ADMIN) || (has(unix.CAP_BPF) && has(unix.CAP_PERFMON)) {
+			return nil
+		}
+	}
+	return errors.New("pktspan needs root, or CAP_BPF and CAP_PERFMON, to load eBPF probes: run it with sudo")
+}
+
+func findTracefs() string {
+	for _, p := range []string{tracefsPath, debugTracefsPath} {
+		if _, err := os.Stat(p + "/events"); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+func describeFilter(f config.Filter) string {
+	var parts []string
+	add := func(key string, vals []string) {
+		if len(vals) > 0 {
+			parts = append(parts, key+"="+strings.Join(vals, ","))
+		}
+	}
+	add("addr", f.Addr)
+	ports := make([]string, len(f.Port))
+	for i, p := range f.Port {
+		ports[i] = fmt.Sprint(p)
+	}
+	add("port", ports)
+	add("proto", f.Proto)
+	add("iface", f.Iface)
+	add("netns", f.Netns)
+	if len(parts) == 0 {
+		return "none (every IP packet)"
+	}
+	return strings.Join(parts, " ")
+}

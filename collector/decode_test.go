@@ -1,0 +1,224 @@
+package collector
+
+import (
+	"bytes"
+	"encoding/binary"
+	"flag"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/pktspan/pktspan/bpf"
+	"github.com/pktspan/pktspan/spanner"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.bin from the generated struct")
+
+// fixedClock adds a constant: decoded times are predictable.
+type fixedClock int64
+
+func (c fixedClock) WallNano(mono uint64) int64 { return int64(mono) + int64(c) }
+
+func testDecoder(t testing.TB) *Decoder {
+	t.Helper()
+	syms, err := NewKallsyms("testdata/kallsyms", "testdata/modules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reasons := dropReasonsFrom(map[uint32]string{
+		0: "SKB_NOT_DROPPED_YET", 1: "SKB_CONSUMED", 2: "SKB_DROP_REASON_NOT_SPECIFIED",
+		3: "SKB_DROP_REASON_NO_SOCKET", 12: "SKB_DROP_REASON_NETFILTER_DROP",
+	})
+	return NewDecoder(reasons, syms, fixedClock(1_000_000_000), []*spanner.Stage{{Name: "ip_rcv_core"}, {Name: "nf_hook_slow"}})
+}
+
+func ifname(s string) (b [16]int8) {
+	for i := range len(s) {
+		b[i] = int8(s[i])
+	}
+	return b
+}
+
+func addr16(s string) (b [16]uint8) {
+	a := netip.MustParseAddr(s)
+	copy(b[:], a.AsSlice())
+	return b
+}
+
+func TestDecodeTurnsKernelRecordsIntoEvents(t *testing.T) {
+	cases := []struct {
+		name string
+		raw  bpf.TracepointsEvent
+		want spanner.Event
+	}{
+		{
+			name: "tcp_syn_on_receive",
+			raw: bpf.TracepointsEvent{
+				TsNs: 5, Skb: 0xffff888104e28ae0, Probe: probeNetifReceiveSKB, Cpu: 1,
+				Netns: 4026531840, Ifindex: 7, Ifname: ifname("veth0"), Len: 60, Mark: 0x10,
+				L3: 4, L4: 6, Sport: 40000, Dport: 80, TcpFlags: 0x02, TcpSeq: 1000, TcpAck: 0,
+				Saddr: addr16("198.18.0.1"), Daddr: addr16("198.18.0.2"),
+			},
+			want: spanner.Event{
+				TimeUnixNano: 1_000_000_005, SKB: 0xffff888104e28ae0, Stage: tracepointStages[probeNetifReceiveSKB],
+				CPU: 1, Netns: 4026531840, Ifindex: 7, Ifname: "veth0", Len: 60, Mark: 0x10,
+				Tuple: spanner.Tuple{Src: netip.MustParseAddr("198.18.0.1"), Dst: netip.MustParseAddr("198.18.0.2"), SrcPort: 40000, DstPort: 80, Proto: 6},
+				TCP:   spanner.TCP{Flags: 0x02, Seq: 1000},
+			},
+		},
+		{
+			name: "nft_drop_with_module_location",
+			raw: bpf.TracepointsEvent{
+				TsNs: 9, Skb: 0xffff1, Probe: probeKfreeSKB, L3: 4, L4: 6, Sport: 40001, Dport: 81,
+				DropReason: 12, Location: 0xffffffffc0a011f3,
+				Saddr: addr16("198.18.0.1"), Daddr: addr16("198.18.0.2"), TcpFlags: 0x02,
+			},
+			want: spanner.Event{
+				TimeUnixNano: 1_000_000_009, SKB: 0xffff1, Stage: tracepointStages[probeKfreeSKB],
+				Tuple:      spanner.Tuple{Src: netip.MustParseAddr("198.18.0.1"), Dst: netip.MustParseAddr("198.18.0.2"), SrcPort: 40001, DstPort: 81, Proto: 6},
+				TCP:        spanner.TCP{Flags: 0x02},
+				DropReason: "NETFILTER_DROP", Drop: true, Location: "nft_do_chain+0x1f3",
+			},
+		},
+		{
+			name: "normal_free_is_not_a_drop",
+			raw:  bpf.TracepointsEvent{TsNs: 1, Skb: 0xffff2, Probe: probeKfreeSKB, DropReason: 1, Location: 0xffffffff81a00457},
+			want: spanner.Event{
+				TimeUnixNano: 1_000_000_001, SKB: 0xffff2, Stage: tracepointStages[probeKfreeSKB],
+				DropReason: "CONSUMED", Location: "sk_stream_kill_queues+0x57",
+			},
+		},
+		{
+			name: "unknown_reason_value_gets_a_number",
+			raw:  bpf.TracepointsEvent{Skb: 0xffff3, Probe: probeKfreeSKB, DropReason: 77},
+			want: spanner.Event{
+				TimeUnixNano: 1_000_000_000, SKB: 0xffff3, Stage: tracepointStages[probeKfreeSKB],
+				DropReason: "REASON_77", Drop: true,
+			},
+		},
+		{
+			name: "udp_ipv6",
+			raw: bpf.TracepointsEvent{
+				Skb: 0xffff4, Probe: probeNetDevQueue, L3: 6, L4: 17, Sport: 5353, Dport: 9999,
+				Saddr: addr16("2001:db8::1"), Daddr: addr16("2001:db8::2"), Ifname: ifname("eth0"),
+			},
+			want: spanner.Event{
+				TimeUnixNano: 1_000_000_000, SKB: 0xffff4, Stage: tracepointStages[probeNetDevQueue], Ifname: "eth0",
+				Tuple: spanner.Tuple{Src: netip.MustParseAddr("2001:db8::1"), Dst: netip.MustParseAddr("2001:db8::2"), SrcPort: 5353, DstPort: 9999, Proto: 17},
+			},
+		},
+		{
+			name: "no_ip_header_leaves_the_tuple_empty",
+			raw:  bpf.TracepointsEvent{Skb: 0xffff5, Probe: probeNetDevXmit, Retval: -1, Sport: 1, Dport: 2, TcpFlags: 0x10},
+			want: spanner.Event{TimeUnixNano: 1_000_000_000, SKB: 0xffff5, Stage: tracepointStages[probeNetDevXmit], Retval: -1},
+		},
+		{
+			name: "nf_hook_slow_exit_carries_the_verdict",
+			raw: bpf.TracepointsEvent{
+				Skb: 0xffff6, Probe: probeFuncBase + 1, Kind: 2, NfHook: 1, NfPf: 2, NfVerdict: 0, Retval: -1,
+			},
+			want: spanner.Event{
+				TimeUnixNano: 1_000_000_000, SKB: 0xffff6, Stage: &spanner.Stage{Name: "nf_hook_slow"}, Kind: spanner.KindExit,
+				Netfilter: spanner.Netfilter{Hook: 1, PF: 2, Verdict: 0, Valid: true}, Retval: -1,
+			},
+		},
+	}
+	d := testDecoder(t)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			raw := fixture(t, tc.name, &tc.raw)
+			var got spanner.Event
+			if err := d.Decode(raw, &got); err != nil {
+				t.Fatal(err)
+			}
+			if got.Stage == nil || got.Stage.Name != tc.want.Stage.Name || got.Stage.Free != tc.want.Stage.Free {
+				t.Fatalf("stage = %+v, want %+v", got.Stage, tc.want.Stage)
+			}
+			got.Stage, tc.want.Stage = nil, nil
+			if got != tc.want {
+				t.Errorf("decoded\n got %+v\nwant %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// fixture writes ev as the kernel would (the generated struct's layout, little endian),
+// and checks the bytes against testdata/NAME.bin: a change to the C layout shows here.
+func fixture(t *testing.T, name string, ev *bpf.TracepointsEvent) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := binary.Write(&buf, binary.LittleEndian, ev); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join("testdata", name+".bin")
+	if *update {
+		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(buf.Bytes(), want) {
+		t.Fatalf("%s no longer matches the generated event layout (run go test -update if the change is intended)", path)
+	}
+	return want
+}
+
+func TestDecodeRejectsShortAndUnknownRecords(t *testing.T) {
+	d := testDecoder(t)
+	var ev spanner.Event
+	if err := d.Decode(make([]byte, EventSize-1), &ev); err == nil {
+		t.Error("a short record decoded without error")
+	}
+	var buf bytes.Buffer
+	_ = binary.Write(&buf, binary.LittleEndian, &bpf.TracepointsEvent{Probe: 40})
+	if err := d.Decode(buf.Bytes(), &ev); err == nil {
+		t.Error("a record from an unknown probe decoded without error")
+	}
+}
+
+func TestDecodeDoesNotAllocateOnceCachesAreWarm(t *testing.T) {
+	d := testDecoder(t)
+	raw := fixture(t, "tcp_syn_on_receive", &bpf.TracepointsEvent{
+		TsNs: 5, Skb: 0xffff888104e28ae0, Probe: probeNetifReceiveSKB, Cpu: 1,
+		Netns: 4026531840, Ifindex: 7, Ifname: ifname("veth0"), Len: 60, Mark: 0x10,
+		L3: 4, L4: 6, Sport: 40000, Dport: 80, TcpFlags: 0x02, TcpSeq: 1000,
+		Saddr: addr16("198.18.0.1"), Daddr: addr16("198.18.0.2"),
+	})
+	var ev spanner.Event
+	_ = d.Decode(raw, &ev)
+	if n := testing.AllocsPerRun(100, func() { _ = d.Decode(raw, &ev) }); n != 0 {
+		t.Errorf("Decode allocates %.1f times per record, want 0", n)
+	}
+}
+
+func FuzzDecodeNeverPanics(f *testing.F) {
+	for _, name := range []string{"tcp_syn_on_receive", "nft_drop_with_module_location", "udp_ipv6"} {
+		if b, err := os.ReadFile(filepath.Join("testdata", name+".bin")); err == nil {
+			f.Add(b)
+		}
+	}
+	d := testDecoder(f)
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var ev spanner.Event
+		_ = d.Decode(raw, &ev)
+	})
+}
+
+func BenchmarkDecode(b *testing.B) {
+	d := testDecoder(b)
+	var buf bytes.Buffer
+	_ = binary.Write(&buf, binary.LittleEndian, &bpf.TracepointsEvent{
+		Skb: 1, Probe: probeNetifReceiveSKB, L3: 4, L4: 6, Ifname: ifname("veth0"),
+		Saddr: addr16("198.18.0.1"), Daddr: addr16("198.18.0.2"),
+	})
+	raw := buf.Bytes()
+	var ev spanner.Event
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = d.Decode(raw, &ev)
+	}
+}

@@ -1,0 +1,95 @@
+package collector
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"syscall"
+
+	"github.com/pktspan/pktspan/bpf"
+	"github.com/pktspan/pktspan/config"
+)
+
+// filterCfg is the kernel's struct filter_cfg, written into the probes' .rodata.
+type filterCfg = bpf.TracepointsFilterCfg
+
+// encodeFilter turns the validated filter config into the kernel's layout. Netns paths
+// are resolved to inodes here, once, so the kernel compares integers.
+func encodeFilter(f config.Filter) (filterCfg, error) {
+	var cfg filterCfg
+	prefixes, err := f.Prefixes()
+	if err != nil {
+		return cfg, err
+	}
+	if len(prefixes) > len(cfg.Addrs) || len(f.Port) > len(cfg.Ports) || len(f.Iface) > len(cfg.Ifaces) || len(f.Netns) > len(cfg.Netns) {
+		return cfg, fmt.Errorf("more filter values than the kernel probes hold (%d addresses, %d ports, %d interfaces, %d namespaces)",
+			len(cfg.Addrs), len(cfg.Ports), len(cfg.Ifaces), len(cfg.Netns))
+	}
+	for i, p := range prefixes {
+		encodePrefix(&cfg.Addrs[i].Addr, &cfg.Addrs[i].Mask, &cfg.Addrs[i].Family, p)
+	}
+	cfg.N_addrs = uint32(len(prefixes))
+	for i, port := range f.Port {
+		cfg.Ports[i] = uint16(port)
+	}
+	cfg.N_ports = uint32(len(f.Port))
+	protos := f.ProtoNumbers()
+	if len(protos) > len(cfg.Protos) {
+		return cfg, fmt.Errorf("more filter protocols than the kernel probes hold (%d)", len(cfg.Protos))
+	}
+	copy(cfg.Protos[:], protos)
+	cfg.N_protos = uint32(len(protos))
+	for i, name := range f.Iface {
+		for j := 0; j < len(name) && j < len(cfg.Ifaces[i])-1; j++ {
+			cfg.Ifaces[i][j] = int8(name[j])
+		}
+	}
+	cfg.N_ifaces = uint32(len(f.Iface))
+	for i, ns := range f.Netns {
+		inode, err := netnsInode(ns)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Netns[i] = inode
+	}
+	cfg.N_netns = uint32(len(f.Netns))
+	return cfg, nil
+}
+
+// encodePrefix writes address and mask as four 32-bit words holding the bytes in
+// network order, read natively: the same way the probe loads them from the packet.
+func encodePrefix(addr, mask *[4]uint32, family *uint8, p netip.Prefix) {
+	p = p.Masked()
+	a := p.Addr().AsSlice()
+	m := make([]byte, len(a))
+	for bit := 0; bit < p.Bits(); bit++ {
+		m[bit/8] |= 0x80 >> (bit % 8)
+	}
+	*family = 6
+	if p.Addr().Is4() {
+		*family = 4
+	}
+	for w := 0; w*4 < len(a); w++ {
+		addr[w] = binary.NativeEndian.Uint32(a[w*4:])
+		mask[w] = binary.NativeEndian.Uint32(m[w*4:])
+	}
+}
+
+// netnsInode accepts an inode number or a path to a namespace file (/run/netns/NAME,
+// /proc/PID/ns/net).
+func netnsInode(s string) (uint32, error) {
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
+		return uint32(n), nil
+	}
+	fi, err := os.Stat(s)
+	if err != nil {
+		return 0, fmt.Errorf("resolving filter.netns %q: %w", s, err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, fmt.Errorf("resolving filter.netns %q: no inode", s)
+	}
+	return uint32(st.Ino), nil
+}

@@ -1,0 +1,71 @@
+package collector
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/pktspan/pktspan/config"
+)
+
+func TestEncodeFilterWritesTheKernelLayout(t *testing.T) {
+	cfg, err := encodeFilter(config.Filter{
+		Addr:  []string{"198.18.0.0/15", "2001:db8::1"},
+		Port:  []int{80, 443},
+		Proto: []string{"tcp", "icmp"},
+		Iface: []string{"veth0"},
+		Netns: []string{"4026531840"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.N_addrs != 2 || cfg.N_ports != 2 || cfg.N_protos != 3 || cfg.N_ifaces != 1 || cfg.N_netns != 1 {
+		t.Fatalf("counts: %d addrs %d ports %d protos %d ifaces %d netns", cfg.N_addrs, cfg.N_ports, cfg.N_protos, cfg.N_ifaces, cfg.N_netns)
+	}
+	v4 := cfg.Addrs[0]
+	if v4.Family != 4 || v4.Addr[0] != binary.NativeEndian.Uint32([]byte{198, 18, 0, 0}) ||
+		v4.Mask[0] != binary.NativeEndian.Uint32([]byte{255, 254, 0, 0}) || v4.Mask[1] != 0 {
+		t.Errorf("IPv4 prefix encoded as %+v", v4)
+	}
+	v6 := cfg.Addrs[1]
+	a := netip.MustParseAddr("2001:db8::1").As16()
+	if v6.Family != 6 || v6.Addr[3] != binary.NativeEndian.Uint32(a[12:]) || v6.Mask[3] != 0xffffffff {
+		t.Errorf("IPv6 address encoded as %+v", v6)
+	}
+	if cfg.Ports[0] != 80 || cfg.Ports[1] != 443 {
+		t.Errorf("ports %v", cfg.Ports[:2])
+	}
+	if cfg.Protos[0] != 6 || cfg.Protos[1] != 1 || cfg.Protos[2] != 58 {
+		t.Errorf("protos %v", cfg.Protos[:3])
+	}
+	if cfg.Ifaces[0][0] != 'v' || cfg.Ifaces[0][4] != '0' || cfg.Ifaces[0][5] != 0 {
+		t.Errorf("iface %v", cfg.Ifaces[0])
+	}
+	if cfg.Netns[0] != 4026531840 {
+		t.Errorf("netns %d", cfg.Netns[0])
+	}
+}
+
+func TestEncodeFilterResolvesNetnsPathsToInodes(t *testing.T) {
+	cfg, err := encodeFilter(config.Filter{Netns: []string{"/proc/self/ns/net"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Netns[0] == 0 {
+		t.Error("netns path resolved to inode 0")
+	}
+	if _, err := encodeFilter(config.Filter{Netns: []string{"/no/such/ns"}}); err == nil || !strings.Contains(err.Error(), "/no/such/ns") {
+		t.Errorf("missing netns path: %v", err)
+	}
+}
+
+func TestEmptyFilterMatchesEverything(t *testing.T) {
+	cfg, err := encodeFilter(config.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.N_addrs+cfg.N_ports+cfg.N_protos+cfg.N_ifaces+cfg.N_netns != 0 {
+		t.Errorf("empty filter encoded with counts: %+v", cfg)
+	}
+}
