@@ -1,0 +1,396 @@
+package sink
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"golang.org/x/sys/unix"
+
+	"github.com/pktspan/pktspan/spanner"
+)
+
+// Attribute keys the console reads (DESIGN.md, "Span model").
+const (
+	keyTransport   = "network.transport"
+	keySrcAddr     = "source.address"
+	keySrcPort     = "source.port"
+	keyDstAddr     = "destination.address"
+	keyDstPort     = "destination.port"
+	keyIface       = "network.interface.name"
+	keyNetns       = "pktspan.netns"
+	keySKB         = "pktspan.skb.address"
+	keyTCPFlags    = "pktspan.tcp.flags"
+	keyDropReason  = "pktspan.drop.reason"
+	keyDropLoc     = "pktspan.drop.location"
+	keyNFHook      = "pktspan.netfilter.hook"
+	keyNFPF        = "pktspan.netfilter.pf"
+	keyNFVerdict   = "pktspan.netfilter.verdict"
+	keyRetval      = "pktspan.retval"
+	spanNamePacket = "packet"
+	stageKfreeSKB  = "skb:kfree_skb"
+)
+
+const (
+	ansiRed   = "\x1b[31m"
+	ansiReset = "\x1b[0m"
+	timeFmt   = "15:04:05.000000"
+)
+
+// Column widths; a longer value pushes the rest of its line right rather than being cut.
+var consoleColumns = [...]struct {
+	title string
+	width int
+}{
+	{"TIME", 15}, {"SKB", 18}, {"NETNS", 10}, {"IFACE", 10}, {"TUPLE", 46}, {"STAGE", 22}, {"INFO", 0},
+}
+
+// ConsoleOption configures NewConsole.
+type ConsoleOption func(*Console)
+
+// WithColor forces red drop lines on or off instead of deciding by whether the writer
+// is a terminal.
+func WithColor(on bool) ConsoleOption {
+	return func(c *Console) { c.color = on }
+}
+
+// WithLocation sets the time zone of the TIME column (default the local zone).
+func WithLocation(loc *time.Location) ConsoleOption {
+	return func(c *Console) { c.loc = loc }
+}
+
+// Console is a spanner.Sink printing one line per stage of each packet, in the manner of
+// pwru and nettrace, and one line per closed flow:
+//
+//	TIME            SKB                NETNS      IFACE      TUPLE                                          STAGE                  INFO
+//	22:13:20.000000 0xffff888004a1c200 4026532281 veth0      10.0.0.1:40000 > 10.0.0.2:80 tcp [SYN]         net:netif_receive_skb  trace=0af7651916cd43dd8448eb211c80319c
+//	22:13:20.000004 0xffff888004a1c200 4026532281 veth0      10.0.0.1:40000 > 10.0.0.2:80 tcp [SYN]         nf_hook_slow           hook=PREROUTING pf=ipv4 verdict=ACCEPT ret=1 dur=5µs
+//	22:13:20.000120 0xffff888012345600 4026531840 eth0       10.0.0.1 > 10.0.0.2 icmp                       skb:kfree_skb          DROP NETFILTER_DROP nft_do_chain+0x1f3
+//
+// The first line of a packet ends with its trace ID, ready to paste into Jaeger. A
+// dropped packet's skb:kfree_skb line reads `DROP <reason> <location>`, in red on a
+// terminal.
+type Console struct {
+	w     io.Writer
+	color bool
+	loc   *time.Location
+
+	mu         sync.Mutex
+	buf        []byte
+	headerDone bool
+	err        error
+
+	exported atomic.Uint64
+	dropped  atomic.Uint64
+}
+
+var _ spanner.Sink = (*Console)(nil)
+
+// NewConsole prints to w. Drop lines are red when w is a terminal, unless WithColor says
+// otherwise.
+func NewConsole(w io.Writer, opts ...ConsoleOption) *Console {
+	c := &Console{w: w, color: isTerminal(w), loc: time.Local}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
+
+// isTerminal reports whether w is a file on a terminal, so that piped output never gets
+// escape codes.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var termErr error
+	if err := rc.Control(func(fd uintptr) {
+		_, termErr = unix.IoctlGetTermios(int(fd), unix.TCGETS)
+	}); err != nil {
+		return false
+	}
+	return termErr == nil
+}
+
+// packetView is what a line shows, carried from the packet span and updated by stages
+// that report a change (a new interface or namespace, a NAT-rewritten tuple).
+type packetView struct {
+	skb, netns, iface, tuple string
+	transport, src, srcPort  string
+	dst, dstPort, flags      string
+}
+
+// Export prints a group: a packet span with its stages, or a closed flow's root span.
+func (c *Console) Export(group []spanner.Span) {
+	if len(group) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.buf = c.buf[:0]
+	if !c.headerDone {
+		c.appendHeader()
+		c.headerDone = true
+	}
+	if group[0].Name == spanNamePacket {
+		c.appendPacket(group)
+	} else {
+		for i := range group {
+			c.appendFlow(&group[i])
+		}
+	}
+	if _, err := c.w.Write(c.buf); err != nil {
+		c.dropped.Add(uint64(len(group)))
+		if c.err == nil {
+			c.err = err
+		}
+		return
+	}
+	c.exported.Add(uint64(len(group)))
+}
+
+func (c *Console) appendHeader() {
+	cols := make([]string, len(consoleColumns))
+	for i, col := range consoleColumns {
+		cols[i] = col.title
+	}
+	c.appendRow(cols, false)
+}
+
+// appendRow pads every column but the last and ends the line.
+func (c *Console) appendRow(cols []string, red bool) {
+	if red {
+		c.buf = append(c.buf, ansiRed...)
+	}
+	for i, v := range cols {
+		if v == "" {
+			v = "-"
+		}
+		c.buf = append(c.buf, v...)
+		if i == len(cols)-1 {
+			break
+		}
+		pad := consoleColumns[i].width - len(v)
+		c.buf = append(c.buf, ' ')
+		for ; pad > 0; pad-- {
+			c.buf = append(c.buf, ' ')
+		}
+	}
+	if red {
+		c.buf = append(c.buf, ansiReset...)
+	}
+	c.buf = append(c.buf, '\n')
+}
+
+func (c *Console) appendPacket(group []spanner.Span) {
+	pkt := &group[0]
+	var v packetView
+	v.update(pkt.Attrs)
+	dropped := pkt.Status == spanner.StatusError
+	stages := group[1:]
+	if len(stages) == 0 {
+		// A packet with no stage kept (limits) still gets its line.
+		stages = group[:1]
+	}
+	dropShown := false
+	for i := range stages {
+		st := &stages[i]
+		if st != pkt {
+			v.update(st.Attrs)
+		}
+		var info strings.Builder
+		drop := dropped && (st.Name == stageKfreeSKB || (i == len(stages)-1 && !dropShown))
+		if drop {
+			dropShown = true
+			appendDrop(&info, pkt, st)
+		}
+		appendStageInfo(&info, st)
+		if i == 0 {
+			addField(&info, "trace="+hex.EncodeToString(pkt.TraceID[:]))
+		}
+		c.appendRow([]string{c.clock(st.StartUnixNano), v.skb, v.netns, v.iface, v.tupleString(), st.Name, info.String()},
+			drop && c.color)
+	}
+}
+
+// appendDrop writes `DROP <reason> <location>`, preferring what the stage itself says.
+func appendDrop(b *strings.Builder, pkt, st *spanner.Span) {
+	reason := attrString(st.Attrs, keyDropReason)
+	if reason == "" {
+		reason = attrString(pkt.Attrs, keyDropReason)
+	}
+	if reason == "" {
+		reason = pkt.StatusDescription
+	}
+	loc := attrString(st.Attrs, keyDropLoc)
+	if loc == "" {
+		loc = attrString(pkt.Attrs, keyDropLoc)
+	}
+	addField(b, "DROP")
+	addField(b, reason)
+	addField(b, loc)
+}
+
+func appendStageInfo(b *strings.Builder, st *spanner.Span) {
+	if hook := attrString(st.Attrs, keyNFHook); hook != "" {
+		addField(b, "hook="+hook)
+	}
+	if pf := attrString(st.Attrs, keyNFPF); pf != "" {
+		addField(b, "pf="+pf)
+	}
+	if verdict := attrString(st.Attrs, keyNFVerdict); verdict != "" {
+		addField(b, "verdict="+verdict)
+	}
+	if ret := attrString(st.Attrs, keyRetval); ret != "" {
+		addField(b, "ret="+ret)
+	}
+	if d := st.EndUnixNano - st.StartUnixNano; d > 0 {
+		addField(b, "dur="+time.Duration(d).String())
+	}
+}
+
+func addField(b *strings.Builder, s string) {
+	if s == "" {
+		return
+	}
+	if b.Len() > 0 {
+		b.WriteByte(' ')
+	}
+	b.WriteString(s)
+}
+
+// appendFlow prints a root span when its flow window closes.
+func (c *Console) appendFlow(s *spanner.Span) {
+	var v packetView
+	v.update(s.Attrs)
+	var info strings.Builder
+	addField(&info, "closed")
+	if d := s.EndUnixNano - s.StartUnixNano; d > 0 {
+		addField(&info, "dur="+time.Duration(d).String())
+	}
+	if s.Status == spanner.StatusError {
+		addField(&info, "error="+s.StatusDescription)
+	}
+	addField(&info, "trace="+hex.EncodeToString(s.TraceID[:]))
+	for i := range s.Links {
+		addField(&info, "prev="+hex.EncodeToString(s.Links[i].TraceID[:]))
+	}
+	c.appendRow([]string{c.clock(s.EndUnixNano), "", v.netns, v.iface, v.tupleString(), s.Name, info.String()}, false)
+}
+
+func (c *Console) clock(unixNano int64) string {
+	return time.Unix(0, unixNano).In(c.loc).Format(timeFmt)
+}
+
+// update takes the values present in attrs and keeps the others.
+func (v *packetView) update(attrs []attribute.KeyValue) {
+	for _, kv := range attrs {
+		s := valueString(kv.Value)
+		switch kv.Key {
+		case keySKB:
+			if kv.Value.Type() == attribute.INT64 {
+				s = "0x" + strconv.FormatUint(uint64(kv.Value.AsInt64()), 16)
+			}
+			v.skb = s
+		case keyNetns:
+			v.netns = s
+		case keyIface:
+			v.iface = s
+		case keyTransport:
+			v.transport = s
+		case keySrcAddr:
+			v.src = s
+		case keySrcPort:
+			v.srcPort = s
+		case keyDstAddr:
+			v.dst = s
+		case keyDstPort:
+			v.dstPort = s
+		case keyTCPFlags:
+			v.flags = s
+		}
+	}
+}
+
+// tupleString renders `10.0.0.1:40000 > 10.0.0.2:80 tcp [SYN]`, without ports for
+// protocols that have none.
+func (v *packetView) tupleString() string {
+	if v.src == "" && v.dst == "" {
+		return v.transport
+	}
+	var b strings.Builder
+	b.WriteString(hostPort(v.src, v.srcPort))
+	b.WriteString(" > ")
+	b.WriteString(hostPort(v.dst, v.dstPort))
+	if v.transport != "" {
+		b.WriteByte(' ')
+		b.WriteString(v.transport)
+	}
+	if v.flags != "" && v.transport == "tcp" {
+		b.WriteString(" [")
+		b.WriteString(v.flags)
+		b.WriteByte(']')
+	}
+	return b.String()
+}
+
+func hostPort(addr, port string) string {
+	if addr == "" {
+		addr = "?"
+	}
+	if port == "" || port == "0" {
+		return addr
+	}
+	if strings.Contains(addr, ":") {
+		return "[" + addr + "]:" + port
+	}
+	return addr + ":" + port
+}
+
+func attrString(attrs []attribute.KeyValue, key attribute.Key) string {
+	for _, kv := range attrs {
+		if kv.Key == key {
+			return valueString(kv.Value)
+		}
+	}
+	return ""
+}
+
+func valueString(v attribute.Value) string {
+	switch v.Type() {
+	case attribute.STRING:
+		return v.AsString()
+	case attribute.INT64:
+		return strconv.FormatInt(v.AsInt64(), 10)
+	case attribute.EMPTY:
+		return ""
+	}
+	return v.Emit()
+}
+
+// Shutdown reports the first write error, if any; every group is written as it comes.
+func (c *Console) Shutdown(context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return fmt.Errorf("console output: %w", c.err)
+	}
+	return nil
+}
+
+// Stats counts spans printed, and spans lost to write errors.
+func (c *Console) Stats() spanner.SinkStats {
+	return spanner.SinkStats{Exported: c.exported.Load(), Dropped: c.dropped.Load()}
+}

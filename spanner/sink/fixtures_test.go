@@ -1,0 +1,151 @@
+package sink
+
+import (
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/pktspan/pktspan/spanner"
+)
+
+// t0 is 2023-11-14 22:13:20 UTC, a fixed instant for golden output.
+var t0 = time.Unix(1700000000, 0).UnixNano()
+
+func us(n int64) int64 { return t0 + n*int64(time.Microsecond) }
+
+var (
+	traceA = spanner.TraceID{0x0a, 0xf7, 0x65, 0x19, 0x16, 0xcd, 0x43, 0xdd, 0x84, 0x48, 0xeb, 0x21, 0x1c, 0x80, 0x31, 0x9c}
+	traceB = spanner.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36}
+	rootID = spanner.SpanID{0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7}
+)
+
+func sid(n byte) spanner.SpanID { return spanner.SpanID{0xb7, 0xad, 0x6b, 0x71, 0x69, 0x20, 0x33, n} }
+
+func tupleAttrs(flags string) []attribute.KeyValue {
+	kvs := []attribute.KeyValue{
+		attribute.String("network.transport", "tcp"),
+		attribute.String("network.type", "ipv4"),
+		attribute.String("source.address", "10.0.0.1"),
+		attribute.Int("source.port", 40000),
+		attribute.String("destination.address", "10.0.0.2"),
+		attribute.Int("destination.port", 80),
+	}
+	if flags != "" {
+		kvs = append(kvs, attribute.String("pktspan.tcp.flags", flags))
+	}
+	return kvs
+}
+
+// rootGroup is a closed flow window linked to the window before it, carrying every
+// attribute type.
+func rootGroup() []spanner.Span {
+	attrs := append(tupleAttrs(""),
+		attribute.Bool("pktspan.flow.closed_by_fin", true),
+		attribute.Float64("pktspan.test.ratio", 0.25),
+		attribute.BoolSlice("pktspan.test.bools", []bool{true, false}),
+		attribute.Int64Slice("pktspan.test.ints", []int64{-1, 0, 1 << 40}),
+		attribute.Float64Slice("pktspan.test.floats", []float64{1.5, -2}),
+		attribute.StringSlice("pktspan.test.strings", []string{"a", "b\"c"}),
+		attribute.Int("pktspan.packets", 2),
+	)
+	return []spanner.Span{{
+		TraceID:       traceA,
+		SpanID:        rootID,
+		Name:          "flow tcp",
+		Kind:          spanner.SpanKindInternal,
+		StartUnixNano: us(0),
+		EndUnixNano:   us(1500000),
+		Attrs:         attrs,
+		Links: []spanner.Link{{
+			TraceID: traceB,
+			SpanID:  sid(0x99),
+			Attrs:   []attribute.KeyValue{attribute.String("pktspan.link", "previous_window")},
+		}},
+	}}
+}
+
+// tcpGroup is an accepted SYN from its receive to its delivery to the socket.
+func tcpGroup() []spanner.Span {
+	pkt := spanner.Span{
+		TraceID: traceA, SpanID: sid(1), ParentID: rootID, Name: "packet", Kind: spanner.SpanKindInternal,
+		StartUnixNano: us(0), EndUnixNano: us(42),
+		Attrs: append(tupleAttrs("SYN"),
+			attribute.String("network.interface.name", "veth0"),
+			attribute.Int("pktspan.ifindex", 7),
+			attribute.Int64("pktspan.netns", 4026532281),
+			attribute.String("pktspan.skb.address", "0xffff888004a1c200"),
+			attribute.Int("pktspan.skb.len", 60),
+			attribute.Int("pktspan.skb.mark", 0),
+			attribute.Int64("pktspan.tcp.seq", 3735928559),
+			attribute.Int64("pktspan.tcp.ack", 0),
+		),
+	}
+	stage := func(n byte, name string, start, end int64, attrs ...attribute.KeyValue) spanner.Span {
+		return spanner.Span{
+			TraceID: traceA, SpanID: sid(n), ParentID: sid(1), Name: name, Kind: spanner.SpanKindInternal,
+			StartUnixNano: us(start), EndUnixNano: us(end), Attrs: attrs,
+		}
+	}
+	return []spanner.Span{
+		pkt,
+		stage(2, "net:netif_receive_skb", 0, 0),
+		stage(3, "ip_rcv_core", 1, 3, attribute.Int64("pktspan.retval", 0)),
+		stage(4, "nf_hook_slow", 4, 9,
+			attribute.String("pktspan.netfilter.hook", "PREROUTING"),
+			attribute.String("pktspan.netfilter.pf", "ipv4"),
+			attribute.String("pktspan.netfilter.verdict", "ACCEPT"),
+			attribute.Int64("pktspan.retval", 1)),
+		stage(5, "ip_local_deliver", 10, 30,
+			attribute.String("network.interface.name", "lo"),
+			attribute.Int64("pktspan.netns", 4026531840)),
+		stage(6, "tcp_v4_rcv", 31, 40, attribute.Int64("pktspan.retval", 0)),
+		stage(7, "skb:consume_skb", 42, 42),
+	}
+}
+
+// dropGroup is an ICMP echo dropped by an nftables rule in INPUT.
+func dropGroup() []spanner.Span {
+	pkt := spanner.Span{
+		TraceID: traceB, SpanID: sid(0x11), ParentID: sid(0x10), Name: "packet", Kind: spanner.SpanKindInternal,
+		StartUnixNano: us(100), EndUnixNano: us(120),
+		Attrs: []attribute.KeyValue{
+			attribute.String("network.transport", "icmp"),
+			attribute.String("network.type", "ipv4"),
+			attribute.String("source.address", "10.0.0.1"),
+			attribute.String("destination.address", "10.0.0.2"),
+			attribute.String("network.interface.name", "eth0"),
+			attribute.Int64("pktspan.netns", 4026531840),
+			attribute.String("pktspan.skb.address", "0xffff888012345600"),
+			attribute.Int("pktspan.skb.len", 84),
+			attribute.String("pktspan.drop.reason", "NETFILTER_DROP"),
+			attribute.String("pktspan.drop.location", "nft_do_chain+0x1f3"),
+			attribute.String("error.type", "NETFILTER_DROP"),
+		},
+		Status:            spanner.StatusError,
+		StatusDescription: "NETFILTER_DROP",
+		Events: []spanner.SpanEvent{{
+			Name:         "drop",
+			TimeUnixNano: us(120),
+			Attrs: []attribute.KeyValue{
+				attribute.String("pktspan.drop.reason", "NETFILTER_DROP"),
+				attribute.String("pktspan.drop.location", "nft_do_chain+0x1f3"),
+			},
+		}},
+	}
+	stage := func(n byte, name string, start, end int64, attrs ...attribute.KeyValue) spanner.Span {
+		return spanner.Span{
+			TraceID: traceB, SpanID: sid(n), ParentID: sid(0x11), Name: name, Kind: spanner.SpanKindInternal,
+			StartUnixNano: us(start), EndUnixNano: us(end), Attrs: attrs,
+		}
+	}
+	return []spanner.Span{
+		pkt,
+		stage(0x12, "net:netif_receive_skb", 100, 100),
+		stage(0x13, "nf_hook_slow", 105, 118,
+			attribute.String("pktspan.netfilter.hook", "INPUT"),
+			attribute.String("pktspan.netfilter.pf", "ipv4"),
+			attribute.String("pktspan.netfilter.verdict", "DROP"),
+			attribute.Int64("pktspan.retval", -1)),
+		stage(0x14, "skb:kfree_skb", 120, 120),
+	}
+}
