@@ -16,7 +16,7 @@ static __always_inline int on_receive(struct sk_buff *skb)
 	init_event(&ev, skb, PROBE_NETIF_RECEIVE_SKB, EVENT_INSTANT);
 	read_tuple(&ev, skb, L3_DATA);
 	read_dev(&ev, BPF_CORE_READ(skb, dev));
-	if (follow(&ev, false))
+	if (follow(&ev, FOLLOW))
 		emit(&ev);
 	return 0;
 }
@@ -27,7 +27,7 @@ static __always_inline int on_queue(struct sk_buff *skb)
 	init_event(&ev, skb, PROBE_NET_DEV_QUEUE, EVENT_INSTANT);
 	read_tuple(&ev, skb, L3_NETWORK_HEADER);
 	read_dev(&ev, BPF_CORE_READ(skb, dev));
-	if (follow(&ev, false))
+	if (follow(&ev, FOLLOW))
 		emit(&ev);
 	return 0;
 }
@@ -64,7 +64,7 @@ static __always_inline int on_free(struct sk_buff *skb, __u16 probe, void *locat
 	read_tuple(&ev, skb, L3_NETWORK_HEADER);
 	read_dev(&ev, BPF_CORE_READ(skb, dev));
 	read_sock_netns(&ev, BPF_CORE_READ(skb, sk));
-	if (follow(&ev, true))
+	if (follow(&ev, FOLLOW_FREE))
 		emit(&ev);
 	return 0;
 }
@@ -80,7 +80,7 @@ static __always_inline int on_copy_datagram(struct sk_buff *skb, int len)
 	ev.retval = len;
 	read_tuple(&ev, skb, L3_NETWORK_HEADER);
 	read_sock_netns(&ev, BPF_CORE_READ(skb, sk));
-	if (follow(&ev, false))
+	if (follow(&ev, FOLLOW_DELIVER))
 		emit(&ev);
 	return 0;
 }
@@ -96,8 +96,7 @@ static __always_inline int on_retransmit(struct sock *sk, struct sk_buff *skb)
 	init_event(&ev, skb, PROBE_TCP_RETRANSMIT_SKB, EVENT_INSTANT);
 	read_sock_tuple(&ev, sk);
 	read_sock_netns(&ev, sk);
-	__u64 key = ev.skb;
-	if (bpf_map_lookup_elem(&tracked, &key) || follow(&ev, true))
+	if (follow(&ev, FOLLOW_PEEK))
 		emit(&ev);
 	return 0;
 }

@@ -63,6 +63,16 @@ type TracepointsFilterCfg struct {
 	Ifaces [8][16]int8
 }
 
+type TracepointsTrack struct {
+	_         structs.HostLayout
+	TcpSeq    uint32
+	TcpAck    uint32
+	L3        uint8
+	L4        uint8
+	TcpFlags  uint8
+	Delivered uint8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.

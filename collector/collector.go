@@ -405,6 +405,7 @@ type Stats struct {
 	DecodeErrors uint64
 	Tracked      uint64 // skbs the kernel started following
 	TrackFailed  uint64 // skbs that matched but could not be remembered
+	TrackStale   uint64 // remembered skbs freed unseen, forgotten when their address came back
 }
 
 // Stats reads the counters, summing the kernel's per-CPU values.
@@ -428,6 +429,7 @@ func (c *Collector) Stats() Stats {
 	s.EventsLost = sum(counterRingbufFull)
 	s.Tracked = sum(counterTrackInsert)
 	s.TrackFailed = sum(counterTrackFail)
+	s.TrackStale = sum(counterTrackStale)
 	return s
 }
 
@@ -437,6 +439,7 @@ const (
 	counterTrackInsert
 	counterTrackDelete
 	counterTrackFail
+	counterTrackStale
 )
 
 func checkPrivileges() error {

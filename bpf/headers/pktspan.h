@@ -32,7 +32,20 @@ enum counter_id {
 	COUNTER_TRACK_INSERT = 1, /* skbs remembered as matching */
 	COUNTER_TRACK_DELETE = 2, /* remembered skbs forgotten at their free */
 	COUNTER_TRACK_FAIL = 3,   /* skbs that matched but could not be remembered */
-	COUNTER_MAX = 4,
+	COUNTER_TRACK_STALE = 4,  /* remembered skbs freed unseen: their address came back */
+	COUNTER_MAX = 5,
+};
+
+/* What the kernel remembers of a followed skb: enough to tell it from the next skb
+ * allocated at the same address after a free no tracepoint saw (TCP and UDP free
+ * delivered skbs that way). */
+struct track {
+	__u32 tcp_seq;
+	__u32 tcp_ack;
+	__u8 l3;
+	__u8 l4;
+	__u8 tcp_flags;
+	__u8 delivered;
 };
 
 struct event {

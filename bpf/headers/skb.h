@@ -45,7 +45,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
 	__type(key, __u64);
-	__type(value, __u8);
+	__type(value, struct track);
 } tracked SEC(".maps");
 
 struct {
@@ -271,27 +271,68 @@ static __always_inline bool match_netns(const struct event *ev)
 	return false;
 }
 
+/* How a hook relates to an skb's life, for follow(). */
+enum follow_mode {
+	FOLLOW = 0,      /* remember a matching skb */
+	FOLLOW_FREE = 1, /* the skb's last hook: forget it */
+	FOLLOW_DELIVER = 2, /* delivery to a socket: only copies and the free come after */
+	FOLLOW_PEEK = 3, /* report a match, remember nothing */
+};
+
+/* The TCP flags no hook on the way rewrites (ECE and CWR may be). */
+#define TCP_IDENTITY_FLAGS 0x3f
+
+/* Whether ev can be the skb t was remembered for, rather than a new skb at its address.
+ * NAT rewrites addresses and ports, never the protocol or TCP's seq, ack and flags. */
+static __always_inline bool same_skb(const struct track *t, const struct event *ev, enum follow_mode mode)
+{
+	if (t->delivered && mode != FOLLOW_FREE && mode != FOLLOW_DELIVER)
+		return false;
+	if (!ev->l3 || !t->l3)
+		return true;
+	if (ev->l3 != t->l3 || ev->l4 != t->l4)
+		return false;
+	return t->l4 != IPPROTO_TCP ||
+	       (ev->tcp_seq == t->tcp_seq && ev->tcp_ack == t->tcp_ack &&
+		!((ev->tcp_flags ^ t->tcp_flags) & TCP_IDENTITY_FLAGS));
+}
+
 /*
  * Decides whether ev (already filled from the skb) is sent. An skb already
  * remembered is always followed; an unknown one is followed from here on when it
  * is an IP packet matching every filter. Frees forget the skb.
  */
-static __always_inline bool follow(struct event *ev, bool is_free)
+static __always_inline bool follow(struct event *ev, enum follow_mode mode)
 {
 	__u64 key = ev->skb;
-	bool known = bpf_map_lookup_elem(&tracked, &key) != NULL;
-	if (known) {
-		if (is_free && !bpf_map_delete_elem(&tracked, &key))
-			count(COUNTER_TRACK_DELETE);
+	struct track *t = bpf_map_lookup_elem(&tracked, &key);
+	if (t && mode != FOLLOW_PEEK) {
+		if (same_skb(t, ev, mode)) {
+			if (mode == FOLLOW_FREE && !bpf_map_delete_elem(&tracked, &key))
+				count(COUNTER_TRACK_DELETE);
+			if (mode == FOLLOW_DELIVER)
+				t->delivered = 1;
+			return true;
+		}
+		bpf_map_delete_elem(&tracked, &key);
+		count(COUNTER_TRACK_STALE);
+	} else if (t) {
 		return true;
 	}
 	if (!ev->l3 || !match_addr(ev) || !match_port(ev) || !match_proto(ev) ||
 	    !match_iface(ev) || !match_netns(ev))
 		return false;
-	if (is_free)
+	if (mode == FOLLOW_FREE || mode == FOLLOW_PEEK)
 		return true;
-	__u8 one = 1;
-	if (bpf_map_update_elem(&tracked, &key, &one, BPF_ANY))
+	struct track nt = {
+		.tcp_seq = ev->tcp_seq,
+		.tcp_ack = ev->tcp_ack,
+		.l3 = ev->l3,
+		.l4 = ev->l4,
+		.tcp_flags = ev->tcp_flags,
+		.delivered = mode == FOLLOW_DELIVER,
+	};
+	if (bpf_map_update_elem(&tracked, &key, &nt, BPF_ANY))
 		count(COUNTER_TRACK_FAIL);
 	else
 		count(COUNTER_TRACK_INSERT);
