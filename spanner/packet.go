@@ -178,9 +178,10 @@ func (s *Spanner) addStage(p *packet, ev *Event, name string) {
 const tcpIdentity = 0x3f
 
 // isNewSKB reports whether ev, at the address of the open packet p, must belong to a
-// new skb at a reused address, p having been freed where no tracepoint saw it: either
-// its TCP segment differs (NAT rewrites addresses and ports, never these), or p was
-// already delivered to a socket and ev is neither a free nor another copy.
+// new skb at a reused address, p having been freed where no tracepoint saw it: its IP
+// version or protocol differs, or its TCP segment does (NAT rewrites addresses and
+// ports, never these), or p was already delivered to a socket and ev is neither a free
+// nor another copy.
 func isNewSKB(p *packet, ev *Event) bool {
 	if ev.Kind == KindExit {
 		return false
@@ -188,7 +189,13 @@ func isNewSKB(p *packet, ev *Event) bool {
 	if p.delivered && !ev.Stage.Free && !ev.Stage.Deliver {
 		return true
 	}
-	if p.tuple.Proto != protoTCP || ev.Tuple.Proto != protoTCP || !ev.Tuple.Valid() {
+	if !ev.Tuple.Valid() || !p.tuple.Valid() {
+		return false
+	}
+	if ev.Tuple.Proto != p.tuple.Proto || ev.Tuple.Src.Is4() != p.tuple.Src.Is4() {
+		return true
+	}
+	if p.tuple.Proto != protoTCP {
 		return false
 	}
 	return ev.TCP.Seq != p.tcp.Seq || ev.TCP.Ack != p.tcp.Ack || (ev.TCP.Flags^p.tcp.Flags)&tcpIdentity != 0

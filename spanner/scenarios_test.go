@@ -135,6 +135,20 @@ var scenarios = []struct {
 		},
 	},
 	{
+		// A TCP ACK freed unseen; a UDP datagram is built in the same memory.
+		name: "other_protocol_at_an_unseen_freed_address_is_a_new_packet",
+		run: func(h *harness) {
+			ack := onClient(0xffff888100000670, tcpClient, TCP{Flags: tcpACK, Seq: 1001, Ack: 5001})
+			h.ev(0, ack, stQueue)
+			h.ev(2*us, ack, stRecv, dev(3, "veth1", nsServer))
+			dgram := onClient(0xffff888100000670, udpClient, TCP{})
+			h.ev(50*us, dgram, stQueue)
+			h.ev(52*us, dgram, stRecv, dev(3, "veth1", nsServer))
+			h.ev(55*us, dgram, stKfree, dev(3, "veth1", nsServer), drop("NO_SOCKET", "__udp4_lib_rcv+0x4bc"))
+			h.flush(sec)
+		},
+	},
+	{
 		name: "packet_never_freed_times_out",
 		run: func(h *harness) {
 			p := onServer(0xffff888100000700, udpClient, TCP{})
