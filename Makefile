@@ -1,0 +1,61 @@
+# pktspan — the README's two commands are `make demo` and `make test`.
+# Every target installs what it needs (Debian packages, Go modules) by itself.
+
+SHELL := /bin/bash
+GO    ?= go
+BIN   := bin
+CACHE ?= $(HOME)/.cache/pktspan
+JAEGER_BIN ?= $(CACHE)/jaeger
+export PKTSPAN_JAEGER_BIN := $(JAEGER_BIN)
+
+# Debian packages: clang/llvm/libbpf-dev to regenerate the probes; iproute2, nftables,
+# iputils-ping for the end-to-end tests and the demo.
+APT_PACKAGES := clang llvm libbpf-dev iproute2 nftables iputils-ping
+
+.PHONY: all build deps generate check-generate jaeger test unit e2e demo lint clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/pktspan ./cmd/pktspan
+
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo ">> installing Debian packages: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+# bpf2go is pinned in tools/bpf2go to the cilium/ebpf version in go.mod.
+$(BIN)/bpf2go: tools/bpf2go/go.mod tools/bpf2go/go.sum
+	cd tools/bpf2go && $(GO) build -o ../../$(BIN)/bpf2go github.com/cilium/ebpf/cmd/bpf2go
+
+generate: deps $(BIN)/bpf2go
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(GO) generate ./bpf/
+
+# The committed objects must be exactly what the committed C produces.
+check-generate: generate
+	@git diff --exit-code -- bpf/ || { echo "bpf/: generated files differ from the committed ones: run 'make generate' and commit"; exit 1; }
+
+jaeger:
+	@tools/jaeger/build.sh
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt would change: $$out"; exit 1; }
+	$(GO) vet ./...
+	$(GO) vet -tags e2e ./cmd/pktspan/
+
+unit:
+	$(GO) test -count=1 ./...
+
+# Tier 2 of DESIGN.md: real kernel, namespaces, nftables, Jaeger. Needs root.
+e2e: deps jaeger
+	$(GO) test -count=1 -tags e2e -timeout 20m -v ./cmd/pktspan/
+
+test: deps lint check-generate unit e2e
+
+demo: deps build jaeger
+	$(GO) run ./internal/demo --pktspan $(BIN)/pktspan --jaeger "$(JAEGER_BIN)"
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,393 @@
+//go:build e2e
+
+// Tier 2 of DESIGN.md: the built pktspan binary, run as a user runs it, on the real
+// kernel, following real traffic between two network namespaces, exporting to a real
+// Jaeger; every assertion is on traces read back through Jaeger's /api/v3/traces.
+// Needs root; `make e2e` (part of `make test`) builds Jaeger first.
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+
+	"github.com/pktspan/pktspan/internal/jaeger"
+	"github.com/pktspan/pktspan/internal/netns"
+)
+
+const (
+	replyPort   = 8080 // a TCP server answers here
+	droppedPort = 81   // an nft rule in the server namespace drops TCP to this port
+	closedPort  = 9999 // nothing listens on this UDP port
+)
+
+var (
+	clientAddr = netip.MustParsePrefix("198.18.0.1/30")
+	serverAddr = netip.MustParsePrefix("198.18.0.2/30")
+)
+
+// world is what every test here shares: the binary, Jaeger and the two hosts.
+type world struct {
+	bin            string
+	jaeger         *jaeger.Jaeger
+	client, server *netns.NS
+}
+
+func setup(t *testing.T) *world {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("the end-to-end tests load eBPF probes and create network namespaces: run them as root (sudo make e2e)")
+	}
+	w := &world{bin: filepath.Join(t.TempDir(), "pktspan")}
+	build := exec.Command("go", "build", "-o", w.bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building pktspan: %v\n%s", err, out)
+	}
+	ctx := context.Background()
+	j, err := jaeger.Start(ctx)
+	if err != nil {
+		t.Fatalf("starting Jaeger (run `make jaeger` first): %v", err)
+	}
+	t.Cleanup(func() { _ = j.Stop() })
+	w.jaeger = j
+
+	if w.client, err = netns.New("client"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.client.Close() })
+	if w.server, err = netns.New("server"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.server.Close() })
+	if _, _, err := netns.Link(w.client, w.server, clientAddr, serverAddr); err != nil {
+		t.Fatal(err)
+	}
+	rules := fmt.Sprintf(`table inet pktspan_e2e {
+	chain input {
+		type filter hook input priority 0; policy accept;
+		tcp dport %d drop
+	}
+}`, droppedPort)
+	if err := w.server.Nft(ctx, rules); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := netns.TCPServe(w.server, serverAddr.Addr(), replyPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	return w
+}
+
+// instance is one running pktspan process.
+type instance struct {
+	cmd     *exec.Cmd
+	service string
+	stderr  bytes.Buffer
+	stdout  bytes.Buffer
+}
+
+// start runs pktspan exporting to Jaeger under a service name of its own, and waits
+// for its ready file: every probe is attached then.
+func (w *world) start(t *testing.T, service string, args ...string) *instance {
+	t.Helper()
+	ready := filepath.Join(t.TempDir(), "ready")
+	in := &instance{service: service}
+	in.cmd = exec.Command(w.bin, append([]string{
+		"--otlp-endpoint", w.jaeger.OTLPEndpoint(), "--otlp-insecure",
+		"--service-name", service, "--ready-file", ready, "--output", "console",
+		"--otlp-batch-delay", "200ms",
+	}, args...)...)
+	in.cmd.Stdout, in.cmd.Stderr = &in.stdout, &in.stderr
+	if err := in.cmd.Start(); err != nil {
+		t.Fatalf("starting pktspan: %v", err)
+	}
+	t.Cleanup(func() { _ = in.cmd.Process.Kill() })
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(ready); err == nil {
+			return in
+		}
+		if time.Now().After(deadline) || in.cmd.ProcessState != nil {
+			t.Fatalf("pktspan did not become ready:\n%s", in.stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop sends SIGINT, as Ctrl-C does, and requires a clean exit (status 0).
+func (in *instance) stop(t *testing.T) {
+	t.Helper()
+	_ = in.cmd.Process.Signal(syscall.SIGINT)
+	done := make(chan error, 1)
+	go func() { done <- in.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("pktspan %s exited with %v; stderr:\n%s", in.service, err, in.stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("pktspan %s did not stop within 30s after SIGINT; stderr:\n%s", in.service, in.stderr.String())
+	}
+	if !strings.Contains(in.stderr.String(), "final stats") {
+		t.Errorf("pktspan %s printed no final stats line; stderr:\n%s", in.service, in.stderr.String())
+	}
+}
+
+func TestEndToEnd(t *testing.T) {
+	w := setup(t)
+	run := fmt.Sprintf("%d", time.Now().UnixNano())
+	since := time.Now().Add(-time.Second)
+
+	all := w.start(t, "pktspan-e2e-all-"+run, "--filter-addr", serverAddr.Masked().String())
+	port := w.start(t, "pktspan-e2e-port-"+run, "--filter-port", fmt.Sprint(replyPort))
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	reply, err := netns.TCPRequest(ctx, w.client, serverAddr.Addr(), replyPort, []byte("ping"))
+	if err != nil || len(reply) == 0 {
+		t.Fatalf("tcp request: reply %q, %v", reply, err)
+	}
+	if err := netns.UDPSend(ctx, w.client, serverAddr.Addr(), closedPort, []byte("anyone?")); err != nil {
+		t.Fatal(err)
+	}
+	if err := netns.TCPConnectExpectTimeout(ctx, w.client, serverAddr.Addr(), droppedPort, 1500*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	// Let the TCP flow's window close (FIN + grace) while pktspan runs, so the root span
+	// is the one a normal run exports, not the one a stop flushes.
+	time.Sleep(3 * time.Second)
+	all.stop(t)
+	port.stop(t)
+	t.Logf("pktspan stderr:\n%s", all.stderr.String())
+	t.Logf("pktspan console output (first lines):\n%s", head(all.stdout.String(), 40))
+
+	spans := w.waitFor(t, all.service, since, func(s *traceSet) bool {
+		return s.dropped(droppedPort, "NETFILTER_DROP") != nil && s.dropped(closedPort, "NO_SOCKET") != nil && s.root("tcp", replyPort) != nil
+	})
+
+	t.Run("tcp request and reply are one trace with both directions and stage spans", func(t *testing.T) {
+		root := spans.root("tcp", replyPort)
+		if root == nil {
+			t.Fatalf("no `flow tcp` root span for port %d; spans: %s", replyPort, spans)
+		}
+		if n := len(spans.rootsFor("tcp", replyPort)); n != 1 {
+			t.Errorf("flow to port %d has %d root spans, want 1 trace", replyPort, n)
+		}
+		tid := string(root.TraceId)
+		var toServer, toClient int
+		for _, p := range spans.packets(replyPort) {
+			if string(p.TraceId) != tid {
+				t.Errorf("packet span %x of the flow is in trace %x, want the root's %x", p.SpanId, p.TraceId, root.TraceId)
+			}
+			if string(p.ParentSpanId) != string(root.SpanId) {
+				t.Errorf("packet span %x has parent %x, want the root %x", p.SpanId, p.ParentSpanId, root.SpanId)
+			}
+			if len(spans.children(p)) == 0 {
+				t.Errorf("packet span %x has no stage spans", p.SpanId)
+			}
+			switch {
+			case attr(p, "destination.port") == fmt.Sprint(replyPort):
+				toServer++
+			case attr(p, "source.port") == fmt.Sprint(replyPort):
+				toClient++
+			}
+		}
+		if toServer == 0 || toClient == 0 {
+			t.Errorf("flow to port %d: %d packets to the server, %d to the client; want both directions", replyPort, toServer, toClient)
+		}
+		names := spans.stageNames(tid)
+		for _, want := range []string{"net:net_dev_queue", "net:netif_receive_skb", "skb:skb_copy_datagram_iovec"} {
+			if !names[want] {
+				t.Errorf("trace has no %s stage; stages seen: %v", want, names)
+			}
+		}
+	})
+
+	t.Run("nft-dropped SYN is an error span with NETFILTER_DROP at nft_do_chain", func(t *testing.T) {
+		p := spans.dropped(droppedPort, "NETFILTER_DROP")
+		if p == nil {
+			t.Fatalf("no packet span to port %d with status NETFILTER_DROP; spans: %s", droppedPort, spans)
+		}
+		if got := attr(p, "error.type"); got != "NETFILTER_DROP" {
+			t.Errorf("error.type = %q, want NETFILTER_DROP", got)
+		}
+		if got := attr(p, "pktspan.drop.location"); !strings.HasPrefix(got, "nft_do_chain") {
+			t.Errorf("pktspan.drop.location = %q, want nft_do_chain+0x…", got)
+		}
+		if !hasEvent(p, "drop") {
+			t.Errorf("dropped packet span has no `drop` event")
+		}
+	})
+
+	t.Run("udp to a closed port is an error span with NO_SOCKET", func(t *testing.T) {
+		p := spans.dropped(closedPort, "NO_SOCKET")
+		if p == nil {
+			t.Fatalf("no packet span to port %d with status NO_SOCKET; spans: %s", closedPort, spans)
+		}
+		if got := attr(p, "network.transport"); got != "udp" {
+			t.Errorf("network.transport = %q, want udp", got)
+		}
+	})
+
+	t.Run("a packet delivered to its socket has status unset", func(t *testing.T) {
+		delivered := 0
+		for _, p := range spans.packets(replyPort) {
+			if !spans.hasChild(p, "skb:skb_copy_datagram_iovec") {
+				continue
+			}
+			delivered++
+			if p.GetStatus().GetCode() != tracepb.Status_STATUS_CODE_UNSET {
+				t.Errorf("delivered packet span %x has status %v %q", p.SpanId, p.GetStatus().GetCode(), p.GetStatus().GetMessage())
+			}
+		}
+		if delivered == 0 {
+			t.Errorf("no packet of the flow to port %d reached its socket; spans: %s", replyPort, spans)
+		}
+	})
+
+	t.Run("port filter keeps other flows out", func(t *testing.T) {
+		got := w.waitFor(t, port.service, since, func(s *traceSet) bool { return s.root("tcp", replyPort) != nil })
+		for _, p := range got.all {
+			if p.Name != "packet" && !strings.HasPrefix(p.Name, "flow ") {
+				continue
+			}
+			if attr(p, "source.port") != fmt.Sprint(replyPort) && attr(p, "destination.port") != fmt.Sprint(replyPort) {
+				t.Errorf("--filter-port %d exported %s %s:%s > %s:%s", replyPort, p.Name,
+					attr(p, "source.address"), attr(p, "source.port"), attr(p, "destination.address"), attr(p, "destination.port"))
+			}
+		}
+	})
+}
+
+// waitFor polls Jaeger until ok accepts the service's spans (or 60 s pass).
+func (w *world) waitFor(t *testing.T, service string, since time.Time, ok func(*traceSet) bool) *traceSet {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	td, err := w.jaeger.WaitForSpans(ctx, service, since, func(td *tracepb.TracesData) bool { return ok(newTraceSet(td)) })
+	set := newTraceSet(td)
+	if err != nil {
+		t.Fatalf("waiting for %s's spans in Jaeger: %v\nspans so far: %s", service, err, set)
+	}
+	return set
+}
+
+// traceSet indexes the spans Jaeger returned.
+type traceSet struct {
+	all []*tracepb.Span
+}
+
+func newTraceSet(td *tracepb.TracesData) *traceSet {
+	s := &traceSet{}
+	for _, sp := range jaeger.Spans(td) {
+		s.all = append(s.all, sp.Span)
+	}
+	return s
+}
+
+func (s *traceSet) rootsFor(transport string, port int) []*tracepb.Span {
+	var out []*tracepb.Span
+	for _, sp := range s.all {
+		if sp.Name == "flow "+transport && (attr(sp, "destination.port") == fmt.Sprint(port) || attr(sp, "source.port") == fmt.Sprint(port)) {
+			out = append(out, sp)
+		}
+	}
+	return out
+}
+
+func (s *traceSet) root(transport string, port int) *tracepb.Span {
+	if r := s.rootsFor(transport, port); len(r) > 0 {
+		return r[0]
+	}
+	return nil
+}
+
+func (s *traceSet) packets(port int) []*tracepb.Span {
+	var out []*tracepb.Span
+	for _, sp := range s.all {
+		if sp.Name == "packet" && (attr(sp, "destination.port") == fmt.Sprint(port) || attr(sp, "source.port") == fmt.Sprint(port)) {
+			out = append(out, sp)
+		}
+	}
+	return out
+}
+
+func (s *traceSet) dropped(port int, reason string) *tracepb.Span {
+	for _, p := range s.packets(port) {
+		if p.GetStatus().GetCode() == tracepb.Status_STATUS_CODE_ERROR && p.GetStatus().GetMessage() == reason {
+			return p
+		}
+	}
+	return nil
+}
+
+func (s *traceSet) children(parent *tracepb.Span) []*tracepb.Span {
+	var out []*tracepb.Span
+	for _, sp := range s.all {
+		if string(sp.ParentSpanId) == string(parent.SpanId) && string(sp.TraceId) == string(parent.TraceId) {
+			out = append(out, sp)
+		}
+	}
+	return out
+}
+
+func (s *traceSet) hasChild(parent *tracepb.Span, name string) bool {
+	for _, c := range s.children(parent) {
+		if c.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *traceSet) stageNames(traceID string) map[string]bool {
+	names := map[string]bool{}
+	for _, sp := range s.all {
+		if string(sp.TraceId) == traceID && sp.Name != "packet" && !strings.HasPrefix(sp.Name, "flow ") {
+			names[sp.Name] = true
+		}
+	}
+	return names
+}
+
+func (s *traceSet) String() string {
+	var b strings.Builder
+	for _, sp := range s.all {
+		fmt.Fprintf(&b, "\n  %x %s %s:%s>%s:%s %s %s", sp.TraceId, sp.Name, attr(sp, "source.address"), attr(sp, "source.port"),
+			attr(sp, "destination.address"), attr(sp, "destination.port"), sp.GetStatus().GetCode(), sp.GetStatus().GetMessage())
+	}
+	return b.String()
+}
+
+func attr(sp *tracepb.Span, key string) string {
+	v, _ := jaeger.AttrString(sp.GetAttributes(), key)
+	return v
+}
+
+func hasEvent(sp *tracepb.Span, name string) bool {
+	for _, e := range sp.GetEvents() {
+		if e.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func head(s string, lines int) string {
+	parts := strings.SplitN(s, "\n", lines+1)
+	if len(parts) > lines {
+		parts = parts[:lines]
+	}
+	return strings.Join(parts, "\n")
+}

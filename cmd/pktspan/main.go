@@ -1,0 +1,169 @@
+// Command pktspan follows packets through the Linux network stack with eBPF and
+// exports each packet's journey as OpenTelemetry spans.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/pktspan/pktspan/collector"
+	"github.com/pktspan/pktspan/config"
+	"github.com/pktspan/pktspan/spanner"
+	"github.com/pktspan/pktspan/spanner/sink"
+)
+
+// Exit codes, as DESIGN.md fixes them.
+const (
+	exitOK     = 0
+	exitError  = 1
+	exitConfig = 2
+)
+
+// flushTimeout bounds how long a stop waits for queued spans to leave.
+const flushTimeout = 10 * time.Second
+
+func main() {
+	cfg, err := config.Load(config.NewFlagSet(), os.Args[1:], os.Environ())
+	if errors.Is(err, pflag.ErrHelp) {
+		os.Exit(exitOK)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(exitConfig)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "pktspan:", err)
+		var cerr *config.Error
+		if errors.As(err, &cerr) {
+			os.Exit(exitConfig)
+		}
+		os.Exit(exitError)
+	}
+}
+
+// run wires collector → spanner → sinks and runs until ctx ends, then stops in order:
+// detach and drain the kernel side, end open spans, flush the sinks.
+func run(ctx context.Context, cfg config.Config) error {
+	log := newLogger(os.Stderr, cfg.LogLevel)
+
+	out, err := newSink(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	sp := spanner.New(out,
+		spanner.WithLimits(cfg.Limits.Flows, cfg.Limits.Packets, cfg.Limits.Stages),
+		spanner.WithWindow(cfg.Trace.IdleTimeout, cfg.Trace.MaxDuration, cfg.Trace.MaxPackets, cfg.Trace.CloseGrace),
+		spanner.WithPacketTimeout(cfg.Trace.PacketTimeout),
+		spanner.WithLogger(log),
+	)
+	col := collector.New(
+		collector.WithFilter(cfg.Filter),
+		collector.WithRingSize(cfg.Probes.RingSize),
+		collector.WithTrackSize(cfg.Probes.TrackSize),
+		collector.WithBTF(cfg.BTF),
+		collector.WithLogger(log),
+	)
+	if err := col.Start(ctx); err != nil {
+		shutdownSink(out, log)
+		return err
+	}
+	log.Info("probes attached\n"+col.Summary().String(), "component", "pktspan")
+	if cfg.ReadyFile != "" {
+		if err := os.WriteFile(cfg.ReadyFile, []byte(fmt.Sprintln(os.Getpid())), 0o644); err != nil {
+			_ = col.Shutdown(context.Background())
+			shutdownSink(out, log)
+			return fmt.Errorf("writing --ready-file %s: %w", cfg.ReadyFile, err)
+		}
+	}
+
+	stats := func(msg string) { logStats(log, msg, col.Stats(), sp.Stats(), out.Stats()) }
+	statsDone := make(chan struct{})
+	go func() {
+		defer close(statsDone)
+		t := time.NewTicker(cfg.Stats)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				stats("stats")
+			}
+		}
+	}()
+
+	runErr := col.Run(ctx, sp)
+	<-statsDone
+	sp.Flush(time.Now().UnixNano())
+	shutdownSink(out, log)
+	stats("final stats")
+	if err := col.Shutdown(context.Background()); err != nil && runErr == nil {
+		runErr = err
+	}
+	return runErr
+}
+
+func newSink(ctx context.Context, cfg config.Config, log *slog.Logger) (spanner.Sink, error) {
+	var sinks []spanner.Sink
+	switch cfg.Output {
+	case "console":
+		sinks = append(sinks, sink.NewConsole(os.Stdout))
+	case "json":
+		sinks = append(sinks, sink.NewJSON(os.Stdout))
+	}
+	if cfg.OTLPEnabled(os.Environ()) {
+		o, err := sink.NewOTLP(ctx,
+			sink.WithEndpoint(cfg.OTLP.Endpoint),
+			sink.WithInsecure(cfg.OTLP.Insecure),
+			sink.WithHeaders(cfg.OTLP.Headers),
+			sink.WithCompression(cfg.OTLP.Compression),
+			sink.WithTimeout(cfg.OTLP.Timeout),
+			sink.WithQueueSize(cfg.OTLP.QueueSize),
+			sink.WithBatchSize(cfg.OTLP.BatchSize),
+			sink.WithBatchDelay(cfg.OTLP.BatchDelay),
+			sink.WithServiceName(cfg.ServiceName),
+			sink.WithLogger(log),
+		)
+		if err != nil {
+			return nil, fmt.Errorf("setting up OTLP export: %w", err)
+		}
+		sinks = append(sinks, o)
+	}
+	return sink.Multi(sinks...), nil
+}
+
+func shutdownSink(s spanner.Sink, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		log.Warn("spans left unsent at exit", "component", "pktspan", "error", err)
+	}
+}
+
+func logStats(log *slog.Logger, msg string, c collector.Stats, s spanner.Stats, out spanner.SinkStats) {
+	log.Info(msg, "component", "pktspan",
+		"events_read", c.EventsRead,
+		"events_lost", c.EventsLost,
+		"spans_exported", out.Exported,
+		"spans_dropped", out.Dropped,
+		"packets", s.PacketsStarted,
+		"flows", s.FlowsOpened,
+	)
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}
