@@ -12,7 +12,7 @@ export PKTSPAN_JAEGER_BIN := $(JAEGER_BIN)
 # iputils-ping for the end-to-end tests and the demo.
 APT_PACKAGES := clang llvm libbpf-dev iproute2 nftables iputils-ping
 
-.PHONY: all build deps generate check-generate jaeger test unit e2e demo lint clean
+.PHONY: all build deps generate check-generate jaeger test unit e2e demo demo-smoke lint clean
 
 all: build
 
@@ -52,7 +52,11 @@ unit:
 e2e: deps jaeger
 	$(GO) test -count=1 -tags e2e -timeout 20m -v ./cmd/pktspan/
 
-test: deps lint check-generate unit e2e
+# The README's demo, for a few seconds, so `make demo` stays true.
+demo-smoke: build jaeger
+	$(GO) run ./internal/demo --pktspan $(BIN)/pktspan --jaeger "$(JAEGER_BIN)" --duration 8s >/dev/null
+
+test: deps lint check-generate unit e2e demo-smoke
 
 demo: deps build jaeger
 	$(GO) run ./internal/demo --pktspan $(BIN)/pktspan --jaeger "$(JAEGER_BIN)"

@@ -391,3 +391,42 @@ func head(s string, lines int) string {
 	}
 	return strings.Join(parts, "\n")
 }
+
+// An unreachable collector is a user error pktspan survives: one clear line naming the
+// endpoint and the likely cause, spans counted as dropped, and still a clean exit.
+func TestUnreachableCollectorGivesOneClearLineAndACleanStop(t *testing.T) {
+	w := setup(t)
+	ready := filepath.Join(t.TempDir(), "ready")
+	in := &instance{service: "pktspan-e2e-unreachable"}
+	in.cmd = exec.Command(w.bin, "--otlp-endpoint", "127.0.0.1:1", "--otlp-insecure", "--output", "none",
+		"--otlp-batch-delay", "100ms", "--ready-file", ready, "--filter-addr", serverAddr.Masked().String())
+	in.cmd.Stdout, in.cmd.Stderr = &in.stdout, &in.stderr
+	if err := in.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = in.cmd.Process.Kill() })
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pktspan did not become ready:\n%s", in.stderr.String())
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := netns.TCPRequest(ctx, w.client, serverAddr.Addr(), replyPort, []byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	in.stop(t)
+	stderr := in.stderr.String()
+	for _, want := range []string{"otlp export to 127.0.0.1:1 failed", "(is the collector running?)"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr does not say %q:\n%s", want, stderr)
+		}
+	}
+	if strings.Contains(stderr, "spans_dropped=0 ") && strings.Contains(stderr, "final stats") {
+		t.Errorf("spans that could not be sent were not counted as dropped:\n%s", stderr)
+	}
+}

@@ -1,0 +1,235 @@
+// Command demo is `make demo`: it starts a local Jaeger, builds two network namespaces
+// joined by veth with a TCP server, an nft rule that drops TCP to port 81 and a closed
+// UDP port, runs pktspan exporting to that Jaeger with console output, makes traffic
+// (including drops) every few seconds, prints the trace IDs and where to read them,
+// and cleans everything up on Ctrl-C.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"syscall"
+	"time"
+
+	"github.com/pktspan/pktspan/internal/jaeger"
+	"github.com/pktspan/pktspan/internal/netns"
+)
+
+const (
+	service     = "pktspan-demo"
+	replyPort   = 8080
+	droppedPort = 81
+	closedPort  = 9999
+)
+
+var (
+	clientAddr = netip.MustParsePrefix("198.18.0.1/30")
+	serverAddr = netip.MustParsePrefix("198.18.0.2/30")
+)
+
+func main() {
+	bin := flag.String("pktspan", "bin/pktspan", "pktspan binary to run")
+	jaegerBin := flag.String("jaeger", "", "Jaeger binary (default: the one `make jaeger` builds)")
+	every := flag.Duration("every", 3*time.Second, "pause between rounds of traffic")
+	duration := flag.Duration("duration", 0, "stop by itself after this long (0: run until Ctrl-C)")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *duration)
+		defer cancel()
+	}
+	if err := run(ctx, *bin, *jaegerBin, *every); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+func say(format string, args ...any) { fmt.Fprintf(os.Stderr, ">> "+format+"\n", args...) }
+
+func run(ctx context.Context, bin, jaegerBin string, every time.Duration) error {
+	if os.Geteuid() != 0 {
+		return errors.New("the demo loads eBPF probes and creates network namespaces: run it as root (sudo make demo)")
+	}
+	say("starting Jaeger on loopback")
+	var opts []jaeger.Option
+	if jaegerBin != "" {
+		opts = append(opts, jaeger.WithBinary(jaegerBin))
+	}
+	j, err := jaeger.Start(ctx, opts...)
+	if err != nil {
+		return err
+	}
+	defer func() { say("stopping Jaeger"); _ = j.Stop() }()
+
+	say("creating namespaces client (%s) and server (%s), nft drop of TCP port %d in server", clientAddr.Addr(), serverAddr.Addr(), droppedPort)
+	client, cleanup, err := topology(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { say("removing namespaces"); cleanup() }()
+
+	say("starting pktspan: %s", bin)
+	ready := filepath.Join(os.TempDir(), fmt.Sprintf("pktspan-demo-%d.ready", os.Getpid()))
+	defer os.Remove(ready)
+	cmd := exec.Command(bin, "--otlp-endpoint", j.OTLPEndpoint(), "--otlp-insecure",
+		"--service-name", service, "--output", "console", "--ready-file", ready,
+		"--filter-addr", serverAddr.Masked().String())
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	// Its own process group: Ctrl-C reaches the demo, which stops pktspan in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting pktspan: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer stopPktspan(cmd, exited)
+	if err := waitReady(ctx, ready, exited); err != nil {
+		return err
+	}
+
+	say("pktspan is attached; traffic every %s; Ctrl-C to stop", every)
+	say("Jaeger query API: %s/api/v3/traces?query.service_name=%s", j.QueryURL(), service)
+	since := time.Now().Add(-time.Second)
+	seen := map[string]bool{}
+	for round := 1; ; round++ {
+		traffic(ctx, client)
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-exited:
+			return fmt.Errorf("pktspan exited: %v", err)
+		case <-time.After(every):
+		}
+		printTraces(ctx, j, since, seen)
+	}
+}
+
+func topology(ctx context.Context) (client *netns.NS, cleanup func(), err error) {
+	var server *netns.NS
+	var closers []func()
+	cleanup = func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			cleanup()
+		}
+	}()
+	if client, err = netns.New("client"); err != nil {
+		return
+	}
+	closers = append(closers, func() { _ = client.Close() })
+	if server, err = netns.New("server"); err != nil {
+		return
+	}
+	closers = append(closers, func() { _ = server.Close() })
+	if _, _, err = netns.Link(client, server, clientAddr, serverAddr); err != nil {
+		return
+	}
+	rules := fmt.Sprintf("table inet pktspan_demo {\n chain input {\n  type filter hook input priority 0; policy accept;\n  tcp dport %d drop\n }\n}\n", droppedPort)
+	if err = server.Nft(ctx, rules); err != nil {
+		return
+	}
+	srv, err := netns.TCPServe(server, serverAddr.Addr(), replyPort)
+	if err != nil {
+		return
+	}
+	closers = append(closers, func() { _ = srv.Close() })
+	return client, cleanup, nil
+}
+
+func waitReady(ctx context.Context, ready string, exited <-chan error) error {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if _, err := os.Stat(ready); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-exited:
+			return fmt.Errorf("pktspan exited before attaching: %v", err)
+		case <-t.C:
+		}
+	}
+}
+
+// traffic is one round: a TCP request and reply, UDP to a closed port (NO_SOCKET), a
+// TCP connect the nft rule drops (NETFILTER_DROP), and a ping.
+func traffic(ctx context.Context, client *netns.NS) {
+	dst := serverAddr.Addr()
+	if _, err := netns.TCPRequest(ctx, client, dst, replyPort, []byte("hello")); err != nil && ctx.Err() == nil {
+		say("tcp request: %v", err)
+	}
+	if err := netns.UDPSend(ctx, client, dst, closedPort, []byte("anyone?")); err != nil && ctx.Err() == nil {
+		say("udp send: %v", err)
+	}
+	if err := netns.TCPConnectExpectTimeout(ctx, client, dst, droppedPort, time.Second); err != nil && ctx.Err() == nil {
+		say("tcp connect to the dropped port: %v", err)
+	}
+	if err := netns.Ping(ctx, client, dst); err != nil && ctx.Err() == nil {
+		say("ping: %v", err)
+	}
+}
+
+// printTraces lists the traces Jaeger has that were not printed yet, each named by the
+// first packet span that arrived in it (a flow's root span comes when its window closes).
+func printTraces(ctx context.Context, j *jaeger.Jaeger, since time.Time, seen map[string]bool) {
+	td, err := j.Traces(ctx, service, since)
+	if err != nil {
+		return
+	}
+	var lines []string
+	for _, sp := range jaeger.Spans(td) {
+		id := sp.TraceIDHex()
+		if seen[id] || (sp.Name != "packet" && len(sp.ParentSpanId) != 0) {
+			continue
+		}
+		seen[id] = true
+		proto, _ := sp.Attr("network.transport")
+		src, _ := sp.Attr("source.address")
+		dst, _ := sp.Attr("destination.address")
+		port := ""
+		if p, ok := sp.Attr("destination.port"); ok {
+			port = ":" + p
+		}
+		status := ""
+		if msg := sp.GetStatus().GetMessage(); msg != "" {
+			status = " dropped: " + msg
+		}
+		lines = append(lines, fmt.Sprintf(">> trace %s  %-4s %s > %s%s%s", id, proto, src, dst, port, status))
+	}
+	sort.Strings(lines)
+	for _, l := range lines {
+		fmt.Fprintln(os.Stderr, l)
+	}
+	if len(lines) > 0 {
+		say("read one: %s/api/v3/traces/<trace id>", j.QueryURL())
+	}
+}
+
+// stopPktspan stops pktspan as Ctrl-C would and waits for it to flush its spans.
+func stopPktspan(cmd *exec.Cmd, exited <-chan error) {
+	say("stopping pktspan (flushing spans)")
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-exited:
+	case <-time.After(15 * time.Second):
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+}
