@@ -61,32 +61,13 @@ type flow struct {
 	closedAt    int64
 }
 
-type flowTable struct {
-	index map[flowKey]int32
-	slab  []flow
-	free  []int32
-	lru   lru
-	limit int
-}
+// flowTable holds flows by key; a slot's zero value is an unused flow.
+type flowTable struct{ table[flowKey, flow] }
 
-func newFlowTable(limit int) flowTable {
-	return flowTable{index: make(map[flowKey]int32, min(limit, 1024)), lru: newLRU(), limit: limit}
-}
-
-func (t *flowTable) full() bool { return len(t.index) >= t.limit }
+func newFlowTable(limit int) flowTable { return flowTable{newTable[flowKey, flow](limit)} }
 
 func (t *flowTable) alloc(k flowKey) int32 {
-	var i int32
-	if n := len(t.free); n > 0 {
-		i = t.free[n-1]
-		t.free = t.free[:n-1]
-	} else {
-		i = int32(len(t.slab))
-		t.slab = append(t.slab, flow{})
-		t.lru.grow()
-	}
-	t.index[k] = i
-	t.lru.pushFront(i)
+	i := t.table.alloc(k)
 	t.slab[i] = flow{key: k, used: true}
 	return i
 }
@@ -94,10 +75,8 @@ func (t *flowTable) alloc(k flowKey) int32 {
 // release forgets a flow; clearing it also clears win, so packets still pointing at the
 // slot no longer match it.
 func (t *flowTable) release(i int32) {
-	delete(t.index, t.slab[i].key)
-	t.lru.remove(i)
+	t.table.release(i)
 	t.slab[i] = flow{}
-	t.free = append(t.free, i)
 }
 
 // join attaches p to the flow of ev's tuple, opening a window when none is open.

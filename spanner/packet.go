@@ -67,44 +67,22 @@ type packet struct {
 	stack  []int32 // open Enter stages, innermost last
 }
 
-// packetTable holds open packets keyed by skb address, in a slab reused across packets so
-// that their stage slices keep their capacity.
-type packetTable struct {
-	index map[uint64]int32
-	slab  []packet
-	free  []int32
-	lru   lru
-	limit int
-}
+// packetTable holds open packets keyed by skb address. Slots are reused across packets
+// so that their stage slices keep their capacity.
+type packetTable struct{ table[uint64, packet] }
 
-func newPacketTable(limit int) packetTable {
-	return packetTable{index: make(map[uint64]int32, min(limit, 1024)), lru: newLRU(), limit: limit}
-}
-
-func (t *packetTable) full() bool { return len(t.index) >= t.limit }
+func newPacketTable(limit int) packetTable { return packetTable{newTable[uint64, packet](limit)} }
 
 func (t *packetTable) alloc(skb uint64) int32 {
-	var i int32
-	if n := len(t.free); n > 0 {
-		i = t.free[n-1]
-		t.free = t.free[:n-1]
-	} else {
-		i = int32(len(t.slab))
-		t.slab = append(t.slab, packet{})
-		t.lru.grow()
-	}
-	t.index[skb] = i
-	t.lru.pushFront(i)
+	i := t.table.alloc(skb)
 	t.slab[i].skb = skb
 	return i
 }
 
 func (t *packetTable) release(i int32) {
+	t.table.release(i)
 	p := &t.slab[i]
-	delete(t.index, p.skb)
-	t.lru.remove(i)
 	*p = packet{stages: p.stages[:0], stack: p.stack[:0]}
-	t.free = append(t.free, i)
 }
 
 // addStage records ev as a stage of p.

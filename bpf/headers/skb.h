@@ -68,6 +68,27 @@ enum l3_hint {
 	L3_DATA = 1,           /* skb->data: receive path before network_header is reset */
 };
 
+/* Ports, and for TCP seq, ack and flags, from the transport header at l4 (ev->l4 set). */
+static __always_inline void read_l4(struct event *ev, const unsigned char *l4)
+{
+	if (ev->l4 == IPPROTO_TCP) {
+		__u8 th[14];
+		if (!bpf_probe_read_kernel(th, sizeof(th), l4)) {
+			ev->sport = (th[0] << 8) | th[1];
+			ev->dport = (th[2] << 8) | th[3];
+			ev->tcp_seq = bpf_ntohl(*(__u32 *)&th[4]);
+			ev->tcp_ack = bpf_ntohl(*(__u32 *)&th[8]);
+			ev->tcp_flags = th[13];
+		}
+	} else if (ev->l4 == IPPROTO_UDP) {
+		__u8 uh[4];
+		if (!bpf_probe_read_kernel(uh, sizeof(uh), l4)) {
+			ev->sport = (uh[0] << 8) | uh[1];
+			ev->dport = (uh[2] << 8) | uh[3];
+		}
+	}
+}
+
 static __always_inline bool read_ipv4(struct event *ev, const unsigned char *l3)
 {
 	struct iphdr ip;
@@ -81,22 +102,7 @@ static __always_inline bool read_ipv4(struct event *ev, const unsigned char *l3)
 	if (ip.frag_off & bpf_htons(0x1fff))
 		return true;
 	const unsigned char *l4 = l3 + ip.ihl * 4;
-	if (ip.protocol == IPPROTO_TCP) {
-		__u8 th[14];
-		if (!bpf_probe_read_kernel(th, sizeof(th), l4)) {
-			ev->sport = (th[0] << 8) | th[1];
-			ev->dport = (th[2] << 8) | th[3];
-			ev->tcp_seq = bpf_ntohl(*(__u32 *)&th[4]);
-			ev->tcp_ack = bpf_ntohl(*(__u32 *)&th[8]);
-			ev->tcp_flags = th[13];
-		}
-	} else if (ip.protocol == IPPROTO_UDP) {
-		__u8 uh[4];
-		if (!bpf_probe_read_kernel(uh, sizeof(uh), l4)) {
-			ev->sport = (uh[0] << 8) | uh[1];
-			ev->dport = (uh[2] << 8) | uh[3];
-		}
-	}
+	read_l4(ev, l4);
 	return true;
 }
 
@@ -111,22 +117,7 @@ static __always_inline bool read_ipv6(struct event *ev, const unsigned char *l3)
 	__builtin_memcpy(ev->daddr, ip6.daddr, 16);
 	/* Extension headers are not walked: the protocol is then the first one's number. */
 	const unsigned char *l4 = l3 + sizeof(ip6);
-	if (ip6.nexthdr == IPPROTO_TCP) {
-		__u8 th[14];
-		if (!bpf_probe_read_kernel(th, sizeof(th), l4)) {
-			ev->sport = (th[0] << 8) | th[1];
-			ev->dport = (th[2] << 8) | th[3];
-			ev->tcp_seq = bpf_ntohl(*(__u32 *)&th[4]);
-			ev->tcp_ack = bpf_ntohl(*(__u32 *)&th[8]);
-			ev->tcp_flags = th[13];
-		}
-	} else if (ip6.nexthdr == IPPROTO_UDP) {
-		__u8 uh[4];
-		if (!bpf_probe_read_kernel(uh, sizeof(uh), l4)) {
-			ev->sport = (uh[0] << 8) | uh[1];
-			ev->dport = (uh[2] << 8) | uh[3];
-		}
-	}
+	read_l4(ev, l4);
 	return true;
 }
 

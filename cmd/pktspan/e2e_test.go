@@ -48,11 +48,7 @@ func setup(t *testing.T) *world {
 	if os.Geteuid() != 0 {
 		t.Fatal("the end-to-end tests load eBPF probes and create network namespaces: run them as root (sudo make e2e)")
 	}
-	w := &world{bin: filepath.Join(t.TempDir(), "pktspan")}
-	build := exec.Command("go", "build", "-o", w.bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building pktspan: %v\n%s", err, out)
-	}
+	w := &world{bin: buildPktspan(t, t.TempDir())}
 	ctx := context.Background()
 	j, err := jaeger.Start(ctx)
 	if err != nil {

@@ -9,10 +9,10 @@ import (
 	"testing"
 )
 
-// buildPktspan builds the command once per test binary, as a user's `make build` does.
-func buildPktspan(t *testing.T) string {
+// buildPktspan builds the command into dir, as a user's `make build` does.
+func buildPktspan(t *testing.T, dir string) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "pktspan")
+	bin := filepath.Join(dir, "pktspan")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("building pktspan: %v\n%s", err, out)
 	}
@@ -32,7 +32,7 @@ func exitCode(t *testing.T, err error) int {
 }
 
 func TestCommandLineErrorsExitWithTheirCodeAndOneClearLine(t *testing.T) {
-	bin := buildPktspan(t)
+	bin := buildPktspan(t, t.TempDir())
 	cases := []struct {
 		name string
 		args []string
@@ -75,11 +75,7 @@ func TestWithoutPrivilegesPktspanSaysToRunAsRoot(t *testing.T) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(dir, "pktspan")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("building pktspan: %v\n%s", err, out)
-	}
-	cmd := exec.Command(bin, "--output", "none")
+	cmd := exec.Command(buildPktspan(t, dir), "--output", "none")
 	if os.Geteuid() == 0 {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	}
