@@ -100,7 +100,7 @@ func convertGroup(group []spanner.Span) []*tracepb.Span {
 		p.Name = s.Name
 		p.Kind = spanKind(s.Kind)
 		p.StartTimeUnixNano = uint64(s.StartUnixNano)
-		p.EndTimeUnixNano = uint64(s.EndUnixNano)
+		p.EndTimeUnixNano = uint64(max(s.EndUnixNano, s.StartUnixNano+minDuration))
 		p.Attributes = a.attrs(s.Attrs)
 		p.Events = a.spanEvents(s.Events)
 		p.Links = a.spanLinks(s.Links)
@@ -280,3 +280,7 @@ func convertResource(res *resource.Resource) *resourcepb.Resource {
 	var a arena
 	return &resourcepb.Resource{Attributes: a.attrs(res.Attributes())}
 }
+
+// minDuration is the length given to instants (tracepoint stages): Jaeger treats a span
+// whose end equals its start as a negative duration and warns on every such span.
+const minDuration = 1
