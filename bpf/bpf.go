@@ -4,3 +4,4 @@
 package bpf
 
 //go:generate bpf2go -cc clang -cflags "-O2 -g -Wall -Werror -Iheaders" -target bpfel -type event Tracepoints tracepoints.c
+//go:generate bpf2go -cc clang -cflags "-O2 -g -Wall -Werror -Iheaders" -target amd64 -no-global-types Functions functions.c

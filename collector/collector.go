@@ -69,9 +69,12 @@ type Collector struct {
 	trackSize int
 	btfPath   string
 	kallsyms  string
+	backend   string
+	functions []string
 
 	coll     *ebpf.Collection
 	links    []link.Link
+	closers  []func() error // function probe collections and their shared call map
 	reader   *ringbuf.Reader
 	decoder  *Decoder
 	clock    *MonoClock
@@ -80,6 +83,7 @@ type Collector struct {
 
 	eventsRead   atomic.Uint64
 	decodeErrors atomic.Uint64
+	detachTime   atomic.Int64 // nanoseconds the last detach took
 }
 
 // Option configures a Collector.
@@ -97,6 +101,13 @@ func WithTrackSize(n int) Option { return func(c *Collector) { c.trackSize = n }
 // WithBTF uses a kernel BTF file instead of /sys/kernel/btf/vmlinux.
 func WithBTF(path string) Option { return func(c *Collector) { c.btfPath = path } }
 
+// WithBackend chooses the function probe family: auto, fentry, kprobe or tracepoint
+// (no function probes). Tracepoints are attached in every mode.
+func WithBackend(b string) Option { return func(c *Collector) { c.backend = b } }
+
+// WithFunctions sets the kernel functions traced with entry and exit probes.
+func WithFunctions(names []string) Option { return func(c *Collector) { c.functions = names } }
+
 // WithLogger sets the logger; the collector adds component=collector.
 func WithLogger(l *slog.Logger) Option { return func(c *Collector) { c.log = l } }
 
@@ -108,6 +119,8 @@ func New(opts ...Option) *Collector {
 		ringSize:  def.Probes.RingSize,
 		trackSize: def.Probes.TrackSize,
 		kallsyms:  defaultKallsyms,
+		backend:   def.Probes.Backend,
+		functions: def.Probes.Functions,
 	}
 	for _, o := range opts {
 		o(c)
@@ -141,7 +154,7 @@ func (s Summary) String() string {
 	if s.Tracefs == "" {
 		b.WriteString(", tracefs not mounted (not needed: tracepoints attach through BTF)")
 	}
-	fmt.Fprintf(&b, "\nattached %d probes in %s:", len(s.Attached), s.AttachTime.Round(time.Millisecond))
+	fmt.Fprintf(&b, "\nattached %d probes in %s:", len(s.Attached), s.AttachTime.Round(100*time.Microsecond))
 	for _, a := range s.Attached {
 		fmt.Fprintf(&b, "\n  %-30s %s", a.Name, a.Via)
 	}
@@ -185,7 +198,11 @@ func (c *Collector) Start(ctx context.Context) error {
 	if c.clock, err = NewMonoClock(); err != nil {
 		return err
 	}
-	c.decoder = NewDecoder(reasons, syms, c.clock, nil)
+	stages := make([]*spanner.Stage, len(c.functions))
+	for i, name := range c.functions {
+		stages[i] = &spanner.Stage{Name: name}
+	}
+	c.decoder = NewDecoder(reasons, syms, c.clock, stages)
 
 	spec, err := bpf.LoadTracepoints()
 	if err != nil {
@@ -227,10 +244,19 @@ func (c *Collector) Start(ctx context.Context) error {
 		c.links = append(c.links, l)
 		c.summary.Attached = append(c.summary.Attached, Attached{tp.name, via})
 	}
+	tracepointsAttached := len(c.links)
+	if err := c.attachFunctions(kernelTypes, inKernel); err != nil {
+		c.close()
+		return err
+	}
 	c.summary.AttachTime = time.Since(start)
 	if len(c.links) == 0 {
 		c.close()
 		return errors.New("no probe could be attached: see the warnings above")
+	}
+	if (c.backend == "fentry" || c.backend == "kprobe") && len(c.links) == tracepointsAttached && len(c.functions) > 0 {
+		c.close()
+		return fmt.Errorf("--backend %s: no function could be attached (see the warnings above); use --backend auto or tracepoint", c.backend)
 	}
 	for _, tp := range tracepoints {
 		if tp.needed && !c.isAttached(tp.name) {
@@ -375,11 +401,15 @@ func (c *Collector) handle(raw []byte, ev *spanner.Event, h Handler) {
 }
 
 func (c *Collector) detach() {
-	c.detached.Store(true)
+	if c.detached.Swap(true) {
+		return
+	}
+	start := time.Now()
 	for _, l := range c.links {
 		_ = l.Close()
 	}
 	c.links = nil
+	c.detachTime.Store(int64(time.Since(start)))
 }
 
 // Shutdown detaches the probes (if Run has not) and frees every kernel object.
@@ -393,6 +423,10 @@ func (c *Collector) close() {
 	if c.reader != nil {
 		_ = c.reader.Close()
 	}
+	for _, cl := range c.closers {
+		_ = cl()
+	}
+	c.closers = nil
 	if c.coll != nil {
 		c.coll.Close()
 	}
@@ -406,11 +440,13 @@ type Stats struct {
 	Tracked      uint64 // skbs the kernel started following
 	TrackFailed  uint64 // skbs that matched but could not be remembered
 	TrackStale   uint64 // remembered skbs freed unseen, forgotten when their address came back
+	CallsFull    uint64 // function entries whose exit could not be awaited (call map full)
+	DetachTime   time.Duration
 }
 
 // Stats reads the counters, summing the kernel's per-CPU values.
 func (c *Collector) Stats() Stats {
-	s := Stats{EventsRead: c.eventsRead.Load(), DecodeErrors: c.decodeErrors.Load()}
+	s := Stats{EventsRead: c.eventsRead.Load(), DecodeErrors: c.decodeErrors.Load(), DetachTime: time.Duration(c.detachTime.Load())}
 	if c.coll == nil {
 		return s
 	}
@@ -430,6 +466,7 @@ func (c *Collector) Stats() Stats {
 	s.Tracked = sum(counterTrackInsert)
 	s.TrackFailed = sum(counterTrackFail)
 	s.TrackStale = sum(counterTrackStale)
+	s.CallsFull = sum(counterCallsFull)
 	return s
 }
 
@@ -440,6 +477,7 @@ const (
 	counterTrackDelete
 	counterTrackFail
 	counterTrackStale
+	counterCallsFull
 )
 
 func checkPrivileges() error {

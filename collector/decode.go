@@ -157,7 +157,8 @@ func (d *Decoder) Decode(raw []byte, ev *spanner.Event) error {
 			}
 		}
 	}
-	if probe >= probeFuncBase && d.stages[probe].Name == "nf_hook_slow" {
+	// nf_hook_slow knows its verdict only on return.
+	if ev.Kind == spanner.KindExit && probe >= probeFuncBase && d.stages[probe].Name == "nf_hook_slow" {
 		ev.Netfilter = spanner.Netfilter{
 			Hook:    raw[offNfHook],
 			PF:      raw[offNfPf],

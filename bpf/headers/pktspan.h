@@ -33,7 +33,8 @@ enum counter_id {
 	COUNTER_TRACK_DELETE = 2, /* remembered skbs forgotten at their free */
 	COUNTER_TRACK_FAIL = 3,   /* skbs that matched but could not be remembered */
 	COUNTER_TRACK_STALE = 4,  /* remembered skbs freed unseen: their address came back */
-	COUNTER_MAX = 5,
+	COUNTER_CALLS_FULL = 5,   /* function entries whose exit could not be awaited */
+	COUNTER_MAX = 6,
 };
 
 /* What the kernel remembers of a followed skb: enough to tell it from the next skb
@@ -46,6 +47,22 @@ struct track {
 	__u8 l4;
 	__u8 tcp_flags;
 	__u8 delivered;
+};
+
+/* An entered function whose exit is awaited, per thread and probe. The exit
+ * cannot read the skb (a drop inside the function may have freed it), so the
+ * entry leaves what the exit reports. */
+struct call_key {
+	__u64 pid_tgid;
+	__u16 probe;
+	__u8 _pad[6];
+};
+
+struct call {
+	__u64 skb;
+	__u8 nf_hook;
+	__u8 nf_pf;
+	__u8 _pad[6];
 };
 
 struct event {

@@ -80,6 +80,23 @@ struct sk_buff {
 	unsigned char *data;
 } __attribute__((preserve_access_index));
 
+/* nf_hook_slow's second argument: which hook and family the verdict is for. */
+struct nf_hook_state {
+	__u8 hook;
+	__u8 pf;
+} __attribute__((preserve_access_index));
+
+#if defined(__TARGET_ARCH_x86)
+/* The kprobe context. Not relocated: its layout is the x86-64 ABI, and the
+ * verifier checks accesses against it. Declared as the kernel does, so
+ * bpf_tracing.h's PT_REGS_* macros use the kernel's register names. */
+#define __VMLINUX_H__
+struct pt_regs {
+	unsigned long r15, r14, r13, r12, bp, bx, r11, r10, r9, r8;
+	unsigned long ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss;
+};
+#endif
+
 struct iphdr {
 	__u8 ihl : 4, version : 4;
 	__u8 tos;

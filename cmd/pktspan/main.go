@@ -72,6 +72,8 @@ func run(ctx context.Context, cfg config.Config) error {
 		collector.WithRingSize(cfg.Probes.RingSize),
 		collector.WithTrackSize(cfg.Probes.TrackSize),
 		collector.WithBTF(cfg.BTF),
+		collector.WithBackend(cfg.Probes.Backend),
+		collector.WithFunctions(cfg.Probes.Functions),
 		collector.WithLogger(log),
 	)
 	if err := col.Start(ctx); err != nil {
@@ -159,6 +161,7 @@ func logStats(log *slog.Logger, msg string, c collector.Stats, s spanner.Stats, 
 		"spans_dropped", out.Dropped,
 		"packets", s.PacketsStarted,
 		"flows", s.FlowsOpened,
+		"detach", c.DetachTime,
 	)
 }
 

@@ -1,0 +1,115 @@
+//go:build ignore
+
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The function family: any kernel function taking a struct sk_buff *, as an
+ * entry and an exit event, so its stage span lasts as long as the kernel spent
+ * in it. fentry/fexit (BTF trampolines) where the kernel has them, kprobe and
+ * kretprobe otherwise. User space loads this object once per function, with
+ * its own constants below, and shares the maps of the tracepoint family.
+ */
+#include "skb.h"
+
+/* Set per function by user space before loading. The verifier sees them as
+ * constants, so the argument reads of other positions are pruned. */
+volatile const __u16 probe_id = PROBE_FUNC_BASE;
+volatile const __u8 skb_arg = 0; /* position of the struct sk_buff * argument, 0..4 */
+volatile const __u8 is_nf_hook = 0; /* nf_hook_slow: report hook, family and verdict */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct call_key);
+	__type(value, struct call);
+} calls SEC(".maps");
+
+/* NF_* verdicts, as pktspan.netfilter.verdict names them. */
+#define NF_DROP 0
+#define NF_ACCEPT 1
+#define NF_STOLEN 2
+
+static __always_inline void on_enter(struct sk_buff *skb, struct nf_hook_state *state)
+{
+	if (!skb)
+		return;
+	struct event ev;
+	init_event(&ev, skb, probe_id, EVENT_ENTER);
+	read_tuple(&ev, skb, L3_NETWORK_HEADER);
+	read_dev(&ev, BPF_CORE_READ(skb, dev));
+	read_sock_netns(&ev, BPF_CORE_READ(skb, sk));
+	if (is_nf_hook && state) {
+		ev.nf_hook = BPF_CORE_READ(state, hook);
+		ev.nf_pf = BPF_CORE_READ(state, pf);
+	}
+	if (!follow(&ev, FOLLOW))
+		return;
+	struct call_key key = { .pid_tgid = bpf_get_current_pid_tgid(), .probe = probe_id };
+	struct call c = { .skb = ev.skb, .nf_hook = ev.nf_hook, .nf_pf = ev.nf_pf };
+	if (bpf_map_update_elem(&calls, &key, &c, BPF_ANY))
+		count(COUNTER_CALLS_FULL);
+	emit(&ev);
+}
+
+static __always_inline void on_exit(__s64 ret)
+{
+	struct call_key key = { .pid_tgid = bpf_get_current_pid_tgid(), .probe = probe_id };
+	struct call *c = bpf_map_lookup_elem(&calls, &key);
+	if (!c)
+		return;
+	struct event ev;
+	__builtin_memset(&ev, 0, sizeof(ev));
+	ev.ts_ns = bpf_ktime_get_ns();
+	ev.skb = c->skb;
+	ev.probe = probe_id;
+	ev.kind = EVENT_EXIT;
+	ev.cpu = bpf_get_smp_processor_id();
+	ev.retval = ret;
+	if (is_nf_hook) {
+		/* nf_hook_slow returns 1 to let the packet on, -EPERM after a drop, 0 when a
+		 * hook took the skb (queue, stolen). */
+		ev.nf_hook = c->nf_hook;
+		ev.nf_pf = c->nf_pf;
+		ev.nf_verdict = ret == 1 ? NF_ACCEPT : ret < 0 ? NF_DROP : NF_STOLEN;
+	}
+	bpf_map_delete_elem(&calls, &key);
+	emit(&ev);
+}
+
+/* The argument at position skb_arg (and nf_hook_slow's state, always second). */
+#define ARG(get, i) ((void *)(get(i)))
+#define SKB_ARG(get)                                                  \
+	(skb_arg == 0 ? ARG(get, 0) : skb_arg == 1 ? ARG(get, 1) :    \
+	 skb_arg == 2 ? ARG(get, 2) : skb_arg == 3 ? ARG(get, 3) : ARG(get, 4))
+
+#define CTX_ARG(i) (ctx[i])
+SEC("fentry")
+int fentry_skb(__u64 *ctx)
+{
+	on_enter(SKB_ARG(CTX_ARG), is_nf_hook ? (void *)ctx[1] : NULL);
+	return 0;
+}
+
+SEC("fexit")
+int fexit_skb(__u64 *ctx)
+{
+	__u64 ret = 0;
+	bpf_get_func_ret(ctx, &ret);
+	on_exit((__s64)ret);
+	return 0;
+}
+
+#define REGS_ARG(i) (i == 0 ? PT_REGS_PARM1(ctx) : i == 1 ? PT_REGS_PARM2(ctx) : \
+		     i == 2 ? PT_REGS_PARM3(ctx) : i == 3 ? PT_REGS_PARM4(ctx) : PT_REGS_PARM5(ctx))
+SEC("kprobe")
+int kprobe_skb(struct pt_regs *ctx)
+{
+	on_enter(SKB_ARG(REGS_ARG), is_nf_hook ? (void *)PT_REGS_PARM2(ctx) : NULL);
+	return 0;
+}
+
+SEC("kretprobe")
+int kretprobe_skb(struct pt_regs *ctx)
+{
+	on_exit((__s64)PT_REGS_RC(ctx));
+	return 0;
+}

@@ -1,0 +1,244 @@
+//go:build amd64
+
+package collector
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	"github.com/pktspan/pktspan/bpf"
+)
+
+// maxSkbArg is the last argument position the function probes can read the skb from.
+const maxSkbArg = 4
+
+// kprobePMU exists when the kernel was built with kprobes (CONFIG_KPROBES).
+const kprobePMU = "/sys/bus/event_source/devices/kprobe"
+
+// function backends, in the order `auto` tries them.
+var functionBackends = []string{"fentry", "kprobe"}
+
+// attachFunctions loads one copy of the function probes per configured function, each
+// with its own constants and the tracepoint family's maps, and attaches it with the
+// first backend that works. Every function that cannot be attached is skipped with one
+// reason; none is fatal.
+func (c *Collector) attachFunctions(types *btf.Spec, inKernel bool) error {
+	if c.backend == "tracepoint" || len(c.functions) == 0 {
+		return nil
+	}
+	spec, err := bpf.LoadFunctions()
+	if err != nil {
+		return fmt.Errorf("loading embedded function probes: %w", err)
+	}
+	calls, err := ebpf.NewMap(spec.Maps[bpf.FunctionsMapCalls])
+	if err != nil {
+		return fmt.Errorf("creating the function call map: %w", err)
+	}
+	c.closers = append(c.closers, calls.Close)
+	shared := map[string]*ebpf.Map{
+		bpf.FunctionsMapEvents:   c.coll.Maps[bpf.TracepointsMapEvents],
+		bpf.FunctionsMapTracked:  c.coll.Maps[bpf.TracepointsMapTracked],
+		bpf.FunctionsMapCounters: c.coll.Maps[bpf.TracepointsMapCounters],
+		bpf.FunctionsMapCalls:    calls,
+	}
+	opts := ebpf.CollectionOptions{MapReplacements: shared}
+	if !inKernel {
+		opts.Programs.KernelTypes = types
+	}
+	fcfg, err := encodeFilter(c.filter)
+	if err != nil {
+		return err
+	}
+
+	backends := functionBackends
+	if c.backend != "auto" {
+		backends = []string{c.backend}
+	}
+	// A backend the kernel lacks fails for every function alike: say it once.
+	unavailable := map[string]string{}
+	if _, err := os.Stat(kprobePMU); err != nil {
+		unavailable["kprobe"] = "kernel has no kprobes (CONFIG_KPROBES)"
+	}
+	var notTraced []string // functions skipped only because no backend exists here
+	for i, name := range c.functions {
+		if allUnavailable(backends, unavailable) {
+			notTraced = append(notTraced, name)
+			continue
+		}
+		pos, err := skbArg(types, name)
+		if err != nil {
+			c.skip(name, err.Error())
+			continue
+		}
+		var reasons []string
+		attached := false
+		for _, backend := range backends {
+			if why, ok := unavailable[backend]; ok {
+				reasons = append(reasons, backend+": "+why)
+				continue
+			}
+			err := c.attachFunction(spec, opts, fcfg, backend, name, uint16(probeFuncBase+i), pos)
+			if err == nil {
+				c.summary.Attached = append(c.summary.Attached, Attached{name, backend + "/" + exitOf(backend)})
+				attached = true
+				break
+			}
+			if kernelLacks(err) {
+				unavailable[backend] = fmt.Sprintf("this kernel cannot attach %s programs (%v)", backend, errors.Unwrap(err))
+			}
+			reasons = append(reasons, fmt.Sprintf("%s: %v", backend, err))
+		}
+		switch {
+		case attached:
+		case allUnavailable(backends, unavailable):
+			notTraced = append(notTraced, name)
+		default:
+			c.skip(name, strings.Join(reasons, "; "))
+		}
+	}
+	if len(notTraced) > 0 {
+		var why []string
+		for _, b := range backends {
+			why = append(why, b+": "+unavailable[b])
+		}
+		reason := strings.Join(why, "; ")
+		for _, name := range notTraced {
+			c.summary.Skipped = append(c.summary.Skipped, Skipped{name, "no function backend on this kernel"})
+		}
+		c.log.Warn("function probes unavailable, tracing with tracepoints only", "functions", len(notTraced), "reason", reason)
+	}
+	return nil
+}
+
+func allUnavailable(backends []string, unavailable map[string]string) bool {
+	for _, b := range backends {
+		if _, ok := unavailable[b]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// kernelLacks tells a backend the kernel does not offer (every function would fail
+// alike) from a problem with one function (notrace, inlined, verifier).
+func kernelLacks(err error) bool {
+	return errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, unix.EPERM) ||
+		errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, syscall.Errno(524)) // the kernel's internal ENOTSUPP
+}
+
+func exitOf(backend string) string {
+	if backend == "fentry" {
+		return "fexit"
+	}
+	return "kretprobe"
+}
+
+func (c *Collector) skip(name, reason string) {
+	c.summary.Skipped = append(c.summary.Skipped, Skipped{name, reason})
+	c.log.Warn("function not traced", "function", name, "reason", reason)
+}
+
+// attachFunction loads the entry and exit programs of backend for one function and
+// attaches both, or leaves nothing behind.
+func (c *Collector) attachFunction(spec *ebpf.CollectionSpec, opts ebpf.CollectionOptions, fcfg filterCfg,
+	backend, name string, probe uint16, pos int) error {
+	enter, exit := bpf.FunctionsProgFentrySkb, bpf.FunctionsProgFexitSkb
+	if backend == "kprobe" {
+		enter, exit = bpf.FunctionsProgKprobeSkb, bpf.FunctionsProgKretprobeSkb
+	}
+	cs := spec.Copy()
+	for p := range cs.Programs {
+		if p != enter && p != exit {
+			delete(cs.Programs, p)
+		}
+	}
+	if backend == "fentry" {
+		cs.Programs[enter].AttachTo = name
+		cs.Programs[exit].AttachTo = name
+	}
+	isNF := name == "nf_hook_slow"
+	for v, val := range map[string]any{
+		bpf.FunctionsVarFilter:   fcfg,
+		bpf.FunctionsVarProbeId:  probe,
+		bpf.FunctionsVarSkbArg:   uint8(pos),
+		bpf.FunctionsVarIsNfHook: boolByte(isNF),
+	} {
+		if err := cs.Variables[v].Set(val); err != nil {
+			return fmt.Errorf("setting %s: %w", v, err)
+		}
+	}
+	coll, err := ebpf.NewCollectionWithOptions(cs, opts)
+	if err != nil {
+		return fmt.Errorf("loading: %w", err)
+	}
+	var links []link.Link
+	fail := func(err error) error {
+		for _, l := range links {
+			_ = l.Close()
+		}
+		coll.Close()
+		return err
+	}
+	for _, p := range []string{enter, exit} {
+		var l link.Link
+		var err error
+		switch p {
+		case bpf.FunctionsProgFentrySkb:
+			l, err = link.AttachTracing(link.TracingOptions{Program: coll.Programs[p], AttachType: ebpf.AttachTraceFEntry})
+		case bpf.FunctionsProgFexitSkb:
+			l, err = link.AttachTracing(link.TracingOptions{Program: coll.Programs[p], AttachType: ebpf.AttachTraceFExit})
+		case bpf.FunctionsProgKprobeSkb:
+			l, err = link.Kprobe(name, coll.Programs[p], nil)
+		case bpf.FunctionsProgKretprobeSkb:
+			l, err = link.Kretprobe(name, coll.Programs[p], nil)
+		}
+		if err != nil {
+			return fail(fmt.Errorf("attaching %s %s: %w", p, name, err))
+		}
+		links = append(links, l)
+	}
+	c.links = append(c.links, links...)
+	c.closers = append(c.closers, func() error { coll.Close(); return nil })
+	return nil
+}
+
+func boolByte(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// skbArg finds which argument of the kernel function name is a struct sk_buff *, from
+// its BTF prototype. A function missing from BTF is absent or inlined everywhere.
+func skbArg(types *btf.Spec, name string) (int, error) {
+	var fn *btf.Func
+	if err := types.TypeByName(name, &fn); err != nil {
+		return 0, errors.New("not in kernel BTF (inlined or missing)")
+	}
+	proto, ok := fn.Type.(*btf.FuncProto)
+	if !ok {
+		return 0, errors.New("BTF has no prototype for it")
+	}
+	for i, p := range proto.Params {
+		ptr, ok := btf.UnderlyingType(p.Type).(*btf.Pointer)
+		if !ok {
+			continue
+		}
+		if s, ok := btf.UnderlyingType(ptr.Target).(*btf.Struct); ok && s.Name == "sk_buff" {
+			if i > maxSkbArg {
+				return 0, fmt.Errorf("its struct sk_buff * is argument %d; probes read arguments 1 to %d", i+1, maxSkbArg+1)
+			}
+			return i, nil
+		}
+	}
+	return 0, errors.New("takes no struct sk_buff * argument")
+}
