@@ -1,0 +1,211 @@
+// Package kernelmatrix proves pktspan's function backends on real distribution kernels:
+// scenario/ runs inside a VM booted by internal/vm, and the checks here read the spans it
+// brought out (pktspan's JSON lines).
+package kernelmatrix
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+)
+
+// The ports of the scenario's traffic, which the checks look for.
+const (
+	ReplyPort   = 8080 // a TCP server answers
+	DroppedPort = 81   // an nft rule in the server namespace drops TCP
+	ClosedPort  = 9999 // no UDP socket
+)
+
+// Span is one line of pktspan's JSON output.
+type Span struct {
+	TraceID     string         `json:"trace_id"`
+	SpanID      string         `json:"span_id"`
+	ParentID    string         `json:"parent_span_id"`
+	Name        string         `json:"name"`
+	Start       int64          `json:"start_unix_nano"`
+	Duration    int64          `json:"duration_ns"`
+	Attrs       map[string]any `json:"attributes"`
+	Status      string         `json:"status"`
+	Description string         `json:"status_description"`
+}
+
+// Attr renders an attribute as text ("" when absent).
+func (s *Span) Attr(key string) string {
+	v, ok := s.Attrs[key]
+	if !ok {
+		return ""
+	}
+	return fmt.Sprint(v)
+}
+
+// Spans indexes one run's spans.
+type Spans struct {
+	All      []*Span
+	children map[string][]*Span
+}
+
+// ReadSpans parses JSON lines.
+func ReadSpans(r io.Reader) (*Spans, error) {
+	s := &Spans{children: map[string][]*Span{}}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var sp Span
+		if err := json.Unmarshal(sc.Bytes(), &sp); err != nil {
+			return nil, fmt.Errorf("parsing span %q: %w", sc.Text(), err)
+		}
+		s.All = append(s.All, &sp)
+		s.children[sp.ParentID] = append(s.children[sp.ParentID], &sp)
+	}
+	return s, sc.Err()
+}
+
+// Children returns p's children in start order.
+func (s *Spans) Children(p *Span) []*Span {
+	c := append([]*Span(nil), s.children[p.SpanID]...)
+	sort.SliceStable(c, func(i, j int) bool { return c[i].Start < c[j].Start })
+	return c
+}
+
+// Packets returns the packet spans to or from port.
+func (s *Spans) Packets(port int) []*Span {
+	var out []*Span
+	p := fmt.Sprint(port)
+	for _, sp := range s.All {
+		if sp.Name == "packet" && (sp.Attr("destination.port") == p || sp.Attr("source.port") == p) {
+			out = append(out, sp)
+		}
+	}
+	return out
+}
+
+// Find returns the first descendant of p named name, depth first.
+func (s *Spans) Find(p *Span, name string) *Span {
+	for _, c := range s.Children(p) {
+		if c.Name == name {
+			return c
+		}
+		if f := s.Find(c, name); f != nil {
+			return f
+		}
+	}
+	return nil
+}
+
+// Parent returns the span whose ID is sp's parent, or nil.
+func (s *Spans) Parent(sp *Span) *Span {
+	for _, c := range s.All {
+		if c.SpanID == sp.ParentID {
+			return c
+		}
+	}
+	return nil
+}
+
+// Tree renders p and its descendants: name, duration, attributes.
+func (s *Spans) Tree(p *Span) string {
+	var b strings.Builder
+	s.tree(&b, p, 0)
+	return b.String()
+}
+
+func (s *Spans) tree(b *strings.Builder, p *Span, depth int) {
+	keys := make([]string, 0, len(p.Attrs))
+	for k := range p.Attrs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var attrs []string
+	for _, k := range keys {
+		attrs = append(attrs, k+"="+p.Attr(k))
+	}
+	status := ""
+	if p.Status == "error" {
+		status = " ERROR " + p.Description
+	}
+	fmt.Fprintf(b, "%s%s %dns%s %s\n", strings.Repeat("  ", depth), p.Name, p.Duration, status, strings.Join(attrs, " "))
+	for _, c := range s.Children(p) {
+		s.tree(b, c, depth+1)
+	}
+}
+
+// CheckFunctionSpans checks what issue 3 asks of one backend's run: packet spans of the
+// request/reply flow with ip_rcv_core, nf_hook_slow (ACCEPT) and tcp_v4_rcv stages of
+// non-zero duration, tcp_v4_rcv nested in ip_local_deliver; the nft-dropped packet with
+// NETFILTER_DROP and an nf_hook_slow stage whose verdict is DROP; UDP to a closed port
+// dropped with NO_SOCKET.
+func CheckFunctionSpans(s *Spans, replyPort, droppedPort, closedPort int) []error {
+	var errs []error
+	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	var good *Span
+	for _, p := range s.Packets(replyPort) {
+		if p.Attr("destination.port") != fmt.Sprint(replyPort) {
+			continue
+		}
+		rcv, nf, tcp := s.Find(p, "ip_rcv_core"), s.Find(p, "nf_hook_slow"), s.Find(p, "tcp_v4_rcv")
+		if rcv == nil || nf == nil || tcp == nil {
+			continue
+		}
+		good = p
+		for _, st := range []*Span{rcv, nf, tcp} {
+			if st.Duration <= 0 {
+				fail("%s stage of packet %s lasts %dns, want > 0", st.Name, p.SpanID, st.Duration)
+			}
+		}
+		if v := nf.Attr("pktspan.netfilter.verdict"); v != "ACCEPT" {
+			fail("nf_hook_slow on a delivered packet has verdict %q, want ACCEPT", v)
+		}
+		if h := nf.Attr("pktspan.netfilter.hook"); h != "INPUT" {
+			fail("nf_hook_slow in the server namespace has hook %q, want INPUT", h)
+		}
+		if parent := s.Parent(tcp); parent == nil || parent.Name != "ip_local_deliver" {
+			fail("tcp_v4_rcv's parent is %v, want the ip_local_deliver stage it runs inside", nameOf(parent))
+		}
+		break
+	}
+	if good == nil {
+		fail("no packet to port %d has ip_rcv_core, nf_hook_slow and tcp_v4_rcv stages", replyPort)
+	}
+
+	var dropped *Span
+	for _, p := range s.Packets(droppedPort) {
+		if p.Status == "error" && p.Description == "NETFILTER_DROP" {
+			dropped = p
+			break
+		}
+	}
+	switch {
+	case dropped == nil:
+		fail("no packet to port %d is an error span with NETFILTER_DROP", droppedPort)
+	default:
+		nf := s.Find(dropped, "nf_hook_slow")
+		if nf == nil {
+			fail("the nft-dropped packet has no nf_hook_slow stage")
+		} else if v := nf.Attr("pktspan.netfilter.verdict"); v != "DROP" {
+			fail("nf_hook_slow on the nft-dropped packet has verdict %q, want DROP", v)
+		}
+		if loc := dropped.Attr("pktspan.drop.location"); !strings.HasPrefix(loc, "nft_do_chain") {
+			fail("the nft drop's location is %q, want nft_do_chain+0x…", loc)
+		}
+	}
+
+	udp := false
+	for _, p := range s.Packets(closedPort) {
+		udp = udp || (p.Status == "error" && p.Description == "NO_SOCKET")
+	}
+	if !udp {
+		fail("no packet to UDP port %d is an error span with NO_SOCKET", closedPort)
+	}
+	return errs
+}
+
+func nameOf(s *Span) string {
+	if s == nil {
+		return "nothing"
+	}
+	return s.Name
+}
