@@ -11,9 +11,8 @@
 #include "skb.h"
 
 /* Set per function by user space before loading. The verifier sees them as
- * constants, so the argument reads of other positions are pruned. */
+ * constants, so a function that is not nf_hook_slow never reads a second argument. */
 volatile const __u16 probe_id = PROBE_FUNC_BASE;
-volatile const __u8 skb_arg = 0; /* position of the struct sk_buff * argument, 0..4 */
 volatile const __u8 is_nf_hook = 0; /* nf_hook_slow: report hook, family and verdict */
 
 struct {
@@ -28,7 +27,7 @@ struct {
 #define NF_ACCEPT 1
 #define NF_STOLEN 2
 
-static __always_inline void on_enter(struct sk_buff *skb, struct nf_hook_state *state)
+static __always_inline void on_enter(struct sk_buff *skb, struct nf_hook_state *state, bool keyed)
 {
 	if (!skb)
 		return;
@@ -43,16 +42,16 @@ static __always_inline void on_enter(struct sk_buff *skb, struct nf_hook_state *
 	}
 	if (!follow(&ev, FOLLOW))
 		return;
-	struct call_key key = { .pid_tgid = bpf_get_current_pid_tgid(), .probe = probe_id };
+	struct call_key key = { .pid_tgid = bpf_get_current_pid_tgid(), .skb = keyed ? ev.skb : 0, .probe = probe_id };
 	struct call c = { .skb = ev.skb, .nf_hook = ev.nf_hook, .nf_pf = ev.nf_pf };
 	if (bpf_map_update_elem(&calls, &key, &c, BPF_ANY))
 		count(COUNTER_CALLS_FULL);
 	emit(&ev);
 }
 
-static __always_inline void on_exit(__s64 ret)
+static __always_inline void on_exit(__s64 ret, __u64 skb)
 {
-	struct call_key key = { .pid_tgid = bpf_get_current_pid_tgid(), .probe = probe_id };
+	struct call_key key = { .pid_tgid = bpf_get_current_pid_tgid(), .skb = skb, .probe = probe_id };
 	struct call *c = bpf_map_lookup_elem(&calls, &key);
 	if (!c)
 		return;
@@ -69,47 +68,57 @@ static __always_inline void on_exit(__s64 ret)
 		 * hook took the skb (queue, stolen). */
 		ev.nf_hook = c->nf_hook;
 		ev.nf_pf = c->nf_pf;
-		ev.nf_verdict = ret == 1 ? NF_ACCEPT : ret < 0 ? NF_DROP : NF_STOLEN;
+		int r = (int)ret; /* nf_hook_slow returns int: the upper half is not its */
+		ev.nf_verdict = r == 1 ? NF_ACCEPT : r < 0 ? NF_DROP : NF_STOLEN;
 	}
 	bpf_map_delete_elem(&calls, &key);
 	emit(&ev);
 }
 
-/* The argument at position skb_arg (and nf_hook_slow's state, always second). */
-#define ARG(get, i) ((void *)(get(i)))
-#define SKB_ARG(get)                                                  \
-	(skb_arg == 0 ? ARG(get, 0) : skb_arg == 1 ? ARG(get, 1) :    \
-	 skb_arg == 2 ? ARG(get, 2) : skb_arg == 3 ? ARG(get, 3) : ARG(get, 4))
+/*
+ * One entry (and fexit) program per position of the skb argument, each reading a fixed
+ * argument: an index chosen at run time would make clang compute the context
+ * address, which the verifier rejects. User space picks the program by the
+ * position it found in BTF. nf_hook_slow's state is always its second argument.
+ */
+#define FENTRY_AT(i)                                                        \
+	SEC("fentry")                                                       \
+	int fentry_skb_##i(__u64 *ctx)                                      \
+	{                                                                   \
+		on_enter((void *)ctx[i], is_nf_hook ? (void *)ctx[1] : NULL, true); \
+		return 0;                                                   \
+	}                                                                   \
+	SEC("fexit")                                                        \
+	int fexit_skb_##i(__u64 *ctx)                                       \
+	{                                                                   \
+		__u64 ret = 0;                                              \
+		bpf_get_func_ret(ctx, &ret);                                \
+		on_exit((__s64)ret, ctx[i]);                                \
+		return 0;                                                   \
+	}
 
-#define CTX_ARG(i) (ctx[i])
-SEC("fentry")
-int fentry_skb(__u64 *ctx)
-{
-	on_enter(SKB_ARG(CTX_ARG), is_nf_hook ? (void *)ctx[1] : NULL);
-	return 0;
-}
+#define KPROBE_AT(i, parm)                                                         \
+	SEC("kprobe")                                                              \
+	int kprobe_skb_##i(struct pt_regs *ctx)                                    \
+	{                                                                          \
+		on_enter((void *)parm(ctx), is_nf_hook ? (void *)PT_REGS_PARM2(ctx) : NULL, false); \
+		return 0;                                                          \
+	}
 
-SEC("fexit")
-int fexit_skb(__u64 *ctx)
-{
-	__u64 ret = 0;
-	bpf_get_func_ret(ctx, &ret);
-	on_exit((__s64)ret);
-	return 0;
-}
-
-#define REGS_ARG(i) (i == 0 ? PT_REGS_PARM1(ctx) : i == 1 ? PT_REGS_PARM2(ctx) : \
-		     i == 2 ? PT_REGS_PARM3(ctx) : i == 3 ? PT_REGS_PARM4(ctx) : PT_REGS_PARM5(ctx))
-SEC("kprobe")
-int kprobe_skb(struct pt_regs *ctx)
-{
-	on_enter(SKB_ARG(REGS_ARG), is_nf_hook ? (void *)PT_REGS_PARM2(ctx) : NULL);
-	return 0;
-}
+FENTRY_AT(0)
+FENTRY_AT(1)
+FENTRY_AT(2)
+FENTRY_AT(3)
+FENTRY_AT(4)
+KPROBE_AT(0, PT_REGS_PARM1)
+KPROBE_AT(1, PT_REGS_PARM2)
+KPROBE_AT(2, PT_REGS_PARM3)
+KPROBE_AT(3, PT_REGS_PARM4)
+KPROBE_AT(4, PT_REGS_PARM5)
 
 SEC("kretprobe")
 int kretprobe_skb(struct pt_regs *ctx)
 {
-	on_exit((__s64)PT_REGS_RC(ctx));
+	on_exit((__s64)PT_REGS_RC(ctx), 0);
 	return 0;
 }

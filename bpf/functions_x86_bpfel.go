@@ -20,15 +20,26 @@ const (
 	FunctionsMapCounters       = "counters"
 	FunctionsMapEvents         = "events"
 	FunctionsMapTracked        = "tracked"
-	FunctionsProgFentrySkb     = "fentry_skb"
-	FunctionsProgFexitSkb      = "fexit_skb"
-	FunctionsProgKprobeSkb     = "kprobe_skb"
+	FunctionsProgFentrySkb0    = "fentry_skb_0"
+	FunctionsProgFentrySkb1    = "fentry_skb_1"
+	FunctionsProgFentrySkb2    = "fentry_skb_2"
+	FunctionsProgFentrySkb3    = "fentry_skb_3"
+	FunctionsProgFentrySkb4    = "fentry_skb_4"
+	FunctionsProgFexitSkb0     = "fexit_skb_0"
+	FunctionsProgFexitSkb1     = "fexit_skb_1"
+	FunctionsProgFexitSkb2     = "fexit_skb_2"
+	FunctionsProgFexitSkb3     = "fexit_skb_3"
+	FunctionsProgFexitSkb4     = "fexit_skb_4"
+	FunctionsProgKprobeSkb0    = "kprobe_skb_0"
+	FunctionsProgKprobeSkb1    = "kprobe_skb_1"
+	FunctionsProgKprobeSkb2    = "kprobe_skb_2"
+	FunctionsProgKprobeSkb3    = "kprobe_skb_3"
+	FunctionsProgKprobeSkb4    = "kprobe_skb_4"
 	FunctionsProgKretprobeSkb  = "kretprobe_skb"
 	FunctionsVarEventBtfAnchor = "event_btf_anchor"
 	FunctionsVarFilter         = "filter"
 	FunctionsVarIsNfHook       = "is_nf_hook"
 	FunctionsVarProbeId        = "probe_id"
-	FunctionsVarSkbArg         = "skb_arg"
 )
 
 // LoadFunctions returns the embedded CollectionSpec for Functions.
@@ -73,9 +84,21 @@ type FunctionsSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type FunctionsProgramSpecs struct {
-	FentrySkb    *ebpf.ProgramSpec `ebpf:"fentry_skb"`
-	FexitSkb     *ebpf.ProgramSpec `ebpf:"fexit_skb"`
-	KprobeSkb    *ebpf.ProgramSpec `ebpf:"kprobe_skb"`
+	FentrySkb0   *ebpf.ProgramSpec `ebpf:"fentry_skb_0"`
+	FentrySkb1   *ebpf.ProgramSpec `ebpf:"fentry_skb_1"`
+	FentrySkb2   *ebpf.ProgramSpec `ebpf:"fentry_skb_2"`
+	FentrySkb3   *ebpf.ProgramSpec `ebpf:"fentry_skb_3"`
+	FentrySkb4   *ebpf.ProgramSpec `ebpf:"fentry_skb_4"`
+	FexitSkb0    *ebpf.ProgramSpec `ebpf:"fexit_skb_0"`
+	FexitSkb1    *ebpf.ProgramSpec `ebpf:"fexit_skb_1"`
+	FexitSkb2    *ebpf.ProgramSpec `ebpf:"fexit_skb_2"`
+	FexitSkb3    *ebpf.ProgramSpec `ebpf:"fexit_skb_3"`
+	FexitSkb4    *ebpf.ProgramSpec `ebpf:"fexit_skb_4"`
+	KprobeSkb0   *ebpf.ProgramSpec `ebpf:"kprobe_skb_0"`
+	KprobeSkb1   *ebpf.ProgramSpec `ebpf:"kprobe_skb_1"`
+	KprobeSkb2   *ebpf.ProgramSpec `ebpf:"kprobe_skb_2"`
+	KprobeSkb3   *ebpf.ProgramSpec `ebpf:"kprobe_skb_3"`
+	KprobeSkb4   *ebpf.ProgramSpec `ebpf:"kprobe_skb_4"`
 	KretprobeSkb *ebpf.ProgramSpec `ebpf:"kretprobe_skb"`
 }
 
@@ -97,7 +120,6 @@ type FunctionsVariableSpecs struct {
 	Filter         *ebpf.VariableSpec `ebpf:"filter"`
 	IsNfHook       *ebpf.VariableSpec `ebpf:"is_nf_hook"`
 	ProbeId        *ebpf.VariableSpec `ebpf:"probe_id"`
-	SkbArg         *ebpf.VariableSpec `ebpf:"skb_arg"`
 }
 
 // FunctionsObjects contains all objects after they have been loaded into the kernel.
@@ -143,24 +165,47 @@ type FunctionsVariables struct {
 	Filter         *ebpf.Variable `ebpf:"filter"`
 	IsNfHook       *ebpf.Variable `ebpf:"is_nf_hook"`
 	ProbeId        *ebpf.Variable `ebpf:"probe_id"`
-	SkbArg         *ebpf.Variable `ebpf:"skb_arg"`
 }
 
 // FunctionsPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to LoadFunctionsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type FunctionsPrograms struct {
-	FentrySkb    *ebpf.Program `ebpf:"fentry_skb"`
-	FexitSkb     *ebpf.Program `ebpf:"fexit_skb"`
-	KprobeSkb    *ebpf.Program `ebpf:"kprobe_skb"`
+	FentrySkb0   *ebpf.Program `ebpf:"fentry_skb_0"`
+	FentrySkb1   *ebpf.Program `ebpf:"fentry_skb_1"`
+	FentrySkb2   *ebpf.Program `ebpf:"fentry_skb_2"`
+	FentrySkb3   *ebpf.Program `ebpf:"fentry_skb_3"`
+	FentrySkb4   *ebpf.Program `ebpf:"fentry_skb_4"`
+	FexitSkb0    *ebpf.Program `ebpf:"fexit_skb_0"`
+	FexitSkb1    *ebpf.Program `ebpf:"fexit_skb_1"`
+	FexitSkb2    *ebpf.Program `ebpf:"fexit_skb_2"`
+	FexitSkb3    *ebpf.Program `ebpf:"fexit_skb_3"`
+	FexitSkb4    *ebpf.Program `ebpf:"fexit_skb_4"`
+	KprobeSkb0   *ebpf.Program `ebpf:"kprobe_skb_0"`
+	KprobeSkb1   *ebpf.Program `ebpf:"kprobe_skb_1"`
+	KprobeSkb2   *ebpf.Program `ebpf:"kprobe_skb_2"`
+	KprobeSkb3   *ebpf.Program `ebpf:"kprobe_skb_3"`
+	KprobeSkb4   *ebpf.Program `ebpf:"kprobe_skb_4"`
 	KretprobeSkb *ebpf.Program `ebpf:"kretprobe_skb"`
 }
 
 func (p *FunctionsPrograms) Close() error {
 	return _FunctionsClose(
-		p.FentrySkb,
-		p.FexitSkb,
-		p.KprobeSkb,
+		p.FentrySkb0,
+		p.FentrySkb1,
+		p.FentrySkb2,
+		p.FentrySkb3,
+		p.FentrySkb4,
+		p.FexitSkb0,
+		p.FexitSkb1,
+		p.FexitSkb2,
+		p.FexitSkb3,
+		p.FexitSkb4,
+		p.KprobeSkb0,
+		p.KprobeSkb1,
+		p.KprobeSkb2,
+		p.KprobeSkb3,
+		p.KprobeSkb4,
 		p.KretprobeSkb,
 	)
 }

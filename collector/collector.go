@@ -198,11 +198,12 @@ func (c *Collector) Start(ctx context.Context) error {
 	if c.clock, err = NewMonoClock(); err != nil {
 		return err
 	}
-	stages := make([]*spanner.Stage, len(c.functions))
+	sigs := resolveSignatures(kernelTypes, c.functions)
+	functions := make([]Function, len(c.functions))
 	for i, name := range c.functions {
-		stages[i] = &spanner.Stage{Name: name}
+		functions[i] = Function{Name: name, Ret: sigs[i].ret}
 	}
-	c.decoder = NewDecoder(reasons, syms, c.clock, stages)
+	c.decoder = NewDecoder(reasons, syms, c.clock, functions)
 
 	spec, err := bpf.LoadTracepoints()
 	if err != nil {
@@ -245,7 +246,7 @@ func (c *Collector) Start(ctx context.Context) error {
 		c.summary.Attached = append(c.summary.Attached, Attached{tp.name, via})
 	}
 	tracepointsAttached := len(c.links)
-	if err := c.attachFunctions(kernelTypes, inKernel); err != nil {
+	if err := c.attachFunctions(kernelTypes, inKernel, sigs); err != nil {
 		c.close()
 		return err
 	}

@@ -74,6 +74,7 @@ var tracepointStages = map[uint16]*spanner.Stage{
 // Decode does not allocate once the caches are warm. It is not safe for concurrent use.
 type Decoder struct {
 	stages  []*spanner.Stage // indexed by probe id
+	rets    []RetKind        // indexed by probe id
 	reasons *DropReasons
 	symbols Symbolizer
 	clock   Clock
@@ -92,11 +93,18 @@ type Clock interface {
 
 const maxIfnames = 4096 // distinct interface names remembered before the cache restarts
 
-// NewDecoder returns a decoder for the tracepoint probes and the given function
-// stages (function i has probe id probeFuncBase+i).
-func NewDecoder(reasons *DropReasons, symbols Symbolizer, clock Clock, functions []*spanner.Stage) *Decoder {
+// Function is a traced kernel function as the decoder names it and reads its return.
+type Function struct {
+	Name string
+	Ret  RetKind
+}
+
+// NewDecoder returns a decoder for the tracepoint probes and the given functions
+// (function i has probe id probeFuncBase+i).
+func NewDecoder(reasons *DropReasons, symbols Symbolizer, clock Clock, functions []Function) *Decoder {
 	d := &Decoder{
 		stages:  make([]*spanner.Stage, probeFuncBase+len(functions)),
+		rets:    make([]RetKind, probeFuncBase+len(functions)),
 		reasons: reasons,
 		symbols: symbols,
 		clock:   clock,
@@ -105,7 +113,10 @@ func NewDecoder(reasons *DropReasons, symbols Symbolizer, clock Clock, functions
 	for id, s := range tracepointStages {
 		d.stages[id] = s
 	}
-	copy(d.stages[probeFuncBase:], functions)
+	for i, f := range functions {
+		d.stages[probeFuncBase+i] = &spanner.Stage{Name: f.Name, Void: f.Ret == RetVoid}
+		d.rets[probeFuncBase+i] = f.Ret
+	}
 	return d
 }
 
@@ -133,6 +144,16 @@ func (d *Decoder) Decode(raw []byte, ev *spanner.Event) error {
 	}
 	if ev.Kind > spanner.KindExit {
 		return fmt.Errorf("record with unknown kind %d", raw[offKind])
+	}
+	if ev.Kind == spanner.KindExit {
+		switch d.rets[probe] {
+		case RetInt32:
+			ev.Retval = int64(int32(ev.Retval))
+		case RetUint32:
+			ev.Retval = int64(uint32(ev.Retval))
+		case RetVoid:
+			ev.Retval = 0
+		}
 	}
 	if raw[offIfname] != 0 {
 		ev.Ifname = d.ifname((*[16]byte)(raw[offIfname : offIfname+16]))

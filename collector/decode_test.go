@@ -30,7 +30,7 @@ func testDecoder(t testing.TB) *Decoder {
 		0: "SKB_NOT_DROPPED_YET", 1: "SKB_CONSUMED", 2: "SKB_DROP_REASON_NOT_SPECIFIED",
 		3: "SKB_DROP_REASON_NO_SOCKET", 12: "SKB_DROP_REASON_NETFILTER_DROP",
 	})
-	return NewDecoder(reasons, syms, fixedClock(1_000_000_000), []*spanner.Stage{{Name: "ip_rcv_core"}, {Name: "nf_hook_slow"}})
+	return NewDecoder(reasons, syms, fixedClock(1_000_000_000), []Function{{"ip_rcv_core", Ret64}, {"nf_hook_slow", RetInt32}, {"ip_output", RetInt32}, {"kfree_skb_list", RetVoid}})
 }
 
 func ifname(s string) (b [16]int8) {
@@ -114,14 +114,25 @@ func TestDecodeTurnsKernelRecordsIntoEvents(t *testing.T) {
 			want: spanner.Event{TimeUnixNano: 1_000_000_000, SKB: 0xffff5, Stage: tracepointStages[probeNetDevXmit], Retval: -1},
 		},
 		{
-			name: "nf_hook_slow_exit_carries_the_verdict",
+			// bpf_get_func_ret reports an int's -EPERM zero-extended: 0x00000000ffffffff.
+			name: "nf_hook_slow_exit_carries_the_verdict_and_a_negative_int",
 			raw: bpf.TracepointsEvent{
-				Skb: 0xffff6, Probe: probeFuncBase + 1, Kind: 2, NfHook: 1, NfPf: 2, NfVerdict: 0, Retval: -1,
+				Skb: 0xffff6, Probe: probeFuncBase + 1, Kind: 2, NfHook: 1, NfPf: 2, NfVerdict: 0, Retval: 0xffffffff,
 			},
 			want: spanner.Event{
 				TimeUnixNano: 1_000_000_000, SKB: 0xffff6, Stage: &spanner.Stage{Name: "nf_hook_slow"}, Kind: spanner.KindExit,
 				Netfilter: spanner.Netfilter{Hook: 1, PF: 2, Verdict: 0, Valid: true}, Retval: -1,
 			},
+		},
+		{
+			name: "pointer_return_is_kept_whole",
+			raw:  bpf.TracepointsEvent{Skb: 0xffff7, Probe: probeFuncBase, Kind: 2, Retval: -0xea6c3e29a518},
+			want: spanner.Event{TimeUnixNano: 1_000_000_000, SKB: 0xffff7, Stage: &spanner.Stage{Name: "ip_rcv_core"}, Kind: spanner.KindExit, Retval: -0xea6c3e29a518},
+		},
+		{
+			name: "void_function_exit_has_no_return_value",
+			raw:  bpf.TracepointsEvent{Skb: 0xffff8, Probe: probeFuncBase + 3, Kind: 2, Retval: 42},
+			want: spanner.Event{TimeUnixNano: 1_000_000_000, SKB: 0xffff8, Stage: &spanner.Stage{Name: "kfree_skb_list", Void: true}, Kind: spanner.KindExit},
 		},
 	}
 	d := testDecoder(t)
@@ -132,7 +143,7 @@ func TestDecodeTurnsKernelRecordsIntoEvents(t *testing.T) {
 			if err := d.Decode(raw, &got); err != nil {
 				t.Fatal(err)
 			}
-			if got.Stage == nil || got.Stage.Name != tc.want.Stage.Name || got.Stage.Free != tc.want.Stage.Free {
+			if got.Stage == nil || *got.Stage != *tc.want.Stage {
 				t.Fatalf("stage = %+v, want %+v", got.Stage, tc.want.Stage)
 			}
 			got.Stage, tc.want.Stage = nil, nil

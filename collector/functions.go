@@ -17,9 +17,6 @@ import (
 	"github.com/pktspan/pktspan/bpf"
 )
 
-// maxSkbArg is the last argument position the function probes can read the skb from.
-const maxSkbArg = 4
-
 // kprobePMU exists when the kernel was built with kprobes (CONFIG_KPROBES).
 const kprobePMU = "/sys/bus/event_source/devices/kprobe"
 
@@ -30,7 +27,7 @@ var functionBackends = []string{"fentry", "kprobe"}
 // with its own constants and the tracepoint family's maps, and attaches it with the
 // first backend that works. Every function that cannot be attached is skipped with one
 // reason; none is fatal.
-func (c *Collector) attachFunctions(types *btf.Spec, inKernel bool) error {
+func (c *Collector) attachFunctions(types *btf.Spec, inKernel bool, sigs []signature) error {
 	if c.backend == "tracepoint" || len(c.functions) == 0 {
 		return nil
 	}
@@ -73,11 +70,12 @@ func (c *Collector) attachFunctions(types *btf.Spec, inKernel bool) error {
 			notTraced = append(notTraced, name)
 			continue
 		}
-		pos, err := skbArg(types, name)
-		if err != nil {
-			c.skip(name, err.Error())
+		sig := sigs[i]
+		if sig.err != nil {
+			c.skip(name, sig.err.Error())
 			continue
 		}
+		pos := sig.skbArg
 		var reasons []string
 		attached := false
 		for _, backend := range backends {
@@ -150,9 +148,9 @@ func (c *Collector) skip(name, reason string) {
 // attaches both, or leaves nothing behind.
 func (c *Collector) attachFunction(spec *ebpf.CollectionSpec, opts ebpf.CollectionOptions, fcfg filterCfg,
 	backend, name string, probe uint16, pos int) error {
-	enter, exit := bpf.FunctionsProgFentrySkb, bpf.FunctionsProgFexitSkb
+	enter, exit := fmt.Sprintf("fentry_skb_%d", pos), fmt.Sprintf("fexit_skb_%d", pos)
 	if backend == "kprobe" {
-		enter, exit = bpf.FunctionsProgKprobeSkb, bpf.FunctionsProgKretprobeSkb
+		enter, exit = fmt.Sprintf("kprobe_skb_%d", pos), bpf.FunctionsProgKretprobeSkb
 	}
 	cs := spec.Copy()
 	for p := range cs.Programs {
@@ -168,7 +166,6 @@ func (c *Collector) attachFunction(spec *ebpf.CollectionSpec, opts ebpf.Collecti
 	for v, val := range map[string]any{
 		bpf.FunctionsVarFilter:   fcfg,
 		bpf.FunctionsVarProbeId:  probe,
-		bpf.FunctionsVarSkbArg:   uint8(pos),
 		bpf.FunctionsVarIsNfHook: boolByte(isNF),
 	} {
 		if err := cs.Variables[v].Set(val); err != nil {
@@ -190,14 +187,14 @@ func (c *Collector) attachFunction(spec *ebpf.CollectionSpec, opts ebpf.Collecti
 	for _, p := range []string{enter, exit} {
 		var l link.Link
 		var err error
-		switch p {
-		case bpf.FunctionsProgFentrySkb:
+		switch {
+		case backend == "fentry" && p == enter:
 			l, err = link.AttachTracing(link.TracingOptions{Program: coll.Programs[p], AttachType: ebpf.AttachTraceFEntry})
-		case bpf.FunctionsProgFexitSkb:
+		case backend == "fentry":
 			l, err = link.AttachTracing(link.TracingOptions{Program: coll.Programs[p], AttachType: ebpf.AttachTraceFExit})
-		case bpf.FunctionsProgKprobeSkb:
+		case p == enter:
 			l, err = link.Kprobe(name, coll.Programs[p], nil)
-		case bpf.FunctionsProgKretprobeSkb:
+		default:
 			l, err = link.Kretprobe(name, coll.Programs[p], nil)
 		}
 		if err != nil {
@@ -215,30 +212,4 @@ func boolByte(b bool) uint8 {
 		return 1
 	}
 	return 0
-}
-
-// skbArg finds which argument of the kernel function name is a struct sk_buff *, from
-// its BTF prototype. A function missing from BTF is absent or inlined everywhere.
-func skbArg(types *btf.Spec, name string) (int, error) {
-	var fn *btf.Func
-	if err := types.TypeByName(name, &fn); err != nil {
-		return 0, errors.New("not in kernel BTF (inlined or missing)")
-	}
-	proto, ok := fn.Type.(*btf.FuncProto)
-	if !ok {
-		return 0, errors.New("BTF has no prototype for it")
-	}
-	for i, p := range proto.Params {
-		ptr, ok := btf.UnderlyingType(p.Type).(*btf.Pointer)
-		if !ok {
-			continue
-		}
-		if s, ok := btf.UnderlyingType(ptr.Target).(*btf.Struct); ok && s.Name == "sk_buff" {
-			if i > maxSkbArg {
-				return 0, fmt.Errorf("its struct sk_buff * is argument %d; probes read arguments 1 to %d", i+1, maxSkbArg+1)
-			}
-			return i, nil
-		}
-	}
-	return 0, errors.New("takes no struct sk_buff * argument")
 }

@@ -17,6 +17,8 @@ type Stage struct {
 	Name string
 	// Free marks the hooks that end an skb's life: skb:kfree_skb and skb:consume_skb.
 	Free bool
+	// Void marks functions returning nothing: their exit carries no return value.
+	Void bool
 	// Deliver marks delivery to a socket (skb:skb_copy_datagram_iovec): after it an skb
 	// is only copied again or freed, never sent or received anew.
 	Deliver bool

@@ -99,7 +99,7 @@ func (s *Spanner) addStage(p *packet, ev *Event, name string) {
 				p.stages[inner].end = max(t, p.stages[inner].start)
 			}
 			st.end = max(t, st.start)
-			st.retval, st.hasRetval = ev.Retval, true
+			st.retval, st.hasRetval = ev.Retval, !ev.Stage.Void
 			if ev.Netfilter.Valid {
 				// nf_hook_slow knows its verdict only on return.
 				st.nf = ev.Netfilter
@@ -143,7 +143,7 @@ func (s *Spanner) addStage(p *packet, ev *Event, name string) {
 		ifname:    ifname,
 		nf:        ev.Netfilter,
 		retval:    ev.Retval,
-		hasRetval: ev.Kind == KindExit,
+		hasRetval: ev.Kind == KindExit && !ev.Stage.Void,
 		drop:      ev.Stage.Free && ev.Drop,
 	})
 	if ev.Kind == KindEnter {

@@ -49,11 +49,14 @@ struct track {
 	__u8 delivered;
 };
 
-/* An entered function whose exit is awaited, per thread and probe. The exit
- * cannot read the skb (a drop inside the function may have freed it), so the
- * entry leaves what the exit reports. */
+/* An entered function whose exit is awaited. The exit cannot read the skb (a
+ * drop inside the function may have freed it), so the entry leaves what the exit
+ * reports. fexit still sees the arguments, so its calls are told apart by skb too:
+ * the same function runs nested on one thread when softirq work (a reply, a
+ * forward) happens inside a send. kretprobe sees no arguments: skb is 0 there. */
 struct call_key {
 	__u64 pid_tgid;
+	__u64 skb;
 	__u16 probe;
 	__u8 _pad[6];
 };

@@ -1,0 +1,96 @@
+package collector
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf/btf"
+)
+
+// maxSkbArg is the last argument position the function probes can read the skb from.
+const maxSkbArg = 4
+
+// RetKind says how to read a function's return value from the 64-bit register value the
+// exit probe reports.
+type RetKind uint8
+
+const (
+	Ret64     RetKind = iota // pointers and 64-bit integers, as they are
+	RetInt32                 // int and smaller signed types: sign-extended (-EPERM stays negative)
+	RetUint32                // unsigned int and smaller: the low 32 bits
+	RetVoid                  // nothing to report
+)
+
+// signature is what the probes need to know of a kernel function, from its BTF prototype.
+type signature struct {
+	skbArg int
+	ret    RetKind
+	err    error // why the function cannot be traced
+}
+
+func resolveSignatures(types *btf.Spec, names []string) []signature {
+	sigs := make([]signature, len(names))
+	for i, name := range names {
+		sigs[i] = resolveSignature(types, name)
+	}
+	return sigs
+}
+
+// resolveSignature finds which argument of the kernel function name is a struct
+// sk_buff *, and the kind of its return value. A function missing from BTF is absent
+// or inlined everywhere.
+func resolveSignature(types *btf.Spec, name string) signature {
+	var fn *btf.Func
+	if err := types.TypeByName(name, &fn); err != nil {
+		return signature{err: errors.New("not in kernel BTF (inlined or missing)")}
+	}
+	proto, ok := fn.Type.(*btf.FuncProto)
+	if !ok {
+		return signature{err: errors.New("BTF has no prototype for it")}
+	}
+	sig := signature{skbArg: -1, ret: retKind(proto.Return)}
+	for i, p := range proto.Params {
+		ptr, ok := btf.UnderlyingType(p.Type).(*btf.Pointer)
+		if !ok {
+			continue
+		}
+		if s, ok := btf.UnderlyingType(ptr.Target).(*btf.Struct); ok && s.Name == "sk_buff" {
+			sig.skbArg = i
+			break
+		}
+	}
+	switch {
+	case sig.skbArg < 0:
+		sig.err = errors.New("takes no struct sk_buff * argument")
+	case sig.skbArg > maxSkbArg:
+		sig.err = fmt.Errorf("its struct sk_buff * is argument %d; probes read arguments 1 to %d", sig.skbArg+1, maxSkbArg+1)
+	}
+	return sig
+}
+
+func retKind(t btf.Type) RetKind {
+	if t == nil {
+		return RetVoid
+	}
+	switch u := btf.UnderlyingType(t).(type) {
+	case *btf.Void:
+		return RetVoid
+	case *btf.Int:
+		if u.Size > 4 {
+			return Ret64
+		}
+		if u.Encoding&btf.Signed != 0 {
+			return RetInt32
+		}
+		return RetUint32
+	case *btf.Enum:
+		if u.Size > 4 {
+			return Ret64
+		}
+		if u.Signed {
+			return RetInt32
+		}
+		return RetUint32
+	}
+	return Ret64
+}
