@@ -12,7 +12,10 @@ export PKTSPAN_JAEGER_BIN := $(JAEGER_BIN)
 # iputils-ping for the end-to-end tests and the demo.
 APT_PACKAGES := clang llvm libbpf-dev iproute2 nftables iputils-ping
 
-.PHONY: all build deps generate check-generate jaeger test unit e2e demo demo-smoke lint clean
+.PHONY: all build deps generate check-generate jaeger test unit e2e vmtest demo demo-smoke lint clean
+
+include mk/vm.mk
+include mk/bench.mk
 
 all: build
 
@@ -44,6 +47,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt would change: $$out"; exit 1; }
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./cmd/pktspan/
+	$(GO) vet -tags vmtest ./internal/vm/ ./internal/kernelmatrix/
 
 unit:
 	$(GO) test -count=1 ./...
@@ -52,11 +56,16 @@ unit:
 e2e: deps jaeger
 	$(GO) test -count=1 -tags e2e -timeout 20m -v ./cmd/pktspan/
 
+# Tier 3 of DESIGN.md: Debian's 6.1 and 6.12 kernels under qemu, where fentry and
+# kprobes exist; one VM at a time (-p 1): each wants both cores.
+vmtest: vmkernels
+	$(GO) test -count=1 -p 1 -tags vmtest -timeout 30m -v ./internal/vm/ ./internal/kernelmatrix/
+
 # The README's demo, for a few seconds, so `make demo` stays true.
 demo-smoke: build jaeger
 	$(GO) run ./internal/demo --pktspan $(BIN)/pktspan --jaeger "$(JAEGER_BIN)" --duration 8s >/dev/null
 
-test: deps lint check-generate unit e2e demo-smoke
+test: deps lint check-generate unit e2e vmtest demo-smoke
 
 demo: deps build jaeger
 	$(GO) run ./internal/demo --pktspan $(BIN)/pktspan --jaeger "$(JAEGER_BIN)"
