@@ -2,6 +2,7 @@ package sink
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,8 +16,6 @@ import (
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/sdk/resource"
-	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
-	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -30,8 +29,8 @@ const (
 	defaultQueueSize   = 65536
 	defaultBatchSize   = 1024
 	defaultBatchDelay  = time.Second
-	// scopeName is the instrumentation scope of every exported span.
-	scopeName = "pktspan"
+	// instrumentationScope names the scope of every exported span.
+	instrumentationScope = "pktspan"
 	// errLogInterval bounds how often a failing collector or a full queue is logged, so
 	// an outage gives a few clear lines instead of one per batch.
 	errLogInterval = 10 * time.Second
@@ -108,26 +107,27 @@ func WithLogger(l *slog.Logger) OTLPOption {
 }
 
 // OTLP is a spanner.Sink that sends spans to an OpenTelemetry collector over OTLP/gRPC.
-// It builds the protobuf messages itself (the SDK's span path is too slow for packet
-// rates) and hands them to otlptracegrpc's client. Export only converts and queues; one
-// goroutine sends, so a slow or absent collector costs dropped spans, never a blocked
-// caller.
+// It writes the protobuf encoding of each batch itself (the SDK's span path, and even
+// building tracepb messages, are too slow for packet rates) and hands it to
+// otlptracegrpc's client. Export only encodes and queues; one goroutine sends, so a
+// slow or absent collector costs dropped spans, never a blocked caller.
 type OTLP struct {
 	client    otlptrace.Client
 	endpoint  string // for log lines only
 	log       *slog.Logger
-	resource  *resourcepb.Resource
+	resource  []byte // the encoded ResourceSpans.resource field
 	schemaURL string
-	scope     *commonpb.InstrumentationScope
+	scope     []byte // the encoded ScopeSpans.scope field
 	batchSize int
 
 	mu           sync.Mutex
-	batch        []*tracepb.Span
+	batch        *wireBatch
 	closed       bool
 	lastQueueLog time.Time
 	queueDrops   uint64 // spans dropped on a full queue since lastQueueLog
 
-	queue      chan []*tracepb.Span
+	queue      chan *wireBatch
+	free       chan *wireBatch // sent batches, for reuse
 	stopFlush  chan struct{}
 	flushDone  chan struct{}
 	sendDone   chan struct{}
@@ -143,6 +143,21 @@ type OTLP struct {
 	exported atomic.Uint64
 	dropped  atomic.Uint64
 }
+
+// wireBatch is one request being filled: the encoded spans of one ScopeSpans, after
+// room left for the fields that go before them.
+type wireBatch struct {
+	buf   []byte
+	spans int
+}
+
+// batchHeadroom is room for the ScopeSpans tag and length in front of a batch's spans;
+// the resource field goes in front of them too.
+const batchHeadroom = 1 + binary.MaxVarintLen64
+
+// freeBatches bounds the sent batches kept for reuse; more come back only after the
+// queue was full, and those the garbage collector takes.
+const freeBatches = 4
 
 var _ spanner.Sink = (*OTLP)(nil)
 
@@ -204,18 +219,19 @@ func NewOTLP(ctx context.Context, opts ...OTLPOption) (*OTLP, error) {
 		client:     client,
 		endpoint:   displayEndpoint(cfg.endpoint),
 		log:        log,
-		resource:   convertResource(res),
+		resource:   encodeResource(res),
 		schemaURL:  res.SchemaURL(),
-		scope:      &commonpb.InstrumentationScope{Name: scopeName},
+		scope:      encodeScope(instrumentationScope),
 		batchSize:  cfg.batchSize,
-		batch:      make([]*tracepb.Span, 0, cfg.batchSize),
-		queue:      make(chan []*tracepb.Span, queueBatches),
+		queue:      make(chan *wireBatch, queueBatches),
+		free:       make(chan *wireBatch, freeBatches),
 		stopFlush:  make(chan struct{}),
 		flushDone:  make(chan struct{}),
 		sendDone:   make(chan struct{}),
 		sendCtx:    sendCtx,
 		cancelSend: cancelSend,
 	}
+	o.batch = o.newBatch()
 	go o.flushLoop(cfg.batchDelay)
 	go o.sendLoop()
 	return o, nil
@@ -269,29 +285,60 @@ func displayEndpoint(endpoint string) string {
 	return "localhost:4317"
 }
 
-// Export converts the group at once (the caller reuses its buffers) and adds it to the
-// current batch. A full batch is queued without waiting; when the queue is full the
-// batch is dropped and counted.
+// Export encodes the group at once (the caller reuses its buffers) into the current
+// batch. A full batch is queued without waiting; when the queue is full the batch is
+// dropped and counted.
 func (o *OTLP) Export(group []spanner.Span) {
 	if len(group) == 0 {
 		return
 	}
-	spans := convertGroup(group)
-
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.closed {
-		o.dropped.Add(uint64(len(spans)))
+		o.dropped.Add(uint64(len(group)))
 		return
 	}
-	for len(spans) > 0 {
-		n := min(len(spans), o.batchSize-len(o.batch))
-		o.batch = append(o.batch, spans[:n]...)
-		spans = spans[n:]
-		if len(o.batch) >= o.batchSize {
+	for i := range group {
+		o.batch.buf = appendSpan(o.batch.buf, &group[i])
+		if o.batch.spans++; o.batch.spans >= o.batchSize {
 			o.enqueueLocked()
 		}
 	}
+}
+
+// newBatch returns an empty batch, reusing a sent one when there is one.
+func (o *OTLP) newBatch() *wireBatch {
+	var b *wireBatch
+	select {
+	case b = <-o.free:
+	default:
+		b = &wireBatch{}
+	}
+	b.buf = append(b.buf[:0], make([]byte, len(o.resource)+batchHeadroom)...)
+	b.buf = append(b.buf, o.scope...)
+	b.spans = 0
+	return b
+}
+
+// request finishes b as the one ResourceSpans of a request. Its fields travel as the
+// message's unknown fields, which protobuf-go marshals verbatim, so otlptracegrpc's
+// client sends the bytes written here as they are.
+func (o *OTLP) request(b *wireBatch) *tracepb.ResourceSpans {
+	start := len(o.resource) + batchHeadroom
+	var head [batchHeadroom]byte
+	h := appendTag(head[:0], resourceSpansScopeSpans, wireBytes)
+	h = binary.AppendUvarint(h, uint64(len(b.buf)-start))
+	start -= len(h)
+	copy(b.buf[start:], h)
+	start -= len(o.resource)
+	copy(b.buf[start:], o.resource)
+	raw := b.buf[start:]
+	if o.schemaURL != "" {
+		raw = appendBytesField(raw, resourceSpansSchemaURL, o.schemaURL)
+	}
+	rs := &tracepb.ResourceSpans{}
+	rs.ProtoReflect().SetUnknown(raw)
+	return rs
 }
 
 // enqueueLocked hands the current batch to the sender, or drops it when the queue is
@@ -299,13 +346,13 @@ func (o *OTLP) Export(group []spanner.Span) {
 func (o *OTLP) enqueueLocked() {
 	select {
 	case o.queue <- o.batch:
-		o.batch = make([]*tracepb.Span, 0, o.batchSize)
+		o.batch = o.newBatch()
 	default:
-		n := uint64(len(o.batch))
+		n := uint64(o.batch.spans)
 		o.dropped.Add(n)
 		o.queueDrops += n
-		clear(o.batch)
-		o.batch = o.batch[:0]
+		o.batch.buf = o.batch.buf[:len(o.resource)+batchHeadroom+len(o.scope)]
+		o.batch.spans = 0
 		if now := time.Now(); now.Sub(o.lastQueueLog) >= errLogInterval {
 			o.log.Warn(fmt.Sprintf("otlp queue full, dropping spans: export to %s is slower than the packet rate (raise otlp.queue_size or filter more)", o.endpoint),
 				"dropped", o.queueDrops)
@@ -326,7 +373,7 @@ func (o *OTLP) flushLoop(delay time.Duration) {
 			return
 		case <-t.C:
 			o.mu.Lock()
-			if !o.closed && len(o.batch) > 0 {
+			if !o.closed && o.batch.spans > 0 {
 				o.enqueueLocked()
 			}
 			o.mu.Unlock()
@@ -337,24 +384,24 @@ func (o *OTLP) flushLoop(delay time.Duration) {
 // sendLoop uploads queued batches one at a time until the queue is closed.
 func (o *OTLP) sendLoop() {
 	defer close(o.sendDone)
-	for spans := range o.queue {
+	for b := range o.queue {
 		if o.sendCtx.Err() != nil {
-			o.dropped.Add(uint64(len(spans)))
+			o.dropped.Add(uint64(b.spans))
 			continue
 		}
-		o.upload(spans)
+		o.upload(b)
+		// The request was marshalled into gRPC's own buffers: b may be filled again.
+		select {
+		case o.free <- b:
+		default:
+		}
 	}
 }
 
-func (o *OTLP) upload(spans []*tracepb.Span) {
-	req := []*tracepb.ResourceSpans{{
-		Resource:   o.resource,
-		SchemaUrl:  o.schemaURL,
-		ScopeSpans: []*tracepb.ScopeSpans{{Scope: o.scope, Spans: spans}},
-	}}
-	err := o.client.UploadTraces(o.sendCtx, req)
+func (o *OTLP) upload(b *wireBatch) {
+	err := o.client.UploadTraces(o.sendCtx, []*tracepb.ResourceSpans{o.request(b)})
 	if err == nil {
-		o.exported.Add(uint64(len(spans)))
+		o.exported.Add(uint64(b.spans))
 		if o.failing {
 			o.log.Info(fmt.Sprintf("otlp export to %s recovered", o.endpoint))
 			o.failing = false
@@ -362,7 +409,7 @@ func (o *OTLP) upload(spans []*tracepb.Span) {
 		}
 		return
 	}
-	o.dropped.Add(uint64(len(spans)))
+	o.dropped.Add(uint64(b.spans))
 	o.lastErr = err
 	if o.sendCtx.Err() != nil {
 		// Shutdown ran out of time and cancelled the upload; it reports the loss.
@@ -370,7 +417,7 @@ func (o *OTLP) upload(spans []*tracepb.Span) {
 	}
 	o.failing = true
 	if now := time.Now(); now.Sub(o.lastErrLog) >= errLogInterval {
-		args := []any{"dropped", len(spans)}
+		args := []any{"dropped", b.spans}
 		if o.suppressed > 0 {
 			args = append(args, "similar_errors_suppressed", o.suppressed)
 		}
@@ -424,11 +471,11 @@ func (o *OTLP) Shutdown(ctx context.Context) error {
 
 	// Nothing else sends now (closed is set under o.mu), so this send may wait and the
 	// queue may be closed.
-	if len(rest) > 0 {
+	if rest.spans > 0 {
 		select {
 		case o.queue <- rest:
 		case <-ctx.Done():
-			o.dropped.Add(uint64(len(rest)))
+			o.dropped.Add(uint64(rest.spans))
 		}
 	}
 	close(o.queue)

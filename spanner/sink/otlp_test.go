@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/stats"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/pktspan/pktspan/spanner"
 )
@@ -304,7 +305,7 @@ func TestOTLPConvertNestedValues(t *testing.T) {
 		attribute.Map("m", attribute.Bool("k", true)),
 		{Key: "e"},
 	}}
-	got := convertGroup([]spanner.Span{s})[0].Attributes
+	got := encodeAndDecode(t, []spanner.Span{s})[0].Attributes
 	if b := got[0].Value.GetBytesValue(); !bytes.Equal(b, []byte{1, 2}) {
 		t.Errorf("bytes = %v", b)
 	}
@@ -316,6 +317,29 @@ func TestOTLPConvertNestedValues(t *testing.T) {
 	}
 	if got[3].Value.GetValue() != nil {
 		t.Errorf("empty = %v", got[3].Value)
+	}
+}
+
+// encodeAndDecode writes a group the way Export does and reads it back with protobuf-go.
+func encodeAndDecode(t *testing.T, group []spanner.Span) []*tracepb.Span {
+	t.Helper()
+	var b []byte
+	for i := range group {
+		b = appendSpan(b, &group[i])
+	}
+	var ss tracepb.ScopeSpans
+	if err := proto.Unmarshal(b, &ss); err != nil {
+		t.Fatal(err)
+	}
+	return ss.Spans
+}
+
+func TestOTLPEncodingMatchesProtobuf(t *testing.T) {
+	// Every field and attribute type, long enough that lengths take more than a byte.
+	group := append(append(tcpGroup(), dropGroup()...), rootGroup()...)
+	group[0].Attrs = append(group[0].Attrs, attribute.String("pktspan.test.long", strings.Repeat("x", 300)))
+	for i, got := range encodeAndDecode(t, group) {
+		checkSpan(t, got, &group[i])
 	}
 }
 
@@ -506,11 +530,15 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func BenchmarkOTLPConvert(b *testing.B) {
+func BenchmarkOTLPEncode(b *testing.B) {
 	group := tcpGroup()
+	var buf []byte
 	b.ReportAllocs()
 	for b.Loop() {
-		convertGroup(group)
+		buf = buf[:0]
+		for i := range group {
+			buf = appendSpan(buf, &group[i])
+		}
 	}
 	b.ReportMetric(float64(b.N*len(group))/b.Elapsed().Seconds(), "spans/s")
 }

@@ -1,0 +1,262 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/pktspan/pktspan/collector"
+	"github.com/pktspan/pktspan/internal/netns"
+)
+
+var (
+	clientPrefix = netip.MustParsePrefix("198.18.0.1/30")
+	serverPrefix = netip.MustParsePrefix("198.18.0.2/30")
+	testLink     = "198.18.0.0/30"
+)
+
+const iperfPort = "5201"
+
+// kernelSkip says why the kernel cases cannot run here, or "" when they can.
+func kernelSkip(o options) string {
+	if os.Geteuid() != 0 {
+		return "needs root (sudo make bench)"
+	}
+	if _, err := exec.LookPath("iperf3"); err != nil {
+		return "iperf3 is not installed (make bench installs it as root)"
+	}
+	if _, err := os.Stat(o.pktspan); err != nil {
+		return fmt.Sprintf("%s is missing (make build)", o.pktspan)
+	}
+	return ""
+}
+
+// tracedRun is one pktspan process that ran during an iperf3 case.
+type tracedRun struct {
+	attached     string // pktspan's "attached N probes in Xms"
+	finalStats   map[string]string
+	cpu          time.Duration
+	stopDuration time.Duration // SIGTERM to exit: detach, drain, flush
+}
+
+func kernelCase(r *report, o options) error {
+	d := 10 * time.Second
+	if o.short {
+		d = 2 * time.Second
+	}
+	r.section(fmt.Sprintf("3. kernel cost: iperf3 TCP over veth between two namespaces, %s per case, ratio to no tracing", d))
+	if why := kernelSkip(o); why != "" {
+		r.add("  skipped: %s", why)
+		return nil
+	}
+	client, err := netns.New("bench-client")
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	server, err := netns.New("bench-server")
+	if err != nil {
+		return err
+	}
+	defer server.Close()
+	if _, _, err := netns.Link(client, server, clientPrefix, serverPrefix); err != nil {
+		return err
+	}
+	srv := exec.Command("ip", "netns", "exec", server.Name(), "iperf3", "-s", "-B", serverPrefix.Addr().String(), "-p", iperfPort)
+	srv.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := srv.Start(); err != nil {
+		return fmt.Errorf("iperf3 server: %w", err)
+	}
+	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
+	time.Sleep(300 * time.Millisecond)
+
+	rcv, err := StartReceiver()
+	if err != nil {
+		return err
+	}
+	defer rcv.Stop()
+
+	iperf := func() (float64, error) { return runIperf(client, d) }
+	traced := func(args ...string) (float64, tracedRun, error) {
+		var bps float64
+		tr, err := withPktspan(o.pktspan, args, func() error {
+			var err error
+			bps, err = iperf()
+			return err
+		})
+		return bps, tr, err
+	}
+
+	// The baseline runs first and last; the ratios use its mean, and the spread of the
+	// two says how noisy this machine was.
+	base1, err := iperf()
+	if err != nil {
+		return err
+	}
+	// Port 9 (discard) carries no test traffic: every skb is looked at, none matches.
+	nomatch, trA, err := traced("--filter-port", "9", "--output", "none")
+	if err != nil {
+		return err
+	}
+	// Every test packet (the link's addresses) traced and exported; the exporter's own
+	// loopback traffic stays out, so the figure is not a feedback loop.
+	all, trC, err := traced("--filter-addr", testLink, "--output", "none",
+		"--otlp-endpoint", rcv.Addr, "--otlp-insecure")
+	if err != nil {
+		return err
+	}
+	base2, err := iperf()
+	if err != nil {
+		return err
+	}
+	base := (base1 + base2) / 2
+	r.add("  no tracing (baseline):  %6.2f Gbit/s  (first %.2f, last %.2f: %.0f%% apart)", base/1e9, base1/1e9, base2/1e9, 100*abs(base1-base2)/base)
+	r.add("  (a) filter matching nothing:      %.3f of baseline (goal ≥0.97: %s), events_lost=%s",
+		nomatch/base, met(nomatch/base >= 0.97), trA.finalStats["events_lost"])
+	r.add("  (b) --drops-only:                 not available yet (issue 4)")
+	lost, _ := strconv.ParseFloat(trC.finalStats["events_lost"], 64)
+	read, _ := strconv.ParseFloat(trC.finalStats["events_read"], 64)
+	r.add("  (c) every packet traced, OTLP:    %.3f of baseline (goal ≥0.60: %s), events_read=%s events_lost=%s (%.1f%% lost) spans_exported=%s spans_dropped=%s, pktspan CPU %.0f%% of a core",
+		all/base, met(all/base >= 0.6), trC.finalStats["events_read"], trC.finalStats["events_lost"], 100*lost/max(1, lost+read),
+		trC.finalStats["spans_exported"], trC.finalStats["spans_dropped"], 100*trC.cpu.Seconds()/d.Seconds())
+	attachLines = append(attachLines, trA.attached, trC.attached)
+	stopTimes = append(stopTimes, trA.stopDuration, trC.stopDuration)
+	return nil
+}
+
+// attachLines and stopTimes are what the kernel cases' pktspan runs said and took, for case 5.
+var (
+	attachLines []string
+	stopTimes   []time.Duration
+)
+
+func abs(x float64) float64 { return max(x, -x) }
+
+// runIperf runs the iperf3 client in the client namespace for d and returns the
+// receiver's throughput in bit/s.
+func runIperf(client *netns.NS, d time.Duration) (float64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
+	defer cancel()
+	out, err := client.Exec(ctx, "iperf3", "-c", serverPrefix.Addr().String(), "-p", iperfPort,
+		"-t", strconv.Itoa(int(d.Seconds())), "-J")
+	if err != nil {
+		return 0, fmt.Errorf("iperf3: %w", err)
+	}
+	var res struct {
+		End struct {
+			SumReceived struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil || res.End.SumReceived.BitsPerSecond == 0 {
+		return 0, fmt.Errorf("iperf3 output: %w: %.200s", err, out)
+	}
+	return res.End.SumReceived.BitsPerSecond, nil
+}
+
+var (
+	attachedRE = regexp.MustCompile(`attached \d+ probes in [^:]+`)
+	statRE     = regexp.MustCompile(`(\w+)=(\d+)`)
+)
+
+// withPktspan runs pktspan with args, waits until it is attached, runs fn, stops
+// pktspan with SIGTERM and returns what its final stats line said.
+func withPktspan(bin string, args []string, fn func() error) (tracedRun, error) {
+	var tr tracedRun
+	dir, err := os.MkdirTemp("", "pktspan-bench")
+	if err != nil {
+		return tr, err
+	}
+	defer os.RemoveAll(dir)
+	ready := filepath.Join(dir, "ready")
+	var stderr bytes.Buffer
+	cmd := exec.Command(bin, append([]string{"--ready-file", ready, "--stats-interval", "1h"}, args...)...)
+	cmd.Stderr = &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return tr, fmt.Errorf("starting pktspan: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
+		select {
+		case err := <-exited:
+			return tr, fmt.Errorf("pktspan exited before attaching: %w: %s", err, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			return tr, fmt.Errorf("pktspan did not attach in 30s: %s", stderr.String())
+		}
+	}
+	fnErr := fn()
+	stop := time.Now()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	if err := <-exited; err != nil {
+		return tr, errors.Join(fnErr, fmt.Errorf("pktspan: %w: %s", err, stderr.String()))
+	}
+	tr.stopDuration = time.Since(stop)
+	tr.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	tr.attached = attachedRE.FindString(stderr.String())
+	tr.finalStats = map[string]string{}
+	lines := bytes.Split(stderr.Bytes(), []byte("\n"))
+	for _, l := range lines {
+		if bytes.Contains(l, []byte(`msg="final stats"`)) {
+			for _, m := range statRE.FindAllSubmatch(l, -1) {
+				tr.finalStats[string(m[1])] = string(m[2])
+			}
+		}
+	}
+	return tr, fnErr
+}
+
+// attachCase reports pktspan's own attach line and, measured here through the
+// collector package, attach and detach of the default probe set.
+func attachCase(r *report, o options) error {
+	r.section("5. attach/detach of the default probe set on this kernel (absolute; no baseline)")
+	if why := kernelSkip(o); why != "" {
+		r.add("  skipped: %s", why)
+		return nil
+	}
+	for _, l := range attachLines {
+		r.add("  bin/pktspan said: %s", l)
+	}
+	for _, d := range stopTimes {
+		r.add("  bin/pktspan SIGTERM to exit (detach, drain, flush, stop): %s", d.Round(time.Millisecond))
+	}
+	var attach, detach []time.Duration
+	n := 0
+	for range 5 {
+		c := collector.New(collector.WithLogger(discardLog))
+		if err := c.Start(context.Background()); err != nil {
+			return err
+		}
+		n = len(c.Summary().Attached)
+		attach = append(attach, c.Summary().AttachTime)
+		start := time.Now()
+		if err := c.Shutdown(context.Background()); err != nil {
+			return err
+		}
+		detach = append(detach, time.Since(start))
+	}
+	slices.Sort(attach)
+	slices.Sort(detach)
+	r.add("  collector.Start, %d probes, median of 5: attach %s; collector.Shutdown (detach and free maps): %s (detach/attach %.2f)",
+		n, attach[2].Round(10*time.Microsecond), detach[2].Round(10*time.Microsecond), detach[2].Seconds()/attach[2].Seconds())
+	return nil
+}

@@ -1,0 +1,286 @@
+package sink
+
+import (
+	"encoding/binary"
+	"math"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/resource"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+
+	"github.com/pktspan/pktspan/spanner"
+)
+
+// pktspan writes OTLP's protobuf encoding itself, straight from spanner.Span into one
+// reusable buffer per batch: building tracepb messages cost several allocations and
+// about a kilobyte of garbage per span, and the collector of that garbage was the
+// biggest cost of the export path. Fields go in field-number order, zero scalars are
+// left out and oneof members are always written, as protobuf-go's Marshal does, so a
+// receiver decodes exactly the messages pktspan used to build.
+
+// spanFlags marks the parent as known to be local and leaves the W3C random bit clear:
+// DESIGN.md derives trace IDs from flows (issue 4), so they are never declared random.
+// Sampled is set since every exported span was recorded.
+const spanFlags = uint32(tracepb.SpanFlags_SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK) | 0x01
+
+// minDuration is the length given to instants (tracepoint stages): Jaeger treats a span
+// whose end equals its start as a negative duration and warns on every such span.
+const minDuration = 1
+
+// Protobuf wire types.
+const (
+	wireVarint  = 0
+	wireFixed64 = 1
+	wireBytes   = 2
+	wireFixed32 = 5
+)
+
+// Field numbers of the OTLP messages written here (opentelemetry-proto trace/v1,
+// common/v1, resource/v1).
+const (
+	resourceSpansResource   = 1
+	resourceSpansScopeSpans = 2
+	resourceSpansSchemaURL  = 3
+	resourceAttributes      = 1
+	scopeSpansScope         = 1
+	scopeSpansSpans         = 2
+	scopeName               = 1
+
+	spanTraceID      = 1
+	spanSpanID       = 2
+	spanParentSpanID = 4
+	spanName         = 5
+	spanKind         = 6
+	spanStart        = 7
+	spanEnd          = 8
+	spanAttributes   = 9
+	spanEvents       = 11
+	spanLinks        = 13
+	spanStatus       = 15
+	spanFlagsField   = 16
+
+	eventTime       = 1
+	eventName       = 2
+	eventAttributes = 3
+
+	linkTraceID    = 1
+	linkSpanID     = 2
+	linkAttributes = 4
+	linkFlags      = 6
+
+	statusMessage = 2
+	statusCode    = 3
+
+	kvKey   = 1
+	kvValue = 2
+
+	anyString = 1
+	anyBool   = 2
+	anyInt    = 3
+	anyDouble = 4
+	anyArray  = 5
+	anyKvlist = 6
+	anyBytes  = 7
+
+	listValues = 1 // ArrayValue.values and KeyValueList.values
+)
+
+func appendTag(b []byte, field, wireType int) []byte {
+	return binary.AppendUvarint(b, uint64(field)<<3|uint64(wireType))
+}
+
+func appendVarintField(b []byte, field int, v uint64) []byte {
+	return binary.AppendUvarint(appendTag(b, field, wireVarint), v)
+}
+
+func appendFixed64Field(b []byte, field int, v uint64) []byte {
+	return binary.LittleEndian.AppendUint64(appendTag(b, field, wireFixed64), v)
+}
+
+func appendFixed32Field(b []byte, field int, v uint32) []byte {
+	return binary.LittleEndian.AppendUint32(appendTag(b, field, wireFixed32), v)
+}
+
+func appendBytesField[T string | []byte](b []byte, field int, v T) []byte {
+	b = binary.AppendUvarint(appendTag(b, field, wireBytes), uint64(len(v)))
+	return append(b, v...)
+}
+
+// openMessage starts a length-delimited field whose length is not known yet: it
+// reserves one byte, which fits the length of most attributes.
+func openMessage(b []byte, field int) ([]byte, int) {
+	b = appendTag(b, field, wireBytes)
+	return append(b, 0), len(b)
+}
+
+// closeMessage writes the length of the message opened at start, moving its bytes on
+// when the length needs more than the byte reserved.
+func closeMessage(b []byte, start int) []byte {
+	n := len(b) - start - 1
+	if n < 0x80 {
+		b[start] = byte(n)
+		return b
+	}
+	var lenBuf [binary.MaxVarintLen64]byte
+	l := binary.PutUvarint(lenBuf[:], uint64(n))
+	b = append(b, lenBuf[:l-1]...)
+	copy(b[start+l:], b[start+1:start+1+n])
+	copy(b[start:], lenBuf[:l])
+	return b
+}
+
+// appendSpan writes s as one ScopeSpans.spans field.
+func appendSpan(b []byte, s *spanner.Span) []byte {
+	b, start := openMessage(b, scopeSpansSpans)
+	b = appendBytesField(b, spanTraceID, s.TraceID[:])
+	b = appendBytesField(b, spanSpanID, s.SpanID[:])
+	if s.ParentID != (spanner.SpanID{}) {
+		b = appendBytesField(b, spanParentSpanID, s.ParentID[:])
+	}
+	if s.Name != "" {
+		b = appendBytesField(b, spanName, s.Name)
+	}
+	if s.Kind == spanner.SpanKindInternal {
+		b = appendVarintField(b, spanKind, uint64(tracepb.Span_SPAN_KIND_INTERNAL))
+	}
+	if s.StartUnixNano != 0 {
+		b = appendFixed64Field(b, spanStart, uint64(s.StartUnixNano))
+	}
+	b = appendFixed64Field(b, spanEnd, uint64(max(s.EndUnixNano, s.StartUnixNano+minDuration)))
+	b = appendAttrs(b, spanAttributes, s.Attrs)
+	for i := range s.Events {
+		e := &s.Events[i]
+		var es int
+		b, es = openMessage(b, spanEvents)
+		if e.TimeUnixNano != 0 {
+			b = appendFixed64Field(b, eventTime, uint64(e.TimeUnixNano))
+		}
+		if e.Name != "" {
+			b = appendBytesField(b, eventName, e.Name)
+		}
+		b = appendAttrs(b, eventAttributes, e.Attrs)
+		b = closeMessage(b, es)
+	}
+	for i := range s.Links {
+		l := &s.Links[i]
+		var ls int
+		b, ls = openMessage(b, spanLinks)
+		b = appendBytesField(b, linkTraceID, l.TraceID[:])
+		b = appendBytesField(b, linkSpanID, l.SpanID[:])
+		b = appendAttrs(b, linkAttributes, l.Attrs)
+		b = appendFixed32Field(b, linkFlags, spanFlags)
+		b = closeMessage(b, ls)
+	}
+	var code tracepb.Status_StatusCode
+	switch s.Status {
+	case spanner.StatusOK:
+		code = tracepb.Status_STATUS_CODE_OK
+	case spanner.StatusError:
+		code = tracepb.Status_STATUS_CODE_ERROR
+	}
+	if code != tracepb.Status_STATUS_CODE_UNSET {
+		var ss int
+		b, ss = openMessage(b, spanStatus)
+		if s.StatusDescription != "" {
+			b = appendBytesField(b, statusMessage, s.StatusDescription)
+		}
+		b = appendVarintField(b, statusCode, uint64(code))
+		b = closeMessage(b, ss)
+	}
+	b = appendFixed32Field(b, spanFlagsField, spanFlags)
+	return closeMessage(b, start)
+}
+
+func appendAttrs(b []byte, field int, kvs []attribute.KeyValue) []byte {
+	for i := range kvs {
+		b = appendKeyValue(b, field, &kvs[i])
+	}
+	return b
+}
+
+func appendKeyValue(b []byte, field int, kv *attribute.KeyValue) []byte {
+	b, start := openMessage(b, field)
+	if kv.Key != "" {
+		b = appendBytesField(b, kvKey, string(kv.Key))
+	}
+	b = appendValue(b, kvValue, kv.Value)
+	return closeMessage(b, start)
+}
+
+// appendValue writes v as an AnyValue, every attribute.Type included; EMPTY is an
+// AnyValue with no value, OTLP's empty value.
+func appendValue(b []byte, field int, v attribute.Value) []byte {
+	b, start := openMessage(b, field)
+	switch v.Type() {
+	case attribute.STRING:
+		b = appendBytesField(b, anyString, v.AsString())
+	case attribute.INT64:
+		b = appendVarintField(b, anyInt, uint64(v.AsInt64()))
+	case attribute.BOOL:
+		b = appendVarintField(b, anyBool, boolVarint(v.AsBool()))
+	case attribute.FLOAT64:
+		b = appendFixed64Field(b, anyDouble, math.Float64bits(v.AsFloat64()))
+	case attribute.BYTESLICE:
+		b = appendBytesField(b, anyBytes, v.AsByteSlice())
+	case attribute.BOOLSLICE, attribute.INT64SLICE, attribute.FLOAT64SLICE, attribute.STRINGSLICE, attribute.SLICE:
+		var as int
+		b, as = openMessage(b, anyArray)
+		b = appendArray(b, v)
+		b = closeMessage(b, as)
+	case attribute.MAP:
+		var ms int
+		b, ms = openMessage(b, anyKvlist)
+		b = appendAttrs(b, listValues, v.AsMap())
+		b = closeMessage(b, ms)
+	}
+	return closeMessage(b, start)
+}
+
+// appendArray writes the elements of a slice value as ArrayValue.values.
+func appendArray(b []byte, v attribute.Value) []byte {
+	switch v.Type() {
+	case attribute.BOOLSLICE:
+		for _, x := range v.AsBoolSlice() {
+			b = appendValue(b, listValues, attribute.BoolValue(x))
+		}
+	case attribute.INT64SLICE:
+		for _, x := range v.AsInt64Slice() {
+			b = appendValue(b, listValues, attribute.Int64Value(x))
+		}
+	case attribute.FLOAT64SLICE:
+		for _, x := range v.AsFloat64Slice() {
+			b = appendValue(b, listValues, attribute.Float64Value(x))
+		}
+	case attribute.STRINGSLICE:
+		for _, x := range v.AsStringSlice() {
+			b = appendValue(b, listValues, attribute.StringValue(x))
+		}
+	case attribute.SLICE:
+		for _, x := range v.AsSlice() {
+			b = appendValue(b, listValues, x)
+		}
+	}
+	return b
+}
+
+func boolVarint(v bool) uint64 {
+	if v {
+		return 1
+	}
+	return 0
+}
+
+// encodeResource writes the ResourceSpans.resource field, the same for every request.
+func encodeResource(res *resource.Resource) []byte {
+	b, start := openMessage(nil, resourceSpansResource)
+	kvs := res.Attributes()
+	b = appendAttrs(b, resourceAttributes, kvs)
+	return closeMessage(b, start)
+}
+
+// encodeScope writes the ScopeSpans.scope field that opens every batch.
+func encodeScope(name string) []byte {
+	b, start := openMessage(nil, scopeSpansScope)
+	b = appendBytesField(b, scopeName, name)
+	return closeMessage(b, start)
+}
