@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/cilium/ebpf"
@@ -59,53 +61,51 @@ func (c *Collector) attachFunctions(types *btf.Spec, inKernel bool, sigs []signa
 	if c.backend != "auto" {
 		backends = []string{c.backend}
 	}
+	a := &functionAttacher{spec: spec, opts: opts, fcfg: fcfg, backends: backends, unavailable: map[string]string{}}
 	// A backend the kernel lacks fails for every function alike: say it once.
-	unavailable := map[string]string{}
 	if _, err := os.Stat(kprobePMU); err != nil {
-		unavailable["kprobe"] = "kernel has no kprobes (CONFIG_KPROBES)"
+		a.unavailable["kprobe"] = "kernel has no kprobes (CONFIG_KPROBES)"
 	}
+	// Each function is its own load (CO-RE relocation and verification of two
+	// programs), so they are loaded in parallel; the first alone, so a backend the
+	// kernel lacks is found once rather than by every worker.
+	results := make([]functionResult, len(c.functions))
+	for i := range c.functions {
+		if i == 1 {
+			var wg sync.WaitGroup
+			sem := make(chan struct{}, runtime.NumCPU())
+			for j := 1; j < len(c.functions); j++ {
+				wg.Add(1)
+				sem <- struct{}{}
+				go func() {
+					defer func() { <-sem; wg.Done() }()
+					results[j] = a.attach(c.functions[j], uint16(probeFuncBase+j), sigs[j])
+				}()
+			}
+			wg.Wait()
+			break
+		}
+		results[i] = a.attach(c.functions[i], uint16(probeFuncBase+i), sigs[i])
+	}
+
 	var notTraced []string // functions skipped only because no backend exists here
-	for i, name := range c.functions {
-		if allUnavailable(backends, unavailable) {
-			notTraced = append(notTraced, name)
-			continue
-		}
-		sig := sigs[i]
-		if sig.err != nil {
-			c.skip(name, sig.err.Error())
-			continue
-		}
-		pos := sig.skbArg
-		var reasons []string
-		attached := false
-		for _, backend := range backends {
-			if why, ok := unavailable[backend]; ok {
-				reasons = append(reasons, backend+": "+why)
-				continue
-			}
-			err := c.attachFunction(spec, opts, fcfg, backend, name, uint16(probeFuncBase+i), pos)
-			if err == nil {
-				c.summary.Attached = append(c.summary.Attached, Attached{name, backend + "/" + exitOf(backend)})
-				attached = true
-				break
-			}
-			if kernelLacks(err) {
-				unavailable[backend] = fmt.Sprintf("this kernel cannot attach %s programs (%v)", backend, errors.Unwrap(err))
-			}
-			reasons = append(reasons, fmt.Sprintf("%s: %v", backend, err))
-		}
+	for i, r := range results {
+		name := c.functions[i]
 		switch {
-		case attached:
-		case allUnavailable(backends, unavailable):
+		case r.backend != "":
+			c.links = append(c.links, r.links...)
+			c.closers = append(c.closers, r.close)
+			c.summary.Attached = append(c.summary.Attached, Attached{name, r.backend + "/" + exitOf(r.backend)})
+		case r.noBackend:
 			notTraced = append(notTraced, name)
 		default:
-			c.skip(name, strings.Join(reasons, "; "))
+			c.skip(name, r.reason)
 		}
 	}
 	if len(notTraced) > 0 {
 		var why []string
 		for _, b := range backends {
-			why = append(why, b+": "+unavailable[b])
+			why = append(why, b+": "+a.unavailable[b])
 		}
 		reason := strings.Join(why, "; ")
 		for _, name := range notTraced {
@@ -114,6 +114,58 @@ func (c *Collector) attachFunctions(types *btf.Spec, inKernel bool, sigs []signa
 		c.log.Warn("function probes unavailable, tracing with tracepoints only", "functions", len(notTraced), "reason", reason)
 	}
 	return nil
+}
+
+// functionAttacher attaches functions, from several goroutines at once.
+type functionAttacher struct {
+	spec     *ebpf.CollectionSpec
+	opts     ebpf.CollectionOptions
+	fcfg     filterCfg
+	backends []string
+
+	mu          sync.Mutex
+	unavailable map[string]string // backend → why the kernel cannot run it
+}
+
+// functionResult is what became of one function: attached with backend, or why not.
+type functionResult struct {
+	backend   string
+	links     []link.Link
+	close     func() error
+	noBackend bool // every backend is one the kernel lacks
+	reason    string
+}
+
+func (a *functionAttacher) attach(name string, probe uint16, sig signature) functionResult {
+	if sig.err != nil {
+		return functionResult{reason: sig.err.Error()}
+	}
+	var reasons []string
+	for _, backend := range a.backends {
+		a.mu.Lock()
+		why, lacks := a.unavailable[backend]
+		a.mu.Unlock()
+		if lacks {
+			reasons = append(reasons, backend+": "+why)
+			continue
+		}
+		links, closer, err := attachFunction(a.spec, a.opts, a.fcfg, backend, name, probe, sig.skbArg)
+		if err == nil {
+			return functionResult{backend: backend, links: links, close: closer}
+		}
+		if kernelLacks(err) {
+			a.mu.Lock()
+			a.unavailable[backend] = fmt.Sprintf("this kernel cannot attach %s programs (%v)", backend, errors.Unwrap(err))
+			a.mu.Unlock()
+		}
+		reasons = append(reasons, fmt.Sprintf("%s: %v", backend, err))
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if allUnavailable(a.backends, a.unavailable) {
+		return functionResult{noBackend: true}
+	}
+	return functionResult{reason: strings.Join(reasons, "; ")}
 }
 
 func allUnavailable(backends []string, unavailable map[string]string) bool {
@@ -146,8 +198,8 @@ func (c *Collector) skip(name, reason string) {
 
 // attachFunction loads the entry and exit programs of backend for one function and
 // attaches both, or leaves nothing behind.
-func (c *Collector) attachFunction(spec *ebpf.CollectionSpec, opts ebpf.CollectionOptions, fcfg filterCfg,
-	backend, name string, probe uint16, pos int) error {
+func attachFunction(spec *ebpf.CollectionSpec, opts ebpf.CollectionOptions, fcfg filterCfg,
+	backend, name string, probe uint16, pos int) ([]link.Link, func() error, error) {
 	enter, exit := fmt.Sprintf("fentry_skb_%d", pos), fmt.Sprintf("fexit_skb_%d", pos)
 	if backend == "kprobe" {
 		enter, exit = fmt.Sprintf("kprobe_skb_%d", pos), bpf.FunctionsProgKretprobeSkb
@@ -169,12 +221,12 @@ func (c *Collector) attachFunction(spec *ebpf.CollectionSpec, opts ebpf.Collecti
 		bpf.FunctionsVarIsNfHook: boolByte(isNF),
 	} {
 		if err := cs.Variables[v].Set(val); err != nil {
-			return fmt.Errorf("setting %s: %w", v, err)
+			return nil, nil, fmt.Errorf("setting %s: %w", v, err)
 		}
 	}
 	coll, err := ebpf.NewCollectionWithOptions(cs, opts)
 	if err != nil {
-		return fmt.Errorf("loading: %w", err)
+		return nil, nil, fmt.Errorf("loading: %w", err)
 	}
 	var links []link.Link
 	fail := func(err error) error {
@@ -198,13 +250,11 @@ func (c *Collector) attachFunction(spec *ebpf.CollectionSpec, opts ebpf.Collecti
 			l, err = link.Kretprobe(name, coll.Programs[p], nil)
 		}
 		if err != nil {
-			return fail(fmt.Errorf("attaching %s %s: %w", p, name, err))
+			return nil, nil, fail(fmt.Errorf("attaching %s %s: %w", p, name, err))
 		}
 		links = append(links, l)
 	}
-	c.links = append(c.links, links...)
-	c.closers = append(c.closers, func() error { coll.Close(); return nil })
-	return nil
+	return links, func() error { coll.Close(); return nil }, nil
 }
 
 func boolByte(b bool) uint8 {
