@@ -10,7 +10,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,21 +25,18 @@ import (
 )
 
 const (
-	replyPort   = 8080 // a TCP server answers here
-	droppedPort = 81   // an nft rule in the server namespace drops TCP to this port
-	closedPort  = 9999 // nothing listens on this UDP port
+	replyPort   = netns.ReplyPort
+	droppedPort = netns.DroppedPort
+	closedPort  = netns.ClosedPort
 )
 
-var (
-	clientAddr = netip.MustParsePrefix("198.18.0.1/30")
-	serverAddr = netip.MustParsePrefix("198.18.0.2/30")
-)
+var serverAddr = netns.LabServer
 
 // world is what every test here shares: the binary, Jaeger and the two hosts.
 type world struct {
-	bin            string
-	jaeger         *jaeger.Jaeger
-	client, server *netns.NS
+	bin    string
+	jaeger *jaeger.Jaeger
+	lab    *netns.Lab
 }
 
 func setup(t *testing.T) *world {
@@ -57,31 +53,12 @@ func setup(t *testing.T) *world {
 	t.Cleanup(func() { _ = j.Stop() })
 	w.jaeger = j
 
-	if w.client, err = netns.New("client"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = w.client.Close() })
-	if w.server, err = netns.New("server"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = w.server.Close() })
-	if _, _, err := netns.Link(w.client, w.server, clientAddr, serverAddr); err != nil {
-		t.Fatal(err)
-	}
-	rules := fmt.Sprintf(`table inet pktspan_e2e {
-	chain input {
-		type filter hook input priority 0; policy accept;
-		tcp dport %d drop
-	}
-}`, droppedPort)
-	if err := w.server.Nft(ctx, rules); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := netns.TCPServe(w.server, serverAddr.Addr(), replyPort)
+	lab, err := netns.NewLab(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = srv.Close() })
+	t.Cleanup(func() { _ = lab.Close() })
+	w.lab = lab
 	return w
 }
 
@@ -150,14 +127,7 @@ func TestEndToEnd(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	reply, err := netns.TCPRequest(ctx, w.client, serverAddr.Addr(), replyPort, []byte("ping"))
-	if err != nil || len(reply) == 0 {
-		t.Fatalf("tcp request: reply %q, %v", reply, err)
-	}
-	if err := netns.UDPSend(ctx, w.client, serverAddr.Addr(), closedPort, []byte("anyone?")); err != nil {
-		t.Fatal(err)
-	}
-	if err := netns.TCPConnectExpectTimeout(ctx, w.client, serverAddr.Addr(), droppedPort, 1500*time.Millisecond); err != nil {
+	if err := w.lab.Traffic(ctx); err != nil {
 		t.Fatal(err)
 	}
 	// Let the TCP flow's window close (FIN + grace) while pktspan runs, so the root span
@@ -411,7 +381,7 @@ func TestUnreachableCollectorGivesOneClearLineAndACleanStop(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := netns.TCPRequest(ctx, w.client, serverAddr.Addr(), replyPort, []byte("ping")); err != nil {
+	if _, err := netns.TCPRequest(ctx, w.lab.Client, serverAddr.Addr(), replyPort, []byte("ping")); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Second)

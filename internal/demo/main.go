@@ -10,7 +10,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -23,17 +22,7 @@ import (
 	"github.com/pktspan/pktspan/internal/netns"
 )
 
-const (
-	service     = "pktspan-demo"
-	replyPort   = 8080
-	droppedPort = 81
-	closedPort  = 9999
-)
-
-var (
-	clientAddr = netip.MustParsePrefix("198.18.0.1/30")
-	serverAddr = netip.MustParsePrefix("198.18.0.2/30")
-)
+const service = "pktspan-demo"
 
 func main() {
 	bin := flag.String("pktspan", "bin/pktspan", "pktspan binary to run")
@@ -72,19 +61,19 @@ func run(ctx context.Context, bin, jaegerBin string, every time.Duration) error 
 	}
 	defer func() { say("stopping Jaeger"); _ = j.Stop() }()
 
-	say("creating namespaces client (%s) and server (%s), nft drop of TCP port %d in server", clientAddr.Addr(), serverAddr.Addr(), droppedPort)
-	client, cleanup, err := topology(ctx)
+	say("creating namespaces client (%s) and server (%s), nft drop of TCP port %d in server", netns.LabClient.Addr(), netns.LabServer.Addr(), netns.DroppedPort)
+	lab, err := netns.NewLab(ctx)
 	if err != nil {
 		return err
 	}
-	defer func() { say("removing namespaces"); cleanup() }()
+	defer func() { say("removing namespaces"); _ = lab.Close() }()
 
 	say("starting pktspan: %s", bin)
 	ready := filepath.Join(os.TempDir(), fmt.Sprintf("pktspan-demo-%d.ready", os.Getpid()))
 	defer os.Remove(ready)
 	cmd := exec.Command(bin, "--otlp-endpoint", j.OTLPEndpoint(), "--otlp-insecure",
 		"--service-name", service, "--output", "console", "--ready-file", ready,
-		"--filter-addr", serverAddr.Masked().String())
+		"--filter-addr", netns.LabServer.Masked().String())
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	// Its own process group: Ctrl-C reaches the demo, which stops pktspan in order.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -103,7 +92,7 @@ func run(ctx context.Context, bin, jaegerBin string, every time.Duration) error 
 	since := time.Now().Add(-time.Second)
 	seen := map[string]bool{}
 	for round := 1; ; round++ {
-		traffic(ctx, client)
+		traffic(ctx, lab)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -113,42 +102,6 @@ func run(ctx context.Context, bin, jaegerBin string, every time.Duration) error 
 		}
 		printTraces(ctx, j, since, seen)
 	}
-}
-
-func topology(ctx context.Context) (client *netns.NS, cleanup func(), err error) {
-	var server *netns.NS
-	var closers []func()
-	cleanup = func() {
-		for i := len(closers) - 1; i >= 0; i-- {
-			closers[i]()
-		}
-	}
-	defer func() {
-		if err != nil {
-			cleanup()
-		}
-	}()
-	if client, err = netns.New("client"); err != nil {
-		return
-	}
-	closers = append(closers, func() { _ = client.Close() })
-	if server, err = netns.New("server"); err != nil {
-		return
-	}
-	closers = append(closers, func() { _ = server.Close() })
-	if _, _, err = netns.Link(client, server, clientAddr, serverAddr); err != nil {
-		return
-	}
-	rules := fmt.Sprintf("table inet pktspan_demo {\n chain input {\n  type filter hook input priority 0; policy accept;\n  tcp dport %d drop\n }\n}\n", droppedPort)
-	if err = server.Nft(ctx, rules); err != nil {
-		return
-	}
-	srv, err := netns.TCPServe(server, serverAddr.Addr(), replyPort)
-	if err != nil {
-		return
-	}
-	closers = append(closers, func() { _ = srv.Close() })
-	return client, cleanup, nil
 }
 
 func waitReady(ctx context.Context, ready string, exited <-chan error) error {
@@ -168,20 +121,13 @@ func waitReady(ctx context.Context, ready string, exited <-chan error) error {
 	}
 }
 
-// traffic is one round: a TCP request and reply, UDP to a closed port (NO_SOCKET), a
-// TCP connect the nft rule drops (NETFILTER_DROP), and a ping.
-func traffic(ctx context.Context, client *netns.NS) {
-	dst := serverAddr.Addr()
-	if _, err := netns.TCPRequest(ctx, client, dst, replyPort, []byte("hello")); err != nil && ctx.Err() == nil {
-		say("tcp request: %v", err)
+// traffic is one round of the lab's traffic (a TCP request and reply, UDP to a closed
+// port: NO_SOCKET, a TCP connect the nft rule drops: NETFILTER_DROP) and a ping.
+func traffic(ctx context.Context, lab *netns.Lab) {
+	if err := lab.Traffic(ctx); err != nil && ctx.Err() == nil {
+		say("traffic: %v", err)
 	}
-	if err := netns.UDPSend(ctx, client, dst, closedPort, []byte("anyone?")); err != nil && ctx.Err() == nil {
-		say("udp send: %v", err)
-	}
-	if err := netns.TCPConnectExpectTimeout(ctx, client, dst, droppedPort, time.Second); err != nil && ctx.Err() == nil {
-		say("tcp connect to the dropped port: %v", err)
-	}
-	if err := netns.Ping(ctx, client, dst); err != nil && ctx.Err() == nil {
+	if err := netns.Ping(ctx, lab.Client, netns.LabServer.Addr()); err != nil && ctx.Err() == nil {
 		say("ping: %v", err)
 	}
 }

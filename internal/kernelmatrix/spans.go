@@ -11,13 +11,15 @@ import (
 	"io"
 	"sort"
 	"strings"
+
+	"github.com/pktspan/pktspan/internal/netns"
 )
 
-// The ports of the scenario's traffic, which the checks look for.
+// The ports of the scenario's traffic (netns.Lab's), which the checks look for.
 const (
-	ReplyPort   = 8080 // a TCP server answers
-	DroppedPort = 81   // an nft rule in the server namespace drops TCP
-	ClosedPort  = 9999 // no UDP socket
+	ReplyPort   = netns.ReplyPort
+	DroppedPort = netns.DroppedPort
+	ClosedPort  = netns.ClosedPort
 )
 
 // Span is one line of pktspan's JSON output.

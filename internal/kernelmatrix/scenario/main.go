@@ -1,6 +1,6 @@
-// Command scenario runs inside a test VM (see internal/vm): it rebuilds the foundation's
-// end-to-end topology — two namespaces joined by veth, a TCP server, an nft rule dropping
-// TCP to port 81, a closed UDP port — runs pktspan with one function backend writing
+// Command scenario runs inside a test VM (see internal/vm): it builds the end-to-end
+// tests' topology (netns.Lab: two namespaces, a TCP server, an nft drop, a closed UDP
+// port), runs pktspan with one function backend writing
 // JSON lines, makes the traffic, stops pktspan as Ctrl-C would, and leaves everything in
 // an output directory for the host to check.
 package main
@@ -10,20 +10,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"syscall"
 	"time"
 
-	km "github.com/pktspan/pktspan/internal/kernelmatrix"
 	"github.com/pktspan/pktspan/internal/netns"
-)
-
-var (
-	clientAddr = netip.MustParsePrefix("198.18.0.1/30")
-	serverAddr = netip.MustParsePrefix("198.18.0.2/30")
 )
 
 func main() {
@@ -44,28 +37,11 @@ func run(bin, backend, out string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	client, err := netns.New("client")
+	lab, err := netns.NewLab(ctx)
 	if err != nil {
 		return err
 	}
-	defer client.Close()
-	server, err := netns.New("server")
-	if err != nil {
-		return err
-	}
-	defer server.Close()
-	if _, _, err := netns.Link(client, server, clientAddr, serverAddr); err != nil {
-		return err
-	}
-	rules := fmt.Sprintf("table inet pktspan_vm {\n chain input {\n  type filter hook input priority 0; policy accept;\n  tcp dport %d drop\n }\n}\n", km.DroppedPort)
-	if err := server.Nft(ctx, rules); err != nil {
-		return err
-	}
-	srv, err := netns.TCPServe(server, serverAddr.Addr(), km.ReplyPort)
-	if err != nil {
-		return err
-	}
-	defer srv.Close()
+	defer lab.Close()
 
 	spans, err := os.Create(filepath.Join(out, "spans.jsonl"))
 	if err != nil {
@@ -79,7 +55,7 @@ func run(bin, backend, out string) error {
 	defer logf.Close()
 	ready := filepath.Join(out, "ready")
 	cmd := exec.Command(bin, "--backend", backend, "--output", "json", "--ready-file", ready,
-		"--filter-addr", serverAddr.Masked().String(), "--trace-close-grace", "500ms")
+		"--filter-addr", netns.LabServer.Masked().String(), "--trace-close-grace", "500ms")
 	cmd.Stdout, cmd.Stderr = spans, logf
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting pktspan: %w", err)
@@ -90,14 +66,7 @@ func run(bin, backend, out string) error {
 		return err
 	}
 
-	dst := serverAddr.Addr()
-	if _, err := netns.TCPRequest(ctx, client, dst, km.ReplyPort, []byte("ping")); err != nil {
-		return err
-	}
-	if err := netns.UDPSend(ctx, client, dst, km.ClosedPort, []byte("anyone?")); err != nil {
-		return err
-	}
-	if err := netns.TCPConnectExpectTimeout(ctx, client, dst, km.DroppedPort, 1500*time.Millisecond); err != nil {
+	if err := lab.Traffic(ctx); err != nil {
 		return err
 	}
 	time.Sleep(time.Second)

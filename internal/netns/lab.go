@@ -1,0 +1,84 @@
+package netns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// The lab's ports: what its traffic exercises and the tests look for.
+const (
+	ReplyPort   = 8080 // a TCP server in the server namespace answers
+	DroppedPort = 81   // an nft rule in the server namespace drops TCP
+	ClosedPort  = 9999 // no UDP socket listens: NO_SOCKET
+)
+
+// The lab's two hosts.
+var (
+	LabClient = netip.MustParsePrefix("198.18.0.1/30")
+	LabServer = netip.MustParsePrefix("198.18.0.2/30")
+)
+
+// Lab is the two-host topology the end-to-end tests, the kernel matrix and the demo
+// share: a client and a server namespace joined by veth, a TCP server on ReplyPort, an
+// nft rule dropping TCP to DroppedPort, and nothing on UDP ClosedPort.
+type Lab struct {
+	Client, Server *NS
+	server         *TCPServer
+}
+
+// NewLab builds the lab; on error nothing is left behind.
+func NewLab(ctx context.Context) (lab *Lab, err error) {
+	lab = &Lab{}
+	defer func() {
+		if err != nil {
+			_ = lab.Close()
+		}
+	}()
+	if lab.Client, err = New("client"); err != nil {
+		return nil, err
+	}
+	if lab.Server, err = New("server"); err != nil {
+		return nil, err
+	}
+	if _, _, err = Link(lab.Client, lab.Server, LabClient, LabServer); err != nil {
+		return nil, err
+	}
+	rules := fmt.Sprintf("table inet pktspan_lab {\n chain input {\n  type filter hook input priority 0; policy accept;\n  tcp dport %d drop\n }\n}\n", DroppedPort)
+	if err = lab.Server.Nft(ctx, rules); err != nil {
+		return nil, err
+	}
+	if lab.server, err = TCPServe(lab.Server, LabServer.Addr(), ReplyPort); err != nil {
+		return nil, err
+	}
+	return lab, nil
+}
+
+// Traffic is one round: a TCP request and its reply, a UDP datagram to the closed
+// port, and a TCP connect the nft rule drops (it times out after about 1.5 s).
+func (l *Lab) Traffic(ctx context.Context) error {
+	dst := LabServer.Addr()
+	reply, err := TCPRequest(ctx, l.Client, dst, ReplyPort, []byte("ping"))
+	if err == nil && len(reply) == 0 {
+		err = errors.New("tcp request: empty reply")
+	}
+	return errors.Join(err,
+		UDPSend(ctx, l.Client, dst, ClosedPort, []byte("anyone?")),
+		TCPConnectExpectTimeout(ctx, l.Client, dst, DroppedPort, 1500*time.Millisecond))
+}
+
+// Close stops the server and removes both namespaces (their nft tables go with them).
+func (l *Lab) Close() error {
+	var errs []error
+	if l.server != nil {
+		errs = append(errs, l.server.Close())
+	}
+	for _, ns := range []*NS{l.Server, l.Client} {
+		if ns != nil {
+			errs = append(errs, ns.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
