@@ -33,7 +33,11 @@ type Handler interface {
 }
 
 const (
-	tickEvery        = 100 * time.Millisecond
+	tickEvery = 100 * time.Millisecond
+	// clockEvery records, the reader looks at the clock to see whether a tick is due:
+	// once per record would cost about as much as decoding it. A ring with fewer
+	// records wakes the reader at the tick's deadline instead.
+	clockEvery       = 64
 	clockRefresh     = 10 * time.Second
 	kernelBTFPath    = "/sys/kernel/btf/vmlinux"
 	defaultKallsyms  = "/proc/kallsyms"
@@ -246,7 +250,7 @@ func (c *Collector) Start(ctx context.Context) error {
 		c.summary.Attached = append(c.summary.Attached, Attached{tp.name, via})
 	}
 	tracepointsAttached := len(c.links)
-	if err := c.attachFunctions(kernelTypes, inKernel, sigs); err != nil {
+	if err := c.attachFunctions(kernelTypes, inKernel, sigs, fcfg); err != nil {
 		c.close()
 		return err
 	}
@@ -347,6 +351,7 @@ func (c *Collector) Run(ctx context.Context, h Handler) error {
 	var (
 		rec       ringbuf.Record
 		ev        spanner.Event
+		records   uint
 		nextTick  = time.Now().Add(tickEvery)
 		nextClock = time.Now().Add(clockRefresh)
 	)
@@ -356,6 +361,9 @@ func (c *Collector) Run(ctx context.Context, h Handler) error {
 		switch {
 		case err == nil:
 			c.handle(rec.RawSample, &ev, h)
+			if records++; records%clockEvery != 0 {
+				continue
+			}
 		case errors.Is(err, os.ErrDeadlineExceeded):
 		case errors.Is(err, ringbuf.ErrFlushed):
 			return nil

@@ -75,6 +75,7 @@ var tracepointStages = map[uint16]*spanner.Stage{
 type Decoder struct {
 	stages  []*spanner.Stage // indexed by probe id
 	rets    []RetKind        // indexed by probe id
+	nfProbe uint16           // nf_hook_slow's probe id, 0 when it is not traced
 	reasons *DropReasons
 	symbols Symbolizer
 	clock   Clock
@@ -116,6 +117,9 @@ func NewDecoder(reasons *DropReasons, symbols Symbolizer, clock Clock, functions
 	for i, f := range functions {
 		d.stages[probeFuncBase+i] = &spanner.Stage{Name: f.Name, Void: f.Ret == RetVoid}
 		d.rets[probeFuncBase+i] = f.Ret
+		if f.Name == "nf_hook_slow" {
+			d.nfProbe = uint16(probeFuncBase + i)
+		}
 	}
 	return d
 }
@@ -179,7 +183,7 @@ func (d *Decoder) Decode(raw []byte, ev *spanner.Event) error {
 		}
 	}
 	// nf_hook_slow knows its verdict only on return.
-	if ev.Kind == spanner.KindExit && probe >= probeFuncBase && d.stages[probe].Name == "nf_hook_slow" {
+	if ev.Kind == spanner.KindExit && probe == d.nfProbe {
 		ev.Netfilter = spanner.Netfilter{
 			Hook:    raw[offNfHook],
 			PF:      raw[offNfPf],

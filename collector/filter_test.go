@@ -69,3 +69,23 @@ func TestEmptyFilterMatchesEverything(t *testing.T) {
 		t.Errorf("empty filter encoded with counts: %+v", cfg)
 	}
 }
+
+// config.Validate rejects more filter values than the probes hold; its limits must be
+// the kernel struct's array sizes, or a valid config would fail at start.
+func TestConfigFilterLimitsAreTheKernelArraySizes(t *testing.T) {
+	var cfg filterCfg
+	limits := []struct {
+		name          string
+		config, probe int
+	}{
+		{"addresses", config.MaxFilterAddrs, len(cfg.Addrs)},
+		{"ports", config.MaxFilterPorts, len(cfg.Ports)},
+		{"interfaces", config.MaxFilterIfaces, len(cfg.Ifaces)},
+		{"namespaces", config.MaxFilterNetns, len(cfg.Netns)},
+	}
+	for _, l := range limits {
+		if l.config != l.probe {
+			t.Errorf("config allows %d filter %s, the probes hold %d", l.config, l.name, l.probe)
+		}
+	}
+}

@@ -26,10 +26,10 @@ const kprobePMU = "/sys/bus/event_source/devices/kprobe"
 var functionBackends = []string{"fentry", "kprobe"}
 
 // attachFunctions loads one copy of the function probes per configured function, each
-// with its own constants and the tracepoint family's maps, and attaches it with the
+// with its own constants, the tracepoint family's filter and maps, and attaches it with the
 // first backend that works. Every function that cannot be attached is skipped with one
 // reason; none is fatal.
-func (c *Collector) attachFunctions(types *btf.Spec, inKernel bool, sigs []signature) error {
+func (c *Collector) attachFunctions(types *btf.Spec, inKernel bool, sigs []signature, fcfg filterCfg) error {
 	if c.backend == "tracepoint" || len(c.functions) == 0 {
 		return nil
 	}
@@ -52,11 +52,6 @@ func (c *Collector) attachFunctions(types *btf.Spec, inKernel bool, sigs []signa
 	if !inKernel {
 		opts.Programs.KernelTypes = types
 	}
-	fcfg, err := encodeFilter(c.filter)
-	if err != nil {
-		return err
-	}
-
 	backends := functionBackends
 	if c.backend != "auto" {
 		backends = []string{c.backend}

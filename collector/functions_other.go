@@ -10,7 +10,7 @@ import (
 
 // attachFunctions: the function probes read x86-64 registers (kprobes) and are built
 // for amd64 only, so other architectures run with tracepoints alone.
-func (c *Collector) attachFunctions(types *btf.Spec, inKernel bool, sigs []signature) error {
+func (c *Collector) attachFunctions(types *btf.Spec, inKernel bool, sigs []signature, fcfg filterCfg) error {
 	if c.backend == "tracepoint" || len(c.functions) == 0 {
 		return nil
 	}
