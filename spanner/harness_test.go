@@ -254,7 +254,7 @@ func rel(ns int64) string { return "+" + time.Duration(ns-t0).String() }
 func sortedAttrs(kvs []attribute.KeyValue) []string {
 	out := make([]string, 0, len(kvs))
 	for _, kv := range kvs {
-		v := kv.Value.Emit()
+		v := kv.Value.String()
 		if kv.Value.Type() == attribute.STRING {
 			v = strconv.Quote(v)
 		}

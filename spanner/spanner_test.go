@@ -100,7 +100,8 @@ func TestRandomIDsAreNonZeroAndDistinct(t *testing.T) {
 		}
 		seen[id] = true
 	}
-	if newRandomIDs().spanID() == newRandomIDs().spanID() {
+	a, b := newRandomIDs(), newRandomIDs()
+	if a.spanID() == b.spanID() {
 		t.Error("two generators start with the same id: not seeded")
 	}
 }

@@ -127,9 +127,9 @@ func isTerminal(w io.Writer) bool {
 // packetView is what a line shows, carried from the packet span and updated by stages
 // that report a change (a new interface or namespace, a NAT-rewritten tuple).
 type packetView struct {
-	skb, netns, iface, tuple string
-	transport, src, srcPort  string
-	dst, dstPort, flags      string
+	skb, netns, iface       string
+	transport, src, srcPort string
+	dst, dstPort, flags     string
 }
 
 // Export prints a group: a packet span with its stages, or a closed flow's root span.
@@ -377,7 +377,7 @@ func valueString(v attribute.Value) string {
 	case attribute.EMPTY:
 		return ""
 	}
-	return v.Emit()
+	return v.String()
 }
 
 // Shutdown reports the first write error, if any; every group is written as it comes.

@@ -142,7 +142,7 @@ func jsonShape(v attribute.Value) any {
 	case attribute.BOOL:
 		return v.AsBool()
 	case attribute.INT64:
-		return num(v.Emit())
+		return num(v.String())
 	case attribute.FLOAT64:
 		return num(string(appendFloatJSON(nil, v.AsFloat64())))
 	case attribute.STRING:
@@ -156,7 +156,7 @@ func jsonShape(v attribute.Value) any {
 	case attribute.INT64SLICE:
 		var out []any
 		for _, x := range v.AsInt64Slice() {
-			out = append(out, num(attribute.Int64Value(x).Emit()))
+			out = append(out, num(attribute.Int64Value(x).String()))
 		}
 		return out
 	case attribute.FLOAT64SLICE:

@@ -239,7 +239,7 @@ func checkAttrs(t *testing.T, where string, got []*commonpb.KeyValue, want []att
 		g := got[i]
 		gv := fromAnyValue(g.Value)
 		if g.Key != string(kv.Key) || gv.Type() != kv.Value.Type() || !reflect.DeepEqual(gv.AsInterface(), kv.Value.AsInterface()) {
-			t.Errorf("%s: attribute %s=%v (%v), want %s=%v (%v)", where, g.Key, gv.Emit(), gv.Type(), kv.Key, kv.Value.Emit(), kv.Value.Type())
+			t.Errorf("%s: attribute %s=%v (%v), want %s=%v (%v)", where, g.Key, gv.String(), gv.Type(), kv.Key, kv.Value.String(), kv.Value.Type())
 		}
 	}
 }
