@@ -38,7 +38,7 @@ func main() {
 		ctx, cancel = context.WithTimeout(ctx, *duration)
 		defer cancel()
 	}
-	if err := run(ctx, *bin, *jaegerBin, *every); err != nil {
+	if err := run(ctx, *bin, *jaegerBin, *every, *duration > 0); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
@@ -46,7 +46,9 @@ func main() {
 
 func say(format string, args ...any) { fmt.Fprintf(os.Stderr, ">> "+format+"\n", args...) }
 
-func run(ctx context.Context, bin, jaegerBin string, every time.Duration) error {
+// run runs the demo until ctx ends. A scripted run (requireTraces, as make test's
+// demo-smoke does it) fails if no trace reached Jaeger: the demo would be broken.
+func run(ctx context.Context, bin, jaegerBin string, every time.Duration, requireTraces bool) error {
 	if os.Geteuid() != 0 {
 		return errors.New("the demo loads eBPF probes and creates network namespaces: run it as root (sudo make demo)")
 	}
@@ -91,10 +93,17 @@ func run(ctx context.Context, bin, jaegerBin string, every time.Duration) error 
 	say("Jaeger query API: %s/api/v3/traces?query.service_name=%s", j.QueryURL(), service)
 	since := time.Now().Add(-time.Second)
 	seen := map[string]bool{}
-	for round := 1; ; round++ {
+	for {
 		traffic(ctx, lab)
 		select {
 		case <-ctx.Done():
+			if requireTraces && len(seen) == 0 {
+				last, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if printTraces(last, j, since, seen); len(seen) == 0 {
+					return errors.New("no trace reached Jaeger: see pktspan's output above")
+				}
+			}
 			return nil
 		case err := <-exited:
 			return fmt.Errorf("pktspan exited: %v", err)
