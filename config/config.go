@@ -20,6 +20,7 @@ type Config struct {
 	Probes Probes `koanf:"probes"`
 	Filter Filter `koanf:"filter"`
 	Trace  Trace  `koanf:"trace"`
+	Export Export `koanf:"export"`
 	Limits Limits `koanf:"limits"`
 }
 
@@ -44,6 +45,9 @@ type Probes struct {
 	RingSize int `koanf:"ring_size"`
 	// TrackSize is the number of skbs the kernel remembers as matching the filters.
 	TrackSize int `koanf:"track_size"`
+	// PendingSize is the number of skbs whose events the kernel holds back under
+	// filter.drops_only until their free says whether they were dropped.
+	PendingSize int `koanf:"pending_size"`
 }
 
 // Filter selects packets in the kernel at an skb's first sighting. Values of one field
@@ -54,6 +58,11 @@ type Filter struct {
 	Proto []string `koanf:"proto"` // tcp, udp, icmp (icmp covers ICMPv6)
 	Iface []string `koanf:"iface"` // interface name
 	Netns []string `koanf:"netns"` // path such as /run/netns/x or /proc/PID/ns/net, or an inode number
+	VLAN  []int    `koanf:"vlan"`  // 802.1Q VLAN ID, 0 to 4095
+	Mark  []string `koanf:"mark"`  // skb mark VALUE or VALUE/MASK, decimal or 0x hex
+	// DropsOnly sends to user space only the skbs that end in a drop; the kernel holds
+	// every skb's events until its free and discards those freed normally.
+	DropsOnly bool `koanf:"drops_only"`
 }
 
 // Trace sets the boundaries of a flow's trace window.
@@ -65,11 +74,27 @@ type Trace struct {
 	PacketTimeout time.Duration `koanf:"packet_timeout"` // an skb never freed ends after this long
 }
 
+// Export chooses which flow windows leave pktspan.
+type Export struct {
+	// Mode is all (every window) or drops: a window is exported only once it holds a
+	// dropped packet, with up to DropContext packets from before the drop.
+	Mode        string  `koanf:"mode"`
+	DropContext int     `koanf:"drop_context"`
+	SampleRatio float64 `koanf:"sample_ratio"` // share of flows exported, by flow hash: 0 < r ≤ 1
+	// MaxSpansPerSecond caps the spans exported per second; 0 means no cap.
+	MaxSpansPerSecond int `koanf:"max_spans_per_second"`
+}
+
 // Limits bound user-space memory.
 type Limits struct {
 	Flows   int `koanf:"flows"`   // open flow windows
 	Packets int `koanf:"packets"` // open packet spans
 	Stages  int `koanf:"stages"`  // stage spans kept in one packet span
+	// Held is the number of ended packets export.mode=drops holds, over all flows,
+	// while their window has no drop yet.
+	Held int `koanf:"held_packets"`
+	// Aliases is the number of translated tuples (NAT) remembered as another name of a flow.
+	Aliases int `koanf:"nat_aliases"`
 }
 
 // DefaultFunctions is the kernel function set traced when none is configured.
@@ -94,10 +119,11 @@ func Default() Config {
 			BatchDelay:  time.Second,
 		},
 		Probes: Probes{
-			Backend:   "auto",
-			Functions: append([]string(nil), DefaultFunctions...),
-			RingSize:  8 << 20,
-			TrackSize: 65536,
+			Backend:     "auto",
+			Functions:   append([]string(nil), DefaultFunctions...),
+			RingSize:    8 << 20,
+			TrackSize:   65536,
+			PendingSize: 8192,
 		},
 		Trace: Trace{
 			IdleTimeout:   30 * time.Second,
@@ -106,10 +132,17 @@ func Default() Config {
 			CloseGrace:    2 * time.Second,
 			PacketTimeout: 5 * time.Second,
 		},
+		Export: Export{
+			Mode:        "all",
+			DropContext: 32,
+			SampleRatio: 1,
+		},
 		Limits: Limits{
 			Flows:   16384,
 			Packets: 65536,
 			Stages:  64,
+			Held:    16384,
+			Aliases: 16384,
 		},
 	}
 }

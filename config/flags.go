@@ -51,6 +51,7 @@ var flagGroups = []flagGroup{
 		{"functions", "probes.functions", "kernel functions `a,b,c` to trace, replacing the default set"},
 		{"ring-size", "probes.ring_size", "ring buffer `BYTES`: a power of two, at least 4096"},
 		{"track-size", "probes.track_size", "remember up to `N` skbs in the kernel as matching the filters"},
+		{"pending-size", "probes.pending_size", "with --drops-only, hold back the events of up to `N` skbs in the kernel"},
 	}},
 	{"Filters (repeat a flag or give a comma list to OR values; different filters are AND-ed)", []flagDef{
 		{"filter-addr", "filter.addr", "source or destination address or `CIDR`, IPv4 or IPv6"},
@@ -58,6 +59,9 @@ var flagGroups = []flagGroup{
 		{"filter-proto", "filter.proto", "transport `PROTO`: tcp, udp or icmp (icmp includes ICMPv6)"},
 		{"filter-iface", "filter.iface", "interface `NAME`"},
 		{"filter-netns", "filter.netns", "network namespace `PATH|INODE`, e.g. /run/netns/x, /proc/PID/ns/net or 4026531840"},
+		{"filter-vlan", "filter.vlan", "802.1Q VLAN `ID`, 0 to 4095"},
+		{"filter-mark", "filter.mark", "skb mark `VALUE[/MASK]`, decimal or 0x hex"},
+		{"drops-only", "filter.drops_only", "send only packets the kernel drops; the kernel discards the others' events"},
 	}},
 	{"Traces (one trace per flow window)", []flagDef{
 		{"trace-idle-timeout", "trace.idle_timeout", "close a flow that has no packet for `DURATION`"},
@@ -66,10 +70,18 @@ var flagGroups = []flagGroup{
 		{"trace-close-grace", "trace.close_grace", "keep a flow open for `DURATION` after FIN or RST"},
 		{"trace-packet-timeout", "trace.packet_timeout", "end a packet span whose skb is not freed within `DURATION`"},
 	}},
+	{"Export (which traces leave pktspan; what is left out is counted)", []flagDef{
+		{"export-mode", "export.mode", "`MODE` all, or drops: only flow windows holding a dropped packet"},
+		{"export-drop-context", "export.drop_context", "in drops mode, also export up to `N` packets from before the drop"},
+		{"export-sample-ratio", "export.sample_ratio", "export this `RATIO` of flows (0 < r ≤ 1), chosen by flow hash alike on every host"},
+		{"export-max-spans-per-second", "export.max_spans_per_second", "export at most `N` spans per second (0: no cap)"},
+	}},
 	{"Limits (memory bounds; beyond them spans are dropped and counted)", []flagDef{
 		{"max-flows", "limits.flows", "keep at most `N` flow windows open"},
 		{"max-packets", "limits.packets", "keep at most `N` packet spans open"},
 		{"max-stages", "limits.stages", "keep at most `N` stage spans in one packet span"},
+		{"max-held-packets", "limits.held_packets", "in drops mode, hold at most `N` ended packets waiting for a drop"},
+		{"max-nat-aliases", "limits.nat_aliases", "remember at most `N` translated (NAT) tuples of flows"},
 	}},
 }
 
@@ -116,6 +128,8 @@ func NewFlagSet() *pflag.FlagSet {
 				fs.Bool(f.name, v, f.usage)
 			case int:
 				fs.Int(f.name, v, f.usage)
+			case float64:
+				fs.Float64(f.name, v, f.usage)
 			case time.Duration:
 				fs.Duration(f.name, v, f.usage)
 			case []string:

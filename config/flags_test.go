@@ -70,7 +70,7 @@ func TestUsage(t *testing.T) {
 	for _, g := range flagGroups {
 		for _, f := range g.flags {
 			fl := fs.Lookup(f.name)
-			if fl.DefValue == "" || fl.DefValue == "false" || fl.DefValue == "[]" {
+			if fl.DefValue == "" || fl.DefValue == "false" || fl.DefValue == "[]" || fl.DefValue == "0" {
 				continue
 			}
 			i := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(strings.TrimSpace(l), "--"+f.name+" ") })

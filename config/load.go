@@ -275,6 +275,15 @@ func convert(l leaf, raw any) (any, error) {
 			return nil, bad(raw, "is not an integer")
 		}
 		return n, nil
+	case l.typ.Kind() == reflect.Float64:
+		if raw == nil {
+			return 0.0, nil
+		}
+		f, ok := toFloat(raw)
+		if !ok {
+			return nil, bad(raw, "is not a number")
+		}
+		return f, nil
 	case l.typ.Kind() == reflect.Slice:
 		items, ok := toList(raw)
 		if !ok {
@@ -325,6 +334,20 @@ func toInt(v any) (int, bool) {
 	case string:
 		n, err := strconv.Atoi(strings.TrimSpace(v))
 		return n, err == nil
+	}
+	return 0, false
+}
+
+// toFloat accepts YAML's numbers and the strings of the environment and flags.
+func toFloat(v any) (float64, bool) {
+	switch v := v.(type) {
+	case float64:
+		return v, true
+	case int:
+		return float64(v), true
+	case string:
+		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		return f, err == nil
 	}
 	return 0, false
 }

@@ -20,6 +20,8 @@ const (
 	MaxFilterPorts  = 16
 	MaxFilterIfaces = 8
 	MaxFilterNetns  = 8
+	MaxFilterVLANs  = 8
+	MaxFilterMarks  = 8
 )
 
 // minRingSize is the smallest ring buffer the kernel takes: one page. Powers of two from
@@ -84,6 +86,7 @@ func (c Config) Validate() error {
 		v.add("probes.ring_size", p.RingSize, "must be a power of two and a multiple of 4096")
 	}
 	v.positive("probes.track_size", p.TrackSize)
+	v.positive("probes.pending_size", p.PendingSize)
 
 	f := c.Filter
 	v.maxLen("filter.addr", len(f.Addr), MaxFilterAddrs)
@@ -118,6 +121,29 @@ func (c Config) Validate() error {
 		}
 	}
 
+	v.maxLen("filter.vlan", len(f.VLAN), MaxFilterVLANs)
+	for _, id := range f.VLAN {
+		if id < 0 || id > 4095 {
+			v.add("filter.vlan", id, "is not a VLAN ID (use 0 to 4095)")
+		}
+	}
+	v.maxLen("filter.mark", len(f.Mark), MaxFilterMarks)
+	for _, m := range f.Mark {
+		if _, err := ParseMark(m); err != nil {
+			v.add("filter.mark", m, "is not a mark (use VALUE or VALUE/MASK, decimal or 0x hex, 32 bits)")
+		}
+	}
+
+	e := c.Export
+	v.oneOf("export.mode", e.Mode, "all", "drops")
+	v.positive("export.drop_context", e.DropContext)
+	if !(e.SampleRatio > 0 && e.SampleRatio <= 1) {
+		v.add("export.sample_ratio", e.SampleRatio, "must be greater than 0 and at most 1")
+	}
+	if e.MaxSpansPerSecond < 0 {
+		v.add("export.max_spans_per_second", e.MaxSpansPerSecond, "must not be negative (0 means no cap)")
+	}
+
 	t := c.Trace
 	v.positiveDuration("trace.idle_timeout", t.IdleTimeout)
 	v.positiveDuration("trace.max_duration", t.MaxDuration)
@@ -129,6 +155,8 @@ func (c Config) Validate() error {
 	v.positive("limits.flows", l.Flows)
 	v.positive("limits.packets", l.Packets)
 	v.positive("limits.stages", l.Stages)
+	v.positive("limits.held_packets", l.Held)
+	v.positive("limits.nat_aliases", l.Aliases)
 
 	return errors.Join(v.errs...)
 }
@@ -145,6 +173,37 @@ func (f Filter) Prefixes() ([]netip.Prefix, error) {
 		out = append(out, p)
 	}
 	return out, nil
+}
+
+// Mark is one mark filter: an skb matches when its mark & Mask == Value.
+type Mark struct{ Value, Mask uint32 }
+
+// ParseMark reads VALUE or VALUE/MASK, each decimal or 0x hex; a plain VALUE has an
+// all-ones mask. The value is masked, so 0x1ff/0xff matches as 0xff/0xff.
+func ParseMark(s string) (Mark, error) {
+	val, mask, hasMask := strings.Cut(strings.TrimSpace(s), "/")
+	v, err := strconv.ParseUint(val, 0, 32)
+	if err != nil {
+		return Mark{}, fmt.Errorf("mark %q: %w", s, err)
+	}
+	m := uint64(0xffffffff)
+	if hasMask {
+		if m, err = strconv.ParseUint(mask, 0, 32); err != nil {
+			return Mark{}, fmt.Errorf("mark %q mask: %w", s, err)
+		}
+	}
+	return Mark{Value: uint32(v & m), Mask: uint32(m)}, nil
+}
+
+// Marks returns the mark filters parsed; Validate has reported bad ones, which are skipped.
+func (f Filter) Marks() []Mark {
+	var out []Mark
+	for _, s := range f.Mark {
+		if m, err := ParseMark(s); err == nil {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // protoNumbers maps filter.proto values to IP protocol numbers; icmp covers ICMPv6.

@@ -128,6 +128,32 @@ func TestValidateBadValues(t *testing.T) {
 		{"too many netns", func(c *Config) {
 			c.Filter.Netns = many(MaxFilterNetns+1, func(i int) string { return fmt.Sprint(4026531840 + i) })
 		}, `config: filter.netns: 9 values are more than the kernel filter holds (at most 8)`},
+		{"vlan too big", func(c *Config) { c.Filter.VLAN = []int{4096} },
+			`config: filter.vlan: 4096 is not a VLAN ID (use 0 to 4095)`},
+		{"too many vlans", func(c *Config) { c.Filter.VLAN = make([]int, MaxFilterVLANs+1) },
+			`config: filter.vlan: 9 values are more than the kernel filter holds (at most 8)`},
+		{"mark not a number", func(c *Config) { c.Filter.Mark = []string{"red"} },
+			`config: filter.mark: "red" is not a mark (use VALUE or VALUE/MASK, decimal or 0x hex, 32 bits)`},
+		{"mark over 32 bits", func(c *Config) { c.Filter.Mark = []string{"0x1/0x100000000"} },
+			`config: filter.mark: "0x1/0x100000000" is not a mark (use VALUE or VALUE/MASK, decimal or 0x hex, 32 bits)`},
+		{"too many marks", func(c *Config) { c.Filter.Mark = many(MaxFilterMarks+1, func(i int) string { return fmt.Sprint(i) }) },
+			`config: filter.mark: 9 values are more than the kernel filter holds (at most 8)`},
+		{"pending size", func(c *Config) { c.Probes.PendingSize = 0 },
+			`config: probes.pending_size: 0 must be greater than zero`},
+		{"export mode", func(c *Config) { c.Export.Mode = "errors" },
+			`config: export.mode: "errors" is not allowed (use all or drops)`},
+		{"drop context", func(c *Config) { c.Export.DropContext = 0 },
+			`config: export.drop_context: 0 must be greater than zero`},
+		{"sample ratio zero", func(c *Config) { c.Export.SampleRatio = 0 },
+			`config: export.sample_ratio: 0 must be greater than 0 and at most 1`},
+		{"sample ratio over one", func(c *Config) { c.Export.SampleRatio = 1.5 },
+			`config: export.sample_ratio: 1.5 must be greater than 0 and at most 1`},
+		{"negative span cap", func(c *Config) { c.Export.MaxSpansPerSecond = -1 },
+			`config: export.max_spans_per_second: -1 must not be negative (0 means no cap)`},
+		{"held packets", func(c *Config) { c.Limits.Held = 0 },
+			`config: limits.held_packets: 0 must be greater than zero`},
+		{"nat aliases", func(c *Config) { c.Limits.Aliases = 0 },
+			`config: limits.nat_aliases: 0 must be greater than zero`},
 		{"idle timeout", func(c *Config) { c.Trace.IdleTimeout = 0 },
 			`config: trace.idle_timeout: 0s must be greater than zero`},
 		{"max duration", func(c *Config) { c.Trace.MaxDuration = -time.Minute },
@@ -245,6 +271,28 @@ func TestPrefixes(t *testing.T) {
 	_, err = Filter{Addr: []string{"10.0.0.1", "nope"}}.Prefixes()
 	if err == nil || err.Error() != `config: filter.addr: "nope" is not an address or CIDR` {
 		t.Errorf("Prefixes() error = %v", err)
+	}
+}
+
+func TestParseMark(t *testing.T) {
+	tests := []struct {
+		in   string
+		want Mark
+	}{
+		{"7", Mark{7, 0xffffffff}},
+		{"0x10/0xf0", Mark{0x10, 0xf0}},
+		{"0x1ff/0xff", Mark{0xff, 0xff}},
+		{" 256/255 ", Mark{0, 0xff}},
+	}
+	for _, tt := range tests {
+		if got, err := ParseMark(tt.in); err != nil || got != tt.want {
+			t.Errorf("ParseMark(%q) = %+v, %v; want %+v", tt.in, got, err, tt.want)
+		}
+	}
+	for _, bad := range []string{"", "x", "1/", "-1", "4294967296"} {
+		if _, err := ParseMark(bad); err == nil {
+			t.Errorf("ParseMark(%q) succeeded", bad)
+		}
 	}
 }
 
