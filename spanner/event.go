@@ -22,6 +22,8 @@ type Stage struct {
 	// Deliver marks delivery to a socket (skb:skb_copy_datagram_iovec): after it an skb
 	// is only copied again or freed, never sent or received anew.
 	Deliver bool
+	// Clone marks skb_clone's return: the event's SKB is a new skb cloned from Parent.
+	Clone bool
 }
 
 // Tuple is the L3/L4 header of a packet as one hook saw it.
@@ -63,8 +65,15 @@ type Event struct {
 	Len          uint32
 	Mark         uint32
 	Tuple        Tuple
-	TCP          TCP
-	Netfilter    Netfilter
+	// CT is the original-direction tuple of the skb's conntrack entry (the tuple before
+	// any NAT), invalid when the kernel had no conntrack entry for it.
+	CT  Tuple
+	TCP TCP
+	// Segments is the number of wire packets a GSO/GRO skb stands for; 0 means one.
+	Segments uint16
+	// Parent is the skb this one was cloned from, on a Clone stage's event.
+	Parent    uint64
+	Netfilter Netfilter
 	// DropReason is the kernel's enum skb_drop_reason name without its prefix
 	// (`NETFILTER_DROP`), set on skb:kfree_skb only. Drop says whether it is a drop
 	// at all: NOT_DROPPED_YET and CONSUMED are normal frees.
