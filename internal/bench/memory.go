@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 
@@ -20,10 +21,13 @@ const (
 	memCheckpoints = 4
 )
 
-// memSample is one reading of the memory case.
+// memSample is one reading of the memory case. rss is read right after a forced
+// collection that returns free pages to the kernel, so it is what the spanner keeps;
+// peak is the process's high-water mark (VmHWM), which includes garbage the collector
+// had not yet reclaimed between checkpoints.
 type memSample struct {
-	flows                   int
-	rss, heapInuse, heapSys uint64
+	flows                         int
+	rss, peak, heapInuse, heapSys uint64
 }
 
 // runMemory is the memory case's own process: one million distinct TCP flows through
@@ -35,7 +39,7 @@ func runMemory(w io.Writer) error {
 	sp := spanner.New(&countSink{}, spanner.WithLogger(discardLog))
 	sample := func(flows int) {
 		s := readMem()
-		fmt.Fprintf(w, "mem %d %d %d %d\n", flows, s.rss, s.heapInuse, s.heapSys)
+		fmt.Fprintf(w, "mem %d %d %d %d %d\n", flows, s.rss, s.peak, s.heapInuse, s.heapSys)
 	}
 	sample(0)
 	recv := &spanner.Stage{Name: "net:netif_receive_skb"}
@@ -68,16 +72,23 @@ func runMemory(w io.Writer) error {
 	return nil
 }
 
-// readMem reads this process's resident set and Go heap.
+// readMem collects garbage, returns free memory to the kernel, and reads this process's
+// resident set, its peak and the Go heap.
 func readMem() memSample {
+	debug.FreeOSMemory()
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	s := memSample{heapInuse: m.HeapInuse, heapSys: m.Sys}
 	if b, err := os.ReadFile("/proc/self/status"); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-				kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-				s.rss = kb << 10
+			for _, f := range []struct {
+				key string
+				dst *uint64
+			}{{"VmRSS:", &s.rss}, {"VmHWM:", &s.peak}} {
+				if v, ok := strings.CutPrefix(l, f.key); ok {
+					kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+					*f.dst = kb << 10
+				}
 			}
 		}
 	}
@@ -97,7 +108,7 @@ func memoryCase(r *report) error {
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		var s memSample
-		if _, err := fmt.Sscanf(sc.Text(), "mem %d %d %d %d", &s.flows, &s.rss, &s.heapInuse, &s.heapSys); err == nil {
+		if _, err := fmt.Sscanf(sc.Text(), "mem %d %d %d %d %d", &s.flows, &s.rss, &s.peak, &s.heapInuse, &s.heapSys); err == nil {
 			samples = append(samples, s)
 		}
 	}
@@ -107,14 +118,15 @@ func memoryCase(r *report) error {
 	const mib = 1 << 20
 	r.section("4. memory: one million distinct flows through the spanner at default limits (16384 flows, 65536 packets), no-op sink")
 	base := samples[0]
+	r.add("  RSS is read after a forced GC that returns free pages (what the spanner keeps); peak is VmHWM")
 	r.add("  empty spanner (baseline): RSS %.0f MiB, Go heap in use %.0f MiB, Go sys %.0f MiB",
 		float64(base.rss)/mib, float64(base.heapInuse)/mib, float64(base.heapSys)/mib)
 	for _, s := range samples[1:] {
-		r.add("  after %7d flows: RSS %4.0f MiB (%.2fx baseline), Go heap in use %4.0f MiB, Go sys %4.0f MiB",
-			s.flows, float64(s.rss)/mib, float64(s.rss)/float64(base.rss), float64(s.heapInuse)/mib, float64(s.heapSys)/mib)
+		r.add("  after %7d flows: RSS %4.0f MiB (%.2fx baseline), peak %4.0f MiB, Go heap in use %4.0f MiB, Go sys %4.0f MiB",
+			s.flows, float64(s.rss)/mib, float64(s.rss)/float64(base.rss), float64(s.peak)/mib, float64(s.heapInuse)/mib, float64(s.heapSys)/mib)
 	}
 	first, last := samples[1], samples[len(samples)-1]
 	growth := float64(last.rss) / float64(first.rss)
-	r.add("  RSS at 1M / at 250k: %.2fx (flat: %s); RSS ≤256 MiB: %s", growth, met(growth <= 1.1), met(last.rss <= 256*mib))
+	r.add("  RSS at 1M / at 250k: %.2fx (flat ≤1.10x: %s); peak RSS ≤256 MiB: %s", growth, met(growth <= 1.1), met(last.peak <= 256*mib))
 	return nil
 }

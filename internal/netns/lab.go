@@ -13,6 +13,10 @@ const (
 	ReplyPort   = 8080 // a TCP server in the server namespace answers
 	DroppedPort = 81   // an nft rule in the server namespace drops TCP
 	ClosedPort  = 9999 // no UDP socket listens: NO_SOCKET
+	// DataDropPort accepts connections, but an nft rule drops segments longer than
+	// DataDropLen bytes: a flow whose drop comes after packets that went through.
+	DataDropPort = 82
+	DataDropLen  = 200
 )
 
 // The lab's two hosts.
@@ -22,11 +26,14 @@ var (
 )
 
 // Lab is the two-host topology the end-to-end tests, the kernel matrix and the demo
-// share: a client and a server namespace joined by veth, a TCP server on ReplyPort, an
-// nft rule dropping TCP to DroppedPort, and nothing on UDP ClosedPort.
+// share: a client and a server namespace joined by veth, TCP echo servers on ReplyPort
+// and DataDropPort, nft rules dropping TCP to DroppedPort and long segments to
+// DataDropPort, and nothing on UDP ClosedPort.
 type Lab struct {
 	Client, Server *NS
-	server         *TCPServer
+	// ClientIf and ServerIf are the veth ends in each namespace.
+	ClientIf, ServerIf string
+	servers            []*TCPServer
 }
 
 // NewLab builds the lab; on error nothing is left behind.
@@ -43,15 +50,20 @@ func NewLab(ctx context.Context) (lab *Lab, err error) {
 	if lab.Server, err = New("server"); err != nil {
 		return nil, err
 	}
-	if _, _, err = Link(lab.Client, lab.Server, LabClient, LabServer); err != nil {
+	if lab.ClientIf, lab.ServerIf, err = Link(lab.Client, lab.Server, LabClient, LabServer); err != nil {
 		return nil, err
 	}
-	rules := fmt.Sprintf("table inet pktspan_lab {\n chain input {\n  type filter hook input priority 0; policy accept;\n  tcp dport %d drop\n }\n}\n", DroppedPort)
+	rules := fmt.Sprintf("table inet pktspan_lab {\n chain input {\n  type filter hook input priority 0; policy accept;\n"+
+		"  tcp dport %d drop\n  tcp dport %d meta length > %d drop\n }\n}\n", DroppedPort, DataDropPort, DataDropLen)
 	if err = lab.Server.Nft(ctx, rules); err != nil {
 		return nil, err
 	}
-	if lab.server, err = TCPServe(lab.Server, LabServer.Addr(), ReplyPort); err != nil {
-		return nil, err
+	for _, port := range []uint16{ReplyPort, DataDropPort} {
+		srv, err := TCPServe(lab.Server, LabServer.Addr(), port)
+		if err != nil {
+			return nil, err
+		}
+		lab.servers = append(lab.servers, srv)
 	}
 	return lab, nil
 }
@@ -69,11 +81,17 @@ func (l *Lab) Traffic(ctx context.Context) error {
 		TCPConnectExpectTimeout(ctx, l.Client, dst, DroppedPort, 1500*time.Millisecond))
 }
 
-// Close stops the server and removes both namespaces (their nft tables go with them).
+// TrafficDataDrop opens a connection to DataDropPort and sends a segment the server's
+// nft rule drops: the handshake goes through, the data never arrives.
+func (l *Lab) TrafficDataDrop(ctx context.Context) error {
+	return TCPSendExpectNoReply(ctx, l.Client, LabServer.Addr(), DataDropPort, make([]byte, 2*DataDropLen), 0)
+}
+
+// Close stops the servers and removes both namespaces (their nft tables go with them).
 func (l *Lab) Close() error {
 	var errs []error
-	if l.server != nil {
-		errs = append(errs, l.server.Close())
+	for _, srv := range l.servers {
+		errs = append(errs, srv.Close())
 	}
 	for _, ns := range []*NS{l.Server, l.Client} {
 		if ns != nil {

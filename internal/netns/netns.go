@@ -246,3 +246,24 @@ func run(ctx context.Context, stdin []byte, name string, args ...string) ([]byte
 	}
 	return out, nil
 }
+
+// VLAN adds an 802.1Q interface with the given ID on top of parent inside ns, assigns
+// addr and sets it up. It returns the interface's name, <parent>.<id>.
+func VLAN(ns *NS, parent string, id int, addr netip.Prefix) (string, error) {
+	if !isTestPrefix(addr) {
+		return "", fmt.Errorf("adding vlan %d in %s: %s is not in %s or %s", id, ns.name, addr, testNet4, testNet6)
+	}
+	name := fmt.Sprintf("%s.%d", parent, id)
+	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	defer cancel()
+	for _, c := range [][]string{
+		{"ip", "-n", ns.name, "link", "add", "link", parent, "name", name, "type", "vlan", "id", fmt.Sprint(id)},
+		addrCmd(ns, name, addr),
+		{"ip", "-n", ns.name, "link", "set", name, "up"},
+	} {
+		if _, err := run(ctx, nil, c[0], c[1:]...); err != nil {
+			return "", fmt.Errorf("adding vlan %d in %s: %w", id, ns.name, err)
+		}
+	}
+	return name, nil
+}

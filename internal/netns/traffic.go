@@ -266,3 +266,86 @@ func checksum(b []byte) uint16 {
 	}
 	return ^uint16(sum)
 }
+
+// TCPStream connects from inside ns to addr:port and sends writes chunks of size bytes
+// with Nagle off and gap between them, so each chunk leaves as its own segment and the
+// connection carries thousands of packets; then it half-closes and reads the echo. It
+// returns the number of bytes echoed.
+func TCPStream(ctx context.Context, ns *NS, addr netip.Addr, port uint16, writes, size int, gap time.Duration) (int, error) {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	dst := netip.AddrPortFrom(addr, port).String()
+	var echoed int64
+	err := ns.Do(func() error {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", dst)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		deadline, _ := ctx.Deadline()
+		_ = c.SetDeadline(deadline)
+		tc := c.(*net.TCPConn)
+		if err := tc.SetNoDelay(true); err != nil {
+			return err
+		}
+		// Read while writing: the echo comes only after the half-close, but a reader
+		// keeps the server's reply from filling the window if that ever changes.
+		done := make(chan error, 1)
+		go func() {
+			var err error
+			echoed, err = io.Copy(io.Discard, io.LimitReader(c, maxMessage))
+			done <- err
+		}()
+		chunk := make([]byte, size)
+		for i := range writes {
+			chunk[0] = byte(i)
+			if _, err := c.Write(chunk); err != nil {
+				return err
+			}
+			time.Sleep(gap)
+		}
+		if err := tc.CloseWrite(); err != nil {
+			return err
+		}
+		return <-done
+	})
+	if err != nil {
+		return 0, fmt.Errorf("tcp stream from %s to %s: %w", ns.name, dst, err)
+	}
+	return int(echoed), nil
+}
+
+// TCPSendExpectNoReply connects from inside ns to addr:port, sends payload and succeeds
+// only if no reply comes within wait: the connection opens, but a firewall drops the
+// data. A failed connect is an error. wait 0 means ExpectTimeoutWait.
+func TCPSendExpectNoReply(ctx context.Context, ns *NS, addr netip.Addr, port uint16, payload []byte, wait time.Duration) error {
+	if wait == 0 {
+		wait = ExpectTimeoutWait
+	}
+	dst := netip.AddrPortFrom(addr, port).String()
+	err := ns.Do(func() error {
+		d := net.Dialer{Timeout: wait}
+		c, err := d.DialContext(ctx, "tcp", dst)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(wait))
+		if _, err := c.Write(payload); err != nil {
+			return err
+		}
+		if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+			return err
+		}
+		n, err := c.Read(make([]byte, 1))
+		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+			return nil
+		}
+		return fmt.Errorf("read %d bytes (%v), want no reply", n, err)
+	})
+	if err != nil {
+		return fmt.Errorf("tcp send from %s to %s: %w", ns.name, dst, err)
+	}
+	return nil
+}
