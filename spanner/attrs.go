@@ -1,6 +1,8 @@
 package spanner
 
 import (
+	"encoding/binary"
+	"math/bits"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -36,6 +38,10 @@ const (
 	keyRetval       = attribute.Key("pktspan.retval")
 	keyFlowPackets  = attribute.Key("pktspan.flow.packets")
 	keyFlowClose    = attribute.Key("pktspan.flow.close")
+	keySKBSegments  = attribute.Key("pktspan.skb.segments")
+	keySKBCloneOf   = attribute.Key("pktspan.skb.clone_of")
+	keyNATPre       = attribute.Key("pktspan.nat.pre")
+	keyNATPost      = attribute.Key("pktspan.nat.post")
 )
 
 const (
@@ -180,38 +186,101 @@ func nfVerdictName(v int32) string {
 	return decimal[b]
 }
 
+// arena hands out strings written into shared blocks: one allocation serves many
+// strings. A block's bytes are written once and never again (a full block is abandoned,
+// not reused), so the strings stay immutable even when a sink keeps them.
+type arena struct{ block []byte }
+
+// begin makes room for a string of up to n bytes, to be appended to a.block, in a new
+// block of blockSize bytes when the current one is too full, and returns where the
+// string starts.
+func (a *arena) begin(n, blockSize int) int {
+	if cap(a.block)-len(a.block) < n {
+		a.block = make([]byte, 0, max(n, blockSize))
+	}
+	return len(a.block)
+}
+
+// end returns the string appended since start.
+func (a *arena) end(start int) string {
+	b := a.block[start:]
+	return unsafe.String(&b[0], len(b))
+}
+
 // hexCache remembers the formatted skb addresses recently exported. The kernel recycles
 // sk_buffs from a slab, so the same addresses come back again and again and a
-// direct-mapped cache spares formatting them.
+// direct-mapped cache spares formatting them. Its blocks hold about 900 addresses.
 type hexCache struct {
 	slots [4096]struct {
 		skb uint64
 		s   string
 	}
-	block []byte
+	arena arena
 }
 
 func (c *hexCache) get(skb uint64) string {
 	e := &c.slots[(skb*0x9e3779b97f4a7c15)>>52]
 	if e.skb != skb || e.s == "" {
-		e.skb, e.s = skb, c.format(skb)
+		const maxLen = len("0x") + 16
+		start := c.arena.begin(maxLen, 16<<10)
+		c.arena.block = strconv.AppendUint(append(c.arena.block, "0x"...), skb, 16)
+		e.skb, e.s = skb, c.arena.end(start)
 	}
 	return e.s
 }
 
-// hexBlockSize holds about 900 addresses: one allocation for that many strings.
-const hexBlockSize = 16 << 10
-
-// format writes the address into a shared block and returns a string over it. A block's
-// bytes are written once and never again (a full block is abandoned, not reused), so
-// the strings stay immutable even when a sink keeps them.
-func (c *hexCache) format(skb uint64) string {
-	const maxLen = len("0x") + 16
-	if cap(c.block)-len(c.block) < maxLen {
-		c.block = make([]byte, 0, hexBlockSize)
+// textCache remembers formatted addresses and tuples, direct-mapped like hexCache: a
+// flow's packets carry the same ones again and again. Its blocks are smaller, since
+// every string its 2048 slots keep pins a whole block.
+type textCache struct {
+	addrs [1024]struct {
+		a netip.Addr
+		s string
 	}
-	start := len(c.block)
-	c.block = strconv.AppendUint(append(c.block, "0x"...), skb, 16)
-	b := c.block[start:]
-	return unsafe.String(&b[0], len(b))
+	tuples [1024]struct {
+		t Tuple
+		s string
+	}
+	arena arena
+}
+
+const textBlockSize = 4 << 10
+
+// maxAddrLen is the longest text of an address and a port: `[` IPv6 `]:65535`.
+const maxAddrLen = len("[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255]:65535")
+
+func addrHash(a netip.Addr) uint64 {
+	b := a.As16()
+	return (binary.LittleEndian.Uint64(b[:8]) ^ bits.RotateLeft64(binary.LittleEndian.Uint64(b[8:]), 29)) * 0x9e3779b97f4a7c15
+}
+
+// addr returns a's text; a must be valid.
+func (c *textCache) addr(a netip.Addr) string {
+	e := &c.addrs[addrHash(a)>>54]
+	if e.a != a || e.s == "" {
+		start := c.arena.begin(maxAddrLen, textBlockSize)
+		c.arena.block = a.AppendTo(c.arena.block)
+		e.a, e.s = a, c.arena.end(start)
+	}
+	return e.s
+}
+
+// tuple returns `198.18.0.1:50730 > 198.18.1.2:8080`: IPv6 in brackets when it has a
+// port, no ports for protocols without them. t must be valid.
+func (c *textCache) tuple(t Tuple) string {
+	h := addrHash(t.Src) ^ bits.RotateLeft64(addrHash(t.Dst), 17) ^ uint64(t.SrcPort)<<24 ^ uint64(t.DstPort)<<8 ^ uint64(t.Proto)
+	e := &c.tuples[(h*0x9e3779b97f4a7c15)>>54]
+	if e.t != t || e.s == "" {
+		start := c.arena.begin(2*maxAddrLen+len(" > "), textBlockSize)
+		b := c.arena.block
+		if hasPorts(t.Proto) {
+			b = netip.AddrPortFrom(t.Src, t.SrcPort).AppendTo(b)
+			b = netip.AddrPortFrom(t.Dst, t.DstPort).AppendTo(append(b, " > "...))
+		} else {
+			b = t.Dst.AppendTo(append(t.Src.AppendTo(b), " > "...))
+		}
+		c.arena.block = b
+		e.t, e.s = t, c.arena.end(start)
+	}
+	return e.s
 }

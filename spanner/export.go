@@ -11,6 +11,7 @@ type exportBuf struct {
 	links  []Link
 	ids    []SpanID
 	hex    hexCache
+	text   textCache
 }
 
 // carve returns the attributes appended since from, capped so that a sink appending to
@@ -21,7 +22,7 @@ func (b *exportBuf) carve(from int) []attribute.KeyValue {
 }
 
 // exportPacket sends the packet span followed by its stage spans in start-time order.
-func (s *Spanner) exportPacket(p *packet, cause endCause) {
+func (s *Spanner) exportPacket(p *packet) {
 	b := &s.out
 	b.attrs, b.events = b.attrs[:0], b.events[:0]
 	proto := p.tuple.Proto
@@ -29,11 +30,14 @@ func (s *Spanner) exportPacket(p *packet, cause endCause) {
 	b.attrs = append(b.attrs,
 		keyNetTransport.String(transportName(proto)),
 		keyNetType.String(networkType(p.tuple.Src)),
-		keySrcAddr.String(p.src),
-		keyDstAddr.String(p.dst),
+		keySrcAddr.String(b.text.addr(p.tuple.Src)),
+		keyDstAddr.String(b.text.addr(p.tuple.Dst)),
 	)
 	if hasPorts(proto) {
 		b.attrs = append(b.attrs, keySrcPort.Int64(int64(p.tuple.SrcPort)), keyDstPort.Int64(int64(p.tuple.DstPort)))
+	}
+	if p.lastTuple != p.tuple {
+		b.attrs = append(b.attrs, keyNATPre.String(b.text.tuple(p.tuple)), keyNATPost.String(b.text.tuple(p.lastTuple)))
 	}
 	if p.ifname != "" {
 		b.attrs = append(b.attrs, keyIfname.String(p.ifname))
@@ -42,8 +46,14 @@ func (s *Spanner) exportPacket(p *packet, cause endCause) {
 		keyIfindex.Int64(int64(p.ifindex)),
 		keyNetns.Int64(int64(p.netns)),
 		keySKBAddr.String(b.hex.get(p.skb)),
+	)
+	if p.cloneOf != 0 {
+		b.attrs = append(b.attrs, keySKBCloneOf.String(b.hex.get(p.cloneOf)))
+	}
+	b.attrs = append(b.attrs,
 		keySKBLen.Int64(int64(p.len)),
 		keySKBMark.Int64(int64(p.mark)),
+		keySKBSegments.Int64(int64(max(p.segments, 1))),
 	)
 	if proto == protoTCP {
 		if p.tcp.Flags != 0 {
@@ -51,16 +61,17 @@ func (s *Spanner) exportPacket(p *packet, cause endCause) {
 		}
 		b.attrs = append(b.attrs, keyTCPSeq.Int64(int64(p.tcp.Seq)), keyTCPAck.Int64(int64(p.tcp.Ack)))
 	}
-	b.attrs = append(b.attrs, keyPacketEnd.String(endNames[cause]))
+	b.attrs = append(b.attrs, keyPacketEnd.String(endNames[p.cause]))
 
 	pkt := Span{
 		TraceID:       p.trace,
-		SpanID:        s.cfg.spanID(),
+		SpanID:        p.id,
 		ParentID:      p.parent,
 		Name:          packetSpanName,
 		Kind:          SpanKindInternal,
 		StartUnixNano: p.start,
 		EndUnixNano:   p.end,
+		RandomTraceID: p.random,
 	}
 	if p.drop {
 		from := len(b.attrs)
@@ -74,6 +85,10 @@ func (s *Spanner) exportPacket(p *packet, cause endCause) {
 		pkt.Status, pkt.StatusDescription = StatusError, p.dropReason
 	}
 	pkt.Attrs = b.carve(0)
+	if p.linkSpan != (SpanID{}) {
+		b.links = append(b.links[:0], Link{TraceID: p.linkTrace, SpanID: p.linkSpan, RandomTraceID: p.linkRandom})
+		pkt.Links = b.links[:1:1]
+	}
 	g := append(b.group[:0], pkt)
 
 	b.ids = b.ids[:0]
@@ -81,8 +96,10 @@ func (s *Spanner) exportPacket(p *packet, cause endCause) {
 		b.ids = append(b.ids, s.cfg.spanID())
 	}
 	// A stage names its interface and netns only where the packet moved, starting from
-	// where the packet span says it was.
+	// where the packet span says it was, and its tuple before and after only where the
+	// tuple changed (NAT).
 	ifindex, netns, ifname := p.ifindex, p.netns, p.ifname
+	var tuple Tuple
 	for k := range p.stages {
 		st := &p.stages[k]
 		from := len(b.attrs)
@@ -92,6 +109,12 @@ func (s *Spanner) exportPacket(p *packet, cause endCause) {
 				b.attrs = append(b.attrs, keyIfname.String(ifname))
 			}
 			b.attrs = append(b.attrs, keyIfindex.Int64(int64(ifindex)), keyNetns.Int64(int64(netns)))
+		}
+		if st.tuple.Valid() {
+			if tuple.Valid() && st.tuple != tuple {
+				b.attrs = append(b.attrs, keyNATPre.String(b.text.tuple(tuple)), keyNATPost.String(b.text.tuple(st.tuple)))
+			}
+			tuple = st.tuple
 		}
 		if st.nf.Valid {
 			b.attrs = append(b.attrs,
@@ -118,6 +141,7 @@ func (s *Spanner) exportPacket(p *packet, cause endCause) {
 			Kind:          SpanKindInternal,
 			StartUnixNano: st.start,
 			EndUnixNano:   st.end,
+			RandomTraceID: p.random,
 		}
 		if len(b.attrs) > from {
 			span.Attrs = b.carve(from)
@@ -130,39 +154,41 @@ func (s *Spanner) exportPacket(p *packet, cause endCause) {
 	s.stats.spans.Add(uint64(len(g)))
 }
 
-// exportRoot sends the root span of f's current window.
-func (s *Spanner) exportRoot(f *flow, cause closeCause) {
+// exportRoot sends the root span of window w. Its source and destination are the
+// client and server of the flow's key: conntrack's original tuple under NAT.
+func (s *Spanner) exportRoot(w *window) {
 	b := &s.out
 	b.attrs = b.attrs[:0]
-	k := f.key
-	client, server, cport, sport := f.aStr, f.bStr, k.pa, k.pb
-	if !f.clientIsA {
-		client, server, cport, sport = f.bStr, f.aStr, k.pb, k.pa
+	k := w.key
+	client, server, cport, sport := k.a, k.b, k.pa, k.pb
+	if !w.clientIsA {
+		client, server, cport, sport = k.b, k.a, k.pb, k.pa
 	}
 	b.attrs = append(b.attrs,
 		keyNetTransport.String(transportName(k.proto)),
 		keyNetType.String(networkType(k.a)),
-		keySrcAddr.String(client),
-		keyDstAddr.String(server),
+		keySrcAddr.String(b.text.addr(client)),
+		keyDstAddr.String(b.text.addr(server)),
 	)
 	if hasPorts(k.proto) {
 		b.attrs = append(b.attrs, keySrcPort.Int64(int64(cport)), keyDstPort.Int64(int64(sport)))
 	}
 	b.attrs = append(b.attrs,
-		keyFlowPackets.Int64(int64(f.packets)),
-		keyFlowClose.String(closeNames[cause]),
+		keyFlowPackets.Int64(int64(w.packets)),
+		keyFlowClose.String(closeNames[w.cause]),
 	)
 	root := Span{
-		TraceID:       f.trace,
-		SpanID:        f.root,
+		TraceID:       w.trace,
+		SpanID:        w.root,
 		Name:          rootName(k.proto),
 		Kind:          SpanKindInternal,
-		StartUnixNano: f.start,
-		EndUnixNano:   max(f.last, f.start),
+		StartUnixNano: w.start,
+		EndUnixNano:   max(w.last, w.start),
 		Attrs:         b.carve(0),
+		RandomTraceID: w.random,
 	}
-	if f.prevRoot != (SpanID{}) {
-		b.links = append(b.links[:0], Link{TraceID: f.prevTrace, SpanID: f.prevRoot})
+	if w.prevRoot != (SpanID{}) {
+		b.links = append(b.links[:0], Link{TraceID: w.prevTrace, SpanID: w.prevRoot, RandomTraceID: w.prevRandom})
 		root.Links = b.links[:1:1]
 	}
 	b.group = append(b.group[:0], root)

@@ -9,3 +9,9 @@ func DefaultsForTest() (flows, packets, stages int, idle, maxDuration time.Durat
 	return d.flows, d.packets, d.stages, time.Duration(d.idle), time.Duration(d.maxDuration), d.maxPackets,
 		time.Duration(d.grace), time.Duration(d.packetTimeout)
 }
+
+// ExportDefaultsForTest exposes the built-in export policy and NAT alias bound.
+func ExportDefaultsForTest() (p ExportPolicy, aliases int) {
+	d := defaultSettings()
+	return d.export, d.aliases
+}

@@ -1,6 +1,7 @@
 package spanner
 
 import (
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -14,6 +15,11 @@ type flowFeeder struct {
 	n     uint64
 	ev    Event
 	flows []Tuple
+
+	// Options for the mix with every feature on.
+	nat        bool   // NAT box: netfilter translates, conntrack names the original tuple
+	dropEvery  uint64 // every so many packets end in a drop; 0 for none
+	cloneEvery uint64 // every so many packets are cloned, the clone sent and freed; 0 for none
 }
 
 func newFlowFeeder(s *Spanner) *flowFeeder {
@@ -44,29 +50,75 @@ var feederStages = []struct {
 	{stLocal, KindExit},
 }
 
-// run feeds packets packets of 12 events each.
+// The stages where conntrack is attached, where the netfilter hook that translates
+// returns, and the consume_skb a drop replaces.
+const (
+	feederCTStage   = 5
+	feederNATStage  = 6
+	feederFreeStage = 9
+)
+
+var (
+	feederMasquerade = netip.MustParseAddr("10.0.1.1")
+	feederBackend    = netip.MustParseAddr("10.0.1.2")
+)
+
+// translate is what the NAT box makes of the client's tuple c: its source masqueraded,
+// its destination sent to the backend.
+func translate(c Tuple) Tuple {
+	return Tuple{Src: feederMasquerade, Dst: feederBackend, SrcPort: c.SrcPort + 10000, DstPort: 8080, Proto: c.Proto}
+}
+
+func reverse(t Tuple) Tuple {
+	return Tuple{Src: t.Dst, Dst: t.Src, SrcPort: t.DstPort, DstPort: t.SrcPort, Proto: t.Proto}
+}
+
+// run feeds packets packets of 12 events each (more for clones).
 func (f *flowFeeder) run(packets int) {
 	ev := &f.ev
 	for range packets {
 		f.n++
-		tu := f.flows[f.n%uint64(len(f.flows))]
+		client := f.flows[f.n%uint64(len(f.flows))]
+		reply := f.n&1 == 1
+		// Before and after the NAT box's translation; the same without NAT.
+		before, after := client, client
 		flags := uint8(tcpACK | 0x08)
-		if f.n&1 == 1 {
-			tu.Src, tu.Dst, tu.SrcPort, tu.DstPort = tu.Dst, tu.Src, tu.DstPort, tu.SrcPort
-			flags = tcpACK
+		if reply {
+			before, after, flags = reverse(client), reverse(client), tcpACK
 		}
+		if f.nat {
+			if reply {
+				before = reverse(translate(client))
+			} else {
+				after = translate(client)
+			}
+		}
+		drop := f.dropEvery > 0 && f.n%f.dropEvery == 0
 		skb := 0xffff888100000000 + (f.n%4096)<<8
-		for _, fs := range feederStages {
+		for k, fs := range feederStages {
 			f.now += 200
+			tu := before
+			if f.nat && k >= feederNATStage {
+				tu = after
+			}
 			*ev = Event{
 				TimeUnixNano: f.now, SKB: skb, Stage: fs.st, Kind: fs.kind,
-				Netns: nsServer, Ifindex: 3, Ifname: "veth1", Len: 1500,
+				Netns: nsServer, Ifindex: 3, Ifname: "veth1", Len: 1500, Segments: uint16(f.n % 3),
 				Tuple: tu, TCP: TCP{Flags: flags, Seq: uint32(f.n), Ack: uint32(f.n)},
+			}
+			if f.nat && k >= feederCTStage {
+				ev.CT = client
 			}
 			if fs.st == stNF && fs.kind == KindExit {
 				ev.Netfilter, ev.Retval = Netfilter{Hook: 1, PF: 2, Verdict: 1, Valid: true}, 1
 			}
+			if k == feederFreeStage && drop {
+				ev.Stage, ev.Drop, ev.DropReason = stKfree, true, "NETFILTER_DROP"
+			}
 			f.s.HandleEvent(ev)
+			if k == 1 && f.cloneEvery > 0 && f.n%f.cloneEvery == 0 {
+				f.clone(skb, tu)
+			}
 		}
 		if f.n%16 == 0 {
 			f.s.Tick(f.now)
@@ -74,9 +126,57 @@ func (f *flowFeeder) run(packets int) {
 	}
 }
 
+// clone plays a clone of parent taken on transmit (as a tap or a retransmission
+// would): made, queued and freed.
+func (f *flowFeeder) clone(parent uint64, tu Tuple) {
+	ev := &f.ev
+	skb := parent + 0x80
+	for _, st := range []*Stage{stClone, stQueue, stConsume} {
+		f.now += 200
+		*ev = Event{TimeUnixNano: f.now, SKB: skb, Stage: st, Netns: nsServer, Ifindex: 3, Ifname: "veth1", Len: 1500, Tuple: tu}
+		if st == stClone {
+			ev.Kind, ev.Parent = KindExit, parent
+		}
+		f.s.HandleEvent(ev)
+	}
+}
+
+// everyFeaturePolicy holds packets for drops, samples half the flows and caps spans
+// low enough to skip some once a run outlasts the cap's one-second burst: the mix would
+// export about a million a second of its event time.
+var everyFeaturePolicy = ExportPolicy{Mode: ExportDrops, DropContext: 8, SampleRatio: 0.5, MaxSpansPerSecond: 500_000, Held: 1024}
+
+// everyFeature is the option set of the mix with every feature on; the window comes
+// first, so that everyFeature()[:1] is the same mix exporting everything.
+func everyFeature() []Option {
+	return []Option{
+		WithWindow(30*time.Second, 60*time.Second, 200, 2*time.Second),
+		WithExport(everyFeaturePolicy),
+		WithNATAliases(1024),
+	}
+}
+
+func newEveryFeatureFeeder(sink Sink) *flowFeeder {
+	f := newFlowFeeder(New(sink, append(everyFeature(), WithLogger(discardLog))...))
+	f.nat, f.dropEvery, f.cloneEvery = true, 97, 13
+	return f
+}
+
 func BenchmarkSpannerTCPFlow(b *testing.B) {
 	sink := &discardSink{}
 	f := newFlowFeeder(New(sink, WithWindow(30*time.Second, 60*time.Second, 200, 2*time.Second)))
+	benchFeeder(b, f, sink)
+}
+
+// BenchmarkSpannerNATDropsSampled is the mix with every feature on: NAT with conntrack
+// and aliases, export mode drops holding packets, head sampling at one half, a span
+// cap, clones and GSO.
+func BenchmarkSpannerNATDropsSampled(b *testing.B) {
+	sink := &discardSink{}
+	benchFeeder(b, newEveryFeatureFeeder(sink), sink)
+}
+
+func benchFeeder(b *testing.B, f *flowFeeder, sink *discardSink) {
 	f.run(10000)
 	before := sink.spans
 	b.ReportAllocs()

@@ -11,12 +11,15 @@ const (
 	closeIdle
 	closeMaxDuration
 	closeMaxPackets
+	// closeNewConnection: a SYN with another sequence number than the window's
+	// connection started, so the 5-tuple was reused by a new connection.
+	closeNewConnection
 	closeEvicted
 	closeShutdown
 	closeCauses
 )
 
-var closeNames = [closeCauses]string{"fin", "rst", "idle", "max_duration", "max_packets", "evicted", "shutdown"}
+var closeNames = [closeCauses]string{"fin", "rst", "idle", "max_duration", "max_packets", "new_connection", "evicted", "shutdown"}
 
 // flowKey is a bidirectional 5-tuple: endpoint a sorts before endpoint b, so both
 // directions of a conversation land on the same key.
@@ -44,21 +47,24 @@ func newFlowKey(t Tuple) (k flowKey, srcIsA bool) {
 type flow struct {
 	key        flowKey
 	used, open bool
-	aStr, bStr string // addresses formatted once per flow
 	clientIsA  bool
+	win        int32 // slot of the open window, while open
+	closedAt   int64
 
-	win       uint64 // serial of the current or last window, unique across flows
-	trace     TraceID
-	root      SpanID
-	prevTrace TraceID
-	prevRoot  SpanID // zero when there is no earlier window
+	// The IDs of the flow's latest window, for the link from the next one; lastRoot is
+	// zero before the first.
+	lastTrace  TraceID
+	lastRoot   SpanID
+	lastRandom bool
 
-	start, last int64
-	packets     int
-	closing     bool // FIN or RST seen
-	rst         bool
-	closingAt   int64 // last FIN or RST
-	closedAt    int64
+	// The TCP connection on the 5-tuple, once a SYN or a SYN-ACK told its client's
+	// initial sequence number, and how many windows it has had: with the key, what
+	// derives their trace IDs.
+	isn      uint32
+	isnKnown bool
+	ordinal  uint32
+
+	aliases int32 // the flow's first alias, -1 when none
 }
 
 // flowTable holds flows by key; a slot's zero value is an unused flow.
@@ -68,102 +74,213 @@ func newFlowTable(limit int) flowTable { return flowTable{newTable[flowKey, flow
 
 func (t *flowTable) alloc(k flowKey) int32 {
 	i := t.table.alloc(k)
-	t.slab[i] = flow{key: k, used: true}
+	t.slab[i] = flow{key: k, used: true, aliases: -1}
 	return i
 }
 
-// release forgets a flow; clearing it also clears win, so packets still pointing at the
-// slot no longer match it.
 func (t *flowTable) release(i int32) {
 	t.table.release(i)
 	t.slab[i] = flow{}
 }
 
-// join attaches p to the flow of ev's tuple, opening a window when none is open.
+// window is one trace: a flow's packets from its open to its close. It outlives its
+// close while packets that joined it are open, since their spans belong to its trace
+// and, in export mode drops, may still decide that it is exported.
+type window struct {
+	key        flowKey
+	clientIsA  bool
+	trace      TraceID
+	random     bool // trace is random, not derived from the connection
+	root       SpanID
+	prevTrace  TraceID
+	prevRoot   SpanID // zero when the flow had no earlier window
+	prevRandom bool
+
+	start, last int64
+	packets     int   // joined
+	inflight    int   // joined and not ended
+	closing     bool  // FIN or RST seen
+	rst         bool  // one of them was an RST
+	closingAt   int64 // last FIN or RST
+	closed      bool
+	cause       closeCause
+
+	sampled  bool     // head sampling keeps it
+	dropSeen bool     // export mode drops: a packet of it was dropped, so it is exported
+	rootDone bool     // its root span was exported or counted out
+	held     heldList // export mode drops: its ended packets, while it has no drop
+}
+
+// windowTable holds windows in reusable slots. It needs no bound of its own: a window
+// is open in a flow, or closed with a packet of it still open.
+type windowTable struct {
+	slab []window
+	free []int32
+}
+
+func (t *windowTable) alloc() int32 {
+	if n := len(t.free); n > 0 {
+		i := t.free[n-1]
+		t.free = t.free[:n-1]
+		return i
+	}
+	t.slab = append(t.slab, window{})
+	return int32(len(t.slab) - 1)
+}
+
+func (t *windowTable) release(i int32) { t.free = append(t.free, i) }
+
+// join attaches p to a flow window. The flow is that of ev's conntrack tuple when it
+// has one, so both sides of a NAT land in one trace, else that of its tuple, found as a
+// flow of its own or as an alias learned from a translation.
 func (s *Spanner) join(p *packet, ev *Event) {
 	t := ev.TimeUnixNano
-	key, srcIsA := newFlowKey(ev.Tuple)
+	kt := ev.Tuple
+	if ev.CT.Valid() {
+		kt = ev.CT
+	}
+	key, srcIsA := newFlowKey(kt)
 	fi, ok := s.flows.index[key]
+	byAlias := false
 	if !ok {
-		if s.flows.full() {
-			s.evictFlow()
-		}
-		fi = s.flows.alloc(key)
-		f := &s.flows.slab[fi]
-		f.aStr, f.bStr = key.a.String(), key.b.String()
-		// The first packet is usually the client's; a SYN-ACK first means we missed the SYN.
-		f.clientIsA = srcIsA != (key.proto == protoTCP && ev.TCP.Flags&(tcpSYN|tcpACK) == tcpSYN|tcpACK)
-		s.stats.flowsOpened.Add(1)
+		fi, ok = s.aliasOf(key)
+		byAlias = ok
+	}
+	if !ok {
+		// The first packet is usually the client's; a SYN-ACK first means we missed the
+		// SYN. Conntrack's original tuple names the client for sure.
+		synAck := key.proto == protoTCP && ev.TCP.Flags&(tcpSYN|tcpACK) == tcpSYN|tcpACK
+		fi = s.newFlow(key, srcIsA != (synAck && !ev.CT.Valid()))
 	}
 	f := &s.flows.slab[fi]
+	tcp := key.proto == protoTCP
+	// A SYN is a client's first segment: with a new sequence number it starts another
+	// connection on the same 5-tuple.
+	newConn := tcp && ev.TCP.Flags&(tcpSYN|tcpACK) == tcpSYN && (!f.isnKnown || ev.TCP.Seq != f.isn)
 	if f.open {
-		if cause, due := s.due(f, t); due {
+		w := &s.windows.slab[f.win]
+		if cause, due := s.due(w, t); due {
 			s.closeWindow(fi, cause, t)
-		} else if f.packets >= s.cfg.maxPackets {
+		} else if newConn {
+			s.closeWindow(fi, closeNewConnection, t)
+		} else if w.packets >= s.cfg.maxPackets {
 			s.closeWindow(fi, closeMaxPackets, t)
 		}
 	}
 	if !f.open {
-		s.openWindow(f, p.start)
+		switch {
+		case newConn:
+			f.isn, f.isnKnown, f.ordinal = ev.TCP.Seq, true, 0
+			if !byAlias {
+				f.clientIsA = srcIsA
+			}
+		case tcp && ev.TCP.Flags&(tcpSYN|tcpACK) == tcpSYN|tcpACK && (!f.isnKnown || ev.TCP.Ack-1 != f.isn):
+			// The SYN was missed; the SYN-ACK acknowledges its sequence number.
+			f.isn, f.isnKnown, f.ordinal = ev.TCP.Ack-1, true, 0
+		}
+		s.openWindow(fi, p.start)
 	}
 	s.flows.lru.moveFront(fi)
-	f.packets++
-	f.last = max(f.last, t)
-	if key.proto == protoTCP && ev.TCP.Flags&(tcpFIN|tcpRST) != 0 {
-		f.closing, f.closingAt = true, t
-		f.rst = f.rst || ev.TCP.Flags&tcpRST != 0
+	s.joinWindow(p, f.win, t)
+	w := &s.windows.slab[f.win]
+	if tcp && ev.TCP.Flags&(tcpFIN|tcpRST) != 0 {
+		w.closing, w.closingAt = true, t
+		w.rst = w.rst || ev.TCP.Flags&tcpRST != 0
 	}
-
-	p.win, p.flow, p.trace, p.parent = f.win, fi, f.trace, f.root
-	p.src, p.dst = f.aStr, f.bStr
-	if !srcIsA {
-		p.src, p.dst = f.bStr, f.aStr
+	p.lastCT = ev.CT
+	if ev.CT.Valid() {
+		s.learnAlias(w, ev.Tuple)
+		s.learnAlias(w, ev.CT)
 	}
-	p.tuple, p.tcp = ev.Tuple, ev.TCP
-	p.ifname, p.ifindex, p.netns, p.len, p.mark = ev.Ifname, ev.Ifindex, ev.Netns, ev.Len, ev.Mark
 }
 
-func (s *Spanner) openWindow(f *flow, start int64) {
-	s.winSeq++
-	f.prevTrace, f.prevRoot = f.trace, f.root
-	f.win, f.trace, f.root = s.winSeq, s.cfg.traceID(), s.cfg.spanID()
-	f.open = true
-	f.start, f.last, f.packets = start, start, 0
-	f.closing, f.rst, f.closingAt = false, false, 0
+// joinWindow makes p a packet of window wi.
+func (s *Spanner) joinWindow(p *packet, wi int32, t int64) {
+	w := &s.windows.slab[wi]
+	w.packets++
+	w.inflight++
+	if !w.closed {
+		w.last = max(w.last, t)
+	}
+	p.win, p.trace, p.random, p.parent = wi, w.trace, w.random, w.root
+}
+
+// newFlow remembers a flow for key, making room when the table is full.
+func (s *Spanner) newFlow(key flowKey, clientIsA bool) int32 {
+	if s.flows.full() {
+		s.evictFlow()
+	}
+	fi := s.flows.alloc(key)
+	s.flows.slab[fi].clientIsA = clientIsA
+	s.stats.flowsOpened.Add(1)
+	return fi
+}
+
+// openWindow starts a window in flow fi. Its trace ID is derived from the TCP connection
+// when the client's initial sequence number is known, so that other hosts derive the
+// same; otherwise it is random.
+func (s *Spanner) openWindow(fi int32, start int64) {
+	wi := s.windows.alloc()
+	f := &s.flows.slab[fi]
+	w := &s.windows.slab[wi]
+	*w = window{
+		key:        f.key,
+		clientIsA:  f.clientIsA,
+		root:       s.cfg.spanID(),
+		prevTrace:  f.lastTrace,
+		prevRoot:   f.lastRoot,
+		prevRandom: f.lastRandom,
+		start:      start,
+		last:       start,
+		sampled:    sampled(f.key, s.cfg.export.SampleRatio),
+		held:       heldList{head: -1, tail: -1},
+	}
+	if f.key.proto == protoTCP && f.isnKnown {
+		w.trace = derivedTraceID(f.key, f.isn, f.ordinal)
+		f.ordinal++
+	} else {
+		w.trace, w.random = s.cfg.traceID(), true
+		s.stats.windowsRandom.Add(1)
+	}
+	f.win, f.open = wi, true
+	f.lastTrace, f.lastRoot, f.lastRandom = w.trace, w.root, w.random
 	s.stats.windowsOpened.Add(1)
 	s.stats.windowsOpen.Add(1)
 }
 
-// due reports whether f's window must close at time now, and why.
-func (s *Spanner) due(f *flow, now int64) (closeCause, bool) {
+// due reports whether w must close at time now, and why.
+func (s *Spanner) due(w *window, now int64) (closeCause, bool) {
 	switch {
-	case f.closing && now-f.closingAt >= s.cfg.grace:
-		if f.rst {
+	case w.closing && now-w.closingAt >= s.cfg.grace:
+		if w.rst {
 			return closeRST, true
 		}
 		return closeFIN, true
-	case now-f.last >= s.cfg.idle:
+	case now-w.last >= s.cfg.idle:
 		return closeIdle, true
-	case now-f.start >= s.cfg.maxDuration:
+	case now-w.start >= s.cfg.maxDuration:
 		return closeMaxDuration, true
 	}
 	return 0, false
 }
 
-// closeWindow exports the root span of the flow's open window. The flow stays remembered
-// (for the link from its next window) but moves to the cold end of the LRU list, so
-// closed flows are the first to make room.
-func (s *Spanner) closeWindow(i int32, cause closeCause, at int64) {
-	f := &s.flows.slab[i]
-	s.exportRoot(f, cause)
+// closeWindow closes the open window of flow fi and lets the export policy settle its
+// root span. The flow stays remembered (for the link from its next window) but moves to
+// the cold end of the LRU list, so closed flows are the first to make room.
+func (s *Spanner) closeWindow(fi int32, cause closeCause, at int64) {
+	f := &s.flows.slab[fi]
+	wi := f.win
+	w := &s.windows.slab[wi]
+	w.closed, w.cause = true, cause
 	f.open, f.closedAt = false, at
 	s.stats.windowsClosed[cause].Add(1)
 	s.stats.windowsOpen.Add(decrement)
-	s.flows.lru.moveBack(i)
+	s.flows.lru.moveBack(fi)
+	s.settle(wi)
 }
 
 // evictFlow makes room for a new flow. A closed flow goes silently; an open one has its
-// window exported first and is counted.
+// window closed first and is counted.
 func (s *Spanner) evictFlow() {
 	i := s.flows.lru.tail
 	if s.flows.slab[i].open {
@@ -171,7 +288,13 @@ func (s *Spanner) evictFlow() {
 			s.warnedFlows = true
 			s.log.Warn("flow table full, evicting least recently active flows", "limit", s.cfg.flows)
 		}
-		s.closeWindow(i, closeEvicted, s.flows.slab[i].last)
+		s.closeWindow(i, closeEvicted, s.windows.slab[s.flows.slab[i].win].last)
 	}
+	s.forgetFlow(i)
+}
+
+// forgetFlow releases a closed flow and its aliases.
+func (s *Spanner) forgetFlow(i int32) {
+	s.dropAliases(s.flows.slab[i].aliases)
 	s.flows.release(i)
 }

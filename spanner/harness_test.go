@@ -78,10 +78,11 @@ type harness struct {
 	sink *recordSink
 }
 
+var discardLog = slog.New(slog.DiscardHandler)
+
 func newHarness(t *testing.T, opts ...Option) *harness {
 	sink := &recordSink{}
-	quiet := slog.New(slog.DiscardHandler)
-	return &harness{t: t, s: New(sink, append([]Option{counterIDs(), WithLogger(quiet)}, opts...)...), sink: sink}
+	return &harness{t: t, s: New(sink, append([]Option{counterIDs(), WithLogger(discardLog)}, opts...)...), sink: sink}
 }
 
 // pkt describes what the hooks see of one skb; stage events copy it.
@@ -138,6 +139,17 @@ func dev(ifindex uint32, ifname string, netns uint32) mod {
 	return func(ev *Event) { ev.Ifindex, ev.Ifname, ev.Netns = ifindex, ifname, netns }
 }
 
+// ct sets the conntrack original tuple the hook saw.
+func ct(tu Tuple) mod { return func(ev *Event) { ev.CT = tu } }
+
+// seenAs sets the packet's tuple as this hook saw it (after a translation).
+func seenAs(tu Tuple) mod { return func(ev *Event) { ev.Tuple = tu } }
+
+func segs(n uint16) mod { return func(ev *Event) { ev.Segments = n } }
+
+// cloneOf marks the event as skb_clone's return, for a clone of parent.
+func cloneOf(parent uint64) mod { return func(ev *Event) { ev.Parent = parent } }
+
 // noTuple is an event from a hook that could not read the IP header.
 func noTuple(ev *Event) { ev.Tuple, ev.TCP = Tuple{}, TCP{} }
 
@@ -154,6 +166,8 @@ var (
 	stCopy    = &Stage{Name: "skb:skb_copy_datagram_iovec", Deliver: true}
 	stKfree   = &Stage{Name: "skb:kfree_skb", Free: true}
 	stConsume = &Stage{Name: "skb:consume_skb", Free: true}
+	stForward = &Stage{Name: "ip_forward"}
+	stClone   = &Stage{Name: "skb_clone", Clone: true}
 )
 
 func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
@@ -214,6 +228,11 @@ func render(spans []Span, st Stats) string {
 			target := "unknown span"
 			if ls, ok := byID[l.SpanID]; ok && ls.TraceID == l.TraceID {
 				target = ls.Name
+				for _, kv := range ls.Attrs {
+					if kv.Key == keySKBAddr {
+						target += " " + kv.Value.AsString()
+					}
+				}
 			}
 			fmt.Fprintf(&b, "%s  -> link to trace %d %q\n", ind, traceNo[l.TraceID], target)
 		}
@@ -222,7 +241,24 @@ func render(spans []Span, st Stats) string {
 		}
 	}
 	for _, tr := range traces {
-		fmt.Fprintf(&b, "trace %d\n", traceNo[tr])
+		// Every span of a trace must carry the same random flag.
+		kind := ""
+		for _, sp := range spans {
+			if sp.TraceID != tr {
+				continue
+			}
+			k := "derived"
+			if sp.RandomTraceID {
+				k = "random"
+			}
+			switch kind {
+			case "", k:
+				kind = k
+			default:
+				kind = "MIXED RANDOM FLAGS"
+			}
+		}
+		fmt.Fprintf(&b, "trace %d (%s id)\n", traceNo[tr], kind)
 		for _, sp := range tops {
 			if sp.TraceID == tr {
 				draw(sp, 1)

@@ -14,6 +14,8 @@ type settings struct {
 	idle, maxDuration      int64 // nanoseconds
 	maxPackets             int
 	grace, packetTimeout   int64 // nanoseconds
+	export                 ExportPolicy
+	aliases                int
 	traceID                func() TraceID
 	spanID                 func() SpanID
 	log                    *slog.Logger
@@ -30,6 +32,8 @@ func defaultSettings() settings {
 		maxPackets:    200,
 		grace:         int64(2 * time.Second),
 		packetTimeout: int64(5 * time.Second),
+		export:        ExportPolicy{Mode: ExportAll, DropContext: 32, SampleRatio: 1, Held: 16384},
+		aliases:       16384,
 	}
 }
 
@@ -60,8 +64,55 @@ func WithPacketTimeout(d time.Duration) Option {
 	return func(s *settings) { setPositive(&s.packetTimeout, int64(d)) }
 }
 
+// ExportMode chooses which flow windows leave pktspan.
+type ExportMode uint8
+
+const (
+	// ExportAll exports every window.
+	ExportAll ExportMode = iota
+	// ExportDrops exports a window only once one of its packets is dropped (tail-based):
+	// its packets are held until then, and a window that closes without a drop is
+	// discarded.
+	ExportDrops
+)
+
+// ExportPolicy decides which spans are exported.
+type ExportPolicy struct {
+	Mode ExportMode
+	// DropContext is how many of a window's most recent packets ExportDrops holds for
+	// the drop that may come.
+	DropContext int
+	// SampleRatio is the share of flows exported, 0 < r ≤ 1, decided by a hash of the
+	// flow so that every host decides alike.
+	SampleRatio float64
+	// MaxSpansPerSecond caps the spans exported per second of event time; 0 is no cap.
+	MaxSpansPerSecond int
+	// Held bounds the packets ExportDrops holds over all windows.
+	Held int
+}
+
+// WithExport sets the export policy. Mode is taken as it is; a zero or negative number
+// keeps its default: drop context 32, sample ratio 1, no span cap, 16384 held packets.
+// A sample ratio above 1 is 1.
+func WithExport(p ExportPolicy) Option {
+	return func(s *settings) {
+		s.export.Mode = p.Mode
+		setPositive(&s.export.DropContext, p.DropContext)
+		setPositive(&s.export.SampleRatio, min(p.SampleRatio, 1))
+		setPositive(&s.export.MaxSpansPerSecond, p.MaxSpansPerSecond)
+		setPositive(&s.export.Held, p.Held)
+	}
+}
+
+// WithNATAliases bounds the translated tuples remembered as other names of a flow
+// (default 16384); the least recently used go first.
+func WithNATAliases(n int) Option {
+	return func(s *settings) { setPositive(&s.aliases, n) }
+}
+
 // WithIDSource replaces the random trace and span ID generators, so tests get stable IDs.
-// The functions must never return a zero ID.
+// Trace IDs derived from a TCP connection do not come from it. The functions must never
+// return a zero ID.
 func WithIDSource(traceID func() TraceID, spanID func() SpanID) Option {
 	return func(s *settings) {
 		if traceID != nil && spanID != nil {
@@ -79,7 +130,7 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-func setPositive[T int | int64](dst *T, v T) {
+func setPositive[T int | int64 | float64](dst *T, v T) {
 	if v > 0 {
 		*dst = v
 	}

@@ -26,30 +26,45 @@ type stage struct {
 	ifindex    uint32
 	netns      uint32
 	ifname     string
-	nf         Netfilter
-	retval     int64
-	hasRetval  bool
-	drop       bool // the kfree_skb stage of a drop
+	// tuple is the packet's tuple at the function's exit when the exit carried one (so
+	// the function that rewrote it shows the change), else where the stage began;
+	// invalid when the hook could not read it.
+	tuple     Tuple
+	nf        Netfilter
+	retval    int64
+	hasRetval bool
+	drop      bool // the kfree_skb stage of a drop
 }
 
-// packet is one open skb lifetime.
+// packet is one open skb lifetime; ended packets held by export mode drops keep it.
 type packet struct {
 	skb              uint64
+	id               SpanID // drawn at the start, so that clones can link to it
 	start, last, end int64
 	events           uint64
+	cause            endCause // set when the packet ends
 
-	// Set when the packet joins a flow window; win is 0 until then.
-	win      uint64
-	flow     int32
-	trace    TraceID
-	parent   SpanID
-	src, dst string
+	// Set when the packet joins a flow window; win is -1 until then.
+	win    int32
+	trace  TraceID
+	random bool // trace is random, not derived from the connection
+	parent SpanID
 
 	// From the first event with a valid tuple.
 	tuple                     Tuple
 	tcp                       TCP
 	ifname                    string
 	ifindex, netns, len, mark uint32
+
+	// The latest valid tuple and conntrack tuple: a change is a translation to learn.
+	lastTuple, lastCT Tuple
+	segments          uint16 // the most GSO segments seen
+
+	// A clone's parent skb, and the parent's packet span when it was open in a window.
+	cloneOf    uint64
+	linkTrace  TraceID
+	linkSpan   SpanID
+	linkRandom bool
 
 	// freed is set by skb:kfree_skb or skb:consume_skb. The packet then ends at once,
 	// unless function stages are still open: the functions that freed the skb (udp_rcv,
@@ -67,22 +82,36 @@ type packet struct {
 	stack  []int32 // open Enter stages, innermost last
 }
 
+// spans is how many spans exporting p makes.
+func (p *packet) spans() uint64 { return 1 + uint64(len(p.stages)) }
+
+// setHeaders takes the packet span's header attributes from ev, whose tuple is valid.
+func (p *packet) setHeaders(ev *Event) {
+	p.tuple, p.lastTuple, p.tcp = ev.Tuple, ev.Tuple, ev.TCP
+	p.ifname, p.ifindex, p.netns, p.len, p.mark = ev.Ifname, ev.Ifindex, ev.Netns, ev.Len, ev.Mark
+}
+
+// reset empties a packet record for reuse, keeping its slices' capacity.
+func (p *packet) reset() { *p = packet{win: -1, stages: p.stages[:0], stack: p.stack[:0]} }
+
 // packetTable holds open packets keyed by skb address. Slots are reused across packets
 // so that their stage slices keep their capacity.
 type packetTable struct{ table[uint64, packet] }
 
 func newPacketTable(limit int) packetTable { return packetTable{newTable[uint64, packet](limit)} }
 
+// alloc takes a slot for skb; release left it reset, and only a new slot's win needs
+// setting.
 func (t *packetTable) alloc(skb uint64) int32 {
 	i := t.table.alloc(skb)
-	t.slab[i].skb = skb
+	p := &t.slab[i]
+	p.skb, p.win = skb, -1
 	return i
 }
 
 func (t *packetTable) release(i int32) {
 	t.table.release(i)
-	p := &t.slab[i]
-	*p = packet{stages: p.stages[:0], stack: p.stack[:0]}
+	t.slab[i].reset()
 }
 
 // addStage records ev as a stage of p.
@@ -100,6 +129,9 @@ func (s *Spanner) addStage(p *packet, ev *Event, name string) {
 			}
 			st.end = max(t, st.start)
 			st.retval, st.hasRetval = ev.Retval, !ev.Stage.Void
+			if ev.Tuple.Valid() {
+				st.tuple = ev.Tuple
+			}
 			if ev.Netfilter.Valid {
 				// nf_hook_slow knows its verdict only on return.
 				st.nf = ev.Netfilter
@@ -141,6 +173,7 @@ func (s *Spanner) addStage(p *packet, ev *Event, name string) {
 		ifindex:   ifindex,
 		netns:     netns,
 		ifname:    ifname,
+		tuple:     ev.Tuple,
 		nf:        ev.Netfilter,
 		retval:    ev.Retval,
 		hasRetval: ev.Kind == KindExit && !ev.Stage.Void,
@@ -192,23 +225,25 @@ func closesStage(p *packet, ev *Event, name string) bool {
 	return false
 }
 
-// endPacket ends the packet in slot i at time end, exports it when it belongs to a flow,
-// and frees the slot. A packet already freed keeps the cause of its free.
+// endPacket ends the packet in slot i at time end, hands it to the export policy when
+// it belongs to a flow, and frees the slot. A packet already freed keeps the cause of
+// its free.
 func (s *Spanner) endPacket(i int32, cause endCause, end int64) {
 	p := &s.packets.slab[i]
 	if p.freed {
 		cause = p.freeCause
 	}
+	p.cause = cause
 	p.end = max(end, p.start)
 	for _, k := range p.stack {
 		p.stages[k].end = max(p.end, p.stages[k].start)
 	}
 	p.stack = p.stack[:0]
-	if p.win == 0 {
+	if p.win < 0 {
 		s.stats.packetsNoFlow.Add(1)
 		s.stats.eventsNoFlow.Add(p.events)
 	} else {
-		s.exportPacket(p, cause)
+		s.packetDone(p)
 	}
 	s.stats.packetsEnded[cause].Add(1)
 	s.stats.packetsOpen.Add(decrement)

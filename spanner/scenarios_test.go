@@ -20,6 +20,16 @@ var (
 	udpServer = Tuple{Src: addr("10.0.0.2"), Dst: addr("10.0.0.1"), SrcPort: 9999, DstPort: 5353, Proto: protoUDP}
 	udp6      = Tuple{Src: addr("fd00::1"), Dst: addr("fd00::2"), SrcPort: 40000, DstPort: 53, Proto: protoUDP}
 	icmpEcho  = Tuple{Src: addr("10.0.0.1"), Dst: addr("10.0.0.2"), Proto: protoICMP}
+
+	// A client reaching a service address through a NAT box that translates the
+	// destination to a backend (DNAT) and the source to its own address (masquerade),
+	// and the backend's reply undone step by step.
+	natClient        = Tuple{Src: addr("198.18.0.1"), Dst: addr("198.18.1.2"), SrcPort: 50730, DstPort: 8080, Proto: protoTCP}
+	natDNATed        = Tuple{Src: addr("198.18.0.1"), Dst: addr("198.18.2.2"), SrcPort: 50730, DstPort: 8080, Proto: protoTCP}
+	natMasqueraded   = Tuple{Src: addr("198.18.2.1"), Dst: addr("198.18.2.2"), SrcPort: 61000, DstPort: 8080, Proto: protoTCP}
+	natReply         = Tuple{Src: addr("198.18.2.2"), Dst: addr("198.18.2.1"), SrcPort: 8080, DstPort: 61000, Proto: protoTCP}
+	natUnmasqueraded = Tuple{Src: addr("198.18.2.2"), Dst: addr("198.18.0.1"), SrcPort: 8080, DstPort: 50730, Proto: protoTCP}
+	natUnDNATed      = Tuple{Src: addr("198.18.1.2"), Dst: addr("198.18.0.1"), SrcPort: 8080, DstPort: 50730, Proto: protoTCP}
 )
 
 // onServer is a packet as the server's veth end in the server namespace sees it.
@@ -323,6 +333,140 @@ var scenarios = []struct {
 			h.ev(sec, p, stRecv)
 			h.ev(sec+2*us, p, stIPRcv, enter)
 			h.flush(3 * sec)
+		},
+	},
+	{
+		name: "rst_then_grace_closes_window_and_next_packet_links",
+		run: func(h *harness) {
+			rst := onServer(0xffff888100001800, tcpClient, TCP{Flags: tcpRST | tcpACK, Seq: 2000, Ack: 6000})
+			h.ev(0, rst, stRecv)
+			h.ev(5*us, rst, stConsume)
+			h.tick(2*sec + 5*us)
+			late := onServer(0xffff888100001900, tcpClient, TCP{Flags: tcpACK, Seq: 2000, Ack: 6000})
+			h.ev(3*sec, late, stRecv)
+			h.ev(3*sec+5*us, late, stConsume)
+			h.flush(4 * sec)
+		},
+	},
+	{
+		// A SYN with another sequence number on an open window's 5-tuple is a new
+		// connection: a new trace, derived from its own ISN, linked to the old one. A
+		// retransmitted SYN (same number) stays in its window.
+		name: "syn_with_new_sequence_number_closes_window_as_new_connection",
+		run: func(h *harness) {
+			for n, step := range []struct {
+				at  time.Duration
+				tu  Tuple
+				tcp TCP
+			}{
+				{0, tcpClient, TCP{Flags: tcpSYN, Seq: 1000}},
+				{ms, tcpServer, TCP{Flags: tcpSYN | tcpACK, Seq: 5000, Ack: 1001}},
+				{2 * ms, tcpClient, TCP{Flags: tcpSYN, Seq: 1000}}, // retransmitted
+				{10 * ms, tcpClient, TCP{Flags: tcpSYN, Seq: 777000}},
+			} {
+				p := onServer(0xffff888100001a00+uint64(n)<<8, step.tu, step.tcp)
+				h.ev(step.at, p, stRecv)
+				h.ev(step.at+5*us, p, stConsume)
+			}
+			h.flush(sec)
+		},
+	},
+	{
+		// skb_clone makes a new skb: its own packet span in its parent's trace, linked to
+		// the parent's packet span. A clone of an skb not open (or never seen) joins the
+		// flow by its own tuple and only names its parent. GSO segments keep the largest.
+		name: "clone_joins_parent_trace_with_link_and_clone_of",
+		run: func(h *harness) {
+			orig := onClient(0xffff888100001b00, tcpClient, TCP{Flags: tcpACK | 0x08, Seq: 1001, Ack: 5001})
+			h.ev(0, orig, stQueue, segs(3))
+			clone := onClient(0xffff888100001c00, tcpClient, TCP{Flags: tcpACK | 0x08, Seq: 1001, Ack: 5001})
+			h.ev(1*us, clone, stClone, exit(0), cloneOf(orig.skb), segs(3))
+			h.ev(2*us, orig, stXmit)
+			h.ev(3*us, orig, stConsume)
+			h.ev(4*us, clone, stRecv, dev(3, "veth1", nsServer))
+			h.ev(5*us, clone, stConsume, dev(3, "veth1", nsServer))
+			orphan := onClient(0xffff888100001d00, tcpClient, TCP{Flags: tcpACK | 0x08, Seq: 1001, Ack: 5001})
+			h.ev(10*us, orphan, stClone, exit(0), cloneOf(0xffff888100001e00))
+			h.ev(11*us, orphan, stConsume)
+			h.flush(sec)
+		},
+	},
+	{
+		// On a NAT box: the client's packet arrives for the service address, PREROUTING
+		// translates its destination to the backend (DNAT) and POSTROUTING its source to
+		// the box's own address (masquerade). The backend's reply is first seen before the
+		// box, where it has no conntrack entry: it joins through the alias the
+		// translations taught. One trace; the root names the original client and service.
+		name: "nat_dnat_and_masquerade_share_one_trace",
+		run: func(h *harness) {
+			syn := pkt{skb: 0xffff888100002000, tuple: natClient, tcp: TCP{Flags: tcpSYN, Seq: 1000}, ifindex: 4, ifname: "eth0", netns: nsClient, len: 60}
+			h.ev(0, syn, stRecv)
+			h.ev(1*us, syn, stNF, enter, ct(natClient))
+			h.ev(3*us, syn, stNF, exit(1), nf(0, 2, 1), ct(natClient), seenAs(natDNATed))
+			h.ev(4*us, syn, stForward, ct(natClient), seenAs(natDNATed))
+			h.ev(5*us, syn, stNF, enter, ct(natClient), seenAs(natDNATed))
+			h.ev(7*us, syn, stNF, exit(1), nf(4, 2, 1), ct(natClient), seenAs(natMasqueraded))
+			h.ev(8*us, syn, stQueue, ct(natClient), seenAs(natMasqueraded), dev(5, "eth1", nsClient))
+			h.ev(9*us, syn, stXmit, ct(natClient), seenAs(natMasqueraded), dev(5, "eth1", nsClient))
+			h.ev(10*us, syn, stConsume, ct(natClient), seenAs(natMasqueraded), dev(5, "eth1", nsClient))
+
+			synack := pkt{skb: 0xffff888100002100, tuple: natReply, tcp: TCP{Flags: tcpSYN | tcpACK, Seq: 9000, Ack: 1001}, ifindex: 2, ifname: "veth0", netns: nsServer, len: 60}
+			h.ev(100*us, synack, stQueue)
+			h.ev(101*us, synack, stXmit)
+			h.ev(110*us, synack, stRecv, dev(5, "eth1", nsClient))
+			h.ev(111*us, synack, stNF, enter, ct(natClient), dev(5, "eth1", nsClient))
+			h.ev(113*us, synack, stNF, exit(1), nf(0, 2, 1), ct(natClient), seenAs(natUnmasqueraded), dev(5, "eth1", nsClient))
+			h.ev(114*us, synack, stForward, ct(natClient), seenAs(natUnmasqueraded), dev(5, "eth1", nsClient))
+			h.ev(115*us, synack, stNF, enter, ct(natClient), seenAs(natUnmasqueraded), dev(5, "eth1", nsClient))
+			h.ev(117*us, synack, stNF, exit(1), nf(4, 2, 1), ct(natClient), seenAs(natUnDNATed), dev(5, "eth1", nsClient))
+			h.ev(118*us, synack, stQueue, ct(natClient), seenAs(natUnDNATed), dev(4, "eth0", nsClient))
+			h.ev(119*us, synack, stConsume, ct(natClient), seenAs(natUnDNATed), dev(4, "eth0", nsClient))
+			h.flush(sec)
+		},
+	},
+	{
+		// Tail-based export: a window's ended packets wait for a drop. The first flow's
+		// drop releases the packets before it (at most the drop context, the most recent
+		// ones), itself, then the packets after it directly and its root at close. The
+		// second flow never drops: nothing of it leaves, and everything is counted.
+		name: "drops_mode_exports_context_drop_and_rest_and_discards_windows_without_drop",
+		opts: []Option{WithExport(ExportPolicy{Mode: ExportDrops, DropContext: 2})},
+		run: func(h *harness) {
+			other := udpClient
+			other.SrcPort++
+			for n := range 6 {
+				base := time.Duration(n) * ms
+				p := onServer(0xffff888100002200+uint64(n)<<8, udpClient, TCP{})
+				h.ev(base, p, stRecv)
+				if n == 3 {
+					h.ev(base+5*us, p, stKfree, drop("NO_SOCKET", "__udp4_lib_rcv+0x5a1"))
+				} else {
+					h.ev(base+5*us, p, stConsume)
+				}
+				q := onServer(0xffff888100003200+uint64(n)<<8, other, TCP{})
+				h.ev(base+10*us, q, stRecv)
+				h.ev(base+15*us, q, stConsume)
+			}
+			h.flush(sec)
+		},
+	},
+	{
+		// A window closed by max_packets while one of its packets is still on its way:
+		// in drops mode its fate waits for that packet, whose drop exports the window
+		// (held packets, the drop and the root) after the next window has opened.
+		name: "drops_mode_late_drop_exports_window_closed_meanwhile",
+		opts: []Option{WithExport(ExportPolicy{Mode: ExportDrops}), WithWindow(30*sec, 60*sec, 2, 2*sec)},
+		run: func(h *harness) {
+			a := onServer(0xffff888100004200, udpClient, TCP{})
+			h.ev(0, a, stRecv)
+			h.ev(5*us, a, stConsume)
+			slow := onServer(0xffff888100004300, udpClient, TCP{})
+			h.ev(ms, slow, stRecv)
+			third := onServer(0xffff888100004400, udpClient, TCP{})
+			h.ev(2*ms, third, stRecv) // the window is full: closes, the next one opens
+			h.ev(2*ms+5*us, third, stConsume)
+			h.ev(3*ms, slow, stKfree, drop("QDISC_DROP", "__dev_queue_xmit+0x7d"))
+			h.flush(sec)
 		},
 	},
 }

@@ -35,11 +35,14 @@ type SpanEvent struct {
 	Attrs        []attribute.KeyValue
 }
 
-// Link points at a span of another trace (the previous window of the same flow).
+// Link points at another span: the root of the previous window of the same flow, or
+// the packet span of the skb a clone was made from.
 type Link struct {
 	TraceID TraceID
 	SpanID  SpanID
 	Attrs   []attribute.KeyValue
+	// RandomTraceID says whether TraceID was drawn at random (see Span.RandomTraceID).
+	RandomTraceID bool
 }
 
 // Span is a finished span, ready for a sink. Times are Unix nanoseconds.
@@ -56,6 +59,11 @@ type Span struct {
 	StatusDescription string
 	Events            []SpanEvent
 	Links             []Link
+	// RandomTraceID says whether TraceID was drawn at random, as W3C Trace Context
+	// level 2's random flag means. It is false for a trace ID derived from the flow, which
+	// another host derives alike: such an ID is predictable, and a sampler must not treat
+	// its bits as random.
+	RandomTraceID bool
 }
 
 // Sink receives finished spans. Export is called from the single goroutine that reads

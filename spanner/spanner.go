@@ -14,7 +14,11 @@ type Spanner struct {
 
 	packets packetTable
 	flows   flowTable
-	winSeq  uint64 // last window serial handed out
+	windows windowTable
+	aliases table[flowKey, alias]
+	held    heldStore
+	rate    tokenBucket
+	now     int64 // the latest time the Spanner was given
 
 	out   exportBuf
 	stats counters
@@ -45,6 +49,9 @@ func New(sink Sink, opts ...Option) *Spanner {
 		log:     cfg.log.With("component", "spanner"),
 		packets: newPacketTable(cfg.packets),
 		flows:   newFlowTable(cfg.flows),
+		aliases: newTable[flowKey, alias](cfg.aliases),
+		held:    newHeldStore(cfg.export.Held),
+		rate:    newTokenBucket(cfg.export.MaxSpansPerSecond, cfg.stages+1),
 	}
 }
 
@@ -56,9 +63,11 @@ func (s *Spanner) HandleEvent(ev *Event) {
 		st = unknownStage
 	}
 	t := ev.TimeUnixNano
+	s.now = max(s.now, t)
 
 	i, ok := s.packets.index[ev.SKB]
-	if ok && !s.packets.slab[i].freed && isNewSKB(&s.packets.slab[i], ev) {
+	if ok && (st.Clone || !s.packets.slab[i].freed && isNewSKB(&s.packets.slab[i], ev)) {
+		// A clone is a new skb: what was open at its address was freed unseen.
 		s.endPacket(i, endReused, s.packets.slab[i].last)
 		ok = false
 	}
@@ -71,25 +80,35 @@ func (s *Spanner) HandleEvent(ev *Event) {
 	if ok {
 		s.packets.lru.moveFront(i)
 	} else {
-		if s.packets.full() {
-			s.evictPacket()
-		}
-		i = s.packets.alloc(ev.SKB)
-		p := &s.packets.slab[i]
-		p.start, p.last = t, t
-		s.stats.packetsStarted.Add(1)
-		s.stats.packetsOpen.Add(1)
+		i = s.startPacket(ev, st)
 	}
 	p := &s.packets.slab[i]
 	p.events++
 	p.start, p.last = min(p.start, t), max(p.last, t)
+	p.segments = max(p.segments, ev.Segments)
 
-	if p.win == 0 {
-		if ev.Tuple.Valid() {
+	hasTuple := ev.Tuple.Valid()
+	if hasTuple && !p.tuple.Valid() {
+		p.setHeaders(ev)
+	}
+	if p.win < 0 {
+		if hasTuple {
 			s.join(p, ev)
 		}
-	} else if f := &s.flows.slab[p.flow]; f.win == p.win {
-		f.last = max(f.last, t)
+	} else {
+		w := &s.windows.slab[p.win]
+		if !w.closed {
+			w.last = max(w.last, t)
+		}
+		// A tuple or conntrack tuple not seen on this packet yet is a translation.
+		if hasTuple && ev.Tuple != p.lastTuple {
+			p.lastTuple = ev.Tuple
+			s.learnAlias(w, ev.Tuple)
+		}
+		if ev.CT.Valid() && ev.CT != p.lastCT {
+			p.lastCT = ev.CT
+			s.learnAlias(w, ev.CT)
+		}
 	}
 
 	s.addStage(p, ev, st.Name)
@@ -110,6 +129,46 @@ func (s *Spanner) HandleEvent(ev *Event) {
 	}
 }
 
+// startPacket opens a packet for ev's skb, making room when the table is full.
+func (s *Spanner) startPacket(ev *Event, st *Stage) int32 {
+	if s.packets.full() {
+		s.evictPacket()
+	}
+	i := s.packets.alloc(ev.SKB)
+	p := &s.packets.slab[i]
+	p.start, p.last, p.id = ev.TimeUnixNano, ev.TimeUnixNano, s.cfg.spanID()
+	s.stats.packetsStarted.Add(1)
+	s.stats.packetsOpen.Add(1)
+	if st.Clone {
+		s.startClone(p, ev)
+	}
+	return i
+}
+
+// startClone makes p, a new clone of ev.Parent, a packet of the parent's window when
+// the parent's packet is open in one, linked to the parent's packet span; otherwise p
+// joins a flow by its own tuple, as any packet.
+func (s *Spanner) startClone(p *packet, ev *Event) {
+	p.cloneOf = ev.Parent
+	s.stats.packetsCloned.Add(1)
+	pi, ok := s.packets.index[ev.Parent]
+	if !ok || ev.Parent == ev.SKB {
+		return
+	}
+	parent := &s.packets.slab[pi]
+	if parent.win < 0 {
+		return
+	}
+	p.linkTrace, p.linkSpan, p.linkRandom = parent.trace, parent.id, parent.random
+	if !ev.Tuple.Valid() {
+		// A clone shares its parent's headers.
+		p.tuple, p.lastTuple, p.tcp = parent.lastTuple, parent.lastTuple, parent.tcp
+		p.ifname, p.ifindex, p.netns, p.len, p.mark = parent.ifname, parent.ifindex, parent.netns, parent.len, parent.mark
+	}
+	p.lastCT = parent.lastCT
+	s.joinWindow(p, parent.win, ev.TimeUnixNano)
+}
+
 // Tick ends packets with no event for the packet timeout (a freed packet still waiting
 // for function exits keeps its freed or dropped end) and closes flow windows that
 // are due at now: grace elapsed after FIN/RST, idle, or too long. It also forgets closed
@@ -117,6 +176,7 @@ func (s *Spanner) HandleEvent(ev *Event) {
 // It visits every remembered flow, so call it periodically (about once a second), not
 // per event.
 func (s *Spanner) Tick(nowUnixNano int64) {
+	s.now = max(s.now, nowUnixNano)
 	for s.packets.lru.tail >= 0 {
 		i := s.packets.lru.tail
 		p := &s.packets.slab[i]
@@ -130,18 +190,19 @@ func (s *Spanner) Tick(nowUnixNano int64) {
 		switch {
 		case !f.used:
 		case f.open:
-			if cause, due := s.due(f, nowUnixNano); due {
+			if cause, due := s.due(&s.windows.slab[f.win], nowUnixNano); due {
 				s.closeWindow(int32(i), cause, nowUnixNano)
 			}
 		case nowUnixNano-f.closedAt >= s.cfg.idle:
-			s.flows.release(int32(i))
+			s.forgetFlow(int32(i))
 		}
 	}
 }
 
 // Flush is for shutdown: after closing what is due at now as Tick would, it ends every
 // open packet (pktspan.packet.end=flush) and every open window (pktspan.flow.close=shutdown),
-// exports them, and forgets all flows.
+// exports them as the export policy says (a window without a drop in export mode drops
+// leaves nothing), and forgets all flows.
 func (s *Spanner) Flush(nowUnixNano int64) {
 	s.Tick(nowUnixNano)
 	for s.packets.lru.tail >= 0 {
@@ -153,7 +214,7 @@ func (s *Spanner) Flush(nowUnixNano int64) {
 		if s.flows.slab[i].open {
 			s.closeWindow(i, closeShutdown, nowUnixNano)
 		}
-		s.flows.release(i)
+		s.forgetFlow(i)
 	}
 }
 

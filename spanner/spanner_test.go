@@ -2,7 +2,6 @@ package spanner
 
 import (
 	"context"
-	"log/slog"
 	"strconv"
 	"sync"
 	"testing"
@@ -225,7 +224,7 @@ func (d *discardSink) Stats() SinkStats { return SinkStats{} }
 
 func TestSteadyStateAllocatesFarLessThanOnePerSpan(t *testing.T) {
 	sink := &discardSink{}
-	f := newFlowFeeder(New(sink, WithLogger(slog.New(slog.DiscardHandler))))
+	f := newFlowFeeder(New(sink, WithLogger(discardLog)))
 	f.run(20000) // warm up tables, buffers and the address cache
 	before := sink.spans
 	const packets = 2000

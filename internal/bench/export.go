@@ -198,13 +198,20 @@ func pktspanResource(ctx context.Context) (*resource.Resource, error) {
 // sampled marks every span and link recorded, as pktspan's sink does.
 const sampled = trace.FlagsSampled
 
+// flags adds the W3C random flag where the trace ID is random, as pktspan's sink does.
+func flags(random bool) trace.TraceFlags { return sampled.WithRandom(random) }
+
 func (s *sdkSink) Export(group []spanner.Span) {
 	for i := range group {
 		sp := &group[i]
-		ctx := context.Background()
+		// The SDK gives a span its parent context's flags; a root takes them from a
+		// context holding flags and no IDs.
+		ctx := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+			TraceFlags: flags(sp.RandomTraceID),
+		}))
 		if sp.ParentID != (spanner.SpanID{}) {
 			ctx = trace.ContextWithSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{
-				TraceID: trace.TraceID(sp.TraceID), SpanID: trace.SpanID(sp.ParentID), TraceFlags: sampled,
+				TraceID: trace.TraceID(sp.TraceID), SpanID: trace.SpanID(sp.ParentID), TraceFlags: flags(sp.RandomTraceID),
 			}))
 		}
 		s.ids.trace, s.ids.span = trace.TraceID(sp.TraceID), trace.SpanID(sp.SpanID)
@@ -216,7 +223,7 @@ func (s *sdkSink) Export(group []spanner.Span) {
 		for _, l := range sp.Links {
 			s.opts = append(s.opts, trace.WithLinks(trace.Link{
 				SpanContext: trace.NewSpanContext(trace.SpanContextConfig{
-					TraceID: trace.TraceID(l.TraceID), SpanID: trace.SpanID(l.SpanID), TraceFlags: sampled,
+					TraceID: trace.TraceID(l.TraceID), SpanID: trace.SpanID(l.SpanID), TraceFlags: flags(l.RandomTraceID),
 				}),
 				Attributes: l.Attrs,
 			}))

@@ -35,6 +35,10 @@ const (
 	keyNFPF        = "pktspan.netfilter.pf"
 	keyNFVerdict   = "pktspan.netfilter.verdict"
 	keyRetval      = "pktspan.retval"
+	keyNATPost     = "pktspan.nat.post"
+	keyCloneOf     = "pktspan.skb.clone_of"
+	keySegments    = "pktspan.skb.segments"
+	keyFlowClose   = "pktspan.flow.close"
 	spanNamePacket = "packet"
 	stageKfreeSKB  = "skb:kfree_skb"
 )
@@ -75,9 +79,11 @@ func WithLocation(loc *time.Location) ConsoleOption {
 //	22:13:20.000004 0xffff888004a1c200 4026532281 veth0      10.0.0.1:40000 > 10.0.0.2:80 tcp [SYN]         nf_hook_slow           hook=PREROUTING pf=ipv4 verdict=ACCEPT ret=1 dur=5µs
 //	22:13:20.000120 0xffff888012345600 4026531840 eth0       10.0.0.1 > 10.0.0.2 icmp                       skb:kfree_skb          DROP NETFILTER_DROP nft_do_chain+0x1f3
 //
-// The first line of a packet ends with its trace ID, ready to paste into Jaeger. A
-// dropped packet's skb:kfree_skb line reads `DROP <reason> <location>`, in red on a
-// terminal.
+// The first line of a packet ends with its trace ID, ready to paste into Jaeger, after
+// the skb it was cloned from (clone_of=) and the wire packets a GSO skb stands for
+// (segs=) when they apply. From a stage where NAT rewrote the tuple on, TUPLE shows the
+// translated one. A dropped packet's skb:kfree_skb line reads `DROP <reason>
+// <location>`, in red on a terminal. A flow's line says why its window closed.
 type Console struct {
 	w     io.Writer
 	color bool
@@ -130,6 +136,7 @@ type packetView struct {
 	skb, netns, iface       string
 	transport, src, srcPort string
 	dst, dstPort, flags     string
+	nat                     string // the tuple after the latest translation, `a:p > b:q`
 }
 
 // Export prints a group: a packet span with its stages, or a closed flow's root span.
@@ -209,6 +216,9 @@ func (c *Console) appendPacket(group []spanner.Span) {
 		st := &stages[i]
 		if st != pkt {
 			v.update(st.Attrs)
+			if post := attrString(st.Attrs, keyNATPost); post != "" {
+				v.nat = post
+			}
 		}
 		var info strings.Builder
 		drop := dropped && (st.Name == stageKfreeSKB || (i == len(stages)-1 && !dropShown))
@@ -218,6 +228,12 @@ func (c *Console) appendPacket(group []spanner.Span) {
 		}
 		appendStageInfo(&info, st)
 		if i == 0 {
+			if parent := attrString(pkt.Attrs, keyCloneOf); parent != "" {
+				addField(&info, "clone_of="+parent)
+			}
+			if segs := attrString(pkt.Attrs, keySegments); segs != "" && segs != "1" {
+				addField(&info, "segs="+segs)
+			}
 			addField(&info, "trace="+hex.EncodeToString(pkt.TraceID[:]))
 		}
 		c.appendRow([]string{c.clock(st.StartUnixNano), v.skb, v.netns, v.iface, v.tupleString(), st.Name, info.String()},
@@ -276,7 +292,11 @@ func (c *Console) appendFlow(s *spanner.Span) {
 	var v packetView
 	v.update(s.Attrs)
 	var info strings.Builder
-	addField(&info, "closed")
+	if cause := attrString(s.Attrs, keyFlowClose); cause != "" {
+		addField(&info, "closed="+cause)
+	} else {
+		addField(&info, "closed")
+	}
 	if d := s.EndUnixNano - s.StartUnixNano; d > 0 {
 		addField(&info, "dur="+time.Duration(d).String())
 	}
@@ -327,13 +347,17 @@ func (v *packetView) update(attrs []attribute.KeyValue) {
 // tupleString renders `10.0.0.1:40000 > 10.0.0.2:80 tcp [SYN]`, without ports for
 // protocols that have none.
 func (v *packetView) tupleString() string {
-	if v.src == "" && v.dst == "" {
+	if v.src == "" && v.dst == "" && v.nat == "" {
 		return v.transport
 	}
 	var b strings.Builder
-	b.WriteString(hostPort(v.src, v.srcPort))
-	b.WriteString(" > ")
-	b.WriteString(hostPort(v.dst, v.dstPort))
+	if v.nat != "" {
+		b.WriteString(v.nat)
+	} else {
+		b.WriteString(hostPort(v.src, v.srcPort))
+		b.WriteString(" > ")
+		b.WriteString(hostPort(v.dst, v.dstPort))
+	}
 	if v.transport != "" {
 		b.WriteByte(' ')
 		b.WriteString(v.transport)

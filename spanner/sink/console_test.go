@@ -41,6 +41,7 @@ func TestConsoleGolden(t *testing.T) {
 		{"console_tcp.golden", [][]spanner.Span{tcpGroup()}},
 		{"console_drop.golden", [][]spanner.Span{dropGroup()}},
 		{"console_flow.golden", [][]spanner.Span{tcpGroup(), rootGroup()}},
+		{"console_nat_clone.golden", [][]spanner.Span{natCloneGroup()}},
 	} {
 		t.Run(tc.golden, func(t *testing.T) {
 			var out bytes.Buffer

@@ -47,6 +47,7 @@ func rootGroup() []spanner.Span {
 		attribute.Float64Slice("pktspan.test.floats", []float64{1.5, -2}),
 		attribute.StringSlice("pktspan.test.strings", []string{"a", "b\"c"}),
 		attribute.Int("pktspan.packets", 2),
+		attribute.String("pktspan.flow.close", "fin"),
 	)
 	return []spanner.Span{{
 		TraceID:       traceA,
@@ -57,9 +58,10 @@ func rootGroup() []spanner.Span {
 		EndUnixNano:   us(1500000),
 		Attrs:         attrs,
 		Links: []spanner.Link{{
-			TraceID: traceB,
-			SpanID:  sid(0x99),
-			Attrs:   []attribute.KeyValue{attribute.String("pktspan.link", "previous_window")},
+			TraceID:       traceB,
+			SpanID:        sid(0x99),
+			Attrs:         []attribute.KeyValue{attribute.String("pktspan.link", "previous_window")},
+			RandomTraceID: true,
 		}},
 	}}
 }
@@ -103,11 +105,12 @@ func tcpGroup() []spanner.Span {
 	}
 }
 
-// dropGroup is an ICMP echo dropped by an nftables rule in INPUT.
+// dropGroup is an ICMP echo dropped by an nftables rule in INPUT: not TCP, so its trace
+// ID is random.
 func dropGroup() []spanner.Span {
 	pkt := spanner.Span{
 		TraceID: traceB, SpanID: sid(0x11), ParentID: sid(0x10), Name: "packet", Kind: spanner.SpanKindInternal,
-		StartUnixNano: us(100), EndUnixNano: us(120),
+		StartUnixNano: us(100), EndUnixNano: us(120), RandomTraceID: true,
 		Attrs: []attribute.KeyValue{
 			attribute.String("network.transport", "icmp"),
 			attribute.String("network.type", "ipv4"),
@@ -135,7 +138,7 @@ func dropGroup() []spanner.Span {
 	stage := func(n byte, name string, start, end int64, attrs ...attribute.KeyValue) spanner.Span {
 		return spanner.Span{
 			TraceID: traceB, SpanID: sid(n), ParentID: sid(0x11), Name: name, Kind: spanner.SpanKindInternal,
-			StartUnixNano: us(start), EndUnixNano: us(end), Attrs: attrs,
+			StartUnixNano: us(start), EndUnixNano: us(end), Attrs: attrs, RandomTraceID: true,
 		}
 	}
 	return []spanner.Span{
@@ -147,5 +150,48 @@ func dropGroup() []spanner.Span {
 			attribute.String("pktspan.netfilter.verdict", "DROP"),
 			attribute.Int64("pktspan.retval", -1)),
 		stage(0x14, "skb:kfree_skb", 120, 120),
+	}
+}
+
+// natCloneGroup is a clone of tcpGroup's skb (GSO, two wire packets) leaving through a
+// masquerade: the POSTROUTING nf_hook_slow stage rewrote its source. Its packet span
+// links to the packet span of the skb it was cloned from.
+func natCloneGroup() []spanner.Span {
+	pkt := spanner.Span{
+		TraceID: traceA, SpanID: sid(0x21), ParentID: rootID, Name: "packet", Kind: spanner.SpanKindInternal,
+		StartUnixNano: us(200), EndUnixNano: us(230),
+		Attrs: append(tupleAttrs("ACK"),
+			attribute.String("pktspan.nat.pre", "10.0.0.1:40000 > 10.0.0.2:80"),
+			attribute.String("pktspan.nat.post", "192.0.2.1:61000 > 10.0.0.2:80"),
+			attribute.String("network.interface.name", "eth0"),
+			attribute.Int("pktspan.ifindex", 2),
+			attribute.Int64("pktspan.netns", 4026531840),
+			attribute.String("pktspan.skb.address", "0xffff888004a1d000"),
+			attribute.String("pktspan.skb.clone_of", "0xffff888004a1c200"),
+			attribute.Int("pktspan.skb.len", 2948),
+			attribute.Int("pktspan.skb.mark", 0),
+			attribute.Int("pktspan.skb.segments", 2),
+		),
+		Links: []spanner.Link{{TraceID: traceA, SpanID: sid(1)}},
+	}
+	stage := func(n byte, name string, start, end int64, attrs ...attribute.KeyValue) spanner.Span {
+		return spanner.Span{
+			TraceID: traceA, SpanID: sid(n), ParentID: sid(0x21), Name: name, Kind: spanner.SpanKindInternal,
+			StartUnixNano: us(start), EndUnixNano: us(end), Attrs: attrs,
+		}
+	}
+	return []spanner.Span{
+		pkt,
+		stage(0x22, "skb_clone", 200, 200, attribute.Int64("pktspan.retval", -131387208134656)),
+		stage(0x23, "nf_hook_slow", 205, 210,
+			attribute.String("pktspan.nat.pre", "10.0.0.1:40000 > 10.0.0.2:80"),
+			attribute.String("pktspan.nat.post", "192.0.2.1:61000 > 10.0.0.2:80"),
+			attribute.String("pktspan.netfilter.hook", "POSTROUTING"),
+			attribute.String("pktspan.netfilter.pf", "ipv4"),
+			attribute.String("pktspan.netfilter.verdict", "ACCEPT"),
+			attribute.Int64("pktspan.retval", 1)),
+		stage(0x24, "net:net_dev_queue", 221, 221),
+		stage(0x25, "net:net_dev_xmit", 225, 225),
+		stage(0x26, "skb:consume_skb", 230, 230),
 	}
 }

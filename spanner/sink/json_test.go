@@ -61,7 +61,7 @@ func TestJSONRoundTrip(t *testing.T) {
 	var out bytes.Buffer
 	j := NewJSON(&out)
 	var want []spanner.Span
-	for _, g := range [][]spanner.Span{tcpGroup(), dropGroup(), rootGroup()} {
+	for _, g := range [][]spanner.Span{tcpGroup(), dropGroup(), rootGroup(), natCloneGroup()} {
 		j.Export(g)
 		want = append(want, g...)
 	}

@@ -128,7 +128,7 @@ func TestOTLPExportsEveryField(t *testing.T) {
 		t.Fatal(err)
 	}
 	var want []spanner.Span
-	for _, g := range [][]spanner.Span{tcpGroup(), dropGroup(), rootGroup()} {
+	for _, g := range [][]spanner.Span{tcpGroup(), dropGroup(), rootGroup(), natCloneGroup()} {
 		o.Export(g)
 		want = append(want, g...)
 		// The caller reuses its buffers: the sink must have copied what it needs.
@@ -195,8 +195,8 @@ func checkSpan(t *testing.T, got *tracepb.Span, want *spanner.Span) {
 	if got.StartTimeUnixNano != uint64(want.StartUnixNano) || got.EndTimeUnixNano != wantEnd {
 		t.Errorf("%s: times %d..%d, want %d..%d", name, got.StartTimeUnixNano, got.EndTimeUnixNano, want.StartUnixNano, wantEnd)
 	}
-	if got.Flags&0x02 != 0 || got.Flags&0x100 == 0 || got.Flags&0x200 != 0 {
-		t.Errorf("%s: flags %#x: want has-is-remote, not remote, no random bit", name, got.Flags)
+	if want := wantFlags(want.RandomTraceID); got.Flags != want {
+		t.Errorf("%s: flags %#x, want %#x: sampled, has-is-remote, not remote, random bit iff the trace ID is random", name, got.Flags, want)
 	}
 	checkAttrs(t, name, got.Attributes, want.Attrs)
 	wantCode := map[spanner.StatusCode]tracepb.Status_StatusCode{
@@ -222,11 +222,20 @@ func checkSpan(t *testing.T, got *tracepb.Span, want *spanner.Span) {
 	}
 	for i, l := range want.Links {
 		g := got.Links[i]
-		if !bytes.Equal(g.TraceId, l.TraceID[:]) || !bytes.Equal(g.SpanId, l.SpanID[:]) || g.Flags&0x02 != 0 {
+		if !bytes.Equal(g.TraceId, l.TraceID[:]) || !bytes.Equal(g.SpanId, l.SpanID[:]) || g.Flags != wantFlags(l.RandomTraceID) {
 			t.Errorf("%s: link %x/%x flags %#x, want %x/%x", name, g.TraceId, g.SpanId, g.Flags, l.TraceID, l.SpanID)
 		}
 		checkAttrs(t, name+" link", g.Attributes, l.Attrs)
 	}
+}
+
+// wantFlags spells out OTLP's span flags: W3C sampled (0x01), W3C random (0x02) for a
+// random trace ID only, and has-is-remote (0x100) without is-remote (0x200).
+func wantFlags(random bool) uint32 {
+	if random {
+		return 0x103
+	}
+	return 0x101
 }
 
 func checkAttrs(t *testing.T, where string, got []*commonpb.KeyValue, want []attribute.KeyValue) {
@@ -336,7 +345,7 @@ func encodeAndDecode(t *testing.T, group []spanner.Span) []*tracepb.Span {
 
 func TestOTLPEncodingMatchesProtobuf(t *testing.T) {
 	// Every field and attribute type, long enough that lengths take more than a byte.
-	group := append(append(tcpGroup(), dropGroup()...), rootGroup()...)
+	group := append(append(append(tcpGroup(), dropGroup()...), rootGroup()...), natCloneGroup()...)
 	group[0].Attrs = append(group[0].Attrs, attribute.String("pktspan.test.long", strings.Repeat("x", 300)))
 	for i, got := range encodeAndDecode(t, group) {
 		checkSpan(t, got, &group[i])

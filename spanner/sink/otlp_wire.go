@@ -18,10 +18,21 @@ import (
 // left out and oneof members are always written, as protobuf-go's Marshal does, so a
 // receiver decodes exactly the messages pktspan used to build.
 
-// spanFlags marks the parent as known to be local and leaves the W3C random bit clear:
-// DESIGN.md derives trace IDs from flows (issue 4), so they are never declared random.
-// Sampled is set since every exported span was recorded.
-const spanFlags = uint32(tracepb.SpanFlags_SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK) | 0x01
+// Span and link flags: the low byte is the W3C trace flags, sampled always (every
+// exported span was recorded) and random (Trace Context level 2) only for a trace ID
+// drawn at random; a trace ID derived from a connection is predictable and must not
+// claim it. Above it, the parent is marked as known to be local.
+const (
+	flagsBase   = uint32(tracepb.SpanFlags_SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK) | 0x01
+	flagsRandom = 0x02
+)
+
+func spanFlags(random bool) uint32 {
+	if random {
+		return flagsBase | flagsRandom
+	}
+	return flagsBase
+}
 
 // minDuration is the length given to instants (tracepoint stages): Jaeger treats a span
 // whose end equals its start as a negative duration and warns on every such span.
@@ -168,7 +179,7 @@ func appendSpan(b []byte, s *spanner.Span) []byte {
 		b = appendBytesField(b, linkTraceID, l.TraceID[:])
 		b = appendBytesField(b, linkSpanID, l.SpanID[:])
 		b = appendAttrs(b, linkAttributes, l.Attrs)
-		b = appendFixed32Field(b, linkFlags, spanFlags)
+		b = appendFixed32Field(b, linkFlags, spanFlags(l.RandomTraceID))
 		b = closeMessage(b, ls)
 	}
 	var code tracepb.Status_StatusCode
@@ -187,7 +198,7 @@ func appendSpan(b []byte, s *spanner.Span) []byte {
 		b = appendVarintField(b, statusCode, uint64(code))
 		b = closeMessage(b, ss)
 	}
-	b = appendFixed32Field(b, spanFlagsField, spanFlags)
+	b = appendFixed32Field(b, spanFlagsField, spanFlags(s.RandomTraceID))
 	return closeMessage(b, start)
 }
 
