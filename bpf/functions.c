@@ -7,6 +7,7 @@
  * in it. fentry/fexit (BTF trampolines) where the kernel has them, kprobe and
  * kretprobe otherwise. User space loads this object once per function, with
  * its own constants below, and shares the maps of the tracepoint family.
+ * skb_clone has programs of its own: a clone of a followed skb is followed too.
  */
 #include "skb.h"
 
@@ -40,13 +41,15 @@ static __always_inline void on_enter(struct sk_buff *skb, struct nf_hook_state *
 		ev.nf_hook = BPF_CORE_READ(state, hook);
 		ev.nf_pf = BPF_CORE_READ(state, pf);
 	}
-	if (!follow(&ev, FOLLOW))
+	bool fresh;
+	if (!follow(&ev, skb, FOLLOW, &fresh))
 		return;
+	read_followed(&ev, skb);
 	struct call_key key = { .pid_tgid = bpf_get_current_pid_tgid(), .skb = keyed ? ev.skb : 0, .probe = probe_id };
 	struct call c = { .skb = ev.skb, .nf_hook = ev.nf_hook, .nf_pf = ev.nf_pf };
 	if (bpf_map_update_elem(&calls, &key, &c, BPF_ANY))
 		count(COUNTER_CALLS_FULL);
-	emit(&ev);
+	send(&ev, fresh);
 }
 
 static __always_inline void on_exit(__s64 ret, __u64 skb)
@@ -72,7 +75,7 @@ static __always_inline void on_exit(__s64 ret, __u64 skb)
 		ev.nf_verdict = r == 1 ? NF_ACCEPT : r < 0 ? NF_DROP : NF_STOLEN;
 	}
 	bpf_map_delete_elem(&calls, &key);
-	emit(&ev);
+	send(&ev, false);
 }
 
 /*
@@ -120,5 +123,69 @@ SEC("kretprobe")
 int kretprobe_skb(struct pt_regs *ctx)
 {
 	on_exit((__s64)PT_REGS_RC(ctx), 0);
+	return 0;
+}
+
+/*
+ * skb_clone's return. The clone of a followed skb is followed too, remembered with the
+ * original's identity; its first event names the original, which skb_clone leaves
+ * valid and unchanged.
+ */
+static __always_inline void on_clone(__u64 orig, struct sk_buff *clone)
+{
+	if (!clone)
+		return;
+	struct track *t = bpf_map_lookup_elem(&tracked, &orig);
+	if (!t)
+		return;
+	struct track nt = *t;
+	struct event ev;
+	init_event(&ev, clone, PROBE_SKB_CLONE, EVENT_INSTANT);
+	ev.parent = orig;
+	read_tuple(&ev, clone, L3_NETWORK_HEADER);
+	read_followed(&ev, clone);
+	read_dev(&ev, BPF_CORE_READ(clone, dev));
+	read_sock_netns(&ev, BPF_CORE_READ(clone, sk));
+	__u64 key = ev.skb;
+	if (bpf_map_update_elem(&tracked, &key, &nt, BPF_ANY))
+		count(COUNTER_TRACK_FAIL);
+	else
+		count(COUNTER_TRACK_INSERT);
+	send(&ev, true);
+}
+
+SEC("fexit")
+int fexit_skb_clone(__u64 *ctx)
+{
+	__u64 ret = 0;
+	bpf_get_func_ret(ctx, &ret);
+	on_clone(ctx[0], (void *)ret);
+	return 0;
+}
+
+/* kretprobe sees no arguments: the entry leaves the original for it, when followed. */
+SEC("kprobe")
+int kprobe_skb_clone(struct pt_regs *ctx)
+{
+	__u64 skb = PT_REGS_PARM1(ctx);
+	if (!bpf_map_lookup_elem(&tracked, &skb))
+		return 0;
+	struct call_key key = { .pid_tgid = bpf_get_current_pid_tgid(), .probe = PROBE_SKB_CLONE };
+	struct call c = { .skb = skb };
+	if (bpf_map_update_elem(&calls, &key, &c, BPF_ANY))
+		count(COUNTER_CALLS_FULL);
+	return 0;
+}
+
+SEC("kretprobe")
+int kretprobe_skb_clone(struct pt_regs *ctx)
+{
+	struct call_key key = { .pid_tgid = bpf_get_current_pid_tgid(), .probe = PROBE_SKB_CLONE };
+	struct call *c = bpf_map_lookup_elem(&calls, &key);
+	if (!c)
+		return 0;
+	__u64 orig = c->skb;
+	bpf_map_delete_elem(&calls, &key);
+	on_clone(orig, (void *)PT_REGS_RC(ctx));
 	return 0;
 }

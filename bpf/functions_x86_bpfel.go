@@ -16,30 +16,36 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	FunctionsMapCalls          = "calls"
-	FunctionsMapCounters       = "counters"
-	FunctionsMapEvents         = "events"
-	FunctionsMapTracked        = "tracked"
-	FunctionsProgFentrySkb0    = "fentry_skb_0"
-	FunctionsProgFentrySkb1    = "fentry_skb_1"
-	FunctionsProgFentrySkb2    = "fentry_skb_2"
-	FunctionsProgFentrySkb3    = "fentry_skb_3"
-	FunctionsProgFentrySkb4    = "fentry_skb_4"
-	FunctionsProgFexitSkb0     = "fexit_skb_0"
-	FunctionsProgFexitSkb1     = "fexit_skb_1"
-	FunctionsProgFexitSkb2     = "fexit_skb_2"
-	FunctionsProgFexitSkb3     = "fexit_skb_3"
-	FunctionsProgFexitSkb4     = "fexit_skb_4"
-	FunctionsProgKprobeSkb0    = "kprobe_skb_0"
-	FunctionsProgKprobeSkb1    = "kprobe_skb_1"
-	FunctionsProgKprobeSkb2    = "kprobe_skb_2"
-	FunctionsProgKprobeSkb3    = "kprobe_skb_3"
-	FunctionsProgKprobeSkb4    = "kprobe_skb_4"
-	FunctionsProgKretprobeSkb  = "kretprobe_skb"
-	FunctionsVarEventBtfAnchor = "event_btf_anchor"
-	FunctionsVarFilter         = "filter"
-	FunctionsVarIsNfHook       = "is_nf_hook"
-	FunctionsVarProbeId        = "probe_id"
+	FunctionsMapCalls              = "calls"
+	FunctionsMapCounters           = "counters"
+	FunctionsMapEvents             = "events"
+	FunctionsMapPending            = "pending"
+	FunctionsMapPendingScratch     = "pending_scratch"
+	FunctionsMapTracked            = "tracked"
+	FunctionsProgFentrySkb0        = "fentry_skb_0"
+	FunctionsProgFentrySkb1        = "fentry_skb_1"
+	FunctionsProgFentrySkb2        = "fentry_skb_2"
+	FunctionsProgFentrySkb3        = "fentry_skb_3"
+	FunctionsProgFentrySkb4        = "fentry_skb_4"
+	FunctionsProgFexitSkb0         = "fexit_skb_0"
+	FunctionsProgFexitSkb1         = "fexit_skb_1"
+	FunctionsProgFexitSkb2         = "fexit_skb_2"
+	FunctionsProgFexitSkb3         = "fexit_skb_3"
+	FunctionsProgFexitSkb4         = "fexit_skb_4"
+	FunctionsProgFexitSkbClone     = "fexit_skb_clone"
+	FunctionsProgKprobeSkb0        = "kprobe_skb_0"
+	FunctionsProgKprobeSkb1        = "kprobe_skb_1"
+	FunctionsProgKprobeSkb2        = "kprobe_skb_2"
+	FunctionsProgKprobeSkb3        = "kprobe_skb_3"
+	FunctionsProgKprobeSkb4        = "kprobe_skb_4"
+	FunctionsProgKprobeSkbClone    = "kprobe_skb_clone"
+	FunctionsProgKretprobeSkb      = "kretprobe_skb"
+	FunctionsProgKretprobeSkbClone = "kretprobe_skb_clone"
+	FunctionsVarEventBtfAnchor     = "event_btf_anchor"
+	FunctionsVarFilter             = "filter"
+	FunctionsVarIsNfHook           = "is_nf_hook"
+	FunctionsVarKcfg               = "kcfg"
+	FunctionsVarProbeId            = "probe_id"
 )
 
 // LoadFunctions returns the embedded CollectionSpec for Functions.
@@ -84,32 +90,37 @@ type FunctionsSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type FunctionsProgramSpecs struct {
-	FentrySkb0   *ebpf.ProgramSpec `ebpf:"fentry_skb_0"`
-	FentrySkb1   *ebpf.ProgramSpec `ebpf:"fentry_skb_1"`
-	FentrySkb2   *ebpf.ProgramSpec `ebpf:"fentry_skb_2"`
-	FentrySkb3   *ebpf.ProgramSpec `ebpf:"fentry_skb_3"`
-	FentrySkb4   *ebpf.ProgramSpec `ebpf:"fentry_skb_4"`
-	FexitSkb0    *ebpf.ProgramSpec `ebpf:"fexit_skb_0"`
-	FexitSkb1    *ebpf.ProgramSpec `ebpf:"fexit_skb_1"`
-	FexitSkb2    *ebpf.ProgramSpec `ebpf:"fexit_skb_2"`
-	FexitSkb3    *ebpf.ProgramSpec `ebpf:"fexit_skb_3"`
-	FexitSkb4    *ebpf.ProgramSpec `ebpf:"fexit_skb_4"`
-	KprobeSkb0   *ebpf.ProgramSpec `ebpf:"kprobe_skb_0"`
-	KprobeSkb1   *ebpf.ProgramSpec `ebpf:"kprobe_skb_1"`
-	KprobeSkb2   *ebpf.ProgramSpec `ebpf:"kprobe_skb_2"`
-	KprobeSkb3   *ebpf.ProgramSpec `ebpf:"kprobe_skb_3"`
-	KprobeSkb4   *ebpf.ProgramSpec `ebpf:"kprobe_skb_4"`
-	KretprobeSkb *ebpf.ProgramSpec `ebpf:"kretprobe_skb"`
+	FentrySkb0        *ebpf.ProgramSpec `ebpf:"fentry_skb_0"`
+	FentrySkb1        *ebpf.ProgramSpec `ebpf:"fentry_skb_1"`
+	FentrySkb2        *ebpf.ProgramSpec `ebpf:"fentry_skb_2"`
+	FentrySkb3        *ebpf.ProgramSpec `ebpf:"fentry_skb_3"`
+	FentrySkb4        *ebpf.ProgramSpec `ebpf:"fentry_skb_4"`
+	FexitSkb0         *ebpf.ProgramSpec `ebpf:"fexit_skb_0"`
+	FexitSkb1         *ebpf.ProgramSpec `ebpf:"fexit_skb_1"`
+	FexitSkb2         *ebpf.ProgramSpec `ebpf:"fexit_skb_2"`
+	FexitSkb3         *ebpf.ProgramSpec `ebpf:"fexit_skb_3"`
+	FexitSkb4         *ebpf.ProgramSpec `ebpf:"fexit_skb_4"`
+	FexitSkbClone     *ebpf.ProgramSpec `ebpf:"fexit_skb_clone"`
+	KprobeSkb0        *ebpf.ProgramSpec `ebpf:"kprobe_skb_0"`
+	KprobeSkb1        *ebpf.ProgramSpec `ebpf:"kprobe_skb_1"`
+	KprobeSkb2        *ebpf.ProgramSpec `ebpf:"kprobe_skb_2"`
+	KprobeSkb3        *ebpf.ProgramSpec `ebpf:"kprobe_skb_3"`
+	KprobeSkb4        *ebpf.ProgramSpec `ebpf:"kprobe_skb_4"`
+	KprobeSkbClone    *ebpf.ProgramSpec `ebpf:"kprobe_skb_clone"`
+	KretprobeSkb      *ebpf.ProgramSpec `ebpf:"kretprobe_skb"`
+	KretprobeSkbClone *ebpf.ProgramSpec `ebpf:"kretprobe_skb_clone"`
 }
 
 // FunctionsMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type FunctionsMapSpecs struct {
-	Calls    *ebpf.MapSpec `ebpf:"calls"`
-	Counters *ebpf.MapSpec `ebpf:"counters"`
-	Events   *ebpf.MapSpec `ebpf:"events"`
-	Tracked  *ebpf.MapSpec `ebpf:"tracked"`
+	Calls          *ebpf.MapSpec `ebpf:"calls"`
+	Counters       *ebpf.MapSpec `ebpf:"counters"`
+	Events         *ebpf.MapSpec `ebpf:"events"`
+	Pending        *ebpf.MapSpec `ebpf:"pending"`
+	PendingScratch *ebpf.MapSpec `ebpf:"pending_scratch"`
+	Tracked        *ebpf.MapSpec `ebpf:"tracked"`
 }
 
 // FunctionsVariableSpecs contains global variables before they are loaded into the kernel.
@@ -119,6 +130,7 @@ type FunctionsVariableSpecs struct {
 	EventBtfAnchor *ebpf.VariableSpec `ebpf:"event_btf_anchor"`
 	Filter         *ebpf.VariableSpec `ebpf:"filter"`
 	IsNfHook       *ebpf.VariableSpec `ebpf:"is_nf_hook"`
+	Kcfg           *ebpf.VariableSpec `ebpf:"kcfg"`
 	ProbeId        *ebpf.VariableSpec `ebpf:"probe_id"`
 }
 
@@ -142,10 +154,12 @@ func (o *FunctionsObjects) Close() error {
 //
 // It can be passed to LoadFunctionsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type FunctionsMaps struct {
-	Calls    *ebpf.Map `ebpf:"calls"`
-	Counters *ebpf.Map `ebpf:"counters"`
-	Events   *ebpf.Map `ebpf:"events"`
-	Tracked  *ebpf.Map `ebpf:"tracked"`
+	Calls          *ebpf.Map `ebpf:"calls"`
+	Counters       *ebpf.Map `ebpf:"counters"`
+	Events         *ebpf.Map `ebpf:"events"`
+	Pending        *ebpf.Map `ebpf:"pending"`
+	PendingScratch *ebpf.Map `ebpf:"pending_scratch"`
+	Tracked        *ebpf.Map `ebpf:"tracked"`
 }
 
 func (m *FunctionsMaps) Close() error {
@@ -153,6 +167,8 @@ func (m *FunctionsMaps) Close() error {
 		m.Calls,
 		m.Counters,
 		m.Events,
+		m.Pending,
+		m.PendingScratch,
 		m.Tracked,
 	)
 }
@@ -164,6 +180,7 @@ type FunctionsVariables struct {
 	EventBtfAnchor *ebpf.Variable `ebpf:"event_btf_anchor"`
 	Filter         *ebpf.Variable `ebpf:"filter"`
 	IsNfHook       *ebpf.Variable `ebpf:"is_nf_hook"`
+	Kcfg           *ebpf.Variable `ebpf:"kcfg"`
 	ProbeId        *ebpf.Variable `ebpf:"probe_id"`
 }
 
@@ -171,22 +188,25 @@ type FunctionsVariables struct {
 //
 // It can be passed to LoadFunctionsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type FunctionsPrograms struct {
-	FentrySkb0   *ebpf.Program `ebpf:"fentry_skb_0"`
-	FentrySkb1   *ebpf.Program `ebpf:"fentry_skb_1"`
-	FentrySkb2   *ebpf.Program `ebpf:"fentry_skb_2"`
-	FentrySkb3   *ebpf.Program `ebpf:"fentry_skb_3"`
-	FentrySkb4   *ebpf.Program `ebpf:"fentry_skb_4"`
-	FexitSkb0    *ebpf.Program `ebpf:"fexit_skb_0"`
-	FexitSkb1    *ebpf.Program `ebpf:"fexit_skb_1"`
-	FexitSkb2    *ebpf.Program `ebpf:"fexit_skb_2"`
-	FexitSkb3    *ebpf.Program `ebpf:"fexit_skb_3"`
-	FexitSkb4    *ebpf.Program `ebpf:"fexit_skb_4"`
-	KprobeSkb0   *ebpf.Program `ebpf:"kprobe_skb_0"`
-	KprobeSkb1   *ebpf.Program `ebpf:"kprobe_skb_1"`
-	KprobeSkb2   *ebpf.Program `ebpf:"kprobe_skb_2"`
-	KprobeSkb3   *ebpf.Program `ebpf:"kprobe_skb_3"`
-	KprobeSkb4   *ebpf.Program `ebpf:"kprobe_skb_4"`
-	KretprobeSkb *ebpf.Program `ebpf:"kretprobe_skb"`
+	FentrySkb0        *ebpf.Program `ebpf:"fentry_skb_0"`
+	FentrySkb1        *ebpf.Program `ebpf:"fentry_skb_1"`
+	FentrySkb2        *ebpf.Program `ebpf:"fentry_skb_2"`
+	FentrySkb3        *ebpf.Program `ebpf:"fentry_skb_3"`
+	FentrySkb4        *ebpf.Program `ebpf:"fentry_skb_4"`
+	FexitSkb0         *ebpf.Program `ebpf:"fexit_skb_0"`
+	FexitSkb1         *ebpf.Program `ebpf:"fexit_skb_1"`
+	FexitSkb2         *ebpf.Program `ebpf:"fexit_skb_2"`
+	FexitSkb3         *ebpf.Program `ebpf:"fexit_skb_3"`
+	FexitSkb4         *ebpf.Program `ebpf:"fexit_skb_4"`
+	FexitSkbClone     *ebpf.Program `ebpf:"fexit_skb_clone"`
+	KprobeSkb0        *ebpf.Program `ebpf:"kprobe_skb_0"`
+	KprobeSkb1        *ebpf.Program `ebpf:"kprobe_skb_1"`
+	KprobeSkb2        *ebpf.Program `ebpf:"kprobe_skb_2"`
+	KprobeSkb3        *ebpf.Program `ebpf:"kprobe_skb_3"`
+	KprobeSkb4        *ebpf.Program `ebpf:"kprobe_skb_4"`
+	KprobeSkbClone    *ebpf.Program `ebpf:"kprobe_skb_clone"`
+	KretprobeSkb      *ebpf.Program `ebpf:"kretprobe_skb"`
+	KretprobeSkbClone *ebpf.Program `ebpf:"kretprobe_skb_clone"`
 }
 
 func (p *FunctionsPrograms) Close() error {
@@ -201,12 +221,15 @@ func (p *FunctionsPrograms) Close() error {
 		p.FexitSkb2,
 		p.FexitSkb3,
 		p.FexitSkb4,
+		p.FexitSkbClone,
 		p.KprobeSkb0,
 		p.KprobeSkb1,
 		p.KprobeSkb2,
 		p.KprobeSkb3,
 		p.KprobeSkb4,
+		p.KprobeSkbClone,
 		p.KretprobeSkb,
+		p.KretprobeSkbClone,
 	)
 }
 

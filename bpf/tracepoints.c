@@ -16,8 +16,11 @@ static __always_inline int on_receive(struct sk_buff *skb)
 	init_event(&ev, skb, PROBE_NETIF_RECEIVE_SKB, EVENT_INSTANT);
 	read_tuple(&ev, skb, L3_DATA);
 	read_dev(&ev, BPF_CORE_READ(skb, dev));
-	if (follow(&ev, FOLLOW))
-		emit(&ev);
+	bool fresh;
+	if (follow(&ev, skb, FOLLOW, &fresh)) {
+		read_followed(&ev, skb);
+		send(&ev, fresh);
+	}
 	return 0;
 }
 
@@ -27,8 +30,11 @@ static __always_inline int on_queue(struct sk_buff *skb)
 	init_event(&ev, skb, PROBE_NET_DEV_QUEUE, EVENT_INSTANT);
 	read_tuple(&ev, skb, L3_NETWORK_HEADER);
 	read_dev(&ev, BPF_CORE_READ(skb, dev));
-	if (follow(&ev, FOLLOW))
-		emit(&ev);
+	bool fresh;
+	if (follow(&ev, skb, FOLLOW, &fresh)) {
+		read_followed(&ev, skb);
+		send(&ev, fresh);
+	}
 	return 0;
 }
 
@@ -51,7 +57,7 @@ static __always_inline int on_xmit(struct sk_buff *skb, int rc, struct net_devic
 	ev.len = len;
 	ev.retval = rc;
 	read_dev(&ev, dev);
-	emit(&ev);
+	send(&ev, false);
 	return 0;
 }
 
@@ -64,8 +70,11 @@ static __always_inline int on_free(struct sk_buff *skb, __u16 probe, void *locat
 	read_tuple(&ev, skb, L3_NETWORK_HEADER);
 	read_dev(&ev, BPF_CORE_READ(skb, dev));
 	read_sock_netns(&ev, BPF_CORE_READ(skb, sk));
-	if (follow(&ev, FOLLOW_FREE))
-		emit(&ev);
+	bool fresh;
+	if (follow(&ev, skb, FOLLOW_FREE, &fresh)) {
+		read_followed(&ev, skb);
+		send_free(&ev, fresh);
+	}
 	return 0;
 }
 
@@ -80,8 +89,11 @@ static __always_inline int on_copy_datagram(struct sk_buff *skb, int len)
 	ev.retval = len;
 	read_tuple(&ev, skb, L3_NETWORK_HEADER);
 	read_sock_netns(&ev, BPF_CORE_READ(skb, sk));
-	if (follow(&ev, FOLLOW_DELIVER))
-		emit(&ev);
+	bool fresh;
+	if (follow(&ev, skb, FOLLOW_DELIVER, &fresh)) {
+		read_followed(&ev, skb);
+		send(&ev, fresh);
+	}
 	return 0;
 }
 
@@ -96,8 +108,11 @@ static __always_inline int on_retransmit(struct sock *sk, struct sk_buff *skb)
 	init_event(&ev, skb, PROBE_TCP_RETRANSMIT_SKB, EVENT_INSTANT);
 	read_sock_tuple(&ev, sk);
 	read_sock_netns(&ev, sk);
-	if (follow(&ev, FOLLOW_PEEK))
-		emit(&ev);
+	bool fresh;
+	if (follow(&ev, skb, FOLLOW_PEEK, &fresh)) {
+		read_followed(&ev, skb);
+		send(&ev, fresh);
+	}
 	return 0;
 }
 

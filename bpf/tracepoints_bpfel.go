@@ -17,6 +17,7 @@ type TracepointsEvent struct {
 	_          structs.HostLayout
 	TsNs       uint64
 	Skb        uint64
+	Parent     uint64
 	Location   uint64
 	Retval     int64
 	Netns      uint32
@@ -40,17 +41,27 @@ type TracepointsEvent struct {
 	Saddr      [16]uint8
 	Daddr      [16]uint8
 	Ifname     [16]int8
+	CtSaddr    [16]uint8
+	CtDaddr    [16]uint8
+	CtSport    uint16
+	CtDport    uint16
+	GsoSegs    uint16
+	CtL3       uint8
+	CtL4       uint8
 }
 
 type TracepointsFilterCfg struct {
-	_        structs.HostLayout
-	N_addrs  uint32
-	N_ports  uint32
-	N_protos uint32
-	N_ifaces uint32
-	N_netns  uint32
-	Pad0     uint32
-	Addrs    [16]struct {
+	_         structs.HostLayout
+	N_addrs   uint32
+	N_ports   uint32
+	N_protos  uint32
+	N_ifaces  uint32
+	N_netns   uint32
+	N_vlans   uint32
+	N_marks   uint32
+	DropsOnly uint8
+	Pad0      [3]uint8
+	Addrs     [16]struct {
 		_      structs.HostLayout
 		Addr   [4]uint32
 		Mask   [4]uint32
@@ -61,6 +72,34 @@ type TracepointsFilterCfg struct {
 	Protos [4]uint8
 	Netns  [8]uint32
 	Ifaces [8][16]int8
+	Vlans  [8]uint16
+	Marks  [8]struct {
+		_     structs.HostLayout
+		Value uint32
+		Mask  uint32
+	}
+}
+
+type TracepointsKernelCfg struct {
+	_          structs.HostLayout
+	CtTuple    uint32
+	CtSrcAddr  uint16
+	CtSrcPort  uint16
+	CtL3num    uint16
+	CtDstAddr  uint16
+	CtDstPort  uint16
+	CtProtonum uint16
+	N_notDrops uint32
+	NotDrops   [4]uint32
+}
+
+type TracepointsPending struct {
+	_        structs.HostLayout
+	Count    uint32
+	State    uint8
+	Overflow uint8
+	Pad      [2]uint8
+	Events   [15]TracepointsEvent
 }
 
 type TracepointsTrack struct {
@@ -79,6 +118,8 @@ type TracepointsTrack struct {
 const (
 	TracepointsMapCounters                   = "counters"
 	TracepointsMapEvents                     = "events"
+	TracepointsMapPending                    = "pending"
+	TracepointsMapPendingScratch             = "pending_scratch"
 	TracepointsMapTracked                    = "tracked"
 	TracepointsProgRawTpConsumeSkb           = "raw_tp_consume_skb"
 	TracepointsProgRawTpKfreeSkb             = "raw_tp_kfree_skb"
@@ -96,6 +137,7 @@ const (
 	TracepointsProgTpBtfTcpRetransmitSkb     = "tp_btf_tcp_retransmit_skb"
 	TracepointsVarEventBtfAnchor             = "event_btf_anchor"
 	TracepointsVarFilter                     = "filter"
+	TracepointsVarKcfg                       = "kcfg"
 )
 
 // LoadTracepoints returns the embedded CollectionSpec for Tracepoints.
@@ -160,9 +202,11 @@ type TracepointsProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type TracepointsMapSpecs struct {
-	Counters *ebpf.MapSpec `ebpf:"counters"`
-	Events   *ebpf.MapSpec `ebpf:"events"`
-	Tracked  *ebpf.MapSpec `ebpf:"tracked"`
+	Counters       *ebpf.MapSpec `ebpf:"counters"`
+	Events         *ebpf.MapSpec `ebpf:"events"`
+	Pending        *ebpf.MapSpec `ebpf:"pending"`
+	PendingScratch *ebpf.MapSpec `ebpf:"pending_scratch"`
+	Tracked        *ebpf.MapSpec `ebpf:"tracked"`
 }
 
 // TracepointsVariableSpecs contains global variables before they are loaded into the kernel.
@@ -171,6 +215,7 @@ type TracepointsMapSpecs struct {
 type TracepointsVariableSpecs struct {
 	EventBtfAnchor *ebpf.VariableSpec `ebpf:"event_btf_anchor"`
 	Filter         *ebpf.VariableSpec `ebpf:"filter"`
+	Kcfg           *ebpf.VariableSpec `ebpf:"kcfg"`
 }
 
 // TracepointsObjects contains all objects after they have been loaded into the kernel.
@@ -193,15 +238,19 @@ func (o *TracepointsObjects) Close() error {
 //
 // It can be passed to LoadTracepointsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TracepointsMaps struct {
-	Counters *ebpf.Map `ebpf:"counters"`
-	Events   *ebpf.Map `ebpf:"events"`
-	Tracked  *ebpf.Map `ebpf:"tracked"`
+	Counters       *ebpf.Map `ebpf:"counters"`
+	Events         *ebpf.Map `ebpf:"events"`
+	Pending        *ebpf.Map `ebpf:"pending"`
+	PendingScratch *ebpf.Map `ebpf:"pending_scratch"`
+	Tracked        *ebpf.Map `ebpf:"tracked"`
 }
 
 func (m *TracepointsMaps) Close() error {
 	return _TracepointsClose(
 		m.Counters,
 		m.Events,
+		m.Pending,
+		m.PendingScratch,
 		m.Tracked,
 	)
 }
@@ -212,6 +261,7 @@ func (m *TracepointsMaps) Close() error {
 type TracepointsVariables struct {
 	EventBtfAnchor *ebpf.Variable `ebpf:"event_btf_anchor"`
 	Filter         *ebpf.Variable `ebpf:"filter"`
+	Kcfg           *ebpf.Variable `ebpf:"kcfg"`
 }
 
 // TracepointsPrograms contains all programs after they have been loaded into the kernel.

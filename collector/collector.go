@@ -65,16 +65,27 @@ var tracepoints = []tracepoint{
 	{"tcp:tcp_retransmit_skb", "tcp_retransmit_skb", bpf.TracepointsProgTpBtfTcpRetransmitSkb, bpf.TracepointsProgRawTpTcpRetransmitSkb, false},
 }
 
+// cloneFunction is traced whenever a function backend runs, so that the clone of a
+// followed skb (a packet tap's copy, a bridge's flood) is followed too.
+const cloneFunction = "skb_clone"
+
+// probeConsts are the .rodata values every probe copy shares.
+type probeConsts struct {
+	filter filterCfg
+	kernel kernelCfg
+}
+
 // Collector owns the probes from Start to Shutdown.
 type Collector struct {
-	log       *slog.Logger
-	filter    config.Filter
-	ringSize  int
-	trackSize int
-	btfPath   string
-	kallsyms  string
-	backend   string
-	functions []string
+	log         *slog.Logger
+	filter      config.Filter
+	ringSize    int
+	trackSize   int
+	pendingSize int
+	btfPath     string
+	kallsyms    string
+	backend     string
+	functions   []string
 
 	coll     *ebpf.Collection
 	links    []link.Link
@@ -102,6 +113,10 @@ func WithRingSize(n int) Option { return func(c *Collector) { c.ringSize = n } }
 // WithTrackSize sets how many matching skbs the kernel remembers.
 func WithTrackSize(n int) Option { return func(c *Collector) { c.trackSize = n } }
 
+// WithPendingSize sets for how many skbs the kernel holds events back in drops-only
+// mode (config.Filter.DropsOnly) until their free says whether they were dropped.
+func WithPendingSize(n int) Option { return func(c *Collector) { c.pendingSize = n } }
+
 // WithBTF uses a kernel BTF file instead of /sys/kernel/btf/vmlinux.
 func WithBTF(path string) Option { return func(c *Collector) { c.btfPath = path } }
 
@@ -119,12 +134,13 @@ func WithLogger(l *slog.Logger) Option { return func(c *Collector) { c.log = l }
 func New(opts ...Option) *Collector {
 	def := config.Default()
 	c := &Collector{
-		log:       slog.Default(),
-		ringSize:  def.Probes.RingSize,
-		trackSize: def.Probes.TrackSize,
-		kallsyms:  defaultKallsyms,
-		backend:   def.Probes.Backend,
-		functions: def.Probes.Functions,
+		log:         slog.Default(),
+		ringSize:    def.Probes.RingSize,
+		trackSize:   def.Probes.TrackSize,
+		pendingSize: def.Probes.PendingSize,
+		kallsyms:    defaultKallsyms,
+		backend:     def.Probes.Backend,
+		functions:   def.Probes.Functions,
 	}
 	for _, o := range opts {
 		o(c)
@@ -139,10 +155,13 @@ type Summary struct {
 	BTF         string // where kernel types came from
 	Tracefs     string // mount point, or "" when not mounted
 	DropReasons int    // values of enum skb_drop_reason known
-	Attached    []Attached
-	Skipped     []Skipped
-	AttachTime  time.Duration
-	Filter      string
+	// Conntrack says whether events carry their conntrack entry's original tuple, and
+	// where struct nf_conn's layout came from, or why not.
+	Conntrack  string
+	Attached   []Attached
+	Skipped    []Skipped
+	AttachTime time.Duration
+	Filter     string
 }
 
 // Attached is one probe in place.
@@ -158,6 +177,7 @@ func (s Summary) String() string {
 	if s.Tracefs == "" {
 		b.WriteString(", tracefs not mounted (not needed: tracepoints attach through BTF)")
 	}
+	fmt.Fprintf(&b, "\nconntrack: %s", s.Conntrack)
 	fmt.Fprintf(&b, "\nattached %d probes in %s:", len(s.Attached), s.AttachTime.Round(100*time.Microsecond))
 	for _, a := range s.Attached {
 		fmt.Fprintf(&b, "\n  %-30s %s", a.Name, a.Via)
@@ -195,6 +215,11 @@ func (c *Collector) Start(ctx context.Context) error {
 		return err
 	}
 	c.summary.DropReasons = len(reasons.names)
+	kcfg, conntrack, err := newKernelCfg(kernelTypes, inKernel, c.summary.BTF, reasons)
+	if err != nil {
+		return err
+	}
+	c.summary.Conntrack = conntrack
 	syms, err := NewKallsyms(c.kallsyms, defaultModules)
 	if err != nil {
 		return err
@@ -215,6 +240,11 @@ func (c *Collector) Start(ctx context.Context) error {
 	}
 	spec.Maps[bpf.TracepointsMapEvents].MaxEntries = uint32(c.ringSize)
 	spec.Maps[bpf.TracepointsMapTracked].MaxEntries = uint32(c.trackSize)
+	// Without drops-only the pending map is never used: one entry keeps it cheap.
+	spec.Maps[bpf.TracepointsMapPending].MaxEntries = 1
+	if c.filter.DropsOnly {
+		spec.Maps[bpf.TracepointsMapPending].MaxEntries = uint32(c.pendingSize)
+	}
 	fcfg, err := encodeFilter(c.filter)
 	if err != nil {
 		return err
@@ -222,7 +252,10 @@ func (c *Collector) Start(ctx context.Context) error {
 	if err := spec.Variables[bpf.TracepointsVarFilter].Set(fcfg); err != nil {
 		return fmt.Errorf("setting probe filters: %w", err)
 	}
-	c.summary.Filter = describeFilter(c.filter)
+	if err := spec.Variables[bpf.TracepointsVarKcfg].Set(kcfg); err != nil {
+		return fmt.Errorf("setting probe kernel facts: %w", err)
+	}
+	c.summary.Filter = describeFilter(c.filter, c.pendingSize)
 
 	start := time.Now()
 	chosen := c.chooseTracepoints(spec, kernelTypes, inKernel)
@@ -249,8 +282,8 @@ func (c *Collector) Start(ctx context.Context) error {
 		c.links = append(c.links, l)
 		c.summary.Attached = append(c.summary.Attached, Attached{tp.name, via})
 	}
-	tracepointsAttached := len(c.links)
-	if err := c.attachFunctions(kernelTypes, inKernel, sigs, fcfg); err != nil {
+	functionsAttached, err := c.attachFunctions(kernelTypes, inKernel, sigs, probeConsts{fcfg, kcfg})
+	if err != nil {
 		c.close()
 		return err
 	}
@@ -259,7 +292,7 @@ func (c *Collector) Start(ctx context.Context) error {
 		c.close()
 		return errors.New("no probe could be attached: see the warnings above")
 	}
-	if (c.backend == "fentry" || c.backend == "kprobe") && len(c.links) == tracepointsAttached && len(c.functions) > 0 {
+	if (c.backend == "fentry" || c.backend == "kprobe") && functionsAttached == 0 && len(c.functions) > 0 {
 		c.close()
 		return fmt.Errorf("--backend %s: no function could be attached (see the warnings above); use --backend auto or tracepoint", c.backend)
 	}
@@ -450,7 +483,14 @@ type Stats struct {
 	TrackFailed  uint64 // skbs that matched but could not be remembered
 	TrackStale   uint64 // remembered skbs freed unseen, forgotten when their address came back
 	CallsFull    uint64 // function entries whose exit could not be awaited (call map full)
-	DetachTime   time.Duration
+	// Drops-only mode (filter.drops_only): what became of the events the kernel held
+	// back until their skb's free.
+	HeldEvents    uint64 // events held back
+	HeldSent      uint64 // held events sent because their skb was dropped
+	HeldDiscarded uint64 // events discarded because their skb was freed normally (or unseen)
+	HeldOverflow  uint64 // skbs with more events than the kernel holds per skb: the later ones lost
+	HeldEvicted   uint64 // skbs whose held events were lost from a full pending map
+	DetachTime    time.Duration
 }
 
 // Stats reads the counters, summing the kernel's per-CPU values.
@@ -476,8 +516,17 @@ func (c *Collector) Stats() Stats {
 	s.TrackFailed = sum(counterTrackFail)
 	s.TrackStale = sum(counterTrackStale)
 	s.CallsFull = sum(counterCallsFull)
+	s.HeldEvents = sum(counterHeld)
+	s.HeldSent = sum(counterHeldSent)
+	s.HeldDiscarded = sum(counterHeldDiscarded)
+	s.HeldOverflow = sum(counterHeldOverflow)
+	s.HeldEvicted = sum(counterHeldEvicted)
 	return s
 }
+
+// heldMax is HELD_MAX in bpf/headers/pktspan.h: the events of one skb drops-only mode
+// sends at most, its free included.
+const heldMax = len(bpf.TracepointsPending{}.Events) + 1
 
 // Counter indexes, mirroring enum counter_id in bpf/headers/pktspan.h.
 const (
@@ -487,6 +536,11 @@ const (
 	counterTrackFail
 	counterTrackStale
 	counterCallsFull
+	counterHeld
+	counterHeldSent
+	counterHeldDiscarded
+	counterHeldOverflow
+	counterHeldEvicted
 )
 
 func checkPrivileges() error {
@@ -513,7 +567,7 @@ func findTracefs() string {
 	return ""
 }
 
-func describeFilter(f config.Filter) string {
+func describeFilter(f config.Filter, pendingSize int) string {
 	var parts []string
 	add := func(key string, vals []string) {
 		if len(vals) > 0 {
@@ -529,8 +583,19 @@ func describeFilter(f config.Filter) string {
 	add("proto", f.Proto)
 	add("iface", f.Iface)
 	add("netns", f.Netns)
-	if len(parts) == 0 {
-		return "none (every IP packet)"
+	vlans := make([]string, len(f.VLAN))
+	for i, v := range f.VLAN {
+		vlans[i] = fmt.Sprint(v)
 	}
-	return strings.Join(parts, " ")
+	add("vlan", vlans)
+	add("mark", f.Mark)
+	desc := strings.Join(parts, " ")
+	if len(parts) == 0 {
+		desc = "none (every IP packet)"
+	}
+	if f.DropsOnly {
+		desc += fmt.Sprintf("; drops only: the kernel holds the events of up to %d skbs (%d each, the free included) until their free",
+			pendingSize, heldMax)
+	}
+	return desc
 }

@@ -21,6 +21,7 @@ const EventSize = int(unsafe.Sizeof(rawEvent{}))
 const (
 	offTs         = unsafe.Offsetof(rawEvent{}.TsNs)
 	offSkb        = unsafe.Offsetof(rawEvent{}.Skb)
+	offParent     = unsafe.Offsetof(rawEvent{}.Parent)
 	offLocation   = unsafe.Offsetof(rawEvent{}.Location)
 	offRetval     = unsafe.Offsetof(rawEvent{}.Retval)
 	offNetns      = unsafe.Offsetof(rawEvent{}.Netns)
@@ -44,6 +45,13 @@ const (
 	offSaddr      = unsafe.Offsetof(rawEvent{}.Saddr)
 	offDaddr      = unsafe.Offsetof(rawEvent{}.Daddr)
 	offIfname     = unsafe.Offsetof(rawEvent{}.Ifname)
+	offCTSaddr    = unsafe.Offsetof(rawEvent{}.CtSaddr)
+	offCTDaddr    = unsafe.Offsetof(rawEvent{}.CtDaddr)
+	offCTSport    = unsafe.Offsetof(rawEvent{}.CtSport)
+	offCTDport    = unsafe.Offsetof(rawEvent{}.CtDport)
+	offGSOSegs    = unsafe.Offsetof(rawEvent{}.GsoSegs)
+	offCTL3       = unsafe.Offsetof(rawEvent{}.CtL3)
+	offCTL4       = unsafe.Offsetof(rawEvent{}.CtL4)
 )
 
 // Probe ids, mirroring enum probe_id in bpf/headers/pktspan.h.
@@ -55,11 +63,12 @@ const (
 	probeConsumeSKB
 	probeSKBCopyDatagramIovec
 	probeTCPRetransmitSKB
+	probeSKBClone
 	probeFuncBase = 64
 )
 
-// tracepointStages names the tracepoint probes' stage spans.
-var tracepointStages = map[uint16]*spanner.Stage{
+// fixedStages names the stage spans of the probes with fixed ids.
+var fixedStages = map[uint16]*spanner.Stage{
 	probeNetifReceiveSKB:      {Name: "net:netif_receive_skb"},
 	probeNetDevQueue:          {Name: "net:net_dev_queue"},
 	probeNetDevXmit:           {Name: "net:net_dev_xmit"},
@@ -67,6 +76,7 @@ var tracepointStages = map[uint16]*spanner.Stage{
 	probeConsumeSKB:           {Name: "skb:consume_skb", Free: true},
 	probeSKBCopyDatagramIovec: {Name: "skb:skb_copy_datagram_iovec", Deliver: true},
 	probeTCPRetransmitSKB:     {Name: "tcp:tcp_retransmit_skb"},
+	probeSKBClone:             {Name: "skb_clone", Clone: true},
 }
 
 // Decoder turns ring buffer records into spanner events. Its tables (stage names,
@@ -100,8 +110,8 @@ type Function struct {
 	Ret  RetKind
 }
 
-// NewDecoder returns a decoder for the tracepoint probes and the given functions
-// (function i has probe id probeFuncBase+i).
+// NewDecoder returns a decoder for the fixed probes (tracepoints, skb_clone) and the
+// given functions (function i has probe id probeFuncBase+i).
 func NewDecoder(reasons *DropReasons, symbols Symbolizer, clock Clock, functions []Function) *Decoder {
 	d := &Decoder{
 		stages:  make([]*spanner.Stage, probeFuncBase+len(functions)),
@@ -111,7 +121,7 @@ func NewDecoder(reasons *DropReasons, symbols Symbolizer, clock Clock, functions
 		clock:   clock,
 		ifnames: make(map[[16]byte]string),
 	}
-	for id, s := range tracepointStages {
+	for id, s := range fixedStages {
 		d.stages[id] = s
 	}
 	for i, f := range functions {
@@ -145,6 +155,8 @@ func (d *Decoder) Decode(raw []byte, ev *spanner.Event) error {
 		Len:          le.Uint32(raw[offLen:]),
 		Mark:         le.Uint32(raw[offMark:]),
 		Retval:       int64(le.Uint64(raw[offRetval:])),
+		Segments:     le.Uint16(raw[offGSOSegs:]),
+		Parent:       le.Uint64(raw[offParent:]),
 	}
 	if ev.Kind > spanner.KindExit {
 		return fmt.Errorf("record with unknown kind %d", raw[offKind])
@@ -162,18 +174,7 @@ func (d *Decoder) Decode(raw []byte, ev *spanner.Event) error {
 	if raw[offIfname] != 0 {
 		ev.Ifname = d.ifname((*[16]byte)(raw[offIfname : offIfname+16]))
 	}
-	switch raw[offL3] {
-	case 4:
-		ev.Tuple.Src = netip.AddrFrom4(*(*[4]byte)(raw[offSaddr : offSaddr+4]))
-		ev.Tuple.Dst = netip.AddrFrom4(*(*[4]byte)(raw[offDaddr : offDaddr+4]))
-	case 6:
-		ev.Tuple.Src = netip.AddrFrom16(*(*[16]byte)(raw[offSaddr : offSaddr+16]))
-		ev.Tuple.Dst = netip.AddrFrom16(*(*[16]byte)(raw[offDaddr : offDaddr+16]))
-	}
-	if ev.Tuple.Valid() {
-		ev.Tuple.Proto = raw[offL4]
-		ev.Tuple.SrcPort = le.Uint16(raw[offSport:])
-		ev.Tuple.DstPort = le.Uint16(raw[offDport:])
+	if decodeTuple(&ev.Tuple, raw, offL3, offSaddr, offDaddr, offSport, offDport, offL4) {
 		if ev.Tuple.Proto == protoTCP {
 			ev.TCP = spanner.TCP{
 				Flags: raw[offTCPFlags],
@@ -182,6 +183,7 @@ func (d *Decoder) Decode(raw []byte, ev *spanner.Event) error {
 			}
 		}
 	}
+	decodeTuple(&ev.CT, raw, offCTL3, offCTSaddr, offCTDaddr, offCTSport, offCTDport, offCTL4)
 	// nf_hook_slow knows its verdict only on return.
 	if ev.Kind == spanner.KindExit && probe == d.nfProbe {
 		ev.Netfilter = spanner.Netfilter{
@@ -200,7 +202,34 @@ func (d *Decoder) Decode(raw []byte, ev *spanner.Event) error {
 	return nil
 }
 
-const protoTCP = 6
+const (
+	protoTCP = 6
+	protoUDP = 17
+)
+
+// decodeTuple fills t from the tuple fields at the given offsets; it reports whether the
+// record carries one (l3 of 4 or 6). Only TCP and UDP have ports: the probes read no
+// other protocol's, and conntrack's ICMP id and type in their place would make one
+// packet's header and conntrack tuples differ.
+func decodeTuple(t *spanner.Tuple, raw []byte, l3, saddr, daddr, sport, dport, l4 uintptr) bool {
+	switch raw[l3] {
+	case 4:
+		t.Src = netip.AddrFrom4(*(*[4]byte)(raw[saddr : saddr+4]))
+		t.Dst = netip.AddrFrom4(*(*[4]byte)(raw[daddr : daddr+4]))
+	case 6:
+		t.Src = netip.AddrFrom16(*(*[16]byte)(raw[saddr : saddr+16]))
+		t.Dst = netip.AddrFrom16(*(*[16]byte)(raw[daddr : daddr+16]))
+	default:
+		return false
+	}
+	t.Proto = raw[l4]
+	if t.Proto == protoTCP || t.Proto == protoUDP {
+		le := binary.LittleEndian
+		t.SrcPort = le.Uint16(raw[sport:])
+		t.DstPort = le.Uint16(raw[dport:])
+	}
+	return true
+}
 
 func (d *Decoder) ifname(b *[16]byte) string {
 	if s, ok := d.ifnames[*b]; ok {

@@ -61,7 +61,7 @@ func TestDecodeTurnsKernelRecordsIntoEvents(t *testing.T) {
 				Saddr: addr16("198.18.0.1"), Daddr: addr16("198.18.0.2"),
 			},
 			want: spanner.Event{
-				TimeUnixNano: 1_000_000_005, SKB: 0xffff888104e28ae0, Stage: tracepointStages[probeNetifReceiveSKB],
+				TimeUnixNano: 1_000_000_005, SKB: 0xffff888104e28ae0, Stage: fixedStages[probeNetifReceiveSKB],
 				CPU: 1, Netns: 4026531840, Ifindex: 7, Ifname: "veth0", Len: 60, Mark: 0x10,
 				Tuple: spanner.Tuple{Src: netip.MustParseAddr("198.18.0.1"), Dst: netip.MustParseAddr("198.18.0.2"), SrcPort: 40000, DstPort: 80, Proto: 6},
 				TCP:   spanner.TCP{Flags: 0x02, Seq: 1000},
@@ -75,7 +75,7 @@ func TestDecodeTurnsKernelRecordsIntoEvents(t *testing.T) {
 				Saddr: addr16("198.18.0.1"), Daddr: addr16("198.18.0.2"), TcpFlags: 0x02,
 			},
 			want: spanner.Event{
-				TimeUnixNano: 1_000_000_009, SKB: 0xffff1, Stage: tracepointStages[probeKfreeSKB],
+				TimeUnixNano: 1_000_000_009, SKB: 0xffff1, Stage: fixedStages[probeKfreeSKB],
 				Tuple:      spanner.Tuple{Src: netip.MustParseAddr("198.18.0.1"), Dst: netip.MustParseAddr("198.18.0.2"), SrcPort: 40001, DstPort: 81, Proto: 6},
 				TCP:        spanner.TCP{Flags: 0x02},
 				DropReason: "NETFILTER_DROP", Drop: true, Location: "nft_do_chain+0x1f3",
@@ -85,7 +85,7 @@ func TestDecodeTurnsKernelRecordsIntoEvents(t *testing.T) {
 			name: "normal_free_is_not_a_drop",
 			raw:  bpf.TracepointsEvent{TsNs: 1, Skb: 0xffff2, Probe: probeKfreeSKB, DropReason: 1, Location: 0xffffffff81a00457},
 			want: spanner.Event{
-				TimeUnixNano: 1_000_000_001, SKB: 0xffff2, Stage: tracepointStages[probeKfreeSKB],
+				TimeUnixNano: 1_000_000_001, SKB: 0xffff2, Stage: fixedStages[probeKfreeSKB],
 				DropReason: "CONSUMED", Location: "sk_stream_kill_queues+0x57",
 			},
 		},
@@ -93,7 +93,7 @@ func TestDecodeTurnsKernelRecordsIntoEvents(t *testing.T) {
 			name: "unknown_reason_value_gets_a_number",
 			raw:  bpf.TracepointsEvent{Skb: 0xffff3, Probe: probeKfreeSKB, DropReason: 77},
 			want: spanner.Event{
-				TimeUnixNano: 1_000_000_000, SKB: 0xffff3, Stage: tracepointStages[probeKfreeSKB],
+				TimeUnixNano: 1_000_000_000, SKB: 0xffff3, Stage: fixedStages[probeKfreeSKB],
 				DropReason: "REASON_77", Drop: true,
 			},
 		},
@@ -104,14 +104,14 @@ func TestDecodeTurnsKernelRecordsIntoEvents(t *testing.T) {
 				Saddr: addr16("2001:db8::1"), Daddr: addr16("2001:db8::2"), Ifname: ifname("eth0"),
 			},
 			want: spanner.Event{
-				TimeUnixNano: 1_000_000_000, SKB: 0xffff4, Stage: tracepointStages[probeNetDevQueue], Ifname: "eth0",
+				TimeUnixNano: 1_000_000_000, SKB: 0xffff4, Stage: fixedStages[probeNetDevQueue], Ifname: "eth0",
 				Tuple: spanner.Tuple{Src: netip.MustParseAddr("2001:db8::1"), Dst: netip.MustParseAddr("2001:db8::2"), SrcPort: 5353, DstPort: 9999, Proto: 17},
 			},
 		},
 		{
 			name: "no_ip_header_leaves_the_tuple_empty",
 			raw:  bpf.TracepointsEvent{Skb: 0xffff5, Probe: probeNetDevXmit, Retval: -1, Sport: 1, Dport: 2, TcpFlags: 0x10},
-			want: spanner.Event{TimeUnixNano: 1_000_000_000, SKB: 0xffff5, Stage: tracepointStages[probeNetDevXmit], Retval: -1},
+			want: spanner.Event{TimeUnixNano: 1_000_000_000, SKB: 0xffff5, Stage: fixedStages[probeNetDevXmit], Retval: -1},
 		},
 		{
 			// bpf_get_func_ret reports an int's -EPERM zero-extended: 0x00000000ffffffff.
@@ -128,6 +128,78 @@ func TestDecodeTurnsKernelRecordsIntoEvents(t *testing.T) {
 			name: "pointer_return_is_kept_whole",
 			raw:  bpf.TracepointsEvent{Skb: 0xffff7, Probe: probeFuncBase, Kind: 2, Retval: -0xea6c3e29a518},
 			want: spanner.Event{TimeUnixNano: 1_000_000_000, SKB: 0xffff7, Stage: &spanner.Stage{Name: "ip_rcv_core"}, Kind: spanner.KindExit, Retval: -0xea6c3e29a518},
+		},
+		{
+			name: "clone_names_its_parent",
+			raw: bpf.TracepointsEvent{
+				Skb: 0xffff9, Parent: 0xffff888104e28ae0, Probe: probeSKBClone, Len: 74, L3: 4, L4: 6,
+				Sport: 40000, Dport: 80, TcpFlags: 0x18, TcpSeq: 7, TcpAck: 9, Ifname: ifname("veth0"),
+				Saddr: addr16("198.18.0.1"), Daddr: addr16("198.18.0.2"),
+			},
+			want: spanner.Event{
+				TimeUnixNano: 1_000_000_000, SKB: 0xffff9, Parent: 0xffff888104e28ae0, Stage: fixedStages[probeSKBClone],
+				Len: 74, Ifname: "veth0",
+				Tuple: spanner.Tuple{Src: netip.MustParseAddr("198.18.0.1"), Dst: netip.MustParseAddr("198.18.0.2"), SrcPort: 40000, DstPort: 80, Proto: 6},
+				TCP:   spanner.TCP{Flags: 0x18, Seq: 7, Ack: 9},
+			},
+		},
+		{
+			// After DNAT the header says 198.18.2.2:8080; conntrack still knows the
+			// address and port the client asked for.
+			name: "conntrack_keeps_the_tuple_before_nat",
+			raw: bpf.TracepointsEvent{
+				Skb: 0xffffa, Probe: probeFuncBase, Kind: 1, L3: 4, L4: 6, Sport: 40000, Dport: 8080,
+				Saddr: addr16("198.18.1.1"), Daddr: addr16("198.18.2.2"),
+				CtL3: 4, CtL4: 6, CtSport: 40000, CtDport: 80,
+				CtSaddr: addr16("198.18.1.1"), CtDaddr: addr16("198.18.1.2"),
+			},
+			want: spanner.Event{
+				TimeUnixNano: 1_000_000_000, SKB: 0xffffa, Stage: &spanner.Stage{Name: "ip_rcv_core"}, Kind: spanner.KindEnter,
+				Tuple: spanner.Tuple{Src: netip.MustParseAddr("198.18.1.1"), Dst: netip.MustParseAddr("198.18.2.2"), SrcPort: 40000, DstPort: 8080, Proto: 6},
+				CT:    spanner.Tuple{Src: netip.MustParseAddr("198.18.1.1"), Dst: netip.MustParseAddr("198.18.1.2"), SrcPort: 40000, DstPort: 80, Proto: 6},
+			},
+		},
+		{
+			name: "conntrack_ipv6",
+			raw: bpf.TracepointsEvent{
+				Skb: 0xffffb, Probe: probeNetDevQueue, CtL3: 6, CtL4: 17, CtSport: 5353, CtDport: 53,
+				CtSaddr: addr16("2001:db8::1"), CtDaddr: addr16("2001:db8::2"),
+			},
+			want: spanner.Event{
+				TimeUnixNano: 1_000_000_000, SKB: 0xffffb, Stage: fixedStages[probeNetDevQueue],
+				CT: spanner.Tuple{Src: netip.MustParseAddr("2001:db8::1"), Dst: netip.MustParseAddr("2001:db8::2"), SrcPort: 5353, DstPort: 53, Proto: 17},
+			},
+		},
+		{
+			// Conntrack keeps an ICMP echo's id and type where ports would be.
+			name: "conntrack_icmp_has_no_ports",
+			raw: bpf.TracepointsEvent{
+				Skb: 0xffffe, Probe: probeNetDevQueue, L3: 4, L4: 1, CtL3: 4, CtL4: 1, CtSport: 7646, CtDport: 2048,
+				Saddr: addr16("198.18.0.2"), Daddr: addr16("198.18.0.1"), CtSaddr: addr16("198.18.0.1"), CtDaddr: addr16("198.18.0.2"),
+			},
+			want: spanner.Event{
+				TimeUnixNano: 1_000_000_000, SKB: 0xffffe, Stage: fixedStages[probeNetDevQueue],
+				Tuple: spanner.Tuple{Src: netip.MustParseAddr("198.18.0.2"), Dst: netip.MustParseAddr("198.18.0.1"), Proto: 1},
+				CT:    spanner.Tuple{Src: netip.MustParseAddr("198.18.0.1"), Dst: netip.MustParseAddr("198.18.0.2"), Proto: 1},
+			},
+		},
+		{
+			// Ports and protocol without a family are leftovers, not a tuple.
+			name: "no_conntrack_family_leaves_ct_empty",
+			raw:  bpf.TracepointsEvent{Skb: 0xffffc, Probe: probeNetDevQueue, CtL4: 6, CtSport: 1, CtDport: 2, CtSaddr: addr16("198.18.0.1")},
+			want: spanner.Event{TimeUnixNano: 1_000_000_000, SKB: 0xffffc, Stage: fixedStages[probeNetDevQueue]},
+		},
+		{
+			name: "gso_skb_counts_its_segments",
+			raw: bpf.TracepointsEvent{
+				Skb: 0xffffd, Probe: probeNetDevQueue, Len: 64834, GsoSegs: 45, L3: 4, L4: 6, Sport: 40000, Dport: 5001,
+				Saddr: addr16("198.18.0.1"), Daddr: addr16("198.18.0.2"), TcpFlags: 0x10,
+			},
+			want: spanner.Event{
+				TimeUnixNano: 1_000_000_000, SKB: 0xffffd, Stage: fixedStages[probeNetDevQueue], Len: 64834, Segments: 45,
+				Tuple: spanner.Tuple{Src: netip.MustParseAddr("198.18.0.1"), Dst: netip.MustParseAddr("198.18.0.2"), SrcPort: 40000, DstPort: 5001, Proto: 6},
+				TCP:   spanner.TCP{Flags: 0x10},
+			},
 		},
 		{
 			name: "void_function_exit_has_no_return_value",
@@ -207,7 +279,8 @@ func TestDecodeDoesNotAllocateOnceCachesAreWarm(t *testing.T) {
 }
 
 func FuzzDecodeNeverPanics(f *testing.F) {
-	for _, name := range []string{"tcp_syn_on_receive", "nft_drop_with_module_location", "udp_ipv6"} {
+	for _, name := range []string{"tcp_syn_on_receive", "nft_drop_with_module_location", "udp_ipv6",
+		"clone_names_its_parent", "conntrack_keeps_the_tuple_before_nat", "conntrack_ipv6", "gso_skb_counts_its_segments"} {
 		if b, err := os.ReadFile(filepath.Join("testdata", name+".bin")); err == nil {
 			f.Add(b)
 		}

@@ -55,8 +55,32 @@ func encodeFilter(f config.Filter) (filterCfg, error) {
 		cfg.Netns[i] = inode
 	}
 	cfg.N_netns = uint32(len(f.Netns))
+	if len(f.VLAN) > len(cfg.Vlans) || len(f.Mark) > len(cfg.Marks) {
+		return cfg, fmt.Errorf("more filter values than the kernel probes hold (%d VLAN IDs, %d marks)", len(cfg.Vlans), len(cfg.Marks))
+	}
+	for i, id := range f.VLAN {
+		if id < 0 || id > vlanIDMax {
+			return cfg, fmt.Errorf("filter.vlan %d is not a VLAN ID (0 to %d)", id, vlanIDMax)
+		}
+		cfg.Vlans[i] = uint16(id)
+	}
+	cfg.N_vlans = uint32(len(f.VLAN))
+	for i, s := range f.Mark {
+		m, err := config.ParseMark(s)
+		if err != nil {
+			return cfg, fmt.Errorf("filter.mark: %w", err)
+		}
+		cfg.Marks[i].Value, cfg.Marks[i].Mask = m.Value, m.Mask
+	}
+	cfg.N_marks = uint32(len(f.Mark))
+	if f.DropsOnly {
+		cfg.DropsOnly = 1
+	}
 	return cfg, nil
 }
+
+// vlanIDMax is the largest 802.1Q VLAN ID: the tag's low 12 bits.
+const vlanIDMax = 0x0fff
 
 // encodePrefix writes address and mask as four 32-bit words holding the bytes in
 // network order, read natively: the same way the probe loads them from the packet.

@@ -47,6 +47,52 @@ func TestEncodeFilterWritesTheKernelLayout(t *testing.T) {
 	}
 }
 
+func TestEncodeFilterWritesVLANsMarksAndDropsOnly(t *testing.T) {
+	cfg, err := encodeFilter(config.Filter{
+		VLAN:      []int{0, 100, 4095},
+		Mark:      []string{"0x10", "0x200/0xf00", "7/0"},
+		DropsOnly: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.N_vlans != 3 || cfg.Vlans[0] != 0 || cfg.Vlans[1] != 100 || cfg.Vlans[2] != 4095 {
+		t.Errorf("vlans: %d %v", cfg.N_vlans, cfg.Vlans)
+	}
+	// A plain value matches the whole mark; a masked value is stored masked, so the
+	// probe's (mark & mask) == value holds for it; mask 0 matches every mark.
+	want := [][2]uint32{{0x10, 0xffffffff}, {0x200, 0xf00}, {0, 0}}
+	if cfg.N_marks != 3 {
+		t.Fatalf("marks: %d", cfg.N_marks)
+	}
+	for i, w := range want {
+		if m := cfg.Marks[i]; m.Value != w[0] || m.Mask != w[1] {
+			t.Errorf("mark %d = %#x/%#x, want %#x/%#x", i, m.Value, m.Mask, w[0], w[1])
+		}
+	}
+	if cfg.DropsOnly != 1 {
+		t.Error("drops-only not set")
+	}
+}
+
+func TestEncodeFilterRejectsBadVLANsAndMarks(t *testing.T) {
+	marks := make([]string, config.MaxFilterMarks+1)
+	for i := range marks {
+		marks[i] = "1"
+	}
+	for _, f := range []config.Filter{
+		{VLAN: []int{4096}},
+		{VLAN: []int{-1}},
+		{Mark: []string{"0x1/0xzz"}},
+		{VLAN: make([]int, config.MaxFilterVLANs+1)},
+		{Mark: marks},
+	} {
+		if _, err := encodeFilter(f); err == nil {
+			t.Errorf("%+v encoded without error", f)
+		}
+	}
+}
+
 func TestEncodeFilterResolvesNetnsPathsToInodes(t *testing.T) {
 	cfg, err := encodeFilter(config.Filter{Netns: []string{"/proc/self/ns/net"}})
 	if err != nil {
@@ -65,7 +111,7 @@ func TestEmptyFilterMatchesEverything(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.N_addrs+cfg.N_ports+cfg.N_protos+cfg.N_ifaces+cfg.N_netns != 0 {
+	if cfg.N_addrs+cfg.N_ports+cfg.N_protos+cfg.N_ifaces+cfg.N_netns+cfg.N_vlans+cfg.N_marks != 0 || cfg.DropsOnly != 0 {
 		t.Errorf("empty filter encoded with counts: %+v", cfg)
 	}
 }
@@ -82,6 +128,8 @@ func TestConfigFilterLimitsAreTheKernelArraySizes(t *testing.T) {
 		{"ports", config.MaxFilterPorts, len(cfg.Ports)},
 		{"interfaces", config.MaxFilterIfaces, len(cfg.Ifaces)},
 		{"namespaces", config.MaxFilterNetns, len(cfg.Netns)},
+		{"VLAN IDs", config.MaxFilterVLANs, len(cfg.Vlans)},
+		{"marks", config.MaxFilterMarks, len(cfg.Marks)},
 	}
 	for _, l := range limits {
 		if l.config != l.probe {

@@ -25,28 +25,58 @@ const kprobePMU = "/sys/bus/event_source/devices/kprobe"
 // function backends, in the order `auto` tries them.
 var functionBackends = []string{"fentry", "kprobe"}
 
-// attachFunctions loads one copy of the function probes per configured function, each
-// with its own constants, the tracepoint family's filter and maps, and attaches it with the
-// first backend that works. Every function that cannot be attached is skipped with one
-// reason; none is fatal.
-func (c *Collector) attachFunctions(types *btf.Spec, inKernel bool, sigs []signature, fcfg filterCfg) error {
-	if c.backend == "tracepoint" || len(c.functions) == 0 {
-		return nil
+// target is one kernel function to attach: a configured function, or skb_clone.
+type target struct {
+	name  string
+	probe uint16 // probe id of its events
+	sig   signature
+	clone bool // skb_clone's own programs
+}
+
+// programs returns the entry and exit programs of backend for t; skb_clone's fexit
+// sees its argument, so it needs no entry program.
+func (t target) programs(backend string) (enter, exit string) {
+	switch {
+	case t.clone && backend == "fentry":
+		return "", bpf.FunctionsProgFexitSkbClone
+	case t.clone:
+		return bpf.FunctionsProgKprobeSkbClone, bpf.FunctionsProgKretprobeSkbClone
+	case backend == "fentry":
+		return fmt.Sprintf("fentry_skb_%d", t.sig.skbArg), fmt.Sprintf("fexit_skb_%d", t.sig.skbArg)
+	}
+	return fmt.Sprintf("kprobe_skb_%d", t.sig.skbArg), bpf.FunctionsProgKretprobeSkb
+}
+
+// attachFunctions loads one copy of the function probes per configured function and one
+// for skb_clone, each with its own constants, the tracepoint family's filter and maps,
+// and attaches it with the first backend that works. Every function that cannot be
+// attached is skipped with one reason; none is fatal. It returns how many of the
+// configured functions are attached.
+func (c *Collector) attachFunctions(types *btf.Spec, inKernel bool, sigs []signature, consts probeConsts) (int, error) {
+	if c.backend == "tracepoint" {
+		return 0, nil
 	}
 	spec, err := bpf.LoadFunctions()
 	if err != nil {
-		return fmt.Errorf("loading embedded function probes: %w", err)
+		return 0, fmt.Errorf("loading embedded function probes: %w", err)
 	}
 	calls, err := ebpf.NewMap(spec.Maps[bpf.FunctionsMapCalls])
 	if err != nil {
-		return fmt.Errorf("creating the function call map: %w", err)
+		return 0, fmt.Errorf("creating the function call map: %w", err)
 	}
 	c.closers = append(c.closers, calls.Close)
 	shared := map[string]*ebpf.Map{
-		bpf.FunctionsMapEvents:   c.coll.Maps[bpf.TracepointsMapEvents],
-		bpf.FunctionsMapTracked:  c.coll.Maps[bpf.TracepointsMapTracked],
-		bpf.FunctionsMapCounters: c.coll.Maps[bpf.TracepointsMapCounters],
-		bpf.FunctionsMapCalls:    calls,
+		bpf.FunctionsMapEvents:         c.coll.Maps[bpf.TracepointsMapEvents],
+		bpf.FunctionsMapTracked:        c.coll.Maps[bpf.TracepointsMapTracked],
+		bpf.FunctionsMapCounters:       c.coll.Maps[bpf.TracepointsMapCounters],
+		bpf.FunctionsMapPending:        c.coll.Maps[bpf.TracepointsMapPending],
+		bpf.FunctionsMapPendingScratch: c.coll.Maps[bpf.TracepointsMapPendingScratch],
+		bpf.FunctionsMapCalls:          calls,
+	}
+	// A replacement must match its spec, sizes included: ring, track and pending
+	// sizes come from the configuration.
+	for name, m := range shared {
+		spec.Maps[name].MaxEntries = m.MaxEntries()
 	}
 	opts := ebpf.CollectionOptions{MapReplacements: shared}
 	if !inKernel {
@@ -56,41 +86,45 @@ func (c *Collector) attachFunctions(types *btf.Spec, inKernel bool, sigs []signa
 	if c.backend != "auto" {
 		backends = []string{c.backend}
 	}
-	a := &functionAttacher{spec: spec, opts: opts, fcfg: fcfg, backends: backends, unavailable: map[string]string{}}
+	a := &functionAttacher{spec: spec, opts: opts, consts: consts, backends: backends, unavailable: map[string]string{}}
 	// A backend the kernel lacks fails for every function alike: say it once.
 	if _, err := os.Stat(kprobePMU); err != nil {
 		a.unavailable["kprobe"] = "kernel has no kprobes (CONFIG_KPROBES)"
 	}
-	// Each function is its own load (CO-RE relocation and verification of two
+	targets := make([]target, 0, len(c.functions)+1)
+	for i, name := range c.functions {
+		targets = append(targets, target{name: name, probe: uint16(probeFuncBase + i), sig: sigs[i]})
+	}
+	targets = append(targets, target{name: cloneFunction, probe: probeSKBClone, sig: cloneSignature(types), clone: true})
+	// Each function is its own load (CO-RE relocation and verification of its
 	// programs), so they are loaded in parallel; the first alone, so a backend the
 	// kernel lacks is found once rather than by every worker.
-	results := make([]functionResult, len(c.functions))
-	for i := range c.functions {
-		if i == 1 {
-			var wg sync.WaitGroup
-			sem := make(chan struct{}, runtime.NumCPU())
-			for j := 1; j < len(c.functions); j++ {
-				wg.Add(1)
-				sem <- struct{}{}
-				go func() {
-					defer func() { <-sem; wg.Done() }()
-					results[j] = a.attach(c.functions[j], uint16(probeFuncBase+j), sigs[j])
-				}()
-			}
-			wg.Wait()
-			break
-		}
-		results[i] = a.attach(c.functions[i], uint16(probeFuncBase+i), sigs[i])
+	results := make([]functionResult, len(targets))
+	results[0] = a.attach(targets[0])
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.NumCPU())
+	for j := 1; j < len(targets); j++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			results[j] = a.attach(targets[j])
+		}()
 	}
+	wg.Wait()
 
+	attached := 0
 	var notTraced []string // functions skipped only because no backend exists here
 	for i, r := range results {
-		name := c.functions[i]
+		name := targets[i].name
 		switch {
 		case r.backend != "":
 			c.links = append(c.links, r.links...)
 			c.closers = append(c.closers, r.close)
-			c.summary.Attached = append(c.summary.Attached, Attached{name, r.backend + "/" + exitOf(r.backend)})
+			c.summary.Attached = append(c.summary.Attached, Attached{name, viaOf(r.backend, targets[i].clone)})
+			if !targets[i].clone {
+				attached++
+			}
 		case r.noBackend:
 			notTraced = append(notTraced, name)
 		default:
@@ -108,14 +142,24 @@ func (c *Collector) attachFunctions(types *btf.Spec, inKernel bool, sigs []signa
 		}
 		c.log.Warn("function probes unavailable, tracing with tracepoints only", "functions", len(notTraced), "reason", reason)
 	}
-	return nil
+	return attached, nil
+}
+
+// cloneSignature checks that skb_clone can be traced: it takes the skb first and
+// returns the clone.
+func cloneSignature(types *btf.Spec) signature {
+	sig := resolveSignature(types, cloneFunction)
+	if sig.err == nil && (sig.skbArg != 0 || sig.ret != Ret64) {
+		sig.err = errors.New("its prototype is not struct sk_buff *skb_clone(struct sk_buff *, ...)")
+	}
+	return sig
 }
 
 // functionAttacher attaches functions, from several goroutines at once.
 type functionAttacher struct {
 	spec     *ebpf.CollectionSpec
 	opts     ebpf.CollectionOptions
-	fcfg     filterCfg
+	consts   probeConsts
 	backends []string
 
 	mu          sync.Mutex
@@ -131,9 +175,9 @@ type functionResult struct {
 	reason    string
 }
 
-func (a *functionAttacher) attach(name string, probe uint16, sig signature) functionResult {
-	if sig.err != nil {
-		return functionResult{reason: sig.err.Error()}
+func (a *functionAttacher) attach(t target) functionResult {
+	if t.sig.err != nil {
+		return functionResult{reason: t.sig.err.Error()}
 	}
 	var reasons []string
 	for _, backend := range a.backends {
@@ -144,7 +188,7 @@ func (a *functionAttacher) attach(name string, probe uint16, sig signature) func
 			reasons = append(reasons, backend+": "+why)
 			continue
 		}
-		links, closer, err := attachFunction(a.spec, a.opts, a.fcfg, backend, name, probe, sig.skbArg)
+		links, closer, err := attachFunction(a.spec, a.opts, a.consts, backend, t)
 		if err == nil {
 			return functionResult{backend: backend, links: links, close: closer}
 		}
@@ -179,11 +223,15 @@ func kernelLacks(err error) bool {
 		errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, syscall.Errno(524)) // the kernel's internal ENOTSUPP
 }
 
-func exitOf(backend string) string {
-	if backend == "fentry" {
+// viaOf names how a function is traced, for the summary.
+func viaOf(backend string, clone bool) string {
+	switch {
+	case backend == "fentry" && clone:
 		return "fexit"
+	case backend == "fentry":
+		return "fentry/fexit"
 	}
-	return "kretprobe"
+	return "kprobe/kretprobe"
 }
 
 func (c *Collector) skip(name, reason string) {
@@ -191,14 +239,11 @@ func (c *Collector) skip(name, reason string) {
 	c.log.Warn("function not traced", "function", name, "reason", reason)
 }
 
-// attachFunction loads the entry and exit programs of backend for one function and
-// attaches both, or leaves nothing behind.
-func attachFunction(spec *ebpf.CollectionSpec, opts ebpf.CollectionOptions, fcfg filterCfg,
-	backend, name string, probe uint16, pos int) ([]link.Link, func() error, error) {
-	enter, exit := fmt.Sprintf("fentry_skb_%d", pos), fmt.Sprintf("fexit_skb_%d", pos)
-	if backend == "kprobe" {
-		enter, exit = fmt.Sprintf("kprobe_skb_%d", pos), bpf.FunctionsProgKretprobeSkb
-	}
+// attachFunction loads the programs of backend for one target and attaches them, or
+// leaves nothing behind.
+func attachFunction(spec *ebpf.CollectionSpec, opts ebpf.CollectionOptions, consts probeConsts,
+	backend string, t target) ([]link.Link, func() error, error) {
+	enter, exit := t.programs(backend)
 	cs := spec.Copy()
 	for p := range cs.Programs {
 		if p != enter && p != exit {
@@ -206,14 +251,15 @@ func attachFunction(spec *ebpf.CollectionSpec, opts ebpf.CollectionOptions, fcfg
 		}
 	}
 	if backend == "fentry" {
-		cs.Programs[enter].AttachTo = name
-		cs.Programs[exit].AttachTo = name
+		for _, p := range cs.Programs {
+			p.AttachTo = t.name
+		}
 	}
-	isNF := name == "nf_hook_slow"
 	for v, val := range map[string]any{
-		bpf.FunctionsVarFilter:   fcfg,
-		bpf.FunctionsVarProbeId:  probe,
-		bpf.FunctionsVarIsNfHook: boolByte(isNF),
+		bpf.FunctionsVarFilter:   consts.filter,
+		bpf.FunctionsVarKcfg:     consts.kernel,
+		bpf.FunctionsVarProbeId:  t.probe,
+		bpf.FunctionsVarIsNfHook: boolByte(t.name == "nf_hook_slow"),
 	} {
 		if err := cs.Variables[v].Set(val); err != nil {
 			return nil, nil, fmt.Errorf("setting %s: %w", v, err)
@@ -232,6 +278,9 @@ func attachFunction(spec *ebpf.CollectionSpec, opts ebpf.CollectionOptions, fcfg
 		return err
 	}
 	for _, p := range []string{enter, exit} {
+		if p == "" {
+			continue
+		}
 		var l link.Link
 		var err error
 		switch {
@@ -240,12 +289,12 @@ func attachFunction(spec *ebpf.CollectionSpec, opts ebpf.CollectionOptions, fcfg
 		case backend == "fentry":
 			l, err = link.AttachTracing(link.TracingOptions{Program: coll.Programs[p], AttachType: ebpf.AttachTraceFExit})
 		case p == enter:
-			l, err = link.Kprobe(name, coll.Programs[p], nil)
+			l, err = link.Kprobe(t.name, coll.Programs[p], nil)
 		default:
-			l, err = link.Kretprobe(name, coll.Programs[p], nil)
+			l, err = link.Kretprobe(t.name, coll.Programs[p], nil)
 		}
 		if err != nil {
-			return nil, nil, fail(fmt.Errorf("attaching %s %s: %w", p, name, err))
+			return nil, nil, fail(fmt.Errorf("attaching %s %s: %w", p, t.name, err))
 		}
 		links = append(links, l)
 	}

@@ -4,21 +4,22 @@ package collector
 
 import (
 	"errors"
+	"slices"
 
 	"github.com/cilium/ebpf/btf"
 )
 
 // attachFunctions: the function probes read x86-64 registers (kprobes) and are built
 // for amd64 only, so other architectures run with tracepoints alone.
-func (c *Collector) attachFunctions(types *btf.Spec, inKernel bool, sigs []signature, fcfg filterCfg) error {
-	if c.backend == "tracepoint" || len(c.functions) == 0 {
-		return nil
+func (c *Collector) attachFunctions(types *btf.Spec, inKernel bool, sigs []signature, consts probeConsts) (int, error) {
+	if c.backend == "tracepoint" {
+		return 0, nil
 	}
-	for _, name := range c.functions {
+	for _, name := range slices.Concat(c.functions, []string{cloneFunction}) {
 		c.summary.Skipped = append(c.summary.Skipped, Skipped{name, "function probes are built for amd64 only"})
 	}
 	if c.backend != "auto" {
-		return errors.New("--backend " + c.backend + ": function probes are built for amd64 only; use --backend tracepoint")
+		return 0, errors.New("--backend " + c.backend + ": function probes are built for amd64 only; use --backend tracepoint")
 	}
-	return nil
+	return 0, nil
 }

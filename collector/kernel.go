@@ -75,8 +75,22 @@ func (r *DropReasons) Name(v uint32) (string, bool) {
 			r.unknown[v] = name
 		}
 	}
-	return name, name != "NOT_DROPPED_YET" && name != "CONSUMED"
+	return name, !normalFree(name)
 }
+
+// NotDrops returns the values whose names are normal frees, for the probes to tell a
+// drop from a free as Name does.
+func (r *DropReasons) NotDrops() []uint32 {
+	var out []uint32
+	for v, name := range r.names {
+		if normalFree(name) {
+			out = append(out, uint32(v))
+		}
+	}
+	return out
+}
+
+func normalFree(name string) bool { return name == "NOT_DROPPED_YET" || name == "CONSUMED" }
 
 // Kallsyms symbolizes kernel addresses from /proc/kallsyms. Modules loaded after start
 // (nf_tables when the first nft rule arrives) are picked up: when /proc/modules changes,

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * The record every pktspan probe writes to the ring buffer, and the filter
- * configuration user space writes into .rodata before loading. Both are
- * naturally aligned with explicit padding (never packed) so that bpf2go's Go
- * declarations have the same layout; user space decodes by field offset.
+ * The record every pktspan probe writes to the ring buffer, what drops-only mode
+ * holds back, and the filter configuration and kernel facts user space writes into
+ * .rodata before loading. All are naturally aligned with explicit padding (never
+ * packed) so that bpf2go's Go declarations have the same layout; user space
+ * decodes by field offset.
  */
 #ifndef __PKTSPAN_H
 #define __PKTSPAN_H
@@ -17,6 +18,7 @@ enum probe_id {
 	PROBE_CONSUME_SKB = 5,
 	PROBE_SKB_COPY_DATAGRAM_IOVEC = 6,
 	PROBE_TCP_RETRANSMIT_SKB = 7,
+	PROBE_SKB_CLONE = 8, /* skb_clone's return (fexit or kretprobe): the new skb's first event */
 	PROBE_FUNC_BASE = 64,
 };
 
@@ -34,7 +36,13 @@ enum counter_id {
 	COUNTER_TRACK_FAIL = 3,   /* skbs that matched but could not be remembered */
 	COUNTER_TRACK_STALE = 4,  /* remembered skbs freed unseen: their address came back */
 	COUNTER_CALLS_FULL = 5,   /* function entries whose exit could not be awaited */
-	COUNTER_MAX = 6,
+	/* Drops-only mode: what became of the events held back until their skb's free. */
+	COUNTER_HELD = 6,           /* events held in the pending map */
+	COUNTER_HELD_SENT = 7,      /* held events sent because their skb was dropped */
+	COUNTER_HELD_DISCARDED = 8, /* events discarded because their skb was not dropped */
+	COUNTER_HELD_OVERFLOW = 9,  /* skbs with more events than an entry holds: the later ones lost */
+	COUNTER_HELD_EVICTED = 10,  /* skbs whose held events were lost from a full pending map */
+	COUNTER_MAX = 11,
 };
 
 /* What the kernel remembers of a followed skb: enough to tell it from the next skb
@@ -71,6 +79,7 @@ struct call {
 struct event {
 	__u64 ts_ns;    /* bpf_ktime_get_ns: CLOCK_MONOTONIC */
 	__u64 skb;      /* skb address: the packet's identity */
+	__u64 parent;   /* skb_clone: the address of the skb cloned */
 	__u64 location; /* kfree_skb: caller address */
 	__s64 retval;   /* exit events: return value; net_dev_xmit: driver rc */
 	__u32 netns;    /* network namespace inode */
@@ -94,6 +103,33 @@ struct event {
 	__u8 saddr[16]; /* IPv4 in the first 4 bytes */
 	__u8 daddr[16];
 	char ifname[16];
+	/* The ORIGINAL direction of the skb's conntrack entry: the tuple before NAT. */
+	__u8 ct_saddr[16];
+	__u8 ct_daddr[16];
+	__u16 ct_sport; /* host byte order */
+	__u16 ct_dport;
+	__u16 gso_segs; /* skb_shinfo(skb)->gso_segs: 0 when the skb is not GSO */
+	__u8 ct_l3;     /* 4, 6, or 0 when the skb has no conntrack entry */
+	__u8 ct_l4;
+};
+
+/* Events held back per skb in drops-only mode, its free included: the first
+ * HELD_MAX - 1 events before the free are kept, the free always is. */
+#define HELD_MAX 16
+
+enum pending_state {
+	PENDING_HOLD = 0,    /* alive: events are held */
+	PENDING_DROPPED = 1, /* dropped: held events went out, later exits go straight out */
+	PENDING_FREED = 2,   /* freed normally: held events discarded, later exits too */
+};
+
+/* What drops-only mode keeps of a followed skb until its free. */
+struct pending {
+	__u32 count; /* events held */
+	__u8 state;  /* enum pending_state */
+	__u8 overflow; /* more events came than fit: counted once */
+	__u8 _pad[2];
+	struct event events[HELD_MAX - 1];
 };
 
 #define FILTER_MAX_ADDRS 16
@@ -101,6 +137,8 @@ struct event {
 #define FILTER_MAX_PROTOS 4
 #define FILTER_MAX_IFACES 8
 #define FILTER_MAX_NETNS 8
+#define FILTER_MAX_VLANS 8
+#define FILTER_MAX_MARKS 8
 
 /* An address prefix: match when (address & mask) == addr, word by word, network order. */
 struct filter_cidr {
@@ -110,18 +148,49 @@ struct filter_cidr {
 	__u8 _pad[3];
 };
 
+/* A mark filter: match when (skb->mark & mask) == value. */
+struct filter_mark {
+	__u32 value;
+	__u32 mask;
+};
+
 struct filter_cfg {
 	__u32 n_addrs;
 	__u32 n_ports;
 	__u32 n_protos;
 	__u32 n_ifaces;
 	__u32 n_netns;
-	__u32 _pad0;
+	__u32 n_vlans;
+	__u32 n_marks;
+	__u8 drops_only; /* hold every event until the skb's free; send only drops' */
+	__u8 _pad0[3];
 	struct filter_cidr addrs[FILTER_MAX_ADDRS];
 	__u16 ports[FILTER_MAX_PORTS];
 	__u8 protos[FILTER_MAX_PROTOS];
 	__u32 netns[FILTER_MAX_NETNS];
 	char ifaces[FILTER_MAX_IFACES][16];
+	__u16 vlans[FILTER_MAX_VLANS]; /* VLAN IDs of the skb's accelerated 802.1Q tag */
+	struct filter_mark marks[FILTER_MAX_MARKS];
+};
+
+#define CT_TUPLE_READ 40  /* bytes of struct nf_conntrack_tuple read: the fields below lie within */
+#define NOT_DROPS_MAX 4
+
+/* What user space found in the kernel's BTF, written into .rodata before load. */
+struct kernel_cfg {
+	/* Offset in struct nf_conn of tuplehash[IP_CT_DIR_ORIGINAL].tuple; 0 when conntrack
+	 * cannot be read (not built, module not loaded, no BTF for it). */
+	__u32 ct_tuple;
+	/* Offsets in struct nf_conntrack_tuple. */
+	__u16 ct_src_addr; /* src.u3 */
+	__u16 ct_src_port; /* src.u.all */
+	__u16 ct_l3num;    /* src.l3num */
+	__u16 ct_dst_addr; /* dst.u3 */
+	__u16 ct_dst_port; /* dst.u.all */
+	__u16 ct_protonum; /* dst.protonum */
+	/* kfree_skb reasons that are normal frees (NOT_DROPPED_YET, CONSUMED). */
+	__u32 n_not_drops;
+	__u32 not_drops[NOT_DROPS_MAX];
 };
 
 #endif

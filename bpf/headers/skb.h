@@ -23,11 +23,16 @@
 #define IPPROTO_ICMPV6 58
 #define AF_INET 2
 #define AF_INET6 10
+#define NFCT_PTRMASK (~7UL) /* skb->_nfct's low bits are the ctinfo */
+#define VLAN_VID_MASK 0x0fff
 
 char LICENSE[] SEC("license") = "GPL";
 
 /* Written by user space before load; rodata, so the verifier prunes disabled filters. */
 volatile const struct filter_cfg filter = {};
+
+/* Written by user space before load, from the kernel's BTF. */
+volatile const struct kernel_cfg kcfg = {};
 
 /* Never read: it keeps struct event in the object's BTF, where bpf2go finds it. */
 volatile const struct event *const event_btf_anchor = 0;
@@ -48,6 +53,24 @@ struct {
 	__type(value, struct track);
 } tracked SEC(".maps");
 
+/* Drops-only mode: a followed skb's events until its free says whether it was dropped.
+ * User space sizes it with probes.pending_size in that mode and 1 otherwise (unused).
+ * LRU: an skb freed unseen must not keep its entry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1);
+	__type(key, __u64);
+	__type(value, struct pending);
+} pending SEC(".maps");
+
+/* A new pending entry is built here: it is far bigger than the 512-byte stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pending);
+} pending_scratch SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, COUNTER_MAX);
@@ -55,11 +78,16 @@ struct {
 	__type(value, __u64);
 } counters SEC(".maps");
 
-static __always_inline void count(__u32 id)
+static __always_inline void count_n(__u32 id, __u64 n)
 {
 	__u64 *v = bpf_map_lookup_elem(&counters, &id);
 	if (v)
-		*v += 1;
+		*v += n;
+}
+
+static __always_inline void count(__u32 id)
+{
+	count_n(id, 1);
 }
 
 /* Where a probe finds the IP header. */
@@ -161,6 +189,56 @@ static __always_inline bool read_sock_tuple(struct event *ev, struct sock *sk)
 	return true;
 }
 
+/* ct_l3 by address family: 4 at AF_INET (2), 6 at AF_INET6 (10), a nibble each. */
+#define CT_L3_BY_FAMILY ((6ULL << (AF_INET6 * 4)) | (4ULL << (AF_INET * 4)))
+
+/*
+ * The ORIGINAL direction's tuple of the skb's conntrack entry. struct nf_conn lives in
+ * the nf_conntrack module's BTF on some kernels, beyond CO-RE's reach, so user space
+ * passes its offsets; kcfg.ct_tuple is 0 when they are unknown. Written without
+ * branches: an skb without conntrack reads from address 0, which fails and leaves
+ * zeros, so every path leaves the same state and the verifier checks the rest of the
+ * program once, not once per outcome.
+ */
+static __always_inline void read_ct(struct event *ev, struct sk_buff *skb)
+{
+	if (!kcfg.ct_tuple || !bpf_core_field_exists(skb->_nfct))
+		return;
+	unsigned long ct = BPF_CORE_READ(skb, _nfct) & NFCT_PTRMASK;
+	/* One read of the whole tuple; user space checked that every field lies within it
+	 * at its natural alignment (the verifier requires aligned stack access). */
+	__u32 t[CT_TUPLE_READ / 4];
+	bpf_probe_read_kernel(t, sizeof(t), (void *)(ct + kcfg.ct_tuple));
+	void *b = t;
+	/* Any other family (a template's zeroed tuple, a failed read) gives 0: no tuple. */
+	__u16 family = *(__u16 *)(b + kcfg.ct_l3num);
+	ev->ct_l3 = (CT_L3_BY_FAMILY >> ((family & 0xf) * 4)) & 0xf;
+	for (int w = 0; w < 4; w++) {
+		((__u32 *)ev->ct_saddr)[w] = *(__u32 *)(b + kcfg.ct_src_addr + w * 4);
+		((__u32 *)ev->ct_daddr)[w] = *(__u32 *)(b + kcfg.ct_dst_addr + w * 4);
+	}
+	ev->ct_sport = bpf_ntohs(*(__u16 *)(b + kcfg.ct_src_port));
+	ev->ct_dport = bpf_ntohs(*(__u16 *)(b + kcfg.ct_dst_port));
+	ev->ct_l4 = *(__u8 *)(b + kcfg.ct_protonum);
+}
+
+/* How many wire packets a GSO skb stands for: skb_shinfo(skb)->gso_segs. */
+static __always_inline void read_gso(struct event *ev, struct sk_buff *skb)
+{
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	unsigned int end = BPF_CORE_READ(skb, end);
+	struct skb_shared_info *shinfo = (void *)(head + end);
+	ev->gso_segs = BPF_CORE_READ(shinfo, gso_segs);
+}
+
+/* What only a followed skb's event needs: read after follow() said yes, so that the
+ * skbs the filters turn away cost as little as they can. */
+static __always_inline void read_followed(struct event *ev, struct sk_buff *skb)
+{
+	read_ct(ev, skb);
+	read_gso(ev, skb);
+}
+
 static __always_inline void read_dev(struct event *ev, struct net_device *dev)
 {
 	if (!dev)
@@ -188,17 +266,17 @@ static __always_inline bool match_addr(const struct event *ev)
 		const volatile struct filter_cidr *c = &filter.addrs[i];
 		if (c->family != ev->l3)
 			continue;
-		bool src = true, dst = true;
+		/* Differences OR-ed together, not a branch per word: each branch would give
+		 * the verifier two more states to walk through the rest of the program. */
+		__u32 src = 0, dst = 0;
 		for (int w = 0; w < 4; w++) {
 			__u32 s, d;
 			__builtin_memcpy(&s, &ev->saddr[w * 4], 4);
 			__builtin_memcpy(&d, &ev->daddr[w * 4], 4);
-			if ((s & c->mask[w]) != c->addr[w])
-				src = false;
-			if ((d & c->mask[w]) != c->addr[w])
-				dst = false;
+			src |= (s & c->mask[w]) ^ c->addr[w];
+			dst |= (d & c->mask[w]) ^ c->addr[w];
 		}
-		if (src || dst)
+		if (!src || !dst)
 			return true;
 	}
 	return false;
@@ -262,6 +340,49 @@ static __always_inline bool match_netns(const struct event *ev)
 	return false;
 }
 
+/* The VLAN ID of the skb's accelerated 802.1Q tag, or -1 when it carries none. Until
+ * 6.1 a bit says whether there is a tag; later kernels clear vlan_all instead. */
+static __always_inline int vlan_id(struct sk_buff *skb)
+{
+	bool tagged;
+	if (bpf_core_field_exists(skb->vlan_present))
+		tagged = BPF_CORE_READ_BITFIELD_PROBED(skb, vlan_present);
+	else
+		tagged = BPF_CORE_READ(skb, vlan_proto) != 0;
+	if (!tagged)
+		return -1;
+	return BPF_CORE_READ(skb, vlan_tci) & VLAN_VID_MASK;
+}
+
+static __always_inline bool match_vlan(struct sk_buff *skb)
+{
+	if (!filter.n_vlans)
+		return true;
+	int id = vlan_id(skb);
+	if (id < 0)
+		return false;
+	for (__u32 i = 0; i < FILTER_MAX_VLANS; i++) {
+		if (i >= filter.n_vlans)
+			break;
+		if (filter.vlans[i] == id)
+			return true;
+	}
+	return false;
+}
+
+static __always_inline bool match_mark(const struct event *ev)
+{
+	if (!filter.n_marks)
+		return true;
+	for (__u32 i = 0; i < FILTER_MAX_MARKS; i++) {
+		if (i >= filter.n_marks)
+			break;
+		if ((ev->mark & filter.marks[i].mask) == filter.marks[i].value)
+			return true;
+	}
+	return false;
+}
+
 /* How a hook relates to an skb's life, for follow(). */
 enum follow_mode {
 	FOLLOW = 0,      /* remember a matching skb */
@@ -289,12 +410,16 @@ static __always_inline bool same_skb(const struct track *t, const struct event *
 }
 
 /*
- * Decides whether ev (already filled from the skb) is sent. An skb already
- * remembered is always followed; an unknown one is followed from here on when it
- * is an IP packet matching every filter. Frees forget the skb.
+ * Decides whether ev (already filled from skb) is sent. An skb already remembered
+ * is always followed; an unknown one is followed from here on when it is an IP
+ * packet matching every filter. Frees forget the skb. *fresh tells drops-only mode
+ * whether ev is the first event of the skb's life that is followed; it is a separate
+ * output, not part of the result, so that without drops-only the verifier sees one
+ * result and prunes the paths after it as before.
  */
-static __always_inline bool follow(struct event *ev, enum follow_mode mode)
+static __always_inline bool follow(struct event *ev, struct sk_buff *skb, enum follow_mode mode, bool *fresh)
 {
+	*fresh = false;
 	__u64 key = ev->skb;
 	struct track *t = bpf_map_lookup_elem(&tracked, &key);
 	if (t && mode != FOLLOW_PEEK) {
@@ -311,8 +436,9 @@ static __always_inline bool follow(struct event *ev, enum follow_mode mode)
 		return true;
 	}
 	if (!ev->l3 || !match_addr(ev) || !match_port(ev) || !match_proto(ev) ||
-	    !match_iface(ev) || !match_netns(ev))
+	    !match_iface(ev) || !match_netns(ev) || !match_mark(ev) || !match_vlan(skb))
 		return false;
+	*fresh = true;
 	if (mode == FOLLOW_FREE || mode == FOLLOW_PEEK)
 		return true;
 	struct track nt = {
@@ -334,6 +460,126 @@ static __always_inline void emit(const struct event *ev)
 {
 	if (bpf_ringbuf_output(&events, (void *)ev, sizeof(*ev), 0))
 		count(COUNTER_RINGBUF_FULL);
+}
+
+/*
+ * Drops-only mode: the pending entry of skb. The first event of an skb's life starts it
+ * afresh: an entry still holding events belonged to an skb freed where no tracepoint
+ * saw it, so not known to be dropped. An entry missing for a later event was evicted.
+ */
+static __always_inline struct pending *pending_entry(__u64 skb, bool fresh)
+{
+	struct pending *p = bpf_map_lookup_elem(&pending, &skb);
+	if (p) {
+		if (fresh) {
+			if (p->state == PENDING_HOLD && p->count)
+				count_n(COUNTER_HELD_DISCARDED, p->count);
+			p->count = 0;
+			p->state = PENDING_HOLD;
+			p->overflow = 0;
+		}
+		return p;
+	}
+	if (!fresh)
+		count(COUNTER_HELD_EVICTED);
+	__u32 zero = 0;
+	struct pending *s = bpf_map_lookup_elem(&pending_scratch, &zero);
+	if (!s)
+		return NULL;
+	s->count = 0;
+	s->state = PENDING_HOLD;
+	s->overflow = 0;
+	if (bpf_map_update_elem(&pending, &skb, s, BPF_ANY)) {
+		if (fresh)
+			count(COUNTER_HELD_EVICTED);
+		return NULL;
+	}
+	return bpf_map_lookup_elem(&pending, &skb);
+}
+
+/* Drops-only mode: keeps ev until its skb's free decides, or settles it at once when
+ * the free came first (exits of functions the skb was freed in). */
+static __always_inline void hold(const struct event *ev, bool fresh)
+{
+	struct pending *p = pending_entry(ev->skb, fresh);
+	if (!p)
+		return;
+	if (p->state == PENDING_DROPPED) {
+		emit(ev);
+		return;
+	}
+	if (p->state == PENDING_FREED) {
+		count(COUNTER_HELD_DISCARDED);
+		return;
+	}
+	__u32 i = p->count;
+	if (i >= HELD_MAX - 1) {
+		if (!p->overflow) {
+			p->overflow = 1;
+			count(COUNTER_HELD_OVERFLOW);
+		}
+		return;
+	}
+	__builtin_memcpy(&p->events[i], ev, sizeof(*ev));
+	p->count = i + 1;
+	count(COUNTER_HELD);
+}
+
+/* Sends the event of a followed skb: at once, or held back in drops-only mode. The
+ * drops-only path is pruned by the verifier when the mode is off. */
+static __always_inline void send(const struct event *ev, bool fresh)
+{
+	if (filter.drops_only)
+		hold(ev, fresh);
+	else
+		emit(ev);
+}
+
+/* Whether a kfree_skb reason is a drop: user space passes the normal-free ones. */
+static __always_inline bool is_drop(__u32 reason)
+{
+	for (__u32 i = 0; i < NOT_DROPS_MAX; i++) {
+		if (i >= kcfg.n_not_drops)
+			break;
+		if (kcfg.not_drops[i] == reason)
+			return false;
+	}
+	return true;
+}
+
+/* Sends the free event of a followed skb. In drops-only mode a drop sends the held
+ * events first, in order, and a normal free discards them; exits that come later
+ * share their fate. */
+static __always_inline void send_free(const struct event *ev, bool fresh)
+{
+	if (!filter.drops_only) {
+		emit(ev);
+		return;
+	}
+	bool drop = ev->probe == PROBE_KFREE_SKB && is_drop(ev->drop_reason);
+	struct pending *p = pending_entry(ev->skb, fresh);
+	if (!p) {
+		if (drop)
+			emit(ev);
+		else
+			count(COUNTER_HELD_DISCARDED);
+		return;
+	}
+	__u32 n = p->state == PENDING_HOLD ? p->count : 0;
+	if (drop) {
+		for (__u32 i = 0; i < HELD_MAX - 1; i++) {
+			if (i >= n)
+				break;
+			emit(&p->events[i]);
+		}
+		count_n(COUNTER_HELD_SENT, n);
+		emit(ev);
+		p->state = PENDING_DROPPED;
+	} else {
+		count_n(COUNTER_HELD_DISCARDED, n + 1);
+		p->state = PENDING_FREED;
+	}
+	p->count = 0;
 }
 
 /* Fills what every probe knows about an skb; the caller adds the rest. */

@@ -70,14 +70,24 @@ struct sock {
 struct sk_buff {
 	struct sock *sk;
 	struct net_device *dev;
+	unsigned long _nfct; /* CONFIG_NF_CONNTRACK: struct nf_conn * | ctinfo in the low 3 bits */
 	unsigned int len;
 	__u32 mark;
+	__u8 vlan_present : 1; /* up to 6.1; later kernels test vlan_proto (vlan_all) instead */
+	__be16 vlan_proto;
+	__u16 vlan_tci;
 	__be16 protocol;
 	__u16 transport_header;
 	__u16 network_header;
 	__u16 mac_header;
+	unsigned int end; /* sk_buff_data_t: an offset from head on 64-bit kernels */
 	unsigned char *head;
 	unsigned char *data;
+} __attribute__((preserve_access_index));
+
+/* At skb->head + skb->end. */
+struct skb_shared_info {
+	unsigned short gso_segs;
 } __attribute__((preserve_access_index));
 
 /* nf_hook_slow's second argument: which hook and family the verdict is for. */
