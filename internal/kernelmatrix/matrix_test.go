@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,24 +16,30 @@ import (
 )
 
 // Tier 3 of DESIGN.md: each Debian kernel boots under qemu; inside, the scenario runs
-// pktspan once with --backend fentry and once with --backend kprobe; the spans come
-// back as JSON lines and are checked here. `make vmtest` (part of `make test`) runs it.
+// pktspan with --backend fentry and with --backend kprobe, each once as it is and once
+// with --drops-only; the spans come back as JSON lines and are checked here. `make
+// vmtest` (part of `make test`) runs it.
 func TestFunctionBackendsOnDebianKernels(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("the kernel matrix boots VMs whose payload loads eBPF probes: run it as root (sudo make vmtest)")
 	}
 	bins := t.TempDir()
-	build := func(name, pkg string) string {
+	build := func(name, pkg string, test bool) string {
 		out := filepath.Join(bins, name)
 		cmd := exec.Command("go", "build", "-o", out, pkg)
+		if test {
+			cmd = exec.Command("go", "test", "-c", "-o", out, pkg)
+		}
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if b, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("building %s: %v\n%s", pkg, err, b)
 		}
 		return out
 	}
-	pktspan := build("pktspan", "github.com/pktspan/pktspan/cmd/pktspan")
-	scenario := build("scenario", "github.com/pktspan/pktspan/internal/kernelmatrix/scenario")
+	pktspan := build("pktspan", "github.com/pktspan/pktspan/cmd/pktspan", false)
+	scenario := build("scenario", "github.com/pktspan/pktspan/internal/kernelmatrix/scenario", false)
+	// The collector's BTF tests, run where conntrack is a loaded module.
+	collectorTests := build("collector.test", "github.com/pktspan/pktspan/collector", true)
 
 	for _, series := range []string{"6.1", "6.12"} {
 		t.Run(series, func(t *testing.T) {
@@ -44,11 +51,16 @@ func TestFunctionBackendsOnDebianKernels(t *testing.T) {
 			}
 			out := t.TempDir()
 			res, err := vm.Run(ctx, k, vm.RunOptions{
-				Files: map[string]string{"/bin/pktspan": pktspan, "/bin/scenario": scenario},
+				Files: map[string]string{"/bin/pktspan": pktspan, "/bin/scenario": scenario, "/bin/collector.test": collectorTests},
 				Script: `set -x
+collector.test -test.v -test.run 'TestConntrackLayout' > "$OUT/collector-tests" 2>&1 || echo "collector tests failed: $?"
 for b in fentry kprobe; do
 	scenario --pktspan /bin/pktspan --backend $b --out "$OUT/$b" || echo "scenario $b failed: $?"
+	scenario --pktspan /bin/pktspan --backend $b --drops-only --out "$OUT/$b-drops" || echo "scenario $b --drops-only failed: $?"
 done`,
+				// The NAT lab's router needs conntrack and NAT, modules on Debian's kernels;
+				// loaded at boot, before pktspan reads nf_conntrack's BTF.
+				Modules:  slices.Concat(vm.DefaultModules, []string{"nft_chain_nat", "nft_nat", "nft_masq"}),
 				OutDir:   out,
 				Timeout:  8 * time.Minute,
 				MemoryMB: 1024,
@@ -60,16 +72,48 @@ done`,
 			if strings.Contains(res.Console, "failed:") {
 				t.Errorf("the scenario failed inside the VM:\n%s", res.Output)
 			}
+			t.Run("conntrack-btf", func(t *testing.T) {
+				checkCollectorTests(t, filepath.Join(out, "collector-tests"))
+			})
 			for _, backend := range []string{"fentry", "kprobe"} {
 				t.Run(backend, func(t *testing.T) {
 					checkRun(t, filepath.Join(out, backend), backend)
+				})
+				t.Run(backend+"-drops-only", func(t *testing.T) {
+					checkDropsOnlyRun(t, filepath.Join(out, backend+"-drops"), backend)
 				})
 			}
 		})
 	}
 }
 
-func checkRun(t *testing.T, dir, backend string) {
+// conntrackRead is how pktspan's start-up summary says it reads conntrack tuples. On
+// Debian's kernels conntrack is a module, yet struct nf_conn is in vmlinux's BTF:
+// built-in code declares it.
+const conntrackRead = "conntrack: original tuples read (struct nf_conn from "
+
+// checkCollectorTests checks that the collector's conntrack layout tests passed in the
+// VM, the one for a kernel whose conntrack is a module among them.
+func checkCollectorTests(t *testing.T, path string) {
+	out, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("no collector test output from the VM: %v", err)
+	}
+	if !strings.Contains(string(out), "--- PASS: TestConntrackLayoutWhereConntrackIsAModule ") || strings.Contains(string(out), "--- FAIL") {
+		t.Errorf("the conntrack layout tests did not all pass in the VM, the module one among them:\n%s", out)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, "ct_tuple at") {
+			t.Log(strings.TrimSpace(line))
+		}
+	}
+}
+
+// readRun returns pktspan's log and spans from one scenario run, after checking what
+// every run must show at start-up: the functions and skb_clone attached with the
+// backend, conntrack tuples read.
+func readRun(t *testing.T, dir, backend string) (string, *Spans) {
+	t.Helper()
 	log, err := os.ReadFile(filepath.Join(dir, "pktspan.log"))
 	if err != nil {
 		t.Fatalf("no pktspan log from the VM: %v", err)
@@ -82,6 +126,12 @@ func checkRun(t *testing.T, dir, backend string) {
 			t.Errorf("%s was not attached with %s; log:\n%s", fn, via, summary)
 		}
 	}
+	if cloneVia := map[string]string{"fentry": "fexit", "kprobe": "kprobe/kretprobe"}[backend]; !attachedVia(summary, "skb_clone", cloneVia) {
+		t.Errorf("skb_clone was not attached with %s; log:\n%s", cloneVia, summary)
+	}
+	if !strings.Contains(startup(summary), conntrackRead) {
+		t.Errorf("pktspan does not say %q…; log:\n%s", conntrackRead, summary)
+	}
 	f, err := os.Open(filepath.Join(dir, "spans.jsonl"))
 	if err != nil {
 		t.Fatal(err)
@@ -91,8 +141,28 @@ func checkRun(t *testing.T, dir, backend string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return summary, spans
+}
+
+func checkRun(t *testing.T, dir, backend string) {
+	_, spans := readRun(t, dir, backend)
+	if tapped, err := os.ReadFile(filepath.Join(dir, "tapped")); err == nil {
+		t.Logf("the packet tap read %s frames", strings.TrimSpace(string(tapped)))
+	}
 	for _, err := range CheckFunctionSpans(spans, ReplyPort, DroppedPort, ClosedPort) {
 		t.Error(err)
+	}
+	for _, err := range CheckClones(spans) {
+		t.Error(err)
+	}
+	for _, err := range CheckConntrack(spans, NATPublic, NATServer) {
+		t.Error(err)
+	}
+	for _, p := range spans.All {
+		if c := spans.Children(p); p.Name == "packet" && len(c) > 0 && c[0].Name == "skb_clone" {
+			t.Logf("a clone's packet span (%s), clone_of=%q:\n%s", backend, p.Attr("pktspan.skb.clone_of"), spans.Tree(p))
+			break
+		}
 	}
 	for _, p := range spans.Packets(ReplyPort) {
 		if spans.Find(p, "tcp_v4_rcv") != nil && p.Attr("destination.port") == "8080" {
@@ -109,6 +179,25 @@ func checkRun(t *testing.T, dir, backend string) {
 }
 
 // startup extracts the "probes attached" summary lines from pktspan's log.
+func checkDropsOnlyRun(t *testing.T, dir, backend string) {
+	log, spans := readRun(t, dir, backend)
+	if !strings.Contains(startup(log), "drops only") {
+		t.Errorf("the filter summary does not say drops only; log:\n%s", log)
+	}
+	for _, err := range CheckDropsOnly(spans, DroppedPort, ClosedPort) {
+		t.Error(err)
+	}
+	for _, p := range spans.Packets(DroppedPort) {
+		t.Logf("the nft-dropped packet, drops only (%s):\n%s", backend, spans.Tree(p))
+		break
+	}
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, "final stats") {
+			t.Logf("%s", line)
+		}
+	}
+}
+
 func startup(log string) string {
 	for _, line := range strings.Split(log, "\n") {
 		if i := strings.Index(line, `msg="probes attached\n`); i >= 0 {

@@ -7,8 +7,10 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"sort"
 	"strings"
 
@@ -20,6 +22,13 @@ const (
 	ReplyPort   = netns.ReplyPort
 	DroppedPort = netns.DroppedPort
 	ClosedPort  = netns.ClosedPort
+)
+
+// The NAT lab's ends as the checks see them: the client asks the router's public
+// address and port, the server answers from its own behind the router.
+var (
+	NATPublic = netip.AddrPortFrom(netns.NATRouterPublic.Addr(), netns.NATPublicPort)
+	NATServer = netip.AddrPortFrom(netns.NATServer.Addr(), netns.ReplyPort)
 )
 
 // Span is one line of pktspan's JSON output.
@@ -224,4 +233,108 @@ func nameOf(s *Span) string {
 		return "nothing"
 	}
 	return s.Name
+}
+
+// CheckClones checks that the clone of a followed skb is followed from its birth: a
+// packet span whose first stage is skb_clone (the scenario's packet tap makes the kernel
+// clone the client's packets). When the packet names its original
+// (pktspan.skb.clone_of), that must be another packet span's pktspan.skb.address.
+func CheckClones(s *Spans) []error {
+	addrs := map[string]bool{}
+	for _, sp := range s.All {
+		if sp.Name == "packet" {
+			addrs[sp.Attr("pktspan.skb.address")] = true
+		}
+	}
+	var errs []error
+	found := false
+	for _, p := range s.All {
+		if p.Name != "packet" {
+			continue
+		}
+		c := s.Children(p)
+		if len(c) == 0 || c[0].Name != "skb_clone" {
+			continue
+		}
+		found = true
+		if of := p.Attr("pktspan.skb.clone_of"); of != "" && (!addrs[of] || of == p.Attr("pktspan.skb.address")) {
+			errs = append(errs, fmt.Errorf("clone %s names %s as its original, which is no other packet of the run",
+				p.Attr("pktspan.skb.address"), of))
+		}
+	}
+	if !found {
+		errs = append(errs, errors.New("no packet span starts with an skb_clone stage, though a packet tap cloned the client's packets"))
+	}
+	return errs
+}
+
+// CheckConntrack checks that events carry their conntrack entry's original tuple: the
+// NAT lab's router rewrites both addresses, so the server's replies (from server:8080
+// to the router's inside address) share a trace with the client's requests to the
+// router's public address only if the router's events told what the tuple was before
+// translation.
+func CheckConntrack(s *Spans, public, server netip.AddrPort) []error {
+	requests := map[string]bool{}
+	for _, p := range s.All {
+		if p.Name == "packet" && p.Attr("destination.address") == public.Addr().String() &&
+			p.Attr("destination.port") == fmt.Sprint(public.Port()) {
+			requests[p.TraceID] = true
+		}
+	}
+	if len(requests) == 0 {
+		return []error{fmt.Errorf("no packet to %s: the NAT lab's traffic was not followed", public)}
+	}
+	replies := 0
+	for _, p := range s.All {
+		if p.Name == "packet" && p.Attr("source.address") == server.Addr().String() &&
+			p.Attr("source.port") == fmt.Sprint(server.Port()) {
+			replies++
+			if requests[p.TraceID] {
+				return nil
+			}
+		}
+	}
+	return []error{fmt.Errorf("none of the %d packets from %s (behind NAT) shares a trace with the %d trace(s) of requests to %s",
+		replies, server, len(requests), public)}
+}
+
+// CheckDropsOnly checks a --drops-only run: every packet span ends in a drop; the
+// nft-dropped packet carries the events held before its drop (ip_rcv_core) and the
+// nf_hook_slow exit that came after the free inside it (verdict DROP); the UDP packet
+// to the closed port is there with NO_SOCKET.
+func CheckDropsOnly(s *Spans, droppedPort, closedPort int) []error {
+	var errs []error
+	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	for _, p := range s.All {
+		if p.Name == "packet" && p.Status != "error" {
+			fail("packet %s (%s:%s > %s:%s) is not a drop, yet reached user space in drops-only mode:\n%s",
+				p.Attr("pktspan.skb.address"), p.Attr("source.address"), p.Attr("source.port"),
+				p.Attr("destination.address"), p.Attr("destination.port"), s.Tree(p))
+		}
+	}
+	var dropped *Span
+	for _, p := range s.Packets(droppedPort) {
+		if p.Description == "NETFILTER_DROP" {
+			dropped = p
+			break
+		}
+	}
+	if dropped == nil {
+		fail("no packet to port %d is an error span with NETFILTER_DROP", droppedPort)
+	} else {
+		if s.Find(dropped, "ip_rcv_core") == nil {
+			fail("the nft-dropped packet lacks the ip_rcv_core stage held before its drop:\n%s", s.Tree(dropped))
+		}
+		if nf := s.findHook(dropped, "INPUT"); nf == nil || nf.Attr("pktspan.netfilter.verdict") != "DROP" {
+			fail("the nft-dropped packet lacks its nf_hook_slow INPUT stage with verdict DROP, which ends after the free:\n%s", s.Tree(dropped))
+		}
+	}
+	udp := false
+	for _, p := range s.Packets(closedPort) {
+		udp = udp || p.Description == "NO_SOCKET"
+	}
+	if !udp {
+		fail("no packet to UDP port %d is an error span with NO_SOCKET", closedPort)
+	}
+	return errs
 }

@@ -20,7 +20,7 @@ func stage(name string) *spanner.Stage {
 	if s, ok := stages[name]; ok {
 		return s
 	}
-	s := &spanner.Stage{Name: name, Free: name == "skb:kfree_skb" || name == "skb:consume_skb"}
+	s := &spanner.Stage{Name: name, Free: name == "skb:kfree_skb" || name == "skb:consume_skb", Clone: name == "skb_clone"}
 	stages[name] = s
 	return s
 }
@@ -57,6 +57,19 @@ func verdict(v int32) func(*spanner.Event) {
 	}
 }
 
+func (r *recorder) spans() *Spans {
+	r.sp.Flush(r.t + 1)
+	s, err := ReadSpans(&r.out)
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+func nfDrop(ev *spanner.Event) {
+	ev.Drop, ev.DropReason, ev.Location = true, "NETFILTER_DROP", "nft_do_chain+0x46f"
+}
+
 // journey records a delivered packet, an nft drop and a UDP NO_SOCKET drop; broken
 // names what to get wrong.
 func journey(broken string) *Spans {
@@ -81,9 +94,7 @@ func journey(broken string) *Spans {
 	r.ev(1, ReplyPort, spanner.KindInstant, "skb:consume_skb", nil)
 
 	r.ev(2, DroppedPort, spanner.KindEnter, "nf_hook_slow", nil)
-	r.ev(2, DroppedPort, spanner.KindInstant, "skb:kfree_skb", func(ev *spanner.Event) {
-		ev.Drop, ev.DropReason, ev.Location = true, "NETFILTER_DROP", "nft_do_chain+0x46f"
-	})
+	r.ev(2, DroppedPort, spanner.KindInstant, "skb:kfree_skb", nfDrop)
 	r.ev(2, DroppedPort, spanner.KindExit, "nf_hook_slow", verdict(0))
 
 	if broken != "udp" {
@@ -92,12 +103,7 @@ func journey(broken string) *Spans {
 			ev.Drop, ev.DropReason = true, "NO_SOCKET"
 		})
 	}
-	r.sp.Flush(r.t + 1)
-	s, err := ReadSpans(&r.out)
-	if err != nil {
-		panic(err)
-	}
-	return s
+	return r.spans()
 }
 
 func TestCheckFunctionSpansAcceptsTheKernelsCallTree(t *testing.T) {
@@ -114,6 +120,115 @@ func TestCheckFunctionSpansRejectsWhatIssue3Forbids(t *testing.T) {
 	}
 	for broken, want := range cases {
 		errs := CheckFunctionSpans(journey(broken), ReplyPort, DroppedPort, ClosedPort)
+		found := false
+		for _, err := range errs {
+			found = found || strings.Contains(err.Error(), want)
+		}
+		if !found {
+			t.Errorf("%s: want an error containing %q, got %v", broken, want, errs)
+		}
+	}
+}
+
+// tapped records a packet leaving the client and the clone a packet tap took of it.
+func tapped(clone bool) *Spans {
+	r := newRecorder()
+	r.ev(1, ReplyPort, spanner.KindInstant, "net:net_dev_queue", nil)
+	if clone {
+		r.ev(2, ReplyPort, spanner.KindInstant, "skb_clone", func(ev *spanner.Event) { ev.Parent = 1 })
+		r.ev(2, ReplyPort, spanner.KindInstant, "skb:skb_copy_datagram_iovec", nil)
+		r.ev(2, ReplyPort, spanner.KindInstant, "skb:consume_skb", nil)
+	}
+	r.ev(1, ReplyPort, spanner.KindInstant, "net:net_dev_xmit", nil)
+	r.ev(1, ReplyPort, spanner.KindInstant, "skb:consume_skb", nil)
+	return r.spans()
+}
+
+func TestCheckClonesFindsAPacketBornInSkbClone(t *testing.T) {
+	if errs := CheckClones(tapped(true)); len(errs) > 0 {
+		t.Errorf("a tapped run was rejected: %v", errs)
+	}
+	if errs := CheckClones(tapped(false)); len(errs) != 1 || !strings.Contains(errs[0].Error(), "skb_clone") {
+		t.Errorf("a run without clones: %v", errs)
+	}
+}
+
+// spansFrom parses JSON lines written by hand, for what the spanner never writes.
+func spansFrom(t *testing.T, lines ...string) *Spans {
+	t.Helper()
+	s, err := ReadSpans(strings.NewReader(strings.Join(lines, "\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestCheckClonesRejectsACloneOfNoKnownPacket(t *testing.T) {
+	s := spansFrom(t,
+		`{"trace_id":"t1","span_id":"p1","name":"packet","attributes":{"pktspan.skb.address":"0x1"}}`,
+		`{"trace_id":"t1","span_id":"p2","name":"packet","attributes":{"pktspan.skb.address":"0x2","pktspan.skb.clone_of":"0x3"}}`,
+		`{"trace_id":"t1","span_id":"s1","parent_span_id":"p2","name":"skb_clone"}`,
+	)
+	if errs := CheckClones(s); len(errs) != 1 || !strings.Contains(errs[0].Error(), "names 0x3") {
+		t.Errorf("a clone of an unknown packet: %v", errs)
+	}
+}
+
+func TestCheckConntrackWantsRepliesBehindNATInTheRequestsTrace(t *testing.T) {
+	request := `{"trace_id":"t1","span_id":"p1","name":"packet","attributes":{"destination.address":"198.18.1.2","destination.port":80}}`
+	reply := func(trace string) string {
+		return `{"trace_id":"` + trace + `","span_id":"p2","name":"packet","attributes":{"source.address":"198.18.2.2","source.port":8080}}`
+	}
+	if errs := CheckConntrack(spansFrom(t, request, reply("t1")), NATPublic, NATServer); len(errs) > 0 {
+		t.Errorf("one trace through the NAT was rejected: %v", errs)
+	}
+	if errs := CheckConntrack(spansFrom(t, request, reply("t2")), NATPublic, NATServer); len(errs) != 1 || !strings.Contains(errs[0].Error(), "shares a trace") {
+		t.Errorf("replies in a trace of their own: %v", errs)
+	}
+	if errs := CheckConntrack(spansFrom(t, reply("t2")), NATPublic, NATServer); len(errs) != 1 || !strings.Contains(errs[0].Error(), "not followed") {
+		t.Errorf("no request: %v", errs)
+	}
+}
+
+// dropsOnly records what a --drops-only run brings out: the nft-dropped packet with the
+// events held before its drop and the nf_hook_slow exit after it, the UDP NO_SOCKET
+// drop; broken names what to get wrong.
+func dropsOnly(broken string) *Spans {
+	r := newRecorder()
+	if broken == "delivered" {
+		r.ev(1, ReplyPort, spanner.KindInstant, "net:netif_receive_skb", nil)
+		r.ev(1, ReplyPort, spanner.KindInstant, "skb:consume_skb", nil)
+	}
+	if broken != "held" {
+		r.ev(2, DroppedPort, spanner.KindEnter, "ip_rcv_core", nil)
+		r.ev(2, DroppedPort, spanner.KindExit, "ip_rcv_core", nil)
+	}
+	r.ev(2, DroppedPort, spanner.KindEnter, "nf_hook_slow", nil)
+	r.ev(2, DroppedPort, spanner.KindInstant, "skb:kfree_skb", nfDrop)
+	if broken != "exit" {
+		r.ev(2, DroppedPort, spanner.KindExit, "nf_hook_slow", verdict(0))
+	}
+	r.ev(3, ClosedPort, spanner.KindInstant, "skb:kfree_skb", func(ev *spanner.Event) {
+		ev.Tuple.Proto, ev.TCP = 17, spanner.TCP{}
+		ev.Drop, ev.DropReason = true, "NO_SOCKET"
+	})
+	return r.spans()
+}
+
+func TestCheckDropsOnlyAcceptsDropsWithWhatCameBeforeAndAfter(t *testing.T) {
+	if errs := CheckDropsOnly(dropsOnly(""), DroppedPort, ClosedPort); len(errs) > 0 {
+		t.Errorf("a correct drops-only run was rejected: %v", errs)
+	}
+}
+
+func TestCheckDropsOnlyRejectsDeliveredPacketsAndLostEvents(t *testing.T) {
+	cases := map[string]string{
+		"delivered": "is not a drop",
+		"held":      "lacks the ip_rcv_core stage",
+		"exit":      "verdict DROP",
+	}
+	for broken, want := range cases {
+		errs := CheckDropsOnly(dropsOnly(broken), DroppedPort, ClosedPort)
 		found := false
 		for _, err := range errs {
 			found = found || strings.Contains(err.Error(), want)

@@ -1,20 +1,26 @@
 // Command scenario runs inside a test VM (see internal/vm): it builds the end-to-end
 // tests' topology (netns.Lab: two namespaces, a TCP server, an nft drop, a closed UDP
-// port), runs pktspan with one function backend writing
-// JSON lines, makes the traffic, stops pktspan as Ctrl-C would, and leaves everything in
-// an output directory for the host to check.
+// port) and the NAT lab (netns.NATLab: a router translating both ways), opens a packet
+// tap on the client's veth, runs pktspan with one function backend writing JSON lines,
+// makes the traffic, stops pktspan as Ctrl-C would, and leaves everything in an output
+// directory for the host to check.
 package main
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/pktspan/pktspan/internal/netns"
 )
@@ -22,15 +28,16 @@ import (
 func main() {
 	bin := flag.String("pktspan", "/bin/pktspan", "pktspan binary")
 	backend := flag.String("backend", "fentry", "function backend to run pktspan with")
+	dropsOnly := flag.Bool("drops-only", false, "run pktspan with --drops-only")
 	out := flag.String("out", "/out", "directory for spans.jsonl and pktspan.log")
 	flag.Parse()
-	if err := run(*bin, *backend, *out); err != nil {
+	if err := run(*bin, *backend, *dropsOnly, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "scenario:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bin, backend, out string) error {
+func run(bin, backend string, dropsOnly bool, out string) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
@@ -42,6 +49,18 @@ func run(bin, backend, out string) error {
 		return err
 	}
 	defer lab.Close()
+	nat, err := netns.NewNATLab(ctx)
+	if err != nil {
+		return err
+	}
+	defer nat.Close()
+	// The kernel clones every packet leaving the client's veth for this tap
+	// (dev_queue_xmit_nit), and every one arriving, since the tap shares it.
+	tap, err := openTap(lab.Client, lab.ClientIf)
+	if err != nil {
+		return err
+	}
+	defer tap.Close()
 
 	spans, err := os.Create(filepath.Join(out, "spans.jsonl"))
 	if err != nil {
@@ -54,8 +73,13 @@ func run(bin, backend, out string) error {
 	}
 	defer logf.Close()
 	ready := filepath.Join(out, "ready")
-	cmd := exec.Command(bin, "--backend", backend, "--output", "json", "--ready-file", ready,
-		"--filter-addr", netns.LabServer.Masked().String(), "--trace-close-grace", "500ms")
+	args := []string{"--backend", backend, "--output", "json", "--ready-file", ready,
+		"--filter-addr", netns.LabServer.Masked().String(), "--filter-addr", netns.NATClient.Masked().String(),
+		"--filter-addr", netns.NATServer.Masked().String(), "--trace-close-grace", "500ms"}
+	if dropsOnly {
+		args = append(args, "--drops-only")
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = spans, logf
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting pktspan: %w", err)
@@ -66,9 +90,7 @@ func run(bin, backend, out string) error {
 		return err
 	}
 
-	if err := lab.Traffic(ctx); err != nil {
-		return err
-	}
+	trafficErr := errors.Join(lab.Traffic(ctx), nat.Request(ctx, []byte("through the router")))
 	time.Sleep(time.Second)
 
 	_ = cmd.Process.Signal(syscall.SIGINT)
@@ -81,7 +103,67 @@ func run(bin, backend, out string) error {
 		_ = cmd.Process.Kill()
 		return errors.New("pktspan did not stop within 60s of SIGINT")
 	}
-	return nil
+	if trafficErr != nil {
+		return trafficErr
+	}
+	return os.WriteFile(filepath.Join(out, "tapped"), fmt.Appendf(nil, "%d\n", tap.read.Load()), 0o644)
+}
+
+// tap is an AF_PACKET socket that reads every frame it gets, so the clones queued on it
+// are freed as consumed, not purged as drops when it closes.
+type tap struct {
+	f    *os.File
+	read atomic.Int64
+	done chan struct{}
+}
+
+func openTap(ns *netns.NS, ifname string) (*tap, error) {
+	t := &tap{done: make(chan struct{})}
+	err := ns.Do(func() error {
+		ifc, err := net.InterfaceByName(ifname)
+		if err != nil {
+			return err
+		}
+		proto := int(htons(unix.ETH_P_ALL))
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, proto)
+		if err != nil {
+			return err
+		}
+		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifc.Index}); err != nil {
+			unix.Close(fd)
+			return err
+		}
+		// Non-blocking: the runtime's poller reads it, and Close wakes the reader.
+		t.f = os.NewFile(uintptr(fd), "packet tap")
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening a packet tap on %s: %w", ifname, err)
+	}
+	go func() {
+		defer close(t.done)
+		buf := make([]byte, 65536)
+		for {
+			if _, err := t.f.Read(buf); err != nil {
+				return
+			}
+			t.read.Add(1)
+		}
+	}()
+	return t, nil
+}
+
+func (t *tap) Close() error {
+	err := t.f.Close()
+	<-t.done
+	return err
+}
+
+// htons puts a protocol number in network order, as struct sockaddr_ll wants it.
+func htons(v uint16) uint16 {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], v)
+	return binary.NativeEndian.Uint16(b[:])
 }
 
 func waitReady(ready string, exited <-chan error) error {
