@@ -74,6 +74,12 @@ type instance struct {
 // for its ready file: every probe is attached then.
 func (w *world) start(t *testing.T, service string, args ...string) *instance {
 	t.Helper()
+	return w.startEnv(t, service, nil, args...)
+}
+
+// startEnv is start with variables added to pktspan's environment.
+func (w *world) startEnv(t *testing.T, service string, env []string, args ...string) *instance {
+	t.Helper()
 	ready := filepath.Join(t.TempDir(), "ready")
 	in := &instance{service: service}
 	in.cmd = exec.Command(w.bin, append([]string{
@@ -81,6 +87,7 @@ func (w *world) start(t *testing.T, service string, args ...string) *instance {
 		"--service-name", service, "--ready-file", ready, "--output", "console",
 		"--otlp-batch-delay", "200ms",
 	}, args...)...)
+	in.cmd.Env = append(os.Environ(), env...)
 	in.cmd.Stdout, in.cmd.Stderr = &in.stdout, &in.stderr
 	if err := in.cmd.Start(); err != nil {
 		t.Fatalf("starting pktspan: %v", err)
@@ -241,8 +248,8 @@ func (w *world) waitFor(t *testing.T, service string, since time.Time, ok func(*
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	td, err := w.jaeger.WaitForSpans(ctx, service, since, func(td *tracepb.TracesData) bool { return ok(newTraceSet(td)) })
-	set := newTraceSet(td)
+	td, err := w.jaeger.WaitForSpans(ctx, service, since, func(td *tracepb.TracesData) bool { return ok(newTraceSet(td, service)) })
+	set := newTraceSet(td, service)
 	if err != nil {
 		t.Fatalf("waiting for %s's spans in Jaeger: %v\nspans so far: %s", service, err, set)
 	}
@@ -251,13 +258,20 @@ func (w *world) waitFor(t *testing.T, service string, since time.Time, ok func(*
 
 // traceSet indexes the spans Jaeger returned.
 type traceSet struct {
-	all []*tracepb.Span
+	all  []*tracepb.Span
+	host map[*tracepb.Span]string // the host.name of each span's resource
 }
 
-func newTraceSet(td *tracepb.TracesData) *traceSet {
-	s := &traceSet{}
+// newTraceSet keeps the spans of one service: traces are shared by every pktspan that
+// saw the same connection, since trace IDs derive from the flow.
+func newTraceSet(td *tracepb.TracesData, service string) *traceSet {
+	s := &traceSet{host: map[*tracepb.Span]string{}}
 	for _, sp := range jaeger.Spans(td) {
+		if name, _ := sp.ResourceAttr("service.name"); name != service {
+			continue
+		}
 		s.all = append(s.all, sp.Span)
+		s.host[sp.Span], _ = sp.ResourceAttr("host.name")
 	}
 	return s
 }

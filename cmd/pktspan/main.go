@@ -65,12 +65,15 @@ func run(ctx context.Context, cfg config.Config) error {
 		spanner.WithLimits(cfg.Limits.Flows, cfg.Limits.Packets, cfg.Limits.Stages),
 		spanner.WithWindow(cfg.Trace.IdleTimeout, cfg.Trace.MaxDuration, cfg.Trace.MaxPackets, cfg.Trace.CloseGrace),
 		spanner.WithPacketTimeout(cfg.Trace.PacketTimeout),
+		spanner.WithExport(exportPolicy(cfg)),
+		spanner.WithNATAliases(cfg.Limits.Aliases),
 		spanner.WithLogger(log),
 	)
 	col := collector.New(
 		collector.WithFilter(cfg.Filter),
 		collector.WithRingSize(cfg.Probes.RingSize),
 		collector.WithTrackSize(cfg.Probes.TrackSize),
+		collector.WithPendingSize(cfg.Probes.PendingSize),
 		collector.WithBTF(cfg.BTF),
 		collector.WithBackend(cfg.Probes.Backend),
 		collector.WithFunctions(cfg.Probes.Functions),
@@ -89,7 +92,7 @@ func run(ctx context.Context, cfg config.Config) error {
 		}
 	}
 
-	stats := func(msg string) { logStats(log, msg, col.Stats(), sp.Stats(), out.Stats()) }
+	stats := func(msg string) { logStats(log, msg, cfg.Filter.DropsOnly, col.Stats(), sp.Stats(), out.Stats()) }
 	statsDone := make(chan struct{})
 	go func() {
 		defer close(statsDone)
@@ -153,16 +156,54 @@ func shutdownSink(s spanner.Sink, log *slog.Logger) {
 	}
 }
 
-func logStats(log *slog.Logger, msg string, c collector.Stats, s spanner.Stats, out spanner.SinkStats) {
-	log.Info(msg, "component", "pktspan",
+// exportPolicy maps the export and limits configuration to the spanner's policy.
+func exportPolicy(cfg config.Config) spanner.ExportPolicy {
+	mode := spanner.ExportAll
+	if cfg.Export.Mode == "drops" {
+		mode = spanner.ExportDrops
+	}
+	return spanner.ExportPolicy{
+		Mode:              mode,
+		DropContext:       cfg.Export.DropContext,
+		SampleRatio:       cfg.Export.SampleRatio,
+		MaxSpansPerSecond: cfg.Export.MaxSpansPerSecond,
+		Held:              cfg.Limits.Held,
+	}
+}
+
+// logStats prints what went through and everything lost or left out on the way, by
+// cause: a bounded table that overflowed, a policy that chose not to export, a
+// destination that refused.
+func logStats(log *slog.Logger, msg string, dropsOnly bool, c collector.Stats, s spanner.Stats, out spanner.SinkStats) {
+	args := []any{"component", "pktspan",
 		"events_read", c.EventsRead,
 		"events_lost", c.EventsLost,
 		"spans_exported", out.Exported,
 		"spans_dropped", out.Dropped,
 		"packets", s.PacketsStarted,
 		"flows", s.FlowsOpened,
-		"detach", c.DetachTime,
-	)
+		"windows", s.WindowsOpened,
+		"spans_sampled_out", s.SpansSampledOut,
+		"spans_no_drop", s.SpansNoDrop,
+		"spans_held_evicted", s.SpansHeldEvicted,
+		"spans_rate_limited", s.SpansRateLimited,
+		"packets_evicted", s.PacketsEvicted,
+		"windows_evicted", s.WindowsEvicted,
+		"nat_aliases", s.AliasesLearned,
+		"nat_aliases_evicted", s.AliasesEvicted,
+		"track_failed", c.TrackFailed,
+		"calls_full", c.CallsFull,
+	}
+	if dropsOnly {
+		args = append(args,
+			"held_events", c.HeldEvents,
+			"held_sent", c.HeldSent,
+			"held_discarded", c.HeldDiscarded,
+			"held_overflow", c.HeldOverflow,
+			"held_evicted", c.HeldEvicted,
+		)
+	}
+	log.Info(msg, append(args, "detach", c.DetachTime)...)
 }
 
 func newLogger(w io.Writer, level string) *slog.Logger {
