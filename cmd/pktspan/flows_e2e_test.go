@@ -148,7 +148,8 @@ func TestTwoHostsPutOneConnectionIntoOneTrace(t *testing.T) {
 }
 
 // A connection of thousands of packets is split into traces of at most
-// --trace-max-packets packets, each root linking to the one before.
+// --trace-max-packets packets, each root linking to the one before; its GSO skbs say
+// how many wire packets they stand for.
 func TestLongFlowBecomesLinkedTracesWithinTheLimit(t *testing.T) {
 	w := setup(t)
 	const maxPackets = 200
@@ -201,7 +202,16 @@ func TestLongFlowBecomesLinkedTracesWithinTheLimit(t *testing.T) {
 	if unlinked != 1 {
 		t.Errorf("%d roots have no link to an earlier window, want exactly the first", unlinked)
 	}
-	t.Logf("%d traces, %d packets in all", len(roots), total)
+	// The echo goes back in large writes, which TCP sends as GSO skbs over veth.
+	most := 0
+	for _, p := range spans.packets(replyPort) {
+		n, _ := strconv.Atoi(attr(p, "pktspan.skb.segments"))
+		most = max(most, n)
+	}
+	if most < 2 {
+		t.Errorf("no packet span of the echo stands for more than one wire packet (largest pktspan.skb.segments: %d)", most)
+	}
+	t.Logf("%d traces, %d packets in all, largest GSO skb %d segments", len(roots), total, most)
 }
 
 // In drops mode only flow windows holding a drop leave pktspan, with the packets that

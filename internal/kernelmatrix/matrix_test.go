@@ -12,13 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pktspan/pktspan/internal/netns"
 	"github.com/pktspan/pktspan/internal/vm"
 )
 
 // Tier 3 of DESIGN.md: each Debian kernel boots under qemu; inside, the scenario runs
 // pktspan with --backend fentry and with --backend kprobe, each once as it is and once
-// with --drops-only; the spans come back as JSON lines and are checked here. `make
-// vmtest` (part of `make test`) runs it.
+// with --drops-only, then once following one VLAN; the spans come back as JSON lines
+// and are checked here. `make vmtest` (part of `make test`) runs it.
 func TestFunctionBackendsOnDebianKernels(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("the kernel matrix boots VMs whose payload loads eBPF probes: run it as root (sudo make vmtest)")
@@ -57,10 +58,12 @@ collector.test -test.v -test.run 'TestConntrackLayout' > "$OUT/collector-tests" 
 for b in fentry kprobe; do
 	scenario --pktspan /bin/pktspan --backend $b --out "$OUT/$b" || echo "scenario $b failed: $?"
 	scenario --pktspan /bin/pktspan --backend $b --drops-only --out "$OUT/$b-drops" || echo "scenario $b --drops-only failed: $?"
-done`,
+done
+scenario --pktspan /bin/pktspan --vlan --out "$OUT/vlan" || echo "scenario --vlan failed: $?"`,
 				// The NAT lab's router needs conntrack and NAT, modules on Debian's kernels;
 				// loaded at boot, before pktspan reads nf_conntrack's BTF.
-				Modules:  slices.Concat(vm.DefaultModules, []string{"nft_chain_nat", "nft_nat", "nft_masq"}),
+				// 802.1Q sub-interfaces need 8021q.
+				Modules:  slices.Concat(vm.DefaultModules, []string{"nft_chain_nat", "nft_nat", "nft_masq", "8021q"}),
 				OutDir:   out,
 				Timeout:  8 * time.Minute,
 				MemoryMB: 1024,
@@ -74,6 +77,9 @@ done`,
 			}
 			t.Run("conntrack-btf", func(t *testing.T) {
 				checkCollectorTests(t, filepath.Join(out, "collector-tests"))
+			})
+			t.Run("vlan-filter", func(t *testing.T) {
+				checkVLANRun(t, filepath.Join(out, "vlan"))
 			})
 			for _, backend := range []string{"fentry", "kprobe"} {
 				t.Run(backend, func(t *testing.T) {
@@ -106,6 +112,25 @@ func checkCollectorTests(t *testing.T, path string) {
 		if strings.Contains(line, "ct_tuple at") {
 			t.Log(strings.TrimSpace(line))
 		}
+	}
+}
+
+// checkVLANRun checks the VLAN run: --filter-vlan followed both directions of the ping
+// over its VLAN, and nothing over the other VLAN or the untagged link.
+func checkVLANRun(t *testing.T, dir string) {
+	f, err := os.Open(filepath.Join(dir, "spans.jsonl"))
+	if err != nil {
+		t.Fatalf("no spans from the VLAN run: %v", err)
+	}
+	defer f.Close()
+	spans, err := ReadSpans(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	followed, other := netns.LabVLANs[0], netns.LabVLANs[1]
+	for _, err := range CheckVLAN(spans, followed.Client.Addr(), followed.Server.Addr(),
+		other.Client.Addr(), other.Server.Addr(), netns.LabClient.Addr(), netns.LabServer.Addr()) {
+		t.Error(err)
 	}
 }
 

@@ -338,3 +338,36 @@ func CheckDropsOnly(s *Spans, droppedPort, closedPort int) []error {
 	}
 	return errs
 }
+
+// CheckVLAN checks a run filtered to one VLAN whose link joins client and server: the
+// ping over it was followed both ways, and no packet of the other links (addresses in
+// others: the other VLAN's, the untagged link's) was. Other packets on the followed VLAN,
+// such as IPv6 link-local MLD reports, may come too.
+func CheckVLAN(s *Spans, client, server netip.Addr, others ...netip.Addr) []error {
+	var errs []error
+	ways := map[string]int{}
+	for _, p := range s.All {
+		if p.Name != "packet" {
+			continue
+		}
+		src, dst := p.Attr("source.address"), p.Attr("destination.address")
+		switch {
+		case src == client.String() && dst == server.String():
+			ways["request"]++
+		case src == server.String() && dst == client.String():
+			ways["reply"]++
+		}
+		for _, o := range others {
+			if src == o.String() || dst == o.String() {
+				errs = append(errs, fmt.Errorf("packet %s > %s is on another link than the followed VLAN's (%s, %s)", src, dst, client, server))
+				break
+			}
+		}
+	}
+	for _, way := range []string{"request", "reply"} {
+		if ways[way] == 0 {
+			errs = append(errs, fmt.Errorf("no %s packet of the ping over the followed VLAN (%s, %s)", way, client, server))
+		}
+	}
+	return errs
+}

@@ -238,3 +238,35 @@ func TestCheckDropsOnlyRejectsDeliveredPacketsAndLostEvents(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckVLANWantsBothWaysOnTheFollowedLinkOnly(t *testing.T) {
+	client, server := netip.MustParseAddr("198.18.0.5"), netip.MustParseAddr("198.18.0.6")
+	packet := func(src, dst string) string {
+		return `{"trace_id":"t1","span_id":"` + src + dst + `","name":"packet","attributes":{"source.address":"` + src + `","destination.address":"` + dst + `"}}`
+	}
+	tests := []struct {
+		name  string
+		lines []string
+		want  []string
+	}{
+		{"both ways", []string{packet("198.18.0.5", "198.18.0.6"), packet("198.18.0.6", "198.18.0.5")}, nil},
+		{"no reply", []string{packet("198.18.0.5", "198.18.0.6")}, []string{"no reply"}},
+		{"other vlan", []string{packet("198.18.0.5", "198.18.0.6"), packet("198.18.0.6", "198.18.0.5"), packet("198.18.0.9", "198.18.0.10")},
+			[]string{"198.18.0.9 > 198.18.0.10 is on another link"}},
+		{"link-local on the vlan", []string{packet("198.18.0.5", "198.18.0.6"), packet("198.18.0.6", "198.18.0.5"), packet("fe80::1", "ff02::16")}, nil},
+		{"nothing", nil, []string{"no request", "no reply"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			errs := CheckVLAN(spansFrom(t, tt.lines...), client, server, netip.MustParseAddr("198.18.0.9"), netip.MustParseAddr("198.18.0.10"))
+			if len(errs) != len(tt.want) {
+				t.Fatalf("errors %v, want %d", errs, len(tt.want))
+			}
+			for i, w := range tt.want {
+				if !strings.Contains(errs[i].Error(), w) {
+					t.Errorf("error %q, want it to say %q", errs[i], w)
+				}
+			}
+		})
+	}
+}

@@ -25,6 +25,18 @@ var (
 	LabServer = netip.MustParsePrefix("198.18.0.2/30")
 )
 
+// LabVLAN is an 802.1Q link the lab can add over its veth.
+type LabVLAN struct {
+	ID             int
+	Client, Server netip.Prefix
+}
+
+// LabVLANs are the links Lab.AddVLANs adds.
+var LabVLANs = [2]LabVLAN{
+	{100, netip.MustParsePrefix("198.18.0.5/30"), netip.MustParsePrefix("198.18.0.6/30")},
+	{200, netip.MustParsePrefix("198.18.0.9/30"), netip.MustParsePrefix("198.18.0.10/30")},
+}
+
 // Lab is the two-host topology the end-to-end tests, the kernel matrix and the demo
 // share: a client and a server namespace joined by veth, TCP echo servers on ReplyPort
 // and DataDropPort, nft rules dropping TCP to DroppedPort and long segments to
@@ -79,6 +91,20 @@ func (l *Lab) Traffic(ctx context.Context) error {
 	return errors.Join(err,
 		UDPSend(ctx, l.Client, dst, ClosedPort, []byte("anyone?")),
 		TCPConnectExpectTimeout(ctx, l.Client, dst, DroppedPort, 1500*time.Millisecond))
+}
+
+// AddVLANs adds LabVLANs on both ends of the veth (the kernel needs 802.1Q support:
+// the 8021q module).
+func (l *Lab) AddVLANs() error {
+	for _, v := range LabVLANs {
+		if _, err := VLAN(l.Client, l.ClientIf, v.ID, v.Client); err != nil {
+			return err
+		}
+		if _, err := VLAN(l.Server, l.ServerIf, v.ID, v.Server); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // TrafficDataDrop opens a connection to DataDropPort and sends a segment the server's

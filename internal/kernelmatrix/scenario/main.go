@@ -29,9 +29,16 @@ func main() {
 	bin := flag.String("pktspan", "/bin/pktspan", "pktspan binary")
 	backend := flag.String("backend", "fentry", "function backend to run pktspan with")
 	dropsOnly := flag.Bool("drops-only", false, "run pktspan with --drops-only")
+	vlan := flag.Bool("vlan", false, "instead, ping over two VLANs and untagged, with pktspan following one VLAN")
 	out := flag.String("out", "/out", "directory for spans.jsonl and pktspan.log")
 	flag.Parse()
-	if err := run(*bin, *backend, *dropsOnly, *out); err != nil {
+	var err error
+	if *vlan {
+		err = runVLAN(*bin, *out)
+	} else {
+		err = run(*bin, *backend, *dropsOnly, *out)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "scenario:", err)
 		os.Exit(1)
 	}
@@ -62,6 +69,50 @@ func run(bin, backend string, dropsOnly bool, out string) error {
 	}
 	defer tap.Close()
 
+	args := []string{"--backend", backend,
+		"--filter-addr", netns.LabServer.Masked().String(), "--filter-addr", netns.NATClient.Masked().String(),
+		"--filter-addr", netns.NATServer.Masked().String()}
+	if dropsOnly {
+		args = append(args, "--drops-only")
+	}
+	if err := withPktspan(bin, out, args, func() error {
+		return errors.Join(lab.Traffic(ctx), nat.Request(ctx, []byte("through the router")))
+	}); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(out, "tapped"), fmt.Appendf(nil, "%d\n", tap.read.Load()), 0o644)
+}
+
+// runVLAN pings over the lab's two VLANs and its untagged veth, with pktspan
+// (tracepoints only: the filter is what is tested) following the first VLAN.
+func runVLAN(bin, out string) error {
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	lab, err := netns.NewLab(ctx)
+	if err != nil {
+		return err
+	}
+	defer lab.Close()
+	if err := lab.AddVLANs(); err != nil {
+		return err
+	}
+	followed, other := netns.LabVLANs[0], netns.LabVLANs[1]
+	args := []string{"--backend", "tracepoint", "--filter-vlan", fmt.Sprint(followed.ID)}
+	return withPktspan(bin, out, args, func() error {
+		return errors.Join(
+			netns.Ping(ctx, lab.Client, followed.Server.Addr()),
+			netns.Ping(ctx, lab.Client, other.Server.Addr()),
+			netns.Ping(ctx, lab.Client, netns.LabServer.Addr()))
+	})
+}
+
+// withPktspan runs pktspan with args writing JSON lines to out/spans.jsonl and its log
+// to out/pktspan.log, makes the traffic once every probe is attached, and stops pktspan
+// as Ctrl-C would.
+func withPktspan(bin, out string, args []string, traffic func() error) error {
 	spans, err := os.Create(filepath.Join(out, "spans.jsonl"))
 	if err != nil {
 		return err
@@ -73,13 +124,7 @@ func run(bin, backend string, dropsOnly bool, out string) error {
 	}
 	defer logf.Close()
 	ready := filepath.Join(out, "ready")
-	args := []string{"--backend", backend, "--output", "json", "--ready-file", ready,
-		"--filter-addr", netns.LabServer.Masked().String(), "--filter-addr", netns.NATClient.Masked().String(),
-		"--filter-addr", netns.NATServer.Masked().String(), "--trace-close-grace", "500ms"}
-	if dropsOnly {
-		args = append(args, "--drops-only")
-	}
-	cmd := exec.Command(bin, args...)
+	cmd := exec.Command(bin, append([]string{"--output", "json", "--ready-file", ready, "--trace-close-grace", "500ms"}, args...)...)
 	cmd.Stdout, cmd.Stderr = spans, logf
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting pktspan: %w", err)
@@ -90,7 +135,7 @@ func run(bin, backend string, dropsOnly bool, out string) error {
 		return err
 	}
 
-	trafficErr := errors.Join(lab.Traffic(ctx), nat.Request(ctx, []byte("through the router")))
+	trafficErr := traffic()
 	time.Sleep(time.Second)
 
 	_ = cmd.Process.Signal(syscall.SIGINT)
@@ -103,10 +148,7 @@ func run(bin, backend string, dropsOnly bool, out string) error {
 		_ = cmd.Process.Kill()
 		return errors.New("pktspan did not stop within 60s of SIGINT")
 	}
-	if trafficErr != nil {
-		return trafficErr
-	}
-	return os.WriteFile(filepath.Join(out, "tapped"), fmt.Appendf(nil, "%d\n", tap.read.Load()), 0o644)
+	return trafficErr
 }
 
 // tap is an AF_PACKET socket that reads every frame it gets, so the clones queued on it
