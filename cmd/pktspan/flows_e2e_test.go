@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -33,19 +34,12 @@ func TestNATConnectionIsOneTraceWithBothSidesOfTheTranslation(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = nat.Close() })
 
-	since := time.Now().Add(-time.Second)
-	service := fmt.Sprintf("pktspan-e2e-nat-%d", time.Now().UnixNano())
-	in := w.start(t, service, "--filter-addr", netns.NATClient.Masked().String(), "--filter-addr", netns.NATServer.Masked().String(),
-		"--trace-close-grace", "500ms")
-	if err := nat.Request(ctx, []byte("through the router")); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(2 * time.Second)
-	in.stop(t)
+	run := w.run(t, "nat", []string{"--filter-addr", netns.NATClient.Masked().String(), "--filter-addr", netns.NATServer.Masked().String()},
+		func(ctx context.Context) error { return nat.Request(ctx, []byte("through the router")) })
 
 	client, public := netns.NATClient.Addr().String(), netns.NATRouterPublic.Addr().String()
 	inside, server := netns.NATRouterInside.Addr().String(), netns.NATServer.Addr().String()
-	spans := w.waitFor(t, service, since, func(s *traceSet) bool { return s.root("tcp", netns.NATPublicPort) != nil })
+	spans := w.waitFor(t, run.service, run.since, func(s *traceSet) bool { return s.root("tcp", netns.NATPublicPort) != nil })
 	roots := spans.rootsFor("tcp", netns.NATPublicPort)
 	if len(roots) != 1 {
 		t.Fatalf("%d root spans for the connection to %s:%d, want 1; spans: %s", len(roots), public, netns.NATPublicPort, spans)
@@ -153,22 +147,26 @@ func TestTwoHostsPutOneConnectionIntoOneTrace(t *testing.T) {
 func TestLongFlowBecomesLinkedTracesWithinTheLimit(t *testing.T) {
 	w := setup(t)
 	const maxPackets = 200
-	since := time.Now().Add(-time.Second)
-	service := fmt.Sprintf("pktspan-e2e-long-%d", time.Now().UnixNano())
-	in := w.start(t, service, "--filter-port", fmt.Sprint(replyPort), "--output", "none",
-		"--trace-max-packets", fmt.Sprint(maxPackets), "--trace-close-grace", "500ms")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	echoed, err := netns.TCPStream(ctx, w.lab.Client, serverAddr.Addr(), replyPort, 1500, 100, 200*time.Microsecond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(2 * time.Second)
-	in.stop(t)
-	t.Logf("echoed %d bytes; pktspan stderr:\n%s", echoed, in.stderr.String())
+	var echoed int
+	run := w.run(t, "long", []string{"--filter-port", fmt.Sprint(replyPort), "--output", "none", "--trace-max-packets", fmt.Sprint(maxPackets)},
+		func(ctx context.Context) (err error) {
+			echoed, err = netns.TCPStream(ctx, w.lab.Client, serverAddr.Addr(), replyPort, 1500, 100, 200*time.Microsecond)
+			return err
+		})
+	t.Logf("echoed %d bytes", echoed)
 
-	spans := w.waitFor(t, service, since, func(s *traceSet) bool { return len(s.rootsFor("tcp", replyPort)) >= 5 })
-	roots := spans.rootsFor("tcp", replyPort)
+	spans := w.waitFor(t, run.service, run.since, func(s *traceSet) bool { return len(s.rootsFor("tcp", replyPort)) >= 5 })
+	// The stream is the connection with the most windows (a stray one to the port would
+	// be another client port).
+	byPort := map[string][]*tracepb.Span{}
+	var roots []*tracepb.Span
+	for _, r := range spans.rootsFor("tcp", replyPort) {
+		p := attr(r, "source.port")
+		byPort[p] = append(byPort[p], r)
+		if len(byPort[p]) > len(roots) {
+			roots = byPort[p]
+		}
+	}
 	byID := map[string]*tracepb.Span{}
 	total := 0
 	for _, r := range roots {
@@ -221,11 +219,6 @@ func TestLongFlowBecomesLinkedTracesWithinTheLimit(t *testing.T) {
 // a listening UDP socket is the flow without one.)
 func TestDropsModeExportsOnlyFlowsWithADropAndThePathToIt(t *testing.T) {
 	w := setup(t)
-	since := time.Now().Add(-time.Second)
-	service := fmt.Sprintf("pktspan-e2e-dropsmode-%d", time.Now().UnixNano())
-	in := w.start(t, service, "--filter-addr", serverAddr.Masked().String(), "--export-mode", "drops", "--trace-close-grace", "500ms")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	const udpPort = 5353
 	var conn net.PacketConn
 	if err := w.lab.Server.Do(func() (err error) {
@@ -235,24 +228,18 @@ func TestDropsModeExportsOnlyFlowsWithADropAndThePathToIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if err := netns.UDPSend(ctx, w.lab.Client, serverAddr.Addr(), udpPort, []byte("no drop")); err != nil {
-		t.Fatal(err)
-	}
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, _, err := conn.ReadFrom(make([]byte, 64)); err != nil {
-		t.Fatalf("the datagram did not arrive: %v", err)
-	}
-	if err := netns.TCPConnectExpectTimeout(ctx, w.lab.Client, serverAddr.Addr(), droppedPort, 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.lab.TrafficDataDrop(ctx); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(2 * time.Second)
-	in.stop(t)
-	t.Logf("pktspan stderr:\n%s", in.stderr.String())
+	run := w.run(t, "dropsmode", []string{"--filter-addr", serverAddr.Masked().String(), "--export-mode", "drops"}, func(ctx context.Context) error {
+		if err := netns.UDPSend(ctx, w.lab.Client, serverAddr.Addr(), udpPort, []byte("no drop")); err != nil {
+			return err
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, _, err := conn.ReadFrom(make([]byte, 64)); err != nil {
+			return fmt.Errorf("the datagram did not arrive: %w", err)
+		}
+		return errors.Join(netns.TCPConnectExpectTimeout(ctx, w.lab.Client, serverAddr.Addr(), droppedPort, 0), w.lab.TrafficDataDrop(ctx))
+	})
 
-	spans := w.waitFor(t, service, since, func(s *traceSet) bool {
+	spans := w.waitFor(t, run.service, run.since, func(s *traceSet) bool {
 		return s.dropped(netns.DataDropPort, "NETFILTER_DROP") != nil && s.dropped(droppedPort, "NETFILTER_DROP") != nil &&
 			s.root("tcp", netns.DataDropPort) != nil
 	})
@@ -280,8 +267,8 @@ func TestDropsModeExportsOnlyFlowsWithADropAndThePathToIt(t *testing.T) {
 		t.Errorf("no window of the flow to port %d shows the packets before its dropped segment (most: %d, want the handshake); spans: %s",
 			netns.DataDropPort, most, spans)
 	}
-	if n := statValue(t, in.stderr.String(), "spans_no_drop"); n == 0 {
-		t.Errorf("final stats count no span left out for lack of a drop:\n%s", in.stderr.String())
+	if n := statValue(t, run.stderr.String(), "spans_no_drop"); n == 0 {
+		t.Errorf("final stats count no span left out for lack of a drop:\n%s", run.stderr.String())
 	}
 }
 
@@ -290,22 +277,11 @@ func TestDropsModeExportsOnlyFlowsWithADropAndThePathToIt(t *testing.T) {
 // delivered or consumed skb gets out of the kernel.
 func TestDropsOnlyKeepsEverythingButDropsInTheKernel(t *testing.T) {
 	w := setup(t)
-	since := time.Now().Add(-time.Second)
-	service := fmt.Sprintf("pktspan-e2e-dropsonly-%d", time.Now().UnixNano())
-	in := w.start(t, service, "--filter-addr", serverAddr.Masked().String(), "--drops-only", "--trace-close-grace", "500ms")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := w.lab.Traffic(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.lab.TrafficDataDrop(ctx); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(2 * time.Second)
-	in.stop(t)
-	t.Logf("pktspan stderr:\n%s", in.stderr.String())
+	run := w.run(t, "dropsonly", []string{"--filter-addr", serverAddr.Masked().String(), "--drops-only"}, func(ctx context.Context) error {
+		return errors.Join(w.lab.Traffic(ctx), w.lab.TrafficDataDrop(ctx))
+	})
 
-	spans := w.waitFor(t, service, since, func(s *traceSet) bool {
+	spans := w.waitFor(t, run.service, run.since, func(s *traceSet) bool {
 		return s.dropped(netns.DataDropPort, "NETFILTER_DROP") != nil && s.dropped(droppedPort, "NETFILTER_DROP") != nil &&
 			s.dropped(closedPort, "NO_SOCKET") != nil
 	})
@@ -324,8 +300,8 @@ func TestDropsOnlyKeepsEverythingButDropsInTheKernel(t *testing.T) {
 	if !spans.hasChild(drop, "net:netif_receive_skb") || !spans.hasChild(drop, "skb:kfree_skb") {
 		t.Errorf("the dropped segment lacks the stages before its drop; children: %v", names(spans.children(drop)))
 	}
-	if n := statValue(t, in.stderr.String(), "held_discarded"); n == 0 {
-		t.Errorf("final stats count no events discarded in the kernel:\n%s", in.stderr.String())
+	if n := statValue(t, run.stderr.String(), "held_discarded"); n == 0 {
+		t.Errorf("final stats count no events discarded in the kernel:\n%s", run.stderr.String())
 	}
 }
 
@@ -339,16 +315,9 @@ func TestMarkFilterFollowsOnlyMarkedPackets(t *testing.T) {
 	if err := w.lab.Client.Nft(ctx, rules); err != nil {
 		t.Fatal(err)
 	}
-	since := time.Now().Add(-time.Second)
-	service := fmt.Sprintf("pktspan-e2e-mark-%d", time.Now().UnixNano())
-	in := w.start(t, service, "--filter-mark", "0x2a/0xff", "--trace-close-grace", "500ms")
-	if err := w.lab.Traffic(ctx); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(2 * time.Second)
-	in.stop(t)
+	run := w.run(t, "mark", []string{"--filter-mark", "0x2a/0xff"}, w.lab.Traffic)
 
-	spans := w.waitFor(t, service, since, func(s *traceSet) bool { return s.root("tcp", replyPort) != nil })
+	spans := w.waitFor(t, run.service, run.since, func(s *traceSet) bool { return s.root("tcp", replyPort) != nil })
 	marked := 0
 	for _, p := range spans.all {
 		if p.Name != "packet" {
@@ -368,6 +337,30 @@ func TestMarkFilterFollowsOnlyMarkedPackets(t *testing.T) {
 			t.Errorf("%d packet spans to the unmarked port %d were exported", len(got), port)
 		}
 	}
+}
+
+// session is one pktspan run around some traffic.
+type session struct {
+	*instance
+	since time.Time // for Jaeger queries: a little before it started
+}
+
+// run starts pktspan with args under a service name of its own (pktspan-e2e-NAME-…),
+// makes the traffic once every probe is attached, lets the flows' windows close
+// (FIN + a 500 ms grace) and stops pktspan, requiring a clean exit.
+func (w *world) run(t *testing.T, name string, args []string, traffic func(ctx context.Context) error) *session {
+	t.Helper()
+	s := &session{since: time.Now().Add(-time.Second)}
+	s.instance = w.start(t, fmt.Sprintf("pktspan-e2e-%s-%d", name, time.Now().UnixNano()), append(args, "--trace-close-grace", "500ms")...)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := traffic(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	s.stop(t)
+	t.Logf("pktspan stderr:\n%s", s.stderr.String())
+	return s
 }
 
 func (s *traceSet) packetsIn(traceID string) []*tracepb.Span {

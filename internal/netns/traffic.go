@@ -122,10 +122,30 @@ func (s *TCPServer) Close() error {
 // TCPRequest connects from inside ns to addr:port, sends payload, half-closes and
 // returns everything the server sends before closing.
 func TCPRequest(ctx context.Context, ns *NS, addr netip.Addr, port uint16, payload []byte) ([]byte, error) {
+	var reply []byte
+	err := dialTCP(ctx, ns, addr, port, func(c *net.TCPConn) error {
+		if _, err := c.Write(payload); err != nil {
+			return err
+		}
+		if err := c.CloseWrite(); err != nil {
+			return err
+		}
+		var err error
+		reply, err = io.ReadAll(io.LimitReader(c, maxMessage))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tcp request from %s %w", ns.name, err)
+	}
+	return reply, nil
+}
+
+// dialTCP connects from inside ns to addr:port and runs fn on the connection, all
+// bounded by ctx's deadline (default 5 s); its error reads "to ADDR:PORT: cause".
+func dialTCP(ctx context.Context, ns *NS, addr netip.Addr, port uint16, fn func(c *net.TCPConn) error) error {
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
 	dst := netip.AddrPortFrom(addr, port).String()
-	var reply []byte
 	err := ns.Do(func() error {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "tcp", dst)
@@ -135,19 +155,12 @@ func TCPRequest(ctx context.Context, ns *NS, addr netip.Addr, port uint16, paylo
 		defer c.Close()
 		deadline, _ := ctx.Deadline()
 		_ = c.SetDeadline(deadline)
-		if _, err := c.Write(payload); err != nil {
-			return err
-		}
-		if err := c.(*net.TCPConn).CloseWrite(); err != nil {
-			return err
-		}
-		reply, err = io.ReadAll(io.LimitReader(c, maxMessage))
-		return err
+		return fn(c.(*net.TCPConn))
 	})
 	if err != nil {
-		return nil, fmt.Errorf("tcp request from %s to %s: %w", ns.name, dst, err)
+		return fmt.Errorf("to %s: %w", dst, err)
 	}
-	return reply, nil
+	return nil
 }
 
 // TCPConnectExpectTimeout tries to connect from inside ns to addr:port and succeeds only
@@ -272,21 +285,9 @@ func checksum(b []byte) uint16 {
 // connection carries thousands of packets; then it half-closes and reads the echo. It
 // returns the number of bytes echoed.
 func TCPStream(ctx context.Context, ns *NS, addr netip.Addr, port uint16, writes, size int, gap time.Duration) (int, error) {
-	ctx, cancel := withDefaultTimeout(ctx)
-	defer cancel()
-	dst := netip.AddrPortFrom(addr, port).String()
 	var echoed int64
-	err := ns.Do(func() error {
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "tcp", dst)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		deadline, _ := ctx.Deadline()
-		_ = c.SetDeadline(deadline)
-		tc := c.(*net.TCPConn)
-		if err := tc.SetNoDelay(true); err != nil {
+	err := dialTCP(ctx, ns, addr, port, func(c *net.TCPConn) error {
+		if err := c.SetNoDelay(true); err != nil {
 			return err
 		}
 		// Read while writing: the echo comes only after the half-close, but a reader
@@ -305,13 +306,13 @@ func TCPStream(ctx context.Context, ns *NS, addr netip.Addr, port uint16, writes
 			}
 			time.Sleep(gap)
 		}
-		if err := tc.CloseWrite(); err != nil {
+		if err := c.CloseWrite(); err != nil {
 			return err
 		}
 		return <-done
 	})
 	if err != nil {
-		return 0, fmt.Errorf("tcp stream from %s to %s: %w", ns.name, dst, err)
+		return 0, fmt.Errorf("tcp stream from %s %w", ns.name, err)
 	}
 	return int(echoed), nil
 }
