@@ -21,6 +21,31 @@ func load(t *testing.T, args, environ []string) (Config, error) {
 	return Load(fs, args, environ)
 }
 
+// loadCase is one successful Load: want edits Default() into the expected Config.
+type loadCase struct {
+	name string
+	args []string
+	env  []string
+	want func(c *Config)
+}
+
+func checkLoads(t *testing.T, tests []loadCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := load(t, tt.args, tt.env)
+			if err != nil {
+				t.Fatalf("Load() error = %v", err)
+			}
+			want := Default()
+			tt.want(&want)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("Load() =\n%+v\nwant\n%+v", got, want)
+			}
+		})
+	}
+}
+
 func TestLoadLayers(t *testing.T) {
 	const file = "testdata/layers.yaml"
 	fromFile := func(c *Config) {
@@ -48,12 +73,7 @@ func TestLoadLayers(t *testing.T) {
 		c.OTLP.Headers["x-both"] = "env"
 		c.Trace.IdleTimeout = 45e9
 	}
-	tests := []struct {
-		name string
-		args []string
-		env  []string
-		want func(c *Config)
-	}{
+	tests := []loadCase{
 		{"defaults", nil, nil, func(*Config) {}},
 		{"defaults ignore other variables", nil, []string{"HOME=/root", "PKTSPAN_UNRELATED=1"}, func(*Config) {}},
 		{"empty file", []string{"--config", "testdata/empty.yaml"}, nil, func(*Config) {}},
@@ -88,28 +108,11 @@ func TestLoadLayers(t *testing.T) {
 			c.Output = "none"
 		}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := load(t, tt.args, tt.env)
-			if err != nil {
-				t.Fatalf("Load() error = %v", err)
-			}
-			want := Default()
-			tt.want(&want)
-			if !reflect.DeepEqual(got, want) {
-				t.Errorf("Load() =\n%+v\nwant\n%+v", got, want)
-			}
-		})
-	}
+	checkLoads(t, tests)
 }
 
 func TestLoadLists(t *testing.T) {
-	tests := []struct {
-		name string
-		args []string
-		env  []string
-		want func(c *Config)
-	}{
+	tests := []loadCase{
 		{"repeated and comma flags", []string{
 			"--filter-port", "80", "--filter-port", "443,8080",
 			"--filter-addr", "10.0.0.0/8,::1", "--filter-addr", "192.0.2.1",
@@ -150,20 +153,21 @@ func TestLoadLists(t *testing.T) {
 		{"headers from one variable", nil, []string{"PKTSPAN_OTLP__HEADERS=a=1, b=2"}, func(c *Config) {
 			c.OTLP.Headers = map[string]string{"a": "1", "b": "2"}
 		}},
+		{"vlan, mark and drops-only flags", []string{"--filter-vlan", "100,200", "--filter-mark", "0x10/0xf0", "--drops-only"}, nil, func(c *Config) {
+			c.Filter.VLAN = []int{100, 200}
+			c.Filter.Mark = []string{"0x10/0xf0"}
+			c.Filter.DropsOnly = true
+		}},
+		{"sample ratio from a flag", []string{"--export-sample-ratio", "0.25", "--export-mode", "drops"}, nil, func(c *Config) {
+			c.Export.SampleRatio = 0.25
+			c.Export.Mode = "drops"
+		}},
+		{"sample ratio from the environment", nil, []string{"PKTSPAN_EXPORT__SAMPLE_RATIO= 0.5", "PKTSPAN_FILTER__DROPS_ONLY=true"}, func(c *Config) {
+			c.Export.SampleRatio = 0.5
+			c.Filter.DropsOnly = true
+		}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := load(t, tt.args, tt.env)
-			if err != nil {
-				t.Fatalf("Load() error = %v", err)
-			}
-			want := Default()
-			tt.want(&want)
-			if !reflect.DeepEqual(got, want) {
-				t.Errorf("Load() =\n%+v\nwant\n%+v", got, want)
-			}
-		})
-	}
+	checkLoads(t, tests)
 }
 
 func TestLoadErrors(t *testing.T) {
@@ -193,12 +197,13 @@ func TestLoadErrors(t *testing.T) {
 		}, "\n")},
 		{"env bad values", nil, []string{
 			"PKTSPAN_TRACE__MAX_PACKETS=abc", "PKTSPAN_OTLP__INSECURE=yes", "PKTSPAN_STATS_INTERVAL=10",
-			"PKTSPAN_FILTER__PORT=80,http",
+			"PKTSPAN_FILTER__PORT=80,http", "PKTSPAN_EXPORT__SAMPLE_RATIO=half",
 		}, strings.Join([]string{
 			`config: stats_interval: "10" is not a duration (e.g. 500ms, 10s, 1m30s)`,
 			`config: otlp.insecure: "yes" is not true or false`,
 			`config: filter.port: "http" is not an integer`,
 			`config: trace.max_packets: "abc" is not an integer`,
+			`config: export.sample_ratio: "half" is not a number`,
 		}, "\n")},
 		{"env single underscore", nil, []string{"PKTSPAN_OTLP_ENDPOINT=localhost:4317"},
 			"config: PKTSPAN_OTLP_ENDPOINT: is not a pktspan variable (did you mean PKTSPAN_OTLP__ENDPOINT?)"},

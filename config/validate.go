@@ -195,17 +195,6 @@ func ParseMark(s string) (Mark, error) {
 	return Mark{Value: uint32(v & m), Mask: uint32(m)}, nil
 }
 
-// Marks returns the mark filters parsed; Validate has reported bad ones, which are skipped.
-func (f Filter) Marks() []Mark {
-	var out []Mark
-	for _, s := range f.Mark {
-		if m, err := ParseMark(s); err == nil {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
 // protoNumbers maps filter.proto values to IP protocol numbers; icmp covers ICMPv6.
 var protoNumbers = map[string][]uint8{
 	"tcp":  {6},
