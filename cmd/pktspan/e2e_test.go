@@ -376,23 +376,9 @@ func head(s string, lines int) string {
 // endpoint and the likely cause, spans counted as dropped, and still a clean exit.
 func TestUnreachableCollectorGivesOneClearLineAndACleanStop(t *testing.T) {
 	w := setup(t)
-	ready := filepath.Join(t.TempDir(), "ready")
-	in := &instance{service: "pktspan-e2e-unreachable"}
-	in.cmd = exec.Command(w.bin, "--otlp-endpoint", "127.0.0.1:1", "--otlp-insecure", "--output", "none",
-		"--otlp-batch-delay", "100ms", "--ready-file", ready, "--filter-addr", serverAddr.Masked().String())
-	in.cmd.Stdout, in.cmd.Stderr = &in.stdout, &in.stderr
-	if err := in.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = in.cmd.Process.Kill() })
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if _, err := os.Stat(ready); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pktspan did not become ready:\n%s", in.stderr.String())
-		}
-	}
+	// Flags given later win: this endpoint replaces Jaeger's.
+	in := w.start(t, "pktspan-e2e-unreachable", "--otlp-endpoint", "127.0.0.1:1", "--output", "none",
+		"--otlp-batch-delay", "100ms", "--filter-addr", serverAddr.Masked().String())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := netns.TCPRequest(ctx, w.lab.Client, serverAddr.Addr(), replyPort, []byte("ping")); err != nil {
