@@ -14,6 +14,20 @@ type exportBuf struct {
 	text   textCache
 }
 
+// appendTuple appends the transport, network type, source and destination attributes
+// of t, a valid tuple; ports only for protocols that have them.
+func (b *exportBuf) appendTuple(t Tuple) {
+	b.attrs = append(b.attrs,
+		keyNetTransport.String(transportName(t.Proto)),
+		keyNetType.String(networkType(t.Src)),
+		keySrcAddr.String(b.text.addr(t.Src)),
+		keyDstAddr.String(b.text.addr(t.Dst)),
+	)
+	if hasPorts(t.Proto) {
+		b.attrs = append(b.attrs, keySrcPort.Int64(int64(t.SrcPort)), keyDstPort.Int64(int64(t.DstPort)))
+	}
+}
+
 // carve returns the attributes appended since from, capped so that a sink appending to
 // them cannot overwrite the next span's.
 func (b *exportBuf) carve(from int) []attribute.KeyValue {
@@ -27,15 +41,7 @@ func (s *Spanner) exportPacket(p *packet) {
 	b.attrs, b.events = b.attrs[:0], b.events[:0]
 	proto := p.tuple.Proto
 
-	b.attrs = append(b.attrs,
-		keyNetTransport.String(transportName(proto)),
-		keyNetType.String(networkType(p.tuple.Src)),
-		keySrcAddr.String(b.text.addr(p.tuple.Src)),
-		keyDstAddr.String(b.text.addr(p.tuple.Dst)),
-	)
-	if hasPorts(proto) {
-		b.attrs = append(b.attrs, keySrcPort.Int64(int64(p.tuple.SrcPort)), keyDstPort.Int64(int64(p.tuple.DstPort)))
-	}
+	b.appendTuple(p.tuple)
 	if p.lastTuple != p.tuple {
 		b.attrs = append(b.attrs, keyNATPre.String(b.text.tuple(p.tuple)), keyNATPost.String(b.text.tuple(p.lastTuple)))
 	}
@@ -63,15 +69,16 @@ func (s *Spanner) exportPacket(p *packet) {
 	}
 	b.attrs = append(b.attrs, keyPacketEnd.String(endNames[p.cause]))
 
+	w := &s.windows.slab[p.win]
 	pkt := Span{
-		TraceID:       p.trace,
+		TraceID:       w.trace,
 		SpanID:        p.id,
-		ParentID:      p.parent,
+		ParentID:      w.root,
 		Name:          packetSpanName,
 		Kind:          SpanKindInternal,
 		StartUnixNano: p.start,
 		EndUnixNano:   p.end,
-		RandomTraceID: p.random,
+		RandomTraceID: w.random,
 	}
 	if p.drop {
 		from := len(b.attrs)
@@ -86,7 +93,7 @@ func (s *Spanner) exportPacket(p *packet) {
 	}
 	pkt.Attrs = b.carve(0)
 	if p.linkSpan != (SpanID{}) {
-		b.links = append(b.links[:0], Link{TraceID: p.linkTrace, SpanID: p.linkSpan, RandomTraceID: p.linkRandom})
+		b.links = append(b.links[:0], Link{TraceID: w.trace, SpanID: p.linkSpan, RandomTraceID: w.random})
 		pkt.Links = b.links[:1:1]
 	}
 	g := append(b.group[:0], pkt)
@@ -134,14 +141,14 @@ func (s *Spanner) exportPacket(p *packet) {
 			parent = b.ids[st.parent]
 		}
 		span := Span{
-			TraceID:       p.trace,
+			TraceID:       pkt.TraceID,
 			SpanID:        b.ids[k],
 			ParentID:      parent,
 			Name:          st.name,
 			Kind:          SpanKindInternal,
 			StartUnixNano: st.start,
 			EndUnixNano:   st.end,
-			RandomTraceID: p.random,
+			RandomTraceID: pkt.RandomTraceID,
 		}
 		if len(b.attrs) > from {
 			span.Attrs = b.carve(from)
@@ -160,19 +167,12 @@ func (s *Spanner) exportRoot(w *window) {
 	b := &s.out
 	b.attrs = b.attrs[:0]
 	k := w.key
-	client, server, cport, sport := k.a, k.b, k.pa, k.pb
+	// The flow as its client sent it.
+	tu := Tuple{Src: k.a, Dst: k.b, SrcPort: k.pa, DstPort: k.pb, Proto: k.proto}
 	if !w.clientIsA {
-		client, server, cport, sport = k.b, k.a, k.pb, k.pa
+		tu = Tuple{Src: k.b, Dst: k.a, SrcPort: k.pb, DstPort: k.pa, Proto: k.proto}
 	}
-	b.attrs = append(b.attrs,
-		keyNetTransport.String(transportName(k.proto)),
-		keyNetType.String(networkType(k.a)),
-		keySrcAddr.String(b.text.addr(client)),
-		keyDstAddr.String(b.text.addr(server)),
-	)
-	if hasPorts(k.proto) {
-		b.attrs = append(b.attrs, keySrcPort.Int64(int64(cport)), keyDstPort.Int64(int64(sport)))
-	}
+	b.appendTuple(tu)
 	b.attrs = append(b.attrs,
 		keyFlowPackets.Int64(int64(w.packets)),
 		keyFlowClose.String(closeNames[w.cause]),

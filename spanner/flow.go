@@ -42,10 +42,10 @@ func newFlowKey(t Tuple) (k flowKey, srcIsA bool) {
 	return flowKey{a: t.Dst, b: t.Src, pa: dp, pb: sp, proto: t.Proto}, false
 }
 
-// flow is one remembered 5-tuple. It is open while a window (a trace) is collecting
-// packets; a closed flow is kept for a while so that its next window can link back.
+// flow is one remembered 5-tuple, the key of its slot in the flow table. It is open
+// while a window (a trace) is collecting packets; a closed flow is kept for a while so
+// that its next window can link back.
 type flow struct {
-	key        flowKey
 	used, open bool
 	clientIsA  bool
 	win        int32 // slot of the open window, while open
@@ -74,7 +74,7 @@ func newFlowTable(limit int) flowTable { return flowTable{newTable[flowKey, flow
 
 func (t *flowTable) alloc(k flowKey) int32 {
 	i := t.table.alloc(k)
-	t.slab[i] = flow{key: k, used: true, aliases: -1}
+	t.slab[i] = flow{used: true, aliases: -1}
 	return i
 }
 
@@ -110,25 +110,6 @@ type window struct {
 	rootDone bool     // its root span was exported or counted out
 	held     heldList // export mode drops: its ended packets, while it has no drop
 }
-
-// windowTable holds windows in reusable slots. It needs no bound of its own: a window
-// is open in a flow, or closed with a packet of it still open.
-type windowTable struct {
-	slab []window
-	free []int32
-}
-
-func (t *windowTable) alloc() int32 {
-	if n := len(t.free); n > 0 {
-		i := t.free[n-1]
-		t.free = t.free[:n-1]
-		return i
-	}
-	t.slab = append(t.slab, window{})
-	return int32(len(t.slab) - 1)
-}
-
-func (t *windowTable) release(i int32) { t.free = append(t.free, i) }
 
 // join attaches p to a flow window. The flow is that of ev's conntrack tuple when it
 // has one, so both sides of a NAT land in one trace, else that of its tuple, found as a
@@ -187,10 +168,11 @@ func (s *Spanner) join(p *packet, ev *Event) {
 		w.closing, w.closingAt = true, t
 		w.rst = w.rst || ev.TCP.Flags&tcpRST != 0
 	}
+	// The flow was found by ev.CT's key when it is valid, so only a translated tuple
+	// teaches an alias.
 	p.lastCT = ev.CT
 	if ev.CT.Valid() {
 		s.learnAlias(w, ev.Tuple)
-		s.learnAlias(w, ev.CT)
 	}
 }
 
@@ -202,7 +184,7 @@ func (s *Spanner) joinWindow(p *packet, wi int32, t int64) {
 	if !w.closed {
 		w.last = max(w.last, t)
 	}
-	p.win, p.trace, p.random, p.parent = wi, w.trace, w.random, w.root
+	p.win = wi
 }
 
 // newFlow remembers a flow for key, making room when the table is full.
@@ -220,11 +202,11 @@ func (s *Spanner) newFlow(key flowKey, clientIsA bool) int32 {
 // when the client's initial sequence number is known, so that other hosts derive the
 // same; otherwise it is random.
 func (s *Spanner) openWindow(fi int32, start int64) {
-	wi := s.windows.alloc()
-	f := &s.flows.slab[fi]
+	wi, _ := s.windows.alloc()
+	f, key := &s.flows.slab[fi], s.flows.keys[fi]
 	w := &s.windows.slab[wi]
 	*w = window{
-		key:        f.key,
+		key:        key,
 		clientIsA:  f.clientIsA,
 		root:       s.cfg.spanID(),
 		prevTrace:  f.lastTrace,
@@ -232,11 +214,11 @@ func (s *Spanner) openWindow(fi int32, start int64) {
 		prevRandom: f.lastRandom,
 		start:      start,
 		last:       start,
-		sampled:    sampled(f.key, s.cfg.export.SampleRatio),
+		sampled:    sampled(key, s.cfg.export.SampleRatio),
 		held:       heldList{head: -1, tail: -1},
 	}
-	if f.key.proto == protoTCP && f.isnKnown {
-		w.trace = derivedTraceID(f.key, f.isn, f.ordinal)
+	if key.proto == protoTCP && f.isnKnown {
+		w.trace = derivedTraceID(key, f.isn, f.ordinal)
 		f.ordinal++
 	} else {
 		w.trace, w.random = s.cfg.traceID(), true

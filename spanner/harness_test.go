@@ -73,16 +73,21 @@ func counterIDs() Option {
 
 // harness drives one Spanner with events placed at offsets from t0.
 type harness struct {
-	t    *testing.T
 	s    *Spanner
 	sink *recordSink
 }
 
 var discardLog = slog.New(slog.DiscardHandler)
 
-func newHarness(t *testing.T, opts ...Option) *harness {
+// newHarness is a harness whose IDs count up (counterIDs), for stable goldens.
+func newHarness(opts ...Option) *harness {
+	return randomHarness(append([]Option{counterIDs()}, opts...)...)
+}
+
+// randomHarness is a harness with the real random ID generators, as two hosts have.
+func randomHarness(opts ...Option) *harness {
 	sink := &recordSink{}
-	return &harness{t: t, s: New(sink, append([]Option{counterIDs(), WithLogger(discardLog)}, opts...)...), sink: sink}
+	return &harness{s: New(sink, append([]Option{WithLogger(discardLog)}, opts...)...), sink: sink}
 }
 
 // pkt describes what the hooks see of one skb; stage events copy it.

@@ -6,7 +6,7 @@ import (
 )
 
 func TestFlowKeyComesFromConntracksOriginalTuple(t *testing.T) {
-	h := newHarness(t)
+	h := newHarness()
 	// First seen after both translations, with conntrack's entry; then a packet of the
 	// same connection as the client sent it, on a hook without conntrack.
 	out := onServer(0xffff888100050000, natMasqueraded, TCP{Flags: tcpACK, Seq: 1001, Ack: 9001})
@@ -61,7 +61,7 @@ func natConnection(h *harness, at time.Duration, skb uint64, cport, mport uint16
 }
 
 func TestAliasTableEvictsTheLeastRecentlyUsedAndCounts(t *testing.T) {
-	h := newHarness(t, WithNATAliases(1))
+	h := newHarness(WithNATAliases(1))
 	out1, reply1 := natConnection(h, 0, 0xffff888100060000, 50000, 60000)
 	if out1 != reply1 {
 		t.Fatal("with room for its alias, the reply left the connection's trace")
@@ -99,7 +99,7 @@ func TestAliasesGoWithTheirFlow(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, tc.opts...)
+			h := newHarness(tc.opts...)
 			natConnection(h, 0, 0xffff888100070000, 50000, 60000)
 			if len(h.s.aliases.index) != 1 {
 				t.Fatalf("%d aliases, want the masqueraded tuple", len(h.s.aliases.index))
@@ -116,7 +116,7 @@ func TestAliasesGoWithTheirFlow(t *testing.T) {
 }
 
 func TestAliasMovesToTheConnectionNATGaveItsTupleTo(t *testing.T) {
-	h := newHarness(t)
+	h := newHarness()
 	natConnection(h, 0, 0xffff888100080000, 50000, 60000)
 	// The first connection is still remembered when NAT reuses its port for another.
 	out, reply := natConnection(h, 10*ms, 0xffff888100080200, 50001, 60000)
@@ -129,7 +129,7 @@ func TestAliasMovesToTheConnectionNATGaveItsTupleTo(t *testing.T) {
 }
 
 func TestICMPErrorJoinsItsConnectionWithoutBecomingAnAlias(t *testing.T) {
-	h := newHarness(t)
+	h := newHarness()
 	h.udpPacket(0, 0xffff888100090000, udpClient)
 	// Port unreachable for that datagram: conntrack relates it to the UDP connection.
 	unreach := Tuple{Src: udpClient.Dst, Dst: udpClient.Src, Proto: protoICMP}

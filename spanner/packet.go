@@ -44,11 +44,9 @@ type packet struct {
 	events           uint64
 	cause            endCause // set when the packet ends
 
-	// Set when the packet joins a flow window; win is -1 until then.
-	win    int32
-	trace  TraceID
-	random bool // trace is random, not derived from the connection
-	parent SpanID
+	// The window the packet joined, whose trace and root span are the packet span's;
+	// -1 until it joins one. The window outlives its packets, held ones included.
+	win int32
 
 	// From the first event with a valid tuple.
 	tuple                     Tuple
@@ -60,17 +58,16 @@ type packet struct {
 	lastTuple, lastCT Tuple
 	segments          uint16 // the most GSO segments seen
 
-	// A clone's parent skb, and the parent's packet span when it was open in a window.
-	cloneOf    uint64
-	linkTrace  TraceID
-	linkSpan   SpanID
-	linkRandom bool
+	// A clone's parent skb, and the parent's packet span when it was open in a window:
+	// the clone joined that window, so the span is in the clone's own trace.
+	cloneOf  uint64
+	linkSpan SpanID
 
 	// freed is set by skb:kfree_skb or skb:consume_skb. The packet then ends at once,
 	// unless function stages are still open: the functions that freed the skb (udp_rcv,
 	// nf_hook_slow) return after the free, and their exits still belong to this packet.
-	freed     bool
-	freeCause endCause
+	// It ends as dropped when drop is set, else as freed.
+	freed bool
 	// delivered is set by a Deliver stage.
 	delivered bool
 
@@ -139,14 +136,13 @@ func (s *Spanner) addStage(p *packet, ev *Event, name string) {
 			p.stack = p.stack[:k]
 			return
 		}
-		// At the limit, an unmatched exit is most likely the end of an enter that was
-		// already counted as truncated.
-		if len(p.stages) >= s.cfg.stages {
-			return
-		}
 	}
 	if len(p.stages) >= s.cfg.stages {
-		s.stats.stagesTruncated.Add(1)
+		// At the limit, an unmatched exit is most likely the end of an enter that was
+		// already counted as truncated.
+		if ev.Kind != KindExit {
+			s.stats.stagesTruncated.Add(1)
+		}
 		return
 	}
 	parent := int32(-1)
@@ -230,8 +226,11 @@ func closesStage(p *packet, ev *Event, name string) bool {
 // its free.
 func (s *Spanner) endPacket(i int32, cause endCause, end int64) {
 	p := &s.packets.slab[i]
-	if p.freed {
-		cause = p.freeCause
+	switch {
+	case p.drop:
+		cause = endDropped
+	case p.freed:
+		cause = endFreed
 	}
 	p.cause = cause
 	p.end = max(end, p.start)

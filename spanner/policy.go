@@ -75,12 +75,10 @@ func (s *Spanner) emitRoot(w *window) {
 // yet. Records are swapped with packet table slots, so stage slices only change hands
 // and holding allocates nothing once the store has grown.
 type heldStore struct {
-	slab  []packet
+	slots[packet]
 	next  []int32 // the next newer held packet of the same window, -1 for its newest
-	free  []int32
-	order lru // every held packet, the oldest at the tail
+	order lru     // every held packet, the oldest at the tail
 	limit int
-	n     int
 }
 
 // heldList is one window's held packets, oldest first.
@@ -92,26 +90,19 @@ type heldList struct {
 func newHeldStore(limit int) heldStore { return heldStore{order: newLRU(), limit: limit} }
 
 func (h *heldStore) alloc() int32 {
-	var i int32
-	if n := len(h.free); n > 0 {
-		i = h.free[n-1]
-		h.free = h.free[:n-1]
-	} else {
-		i = int32(len(h.slab))
-		h.slab = append(h.slab, packet{})
+	i, grown := h.slots.alloc()
+	if grown {
 		h.next = append(h.next, -1)
 		h.order.grow()
 	}
 	h.next[i] = -1
 	h.order.pushFront(i)
-	h.n++
 	return i
 }
 
 func (h *heldStore) release(i int32) {
 	h.order.remove(i)
-	h.free = append(h.free, i)
-	h.n--
+	h.slots.release(i)
 	h.slab[i].reset()
 }
 
@@ -122,7 +113,7 @@ func (s *Spanner) hold(w *window, p *packet) {
 	if w.held.n >= s.cfg.export.DropContext {
 		s.discardOldestHeld(w)
 	}
-	if s.held.n >= s.held.limit {
+	if s.held.used() >= s.held.limit {
 		s.discardOldestHeld(&s.windows.slab[s.held.slab[s.held.order.tail].win])
 	}
 	i := s.held.alloc()

@@ -474,7 +474,7 @@ var scenarios = []struct {
 func TestScenarios(t *testing.T) {
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
-			h := newHarness(t, sc.opts...)
+			h := newHarness(sc.opts...)
 			sc.run(h)
 			st := h.s.Stats()
 			checkGolden(t, sc.name, render(h.sink.spans(), st))

@@ -14,7 +14,9 @@ type Spanner struct {
 
 	packets packetTable
 	flows   flowTable
-	windows windowTable
+	// windows needs no bound of its own: a window is open in a flow, or closed with a
+	// packet of it still open.
+	windows slots[window]
 	aliases table[flowKey, alias]
 	held    heldStore
 	rate    tokenBucket
@@ -115,9 +117,8 @@ func (s *Spanner) HandleEvent(ev *Event) {
 	p.delivered = p.delivered || st.Deliver
 
 	if st.Free && !p.freed {
-		p.freed, p.freeCause = true, endFreed
+		p.freed = true
 		if ev.Drop {
-			p.freeCause = endDropped
 			p.drop, p.dropAt, p.dropReason, p.dropLocation = true, t, ev.DropReason, ev.Location
 			if p.dropReason == "" {
 				p.dropReason = unknownDropReason
@@ -125,7 +126,7 @@ func (s *Spanner) HandleEvent(ev *Event) {
 		}
 	}
 	if p.freed && len(p.stack) == 0 {
-		s.endPacket(i, p.freeCause, p.last)
+		s.endPacket(i, endFreed, p.last)
 	}
 }
 
@@ -159,7 +160,7 @@ func (s *Spanner) startClone(p *packet, ev *Event) {
 	if parent.win < 0 {
 		return
 	}
-	p.linkTrace, p.linkSpan, p.linkRandom = parent.trace, parent.id, parent.random
+	p.linkSpan = parent.id
 	if !ev.Tuple.Valid() {
 		// A clone shares its parent's headers.
 		p.tuple, p.lastTuple, p.tcp = parent.lastTuple, parent.lastTuple, parent.tcp

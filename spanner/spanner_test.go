@@ -106,7 +106,7 @@ func TestRandomIDsAreNonZeroAndDistinct(t *testing.T) {
 }
 
 func TestExportedGroupIsPacketFirstThenStagesByStartTime(t *testing.T) {
-	h := newHarness(t)
+	h := newHarness()
 	p := onServer(0xffff888100002000, udpClient, TCP{})
 	// Events of one skb from two CPUs can arrive slightly out of order.
 	h.ev(0, p, stRecv)
@@ -139,7 +139,7 @@ func TestExportedGroupIsPacketFirstThenStagesByStartTime(t *testing.T) {
 }
 
 func TestNewSkbAtFreedAddressEndsPacketWaitingForExits(t *testing.T) {
-	h := newHarness(t)
+	h := newHarness()
 	p := onServer(0xffff888100002100, udpClient, TCP{})
 	h.ev(0, p, stUDPRcv, enter)
 	h.ev(2*us, p, stKfree, drop("NO_SOCKET", ""))
@@ -158,22 +158,23 @@ func TestNewSkbAtFreedAddressEndsPacketWaitingForExits(t *testing.T) {
 }
 
 func TestRootNamesTheClientWhenFirstPacketIsSynAck(t *testing.T) {
-	h := newHarness(t)
+	h := newHarness()
 	h.ev(0, onClient(0xffff888100002200, tcpServer, TCP{Flags: tcpSYN | tcpACK}), stConsume)
 	h.flush(sec)
-	root := h.sink.groups[len(h.sink.groups)-1][0]
-	for _, kv := range root.Attrs {
-		if kv.Key == keySrcAddr && kv.Value.AsString() != "10.0.0.1" {
-			t.Errorf("root source.address %s, want the client 10.0.0.1", kv.Value.AsString())
-		}
-		if kv.Key == keySrcPort && kv.Value.AsInt64() != 43210 {
-			t.Errorf("root source.port %d, want the client's 43210", kv.Value.AsInt64())
-		}
+	roots := h.sink.roots()
+	if len(roots) != 1 {
+		t.Fatalf("%d roots, want 1", len(roots))
+	}
+	if v, _ := attr(roots[0], keySrcAddr); v.AsString() != "10.0.0.1" {
+		t.Errorf("root source.address %q, want the client 10.0.0.1", v.AsString())
+	}
+	if v, _ := attr(roots[0], keySrcPort); v.AsInt64() != 43210 {
+		t.Errorf("root source.port %d, want the client's 43210", v.AsInt64())
 	}
 }
 
 func TestPacketOfClosedWindowStaysInItsTrace(t *testing.T) {
-	h := newHarness(t, WithPacketTimeout(time.Hour))
+	h := newHarness(WithPacketTimeout(time.Hour))
 	p := onServer(0xffff888100002300, udpClient, TCP{})
 	h.ev(0, p, stRecv)
 	h.tick(31 * sec) // the window closes idle while the packet is still open
@@ -188,7 +189,7 @@ func TestPacketOfClosedWindowStaysInItsTrace(t *testing.T) {
 }
 
 func TestStatsCanBeReadWhileEventsAreHandled(t *testing.T) {
-	h := newHarness(t)
+	h := newHarness()
 	var wg sync.WaitGroup
 	done := make(chan struct{})
 	wg.Go(func() {
@@ -223,14 +224,27 @@ func (d *discardSink) Shutdown(context.Context) error {
 func (d *discardSink) Stats() SinkStats { return SinkStats{} }
 
 func TestSteadyStateAllocatesFarLessThanOnePerSpan(t *testing.T) {
-	sink := &discardSink{}
-	f := newFlowFeeder(New(sink, WithLogger(discardLog)))
-	f.run(20000) // warm up tables, buffers and the address cache
-	before := sink.spans
-	const packets = 2000
-	allocs := testing.AllocsPerRun(5, func() { f.run(packets) })
-	spans := float64(sink.spans-before) / 6 // AllocsPerRun runs once more to warm up
-	if perSpan := allocs / spans; perSpan > 0.05 {
-		t.Errorf("%.0f allocations for %.0f spans: %.3f per span", allocs, spans, perSpan)
+	for _, tc := range []struct {
+		name string
+		feed func(Sink) *flowFeeder
+	}{
+		{"tcp flows", func(sink Sink) *flowFeeder { return newFlowFeeder(New(sink, WithLogger(discardLog))) }},
+		{"every feature", newEveryFeatureFeeder},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sink := &discardSink{}
+			f := tc.feed(sink)
+			f.run(20000) // warm up tables, held records, buffers and caches
+			before := sink.spans
+			const packets = 2000
+			allocs := testing.AllocsPerRun(5, func() { f.run(packets) })
+			spans := float64(sink.spans-before) / 6 // AllocsPerRun runs once more to warm up
+			if spans == 0 {
+				t.Fatal("no span exported")
+			}
+			if perSpan := allocs / spans; perSpan > 0.05 {
+				t.Errorf("%.0f allocations for %.0f spans: %.3f per span", allocs, spans, perSpan)
+			}
+		})
 	}
 }

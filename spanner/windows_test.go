@@ -32,12 +32,9 @@ func (r *recordSink) roots() []Span {
 }
 
 // udpPacket plays one received and consumed datagram.
-func (h *harness) udpPacket(at time.Duration, skb uint64, tu Tuple) {
-	p := onServer(skb, tu, TCP{})
-	h.ev(at, p, stRecv)
-	h.ev(at+5*us, p, stConsume)
-}
+func (h *harness) udpPacket(at time.Duration, skb uint64, tu Tuple) { h.tcpPacket(at, skb, tu, TCP{}) }
 
+// tcpPacket plays one received and consumed segment.
 func (h *harness) tcpPacket(at time.Duration, skb uint64, tu Tuple, tcp TCP) {
 	p := onServer(skb, tu, tcp)
 	h.ev(at, p, stRecv)
@@ -95,7 +92,7 @@ func TestEveryCloseCauseNamesItselfAndTheNextWindowLinksBack(t *testing.T) {
 		}, false},
 	} {
 		t.Run(tc.cause, func(t *testing.T) {
-			h := newHarness(t, tc.opts...)
+			h := newHarness(tc.opts...)
 			tc.run(h)
 			h.s.Flush(h.s.now + int64(sec))
 			roots := h.sink.roots()
@@ -216,12 +213,6 @@ func connection(h *harness, clientSide, fromSynAck bool) {
 	h.flush(sec)
 }
 
-// randomHarness is a harness with the real random ID generators, as two hosts have.
-func randomHarness(t *testing.T, opts ...Option) *harness {
-	sink := &recordSink{}
-	return &harness{t: t, s: New(sink, append([]Option{WithLogger(discardLog)}, opts...)...), sink: sink}
-}
-
 func TestClientAndServerHostsDeriveTheSameTraceID(t *testing.T) {
 	key, _ := newFlowKey(tcpClient)
 	want := derivedTraceID(key, 1000, 0)
@@ -234,7 +225,7 @@ func TestClientAndServerHostsDeriveTheSameTraceID(t *testing.T) {
 		{"server", false, false},
 		{"server that missed the SYN", false, true},
 	} {
-		h := randomHarness(t)
+		h := randomHarness()
 		connection(h, host.clientSide, host.fromSynAck)
 		spans := h.sink.spans()
 		if len(spans) == 0 {
@@ -256,7 +247,7 @@ func TestClientAndServerHostsDeriveTheSameTraceID(t *testing.T) {
 }
 
 func TestEachWindowOfAConnectionDerivesItsOwnTraceID(t *testing.T) {
-	h := newHarness(t, WithWindow(30*sec, 60*sec, 2, 2*sec))
+	h := newHarness(WithWindow(30*sec, 60*sec, 2, 2*sec))
 	h.tcpPacket(0, 0xffff888100030000, tcpClient, TCP{Flags: tcpSYN, Seq: 1000})
 	for n := 1; n < 6; n++ {
 		h.tcpPacket(time.Duration(n)*ms, 0xffff888100030000+uint64(n)<<8, tcpServer, TCP{Flags: tcpACK, Seq: 5000, Ack: 1001})
@@ -289,10 +280,13 @@ func TestTraceIDIsRandomWithoutTheConnectionsISN(t *testing.T) {
 		{"ipv6 udp", udp6, TCP{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := randomHarness(t)
+			h := randomHarness()
 			h.tcpPacket(0, 0xffff888100040000, tc.tu, tc.tcp)
 			h.flush(sec)
 			spans := h.sink.spans()
+			if len(spans) != 4 {
+				t.Fatalf("%d spans, want the packet's 3 and the root", len(spans))
+			}
 			for _, sp := range spans {
 				if !sp.RandomTraceID || sp.TraceID != spans[0].TraceID {
 					t.Errorf("span %s: trace %x random %v, want the window's random trace", sp.Name, sp.TraceID, sp.RandomTraceID)
