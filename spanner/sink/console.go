@@ -1,15 +1,11 @@
 package sink
 
 import (
-	"context"
 	"encoding/hex"
-	"fmt"
 	"io"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -85,17 +81,11 @@ func WithLocation(loc *time.Location) ConsoleOption {
 // translated one. A dropped packet's skb:kfree_skb line reads `DROP <reason>
 // <location>`, in red on a terminal. A flow's line says why its window closed.
 type Console struct {
-	w     io.Writer
+	lines // Shutdown reports the first write error; Stats counts spans printed and lost
 	color bool
 	loc   *time.Location
 
-	mu         sync.Mutex
-	buf        []byte
-	headerDone bool
-	err        error
-
-	exported atomic.Uint64
-	dropped  atomic.Uint64
+	headerDone bool // under mu
 }
 
 var _ spanner.Sink = (*Console)(nil)
@@ -103,7 +93,7 @@ var _ spanner.Sink = (*Console)(nil)
 // NewConsole prints to w. Drop lines are red when w is a terminal, unless WithColor says
 // otherwise.
 func NewConsole(w io.Writer, opts ...ConsoleOption) *Console {
-	c := &Console{w: w, color: isTerminal(w), loc: time.Local}
+	c := &Console{lines: lines{w: w, name: "console output"}, color: isTerminal(w), loc: time.Local}
 	for _, o := range opts {
 		o(c)
 	}
@@ -158,14 +148,7 @@ func (c *Console) Export(group []spanner.Span) {
 			c.appendFlow(&group[i])
 		}
 	}
-	if _, err := c.w.Write(c.buf); err != nil {
-		c.dropped.Add(uint64(len(group)))
-		if c.err == nil {
-			c.err = err
-		}
-		return
-	}
-	c.exported.Add(uint64(len(group)))
+	c.writeLocked(len(group))
 }
 
 func (c *Console) appendHeader() {
@@ -402,19 +385,4 @@ func valueString(v attribute.Value) string {
 		return ""
 	}
 	return v.String()
-}
-
-// Shutdown reports the first write error, if any; every group is written as it comes.
-func (c *Console) Shutdown(context.Context) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.err != nil {
-		return fmt.Errorf("console output: %w", c.err)
-	}
-	return nil
-}
-
-// Stats counts spans printed, and spans lost to write errors.
-func (c *Console) Stats() spanner.SinkStats {
-	return spanner.SinkStats{Exported: c.exported.Load(), Dropped: c.dropped.Load()}
 }

@@ -21,6 +21,16 @@ var (
 
 func sid(n byte) spanner.SpanID { return spanner.SpanID{0xb7, 0xad, 0x6b, 0x71, 0x69, 0x20, 0x33, n} }
 
+// stageOf returns a maker of pkt's stage spans: children of pkt in its trace.
+func stageOf(pkt spanner.Span) func(n byte, name string, start, end int64, attrs ...attribute.KeyValue) spanner.Span {
+	return func(n byte, name string, start, end int64, attrs ...attribute.KeyValue) spanner.Span {
+		return spanner.Span{
+			TraceID: pkt.TraceID, SpanID: sid(n), ParentID: pkt.SpanID, Name: name, Kind: spanner.SpanKindInternal,
+			StartUnixNano: us(start), EndUnixNano: us(end), Attrs: attrs, RandomTraceID: pkt.RandomTraceID,
+		}
+	}
+}
+
 func tupleAttrs(flags string) []attribute.KeyValue {
 	kvs := []attribute.KeyValue{
 		attribute.String("network.transport", "tcp"),
@@ -82,12 +92,7 @@ func tcpGroup() []spanner.Span {
 			attribute.Int64("pktspan.tcp.ack", 0),
 		),
 	}
-	stage := func(n byte, name string, start, end int64, attrs ...attribute.KeyValue) spanner.Span {
-		return spanner.Span{
-			TraceID: traceA, SpanID: sid(n), ParentID: sid(1), Name: name, Kind: spanner.SpanKindInternal,
-			StartUnixNano: us(start), EndUnixNano: us(end), Attrs: attrs,
-		}
-	}
+	stage := stageOf(pkt)
 	return []spanner.Span{
 		pkt,
 		stage(2, "net:netif_receive_skb", 0, 0),
@@ -135,12 +140,7 @@ func dropGroup() []spanner.Span {
 			},
 		}},
 	}
-	stage := func(n byte, name string, start, end int64, attrs ...attribute.KeyValue) spanner.Span {
-		return spanner.Span{
-			TraceID: traceB, SpanID: sid(n), ParentID: sid(0x11), Name: name, Kind: spanner.SpanKindInternal,
-			StartUnixNano: us(start), EndUnixNano: us(end), Attrs: attrs, RandomTraceID: true,
-		}
-	}
+	stage := stageOf(pkt)
 	return []spanner.Span{
 		pkt,
 		stage(0x12, "net:netif_receive_skb", 100, 100),
@@ -174,12 +174,7 @@ func natCloneGroup() []spanner.Span {
 		),
 		Links: []spanner.Link{{TraceID: traceA, SpanID: sid(1)}},
 	}
-	stage := func(n byte, name string, start, end int64, attrs ...attribute.KeyValue) spanner.Span {
-		return spanner.Span{
-			TraceID: traceA, SpanID: sid(n), ParentID: sid(0x21), Name: name, Kind: spanner.SpanKindInternal,
-			StartUnixNano: us(start), EndUnixNano: us(end), Attrs: attrs,
-		}
-	}
+	stage := stageOf(pkt)
 	return []spanner.Span{
 		pkt,
 		stage(0x22, "skb_clone", 200, 200, attribute.Int64("pktspan.retval", -131387208134656)),

@@ -1,15 +1,11 @@
 package sink
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/hex"
-	"fmt"
 	"io"
 	"math"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -51,21 +47,14 @@ import (
 //	 "status":"error","status_description":"NETFILTER_DROP",
 //	 "events":[{"name":"drop","time_unix_nano":1700000000000050000,"attributes":{}}],"links":[]}
 type JSON struct {
-	w io.Writer
-
-	mu  sync.Mutex
-	buf []byte
-	err error
-
-	exported atomic.Uint64
-	dropped  atomic.Uint64
+	lines // Shutdown reports the first write error; Stats counts spans written and lost
 }
 
 var _ spanner.Sink = (*JSON)(nil)
 
 // NewJSON writes JSON lines to w, one Write per group.
 func NewJSON(w io.Writer) *JSON {
-	return &JSON{w: w}
+	return &JSON{lines{w: w, name: "json output"}}
 }
 
 // Export writes one line per span of the group.
@@ -81,29 +70,7 @@ func (j *JSON) Export(group []spanner.Span) {
 		b = append(b, '\n')
 	}
 	j.buf = b
-	if _, err := j.w.Write(b); err != nil {
-		j.dropped.Add(uint64(len(group)))
-		if j.err == nil {
-			j.err = err
-		}
-		return
-	}
-	j.exported.Add(uint64(len(group)))
-}
-
-// Shutdown reports the first write error, if any; every group is written as it comes.
-func (j *JSON) Shutdown(context.Context) error {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.err != nil {
-		return fmt.Errorf("json output: %w", j.err)
-	}
-	return nil
-}
-
-// Stats counts spans written, and spans lost to write errors.
-func (j *JSON) Stats() spanner.SinkStats {
-	return spanner.SinkStats{Exported: j.exported.Load(), Dropped: j.dropped.Load()}
+	j.writeLocked(len(group))
 }
 
 func appendSpanJSON(b []byte, s *spanner.Span) []byte {

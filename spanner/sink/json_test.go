@@ -234,7 +234,11 @@ func TestJSONStringEscaping(t *testing.T) {
 			Events:            []spanner.SpanEvent{{Name: s}},
 		}})
 	}
-	for i, g := range decodeLines(t, out.Bytes()) {
+	lines := decodeLines(t, out.Bytes())
+	if len(lines) != len(oddStrings) {
+		t.Fatalf("%d lines, want %d", len(lines), len(oddStrings))
+	}
+	for i, g := range lines {
 		want := string([]rune(oddStrings[i])) // each invalid byte becomes U+FFFD
 		if g.Name != want || *g.StatusDescription != want || g.Events[0].Name != want || g.Attributes[want] != want {
 			t.Errorf("round trip of %q: got %+v", oddStrings[i], g)
