@@ -37,14 +37,15 @@ static __always_inline void on_enter(struct sk_buff *skb, struct nf_hook_state *
 	read_tuple(&ev, skb, L3_NETWORK_HEADER);
 	read_dev(&ev, BPF_CORE_READ(skb, dev));
 	read_sock_netns(&ev, BPF_CORE_READ(skb, sk));
-	if (is_nf_hook && state) {
-		ev.nf_hook = BPF_CORE_READ(state, hook);
-		ev.nf_pf = BPF_CORE_READ(state, pf);
-	}
 	bool fresh;
 	if (!follow(&ev, skb, FOLLOW, &fresh))
 		return;
 	read_followed(&ev, skb);
+	/* No filter looks at the hook: it is read for followed skbs only. */
+	if (is_nf_hook && state) {
+		ev.nf_hook = BPF_CORE_READ(state, hook);
+		ev.nf_pf = BPF_CORE_READ(state, pf);
+	}
 	struct call_key key = { .pid_tgid = bpf_get_current_pid_tgid(), .skb = keyed ? ev.skb : 0, .probe = probe_id };
 	struct call c = { .skb = ev.skb, .nf_hook = ev.nf_hook, .nf_pf = ev.nf_pf };
 	if (bpf_map_update_elem(&calls, &key, &c, BPF_ANY))
@@ -59,12 +60,7 @@ static __always_inline void on_exit(__s64 ret, __u64 skb)
 	if (!c)
 		return;
 	struct event ev;
-	__builtin_memset(&ev, 0, sizeof(ev));
-	ev.ts_ns = bpf_ktime_get_ns();
-	ev.skb = c->skb;
-	ev.probe = probe_id;
-	ev.kind = EVENT_EXIT;
-	ev.cpu = bpf_get_smp_processor_id();
+	init_event_at(&ev, c->skb, probe_id, EVENT_EXIT);
 	ev.retval = ret;
 	if (is_nf_hook) {
 		/* nf_hook_slow returns 1 to let the packet on, -EPERM after a drop, 0 when a
@@ -128,17 +124,14 @@ int kretprobe_skb(struct pt_regs *ctx)
 
 /*
  * skb_clone's return. The clone of a followed skb is followed too, remembered with the
- * original's identity; its first event names the original, which skb_clone leaves
+ * original's identity t; its first event names the original, which skb_clone leaves
  * valid and unchanged.
  */
-static __always_inline void on_clone(__u64 orig, struct sk_buff *clone)
+static __always_inline void on_clone(__u64 orig, const struct track *t, struct sk_buff *clone)
 {
 	if (!clone)
 		return;
-	struct track *t = bpf_map_lookup_elem(&tracked, &orig);
-	if (!t)
-		return;
-	struct track nt = *t;
+	struct track nt = *t; /* t is a map value: copied before the map changes */
 	struct event ev;
 	init_event(&ev, clone, PROBE_SKB_CLONE, EVENT_INSTANT);
 	ev.parent = orig;
@@ -146,32 +139,32 @@ static __always_inline void on_clone(__u64 orig, struct sk_buff *clone)
 	read_followed(&ev, clone);
 	read_dev(&ev, BPF_CORE_READ(clone, dev));
 	read_sock_netns(&ev, BPF_CORE_READ(clone, sk));
-	__u64 key = ev.skb;
-	if (bpf_map_update_elem(&tracked, &key, &nt, BPF_ANY))
-		count(COUNTER_TRACK_FAIL);
-	else
-		count(COUNTER_TRACK_INSERT);
+	remember(ev.skb, &nt);
 	send(&ev, true);
 }
 
 SEC("fexit")
 int fexit_skb_clone(__u64 *ctx)
 {
-	__u64 ret = 0;
+	__u64 orig = ctx[0], ret = 0;
 	bpf_get_func_ret(ctx, &ret);
-	on_clone(ctx[0], (void *)ret);
+	struct track *t = bpf_map_lookup_elem(&tracked, &orig);
+	if (t)
+		on_clone(orig, t, (void *)ret);
 	return 0;
 }
 
-/* kretprobe sees no arguments: the entry leaves the original for it, when followed. */
+/* kretprobe sees no arguments: the entry leaves it the original and the original's
+ * identity, when followed, so the return need not look the original up again. */
 SEC("kprobe")
 int kprobe_skb_clone(struct pt_regs *ctx)
 {
 	__u64 skb = PT_REGS_PARM1(ctx);
-	if (!bpf_map_lookup_elem(&tracked, &skb))
+	struct track *t = bpf_map_lookup_elem(&tracked, &skb);
+	if (!t)
 		return 0;
 	struct call_key key = { .pid_tgid = bpf_get_current_pid_tgid(), .probe = PROBE_SKB_CLONE };
-	struct call c = { .skb = skb };
+	struct call c = { .skb = skb, .track = *t };
 	if (bpf_map_update_elem(&calls, &key, &c, BPF_ANY))
 		count(COUNTER_CALLS_FULL);
 	return 0;
@@ -184,8 +177,7 @@ int kretprobe_skb_clone(struct pt_regs *ctx)
 	struct call *c = bpf_map_lookup_elem(&calls, &key);
 	if (!c)
 		return 0;
-	__u64 orig = c->skb;
+	on_clone(c->skb, &c->track, (void *)PT_REGS_RC(ctx));
 	bpf_map_delete_elem(&calls, &key);
-	on_clone(orig, (void *)PT_REGS_RC(ctx));
 	return 0;
 }

@@ -9,32 +9,15 @@
  */
 #include "skb.h"
 
-/* Packets on the receive path: skb->data is the IP header, network_header not yet reset. */
-static __always_inline int on_receive(struct sk_buff *skb)
+/* A packet at a device, received or queued for transmit. On the receive path skb->data
+ * is the IP header and network_header is not yet reset: hint says where to look. */
+static __always_inline int on_dev(struct sk_buff *skb, __u16 probe, enum l3_hint hint)
 {
 	struct event ev;
-	init_event(&ev, skb, PROBE_NETIF_RECEIVE_SKB, EVENT_INSTANT);
-	read_tuple(&ev, skb, L3_DATA);
+	init_event(&ev, skb, probe, EVENT_INSTANT);
+	read_tuple(&ev, skb, hint);
 	read_dev(&ev, BPF_CORE_READ(skb, dev));
-	bool fresh;
-	if (follow(&ev, skb, FOLLOW, &fresh)) {
-		read_followed(&ev, skb);
-		send(&ev, fresh);
-	}
-	return 0;
-}
-
-static __always_inline int on_queue(struct sk_buff *skb)
-{
-	struct event ev;
-	init_event(&ev, skb, PROBE_NET_DEV_QUEUE, EVENT_INSTANT);
-	read_tuple(&ev, skb, L3_NETWORK_HEADER);
-	read_dev(&ev, BPF_CORE_READ(skb, dev));
-	bool fresh;
-	if (follow(&ev, skb, FOLLOW, &fresh)) {
-		read_followed(&ev, skb);
-		send(&ev, fresh);
-	}
+	follow_and_send(&ev, skb, FOLLOW);
 	return 0;
 }
 
@@ -49,11 +32,7 @@ static __always_inline int on_xmit(struct sk_buff *skb, int rc, struct net_devic
 	if (!bpf_map_lookup_elem(&tracked, &key))
 		return 0;
 	struct event ev;
-	__builtin_memset(&ev, 0, sizeof(ev));
-	ev.ts_ns = bpf_ktime_get_ns();
-	ev.skb = key;
-	ev.probe = PROBE_NET_DEV_XMIT;
-	ev.cpu = bpf_get_smp_processor_id();
+	init_event_at(&ev, key, PROBE_NET_DEV_XMIT, EVENT_INSTANT);
 	ev.len = len;
 	ev.retval = rc;
 	read_dev(&ev, dev);
@@ -70,11 +49,7 @@ static __always_inline int on_free(struct sk_buff *skb, __u16 probe, void *locat
 	read_tuple(&ev, skb, L3_NETWORK_HEADER);
 	read_dev(&ev, BPF_CORE_READ(skb, dev));
 	read_sock_netns(&ev, BPF_CORE_READ(skb, sk));
-	bool fresh;
-	if (follow(&ev, skb, FOLLOW_FREE, &fresh)) {
-		read_followed(&ev, skb);
-		send_free(&ev, fresh);
-	}
+	follow_and_send(&ev, skb, FOLLOW_FREE);
 	return 0;
 }
 
@@ -89,11 +64,7 @@ static __always_inline int on_copy_datagram(struct sk_buff *skb, int len)
 	ev.retval = len;
 	read_tuple(&ev, skb, L3_NETWORK_HEADER);
 	read_sock_netns(&ev, BPF_CORE_READ(skb, sk));
-	bool fresh;
-	if (follow(&ev, skb, FOLLOW_DELIVER, &fresh)) {
-		read_followed(&ev, skb);
-		send(&ev, fresh);
-	}
+	follow_and_send(&ev, skb, FOLLOW_DELIVER);
 	return 0;
 }
 
@@ -108,11 +79,7 @@ static __always_inline int on_retransmit(struct sock *sk, struct sk_buff *skb)
 	init_event(&ev, skb, PROBE_TCP_RETRANSMIT_SKB, EVENT_INSTANT);
 	read_sock_tuple(&ev, sk);
 	read_sock_netns(&ev, sk);
-	bool fresh;
-	if (follow(&ev, skb, FOLLOW_PEEK, &fresh)) {
-		read_followed(&ev, skb);
-		send(&ev, fresh);
-	}
+	follow_and_send(&ev, skb, FOLLOW_PEEK);
 	return 0;
 }
 
@@ -120,8 +87,8 @@ static __always_inline int on_retransmit(struct sock *sk, struct sk_buff *skb)
 	SEC("tp_btf/" #tp) int BPF_PROG(tp_btf_##tp, __VA_ARGS__) { return body_args; } \
 	SEC("raw_tp/" #tp) int BPF_PROG(raw_tp_##tp, __VA_ARGS__) { return body_args; }
 
-TRACEPOINT(netif_receive_skb, on_receive(skb), struct sk_buff *skb)
-TRACEPOINT(net_dev_queue, on_queue(skb), struct sk_buff *skb)
+TRACEPOINT(netif_receive_skb, on_dev(skb, PROBE_NETIF_RECEIVE_SKB, L3_DATA), struct sk_buff *skb)
+TRACEPOINT(net_dev_queue, on_dev(skb, PROBE_NET_DEV_QUEUE, L3_NETWORK_HEADER), struct sk_buff *skb)
 TRACEPOINT(net_dev_xmit, on_xmit(skb, rc, dev, len), struct sk_buff *skb, int rc, struct net_device *dev, unsigned int len)
 TRACEPOINT(kfree_skb, on_free(skb, PROBE_KFREE_SKB, location, reason), struct sk_buff *skb, void *location, int reason)
 TRACEPOINT(consume_skb, on_free(skb, PROBE_CONSUME_SKB, 0, 0), struct sk_buff *skb)

@@ -71,9 +71,10 @@ struct call_key {
 
 struct call {
 	__u64 skb;
+	struct track track; /* skb_clone's kprobe: the original's, for its kretprobe */
 	__u8 nf_hook;
 	__u8 nf_pf;
-	__u8 _pad[6];
+	__u8 _pad[2];
 };
 
 struct event {

@@ -409,6 +409,15 @@ static __always_inline bool same_skb(const struct track *t, const struct event *
 		!((ev->tcp_flags ^ t->tcp_flags) & TCP_IDENTITY_FLAGS));
 }
 
+/* Remembers an skb as followed, counting the outcome. */
+static __always_inline void remember(__u64 key, const struct track *t)
+{
+	if (bpf_map_update_elem(&tracked, &key, t, BPF_ANY))
+		count(COUNTER_TRACK_FAIL);
+	else
+		count(COUNTER_TRACK_INSERT);
+}
+
 /*
  * Decides whether ev (already filled from skb) is sent. An skb already remembered
  * is always followed; an unknown one is followed from here on when it is an IP
@@ -422,7 +431,9 @@ static __always_inline bool follow(struct event *ev, struct sk_buff *skb, enum f
 	*fresh = false;
 	__u64 key = ev->skb;
 	struct track *t = bpf_map_lookup_elem(&tracked, &key);
-	if (t && mode != FOLLOW_PEEK) {
+	if (t) {
+		if (mode == FOLLOW_PEEK)
+			return true;
 		if (same_skb(t, ev, mode)) {
 			if (mode == FOLLOW_FREE && !bpf_map_delete_elem(&tracked, &key))
 				count(COUNTER_TRACK_DELETE);
@@ -432,8 +443,6 @@ static __always_inline bool follow(struct event *ev, struct sk_buff *skb, enum f
 		}
 		bpf_map_delete_elem(&tracked, &key);
 		count(COUNTER_TRACK_STALE);
-	} else if (t) {
-		return true;
 	}
 	if (!ev->l3 || !match_addr(ev) || !match_port(ev) || !match_proto(ev) ||
 	    !match_iface(ev) || !match_netns(ev) || !match_mark(ev) || !match_vlan(skb))
@@ -449,10 +458,7 @@ static __always_inline bool follow(struct event *ev, struct sk_buff *skb, enum f
 		.tcp_flags = ev->tcp_flags,
 		.delivered = mode == FOLLOW_DELIVER,
 	};
-	if (bpf_map_update_elem(&tracked, &key, &nt, BPF_ANY))
-		count(COUNTER_TRACK_FAIL);
-	else
-		count(COUNTER_TRACK_INSERT);
+	remember(key, &nt);
 	return true;
 }
 
@@ -582,17 +588,41 @@ static __always_inline void send_free(const struct event *ev, bool fresh)
 	p->count = 0;
 }
 
-/* Fills what every probe knows about an skb; the caller adds the rest. */
-static __always_inline void init_event(struct event *ev, struct sk_buff *skb, __u16 probe, __u8 kind)
+/* Fills what every event carries without reading the skb: for hooks where its
+ * memory may be gone (after the driver took it, after a function returned). */
+static __always_inline void init_event_at(struct event *ev, __u64 skb, __u16 probe, __u8 kind)
 {
 	__builtin_memset(ev, 0, sizeof(*ev));
 	ev->ts_ns = bpf_ktime_get_ns();
-	ev->skb = (__u64)skb;
+	ev->skb = skb;
 	ev->probe = probe;
 	ev->kind = kind;
 	ev->cpu = bpf_get_smp_processor_id();
+}
+
+/* Fills what every probe knows about an skb; the caller adds the rest. */
+static __always_inline void init_event(struct event *ev, struct sk_buff *skb, __u16 probe, __u8 kind)
+{
+	init_event_at(ev, (__u64)skb, probe, kind);
 	ev->len = BPF_CORE_READ(skb, len);
 	ev->mark = BPF_CORE_READ(skb, mark);
+}
+
+/*
+ * The end of a probe whose event is complete but for what only a followed skb needs:
+ * follow() decides, and a followed skb's event gets the rest and is sent (as a free
+ * when mode says so). mode is a constant at each call: each probe keeps its branch.
+ */
+static __always_inline void follow_and_send(struct event *ev, struct sk_buff *skb, enum follow_mode mode)
+{
+	bool fresh;
+	if (!follow(ev, skb, mode, &fresh))
+		return;
+	read_followed(ev, skb);
+	if (mode == FOLLOW_FREE)
+		send_free(ev, fresh);
+	else
+		send(ev, fresh);
 }
 
 #endif
