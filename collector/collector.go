@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -574,20 +575,19 @@ func describeFilter(f config.Filter, pendingSize int) string {
 			parts = append(parts, key+"="+strings.Join(vals, ","))
 		}
 	}
-	add("addr", f.Addr)
-	ports := make([]string, len(f.Port))
-	for i, p := range f.Port {
-		ports[i] = fmt.Sprint(p)
+	itoa := func(ns []int) []string {
+		out := make([]string, len(ns))
+		for i, n := range ns {
+			out[i] = strconv.Itoa(n)
+		}
+		return out
 	}
-	add("port", ports)
+	add("addr", f.Addr)
+	add("port", itoa(f.Port))
 	add("proto", f.Proto)
 	add("iface", f.Iface)
 	add("netns", f.Netns)
-	vlans := make([]string, len(f.VLAN))
-	for i, v := range f.VLAN {
-		vlans[i] = fmt.Sprint(v)
-	}
-	add("vlan", vlans)
+	add("vlan", itoa(f.VLAN))
 	add("mark", f.Mark)
 	desc := strings.Join(parts, " ")
 	if len(parts) == 0 {

@@ -23,9 +23,22 @@ func encodeFilter(f config.Filter) (filterCfg, error) {
 	if err != nil {
 		return cfg, err
 	}
-	if len(prefixes) > len(cfg.Addrs) || len(f.Port) > len(cfg.Ports) || len(f.Iface) > len(cfg.Ifaces) || len(f.Netns) > len(cfg.Netns) {
-		return cfg, fmt.Errorf("more filter values than the kernel probes hold (%d addresses, %d ports, %d interfaces, %d namespaces)",
-			len(cfg.Addrs), len(cfg.Ports), len(cfg.Ifaces), len(cfg.Netns))
+	protos := f.ProtoNumbers()
+	for _, l := range []struct {
+		what     string
+		n, holds int
+	}{
+		{"addresses", len(prefixes), len(cfg.Addrs)},
+		{"ports", len(f.Port), len(cfg.Ports)},
+		{"protocols", len(protos), len(cfg.Protos)},
+		{"interfaces", len(f.Iface), len(cfg.Ifaces)},
+		{"namespaces", len(f.Netns), len(cfg.Netns)},
+		{"VLAN IDs", len(f.VLAN), len(cfg.Vlans)},
+		{"marks", len(f.Mark), len(cfg.Marks)},
+	} {
+		if l.n > l.holds {
+			return cfg, fmt.Errorf("%d filter %s: the kernel probes hold %d", l.n, l.what, l.holds)
+		}
 	}
 	for i, p := range prefixes {
 		encodePrefix(&cfg.Addrs[i].Addr, &cfg.Addrs[i].Mask, &cfg.Addrs[i].Family, p)
@@ -35,10 +48,6 @@ func encodeFilter(f config.Filter) (filterCfg, error) {
 		cfg.Ports[i] = uint16(port)
 	}
 	cfg.N_ports = uint32(len(f.Port))
-	protos := f.ProtoNumbers()
-	if len(protos) > len(cfg.Protos) {
-		return cfg, fmt.Errorf("more filter protocols than the kernel probes hold (%d)", len(cfg.Protos))
-	}
 	copy(cfg.Protos[:], protos)
 	cfg.N_protos = uint32(len(protos))
 	for i, name := range f.Iface {
@@ -55,9 +64,6 @@ func encodeFilter(f config.Filter) (filterCfg, error) {
 		cfg.Netns[i] = inode
 	}
 	cfg.N_netns = uint32(len(f.Netns))
-	if len(f.VLAN) > len(cfg.Vlans) || len(f.Mark) > len(cfg.Marks) {
-		return cfg, fmt.Errorf("more filter values than the kernel probes hold (%d VLAN IDs, %d marks)", len(cfg.Vlans), len(cfg.Marks))
-	}
 	for i, id := range f.VLAN {
 		if id < 0 || id > vlanIDMax {
 			return cfg, fmt.Errorf("filter.vlan %d is not a VLAN ID (0 to %d)", id, vlanIDMax)

@@ -3,6 +3,7 @@ package collector
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -160,15 +161,7 @@ func parseKallsyms(r io.Reader) ([]ksym, error) {
 	if err := sc.Err(); err != nil {
 		return nil, err
 	}
-	slices.SortFunc(syms, func(a, b ksym) int {
-		switch {
-		case a.addr < b.addr:
-			return -1
-		case a.addr > b.addr:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(syms, func(a, b ksym) int { return cmp.Compare(a.addr, b.addr) })
 	return syms, nil
 }
 
@@ -192,15 +185,7 @@ func (k *Kallsyms) Symbolize(addr uint64) string {
 }
 
 func (k *Kallsyms) lookup(addr uint64) string {
-	i, found := slices.BinarySearchFunc(k.syms, addr, func(s ksym, a uint64) int {
-		switch {
-		case s.addr < a:
-			return -1
-		case s.addr > a:
-			return 1
-		}
-		return 0
-	})
+	i, found := slices.BinarySearchFunc(k.syms, addr, func(s ksym, a uint64) int { return cmp.Compare(s.addr, a) })
 	if !found {
 		i--
 	}
