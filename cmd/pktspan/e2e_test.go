@@ -12,9 +12,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +20,7 @@ import (
 
 	"github.com/pktspan/pktspan/internal/jaeger"
 	"github.com/pktspan/pktspan/internal/netns"
+	"github.com/pktspan/pktspan/internal/pktspanproc"
 )
 
 const (
@@ -64,7 +63,7 @@ func setup(t *testing.T) *world {
 
 // instance is one running pktspan process.
 type instance struct {
-	cmd     *exec.Cmd
+	proc    *pktspanproc.Proc
 	service string
 	stderr  bytes.Buffer
 	stdout  bytes.Buffer
@@ -80,44 +79,29 @@ func (w *world) start(t *testing.T, service string, args ...string) *instance {
 // startEnv is start with variables added to pktspan's environment.
 func (w *world) startEnv(t *testing.T, service string, env []string, args ...string) *instance {
 	t.Helper()
-	ready := filepath.Join(t.TempDir(), "ready")
 	in := &instance{service: service}
-	in.cmd = exec.Command(w.bin, append([]string{
+	cmd := exec.Command(w.bin, append([]string{
 		"--otlp-endpoint", w.jaeger.OTLPEndpoint(), "--otlp-insecure",
-		"--service-name", service, "--ready-file", ready, "--output", "console",
-		"--otlp-batch-delay", "200ms",
+		"--service-name", service, "--output", "console", "--otlp-batch-delay", "200ms",
 	}, args...)...)
-	in.cmd.Env = append(os.Environ(), env...)
-	in.cmd.Stdout, in.cmd.Stderr = &in.stdout, &in.stderr
-	if err := in.cmd.Start(); err != nil {
-		t.Fatalf("starting pktspan: %v", err)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = &in.stdout, &in.stderr
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := pktspanproc.Start(ctx, cmd)
+	if err != nil {
+		t.Fatalf("%v; stderr:\n%s", err, in.stderr.String())
 	}
-	t.Cleanup(func() { _ = in.cmd.Process.Kill() })
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := os.Stat(ready); err == nil {
-			return in
-		}
-		if time.Now().After(deadline) || in.cmd.ProcessState != nil {
-			t.Fatalf("pktspan did not become ready:\n%s", in.stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	in.proc = p
+	t.Cleanup(func() { _ = p.Stop(os.Kill, time.Second) })
+	return in
 }
 
 // stop sends SIGINT, as Ctrl-C does, and requires a clean exit (status 0).
 func (in *instance) stop(t *testing.T) {
 	t.Helper()
-	_ = in.cmd.Process.Signal(syscall.SIGINT)
-	done := make(chan error, 1)
-	go func() { done <- in.cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("pktspan %s exited with %v; stderr:\n%s", in.service, err, in.stderr.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("pktspan %s did not stop within 30s after SIGINT; stderr:\n%s", in.service, in.stderr.String())
+	if err := in.proc.Stop(os.Interrupt, 30*time.Second); err != nil {
+		t.Fatalf("pktspan %s: %v; stderr:\n%s", in.service, err, in.stderr.String())
 	}
 	if !strings.Contains(in.stderr.String(), "final stats") {
 		t.Errorf("pktspan %s printed no final stats line; stderr:\n%s", in.service, in.stderr.String())

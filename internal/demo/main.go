@@ -13,13 +13,13 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"sort"
 	"syscall"
 	"time"
 
 	"github.com/pktspan/pktspan/internal/jaeger"
 	"github.com/pktspan/pktspan/internal/netns"
+	"github.com/pktspan/pktspan/internal/pktspanproc"
 )
 
 const service = "pktspan-demo"
@@ -71,23 +71,22 @@ func run(ctx context.Context, bin, jaegerBin string, every time.Duration, requir
 	defer func() { say("removing namespaces"); _ = lab.Close() }()
 
 	say("starting pktspan: %s", bin)
-	ready := filepath.Join(os.TempDir(), fmt.Sprintf("pktspan-demo-%d.ready", os.Getpid()))
-	defer os.Remove(ready)
 	cmd := exec.Command(bin, "--otlp-endpoint", j.OTLPEndpoint(), "--otlp-insecure",
-		"--service-name", service, "--output", "console", "--ready-file", ready,
+		"--service-name", service, "--output", "console",
 		"--filter-addr", netns.LabServer.Masked().String())
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	// Its own process group: Ctrl-C reaches the demo, which stops pktspan in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting pktspan: %w", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer stopPktspan(cmd, exited)
-	if err := waitReady(ctx, ready, exited); err != nil {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	p, err := pktspanproc.Start(ctx, cmd)
+	if err != nil {
 		return err
 	}
+	defer func() {
+		say("stopping pktspan (flushing spans)")
+		if err := p.Stop(os.Interrupt, 15*time.Second); err != nil {
+			say("pktspan: %v", err)
+		}
+	}()
 
 	say("pktspan is attached; traffic every %s; Ctrl-C to stop", every)
 	say("Jaeger query API: %s/api/v3/traces?query.service_name=%s", j.QueryURL(), service)
@@ -100,33 +99,16 @@ func run(ctx context.Context, bin, jaegerBin string, every time.Duration, requir
 			if requireTraces && len(seen) == 0 {
 				last, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				defer cancel()
-				if printTraces(last, j, since, seen); len(seen) == 0 {
-					return errors.New("no trace reached Jaeger: see pktspan's output above")
+				if err := printTraces(last, j, since, seen); len(seen) == 0 {
+					return errors.Join(errors.New("no trace reached Jaeger: see pktspan's output above"), err)
 				}
 			}
 			return nil
-		case err := <-exited:
-			return fmt.Errorf("pktspan exited: %v", err)
+		case <-p.Exited():
+			return fmt.Errorf("pktspan exited: %v", p.Wait())
 		case <-time.After(every):
 		}
-		printTraces(ctx, j, since, seen)
-	}
-}
-
-func waitReady(ctx context.Context, ready string, exited <-chan error) error {
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	for {
-		if _, err := os.Stat(ready); err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case err := <-exited:
-			return fmt.Errorf("pktspan exited before attaching: %v", err)
-		case <-t.C:
-		}
+		_ = printTraces(ctx, j, since, seen) // the next round tries again
 	}
 }
 
@@ -143,10 +125,10 @@ func traffic(ctx context.Context, lab *netns.Lab) {
 
 // printTraces lists the traces Jaeger has that were not printed yet, each named by the
 // first packet span that arrived in it (a flow's root span comes when its window closes).
-func printTraces(ctx context.Context, j *jaeger.Jaeger, since time.Time, seen map[string]bool) {
+func printTraces(ctx context.Context, j *jaeger.Jaeger, since time.Time, seen map[string]bool) error {
 	td, err := j.Traces(ctx, service, since)
 	if err != nil {
-		return
+		return err
 	}
 	var lines []string
 	for _, sp := range jaeger.Spans(td) {
@@ -175,16 +157,5 @@ func printTraces(ctx context.Context, j *jaeger.Jaeger, since time.Time, seen ma
 	if len(lines) > 0 {
 		say("read one: %s/api/v3/traces/<trace id>", j.QueryURL())
 	}
-}
-
-// stopPktspan stops pktspan as Ctrl-C would and waits for it to flush its spans.
-func stopPktspan(cmd *exec.Cmd, exited <-chan error) {
-	say("stopping pktspan (flushing spans)")
-	_ = cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-exited:
-	case <-time.After(15 * time.Second):
-		_ = cmd.Process.Kill()
-		<-exited
-	}
+	return nil
 }

@@ -4,6 +4,7 @@ package kernelmatrix
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -174,7 +175,7 @@ func checkRun(t *testing.T, dir, backend string) {
 	if tapped, err := os.ReadFile(filepath.Join(dir, "tapped")); err == nil {
 		t.Logf("the packet tap read %s frames", strings.TrimSpace(string(tapped)))
 	}
-	for _, err := range CheckFunctionSpans(spans, ReplyPort, DroppedPort, ClosedPort) {
+	for _, err := range CheckFunctionSpans(spans, netns.ReplyPort, netns.DroppedPort, netns.ClosedPort) {
 		t.Error(err)
 	}
 	for _, err := range CheckClones(spans) {
@@ -189,13 +190,13 @@ func checkRun(t *testing.T, dir, backend string) {
 			break
 		}
 	}
-	for _, p := range spans.Packets(ReplyPort) {
-		if spans.Find(p, "tcp_v4_rcv") != nil && p.Attr("destination.port") == "8080" {
+	for _, p := range spans.Packets(netns.ReplyPort) {
+		if spans.Find(p, "tcp_v4_rcv") != nil && p.Attr("destination.port") == fmt.Sprint(netns.ReplyPort) {
 			t.Logf("one packet's span tree (%s):\n%s", backend, spans.Tree(p))
 			break
 		}
 	}
-	for _, p := range spans.Packets(DroppedPort) {
+	for _, p := range spans.Packets(netns.DroppedPort) {
 		if p.Status == "error" {
 			t.Logf("the nft-dropped packet (%s):\n%s", backend, spans.Tree(p))
 			break
@@ -203,16 +204,15 @@ func checkRun(t *testing.T, dir, backend string) {
 	}
 }
 
-// startup extracts the "probes attached" summary lines from pktspan's log.
 func checkDropsOnlyRun(t *testing.T, dir, backend string) {
 	log, spans := readRun(t, dir, backend)
 	if !strings.Contains(startup(log), "drops only") {
 		t.Errorf("the filter summary does not say drops only; log:\n%s", log)
 	}
-	for _, err := range CheckDropsOnly(spans, DroppedPort, ClosedPort) {
+	for _, err := range CheckDropsOnly(spans, netns.DroppedPort, netns.ClosedPort) {
 		t.Error(err)
 	}
-	for _, p := range spans.Packets(DroppedPort) {
+	for _, p := range spans.Packets(netns.DroppedPort) {
 		t.Logf("the nft-dropped packet, drops only (%s):\n%s", backend, spans.Tree(p))
 		break
 	}
@@ -223,6 +223,7 @@ func checkDropsOnlyRun(t *testing.T, dir, backend string) {
 	}
 }
 
+// startup extracts the "probes attached" summary lines from pktspan's log.
 func startup(log string) string {
 	for _, line := range strings.Split(log, "\n") {
 		if i := strings.Index(line, `msg="probes attached\n`); i >= 0 {

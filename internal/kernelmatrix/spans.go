@@ -17,13 +17,6 @@ import (
 	"github.com/pktspan/pktspan/internal/netns"
 )
 
-// The ports of the scenario's traffic (netns.Lab's), which the checks look for.
-const (
-	ReplyPort   = netns.ReplyPort
-	DroppedPort = netns.DroppedPort
-	ClosedPort  = netns.ClosedPort
-)
-
 // The NAT lab's ends as the checks see them: the client asks the router's public
 // address and port, the server answers from its own behind the router.
 var (
@@ -98,11 +91,24 @@ func (s *Spans) Packets(port int) []*Span {
 
 // Find returns the first descendant of p named name, depth first.
 func (s *Spans) Find(p *Span, name string) *Span {
+	return s.find(p, func(c *Span) bool { return c.Name == name })
+}
+
+// findHook returns p's nf_hook_slow stage at the given netfilter hook: a packet passes
+// several (the client's POSTROUTING, the server's INPUT).
+func (s *Spans) findHook(p *Span, hook string) *Span {
+	return s.find(p, func(c *Span) bool {
+		return c.Name == "nf_hook_slow" && c.Attr("pktspan.netfilter.hook") == hook
+	})
+}
+
+// find returns the first descendant of p that match accepts, depth first.
+func (s *Spans) find(p *Span, match func(*Span) bool) *Span {
 	for _, c := range s.Children(p) {
-		if c.Name == name {
+		if match(c) {
 			return c
 		}
-		if f := s.Find(c, name); f != nil {
+		if f := s.find(c, match); f != nil {
 			return f
 		}
 	}
@@ -212,20 +218,6 @@ func CheckFunctionSpans(s *Spans, replyPort, droppedPort, closedPort int) []erro
 		fail("no packet to UDP port %d is an error span with NO_SOCKET", closedPort)
 	}
 	return errs
-}
-
-// findHook returns p's nf_hook_slow stage at the given netfilter hook: a packet passes
-// several (the client's POSTROUTING, the server's INPUT).
-func (s *Spans) findHook(p *Span, hook string) *Span {
-	for _, c := range s.Children(p) {
-		if c.Name == "nf_hook_slow" && c.Attr("pktspan.netfilter.hook") == hook {
-			return c
-		}
-		if f := s.findHook(c, hook); f != nil {
-			return f
-		}
-	}
-	return nil
 }
 
 func nameOf(s *Span) string {

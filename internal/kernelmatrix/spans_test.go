@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pktspan/pktspan/internal/netns"
 	"github.com/pktspan/pktspan/spanner"
 	"github.com/pktspan/pktspan/spanner/sink"
 )
@@ -78,27 +79,27 @@ func journey(broken string) *Spans {
 	if broken == "verdict" {
 		nfVerdict = 0
 	}
-	r.ev(1, ReplyPort, spanner.KindEnter, "ip_rcv_core", nil)
-	r.ev(1, ReplyPort, spanner.KindExit, "ip_rcv_core", nil)
-	r.ev(1, ReplyPort, spanner.KindEnter, "ip_local_deliver", nil)
-	r.ev(1, ReplyPort, spanner.KindEnter, "nf_hook_slow", nil)
-	r.ev(1, ReplyPort, spanner.KindExit, "nf_hook_slow", verdict(nfVerdict))
+	r.ev(1, netns.ReplyPort, spanner.KindEnter, "ip_rcv_core", nil)
+	r.ev(1, netns.ReplyPort, spanner.KindExit, "ip_rcv_core", nil)
+	r.ev(1, netns.ReplyPort, spanner.KindEnter, "ip_local_deliver", nil)
+	r.ev(1, netns.ReplyPort, spanner.KindEnter, "nf_hook_slow", nil)
+	r.ev(1, netns.ReplyPort, spanner.KindExit, "nf_hook_slow", verdict(nfVerdict))
 	if broken == "nesting" {
-		r.ev(1, ReplyPort, spanner.KindExit, "ip_local_deliver", nil)
+		r.ev(1, netns.ReplyPort, spanner.KindExit, "ip_local_deliver", nil)
 	}
-	r.ev(1, ReplyPort, spanner.KindEnter, "tcp_v4_rcv", nil)
-	r.ev(1, ReplyPort, spanner.KindExit, "tcp_v4_rcv", nil)
+	r.ev(1, netns.ReplyPort, spanner.KindEnter, "tcp_v4_rcv", nil)
+	r.ev(1, netns.ReplyPort, spanner.KindExit, "tcp_v4_rcv", nil)
 	if broken != "nesting" {
-		r.ev(1, ReplyPort, spanner.KindExit, "ip_local_deliver", nil)
+		r.ev(1, netns.ReplyPort, spanner.KindExit, "ip_local_deliver", nil)
 	}
-	r.ev(1, ReplyPort, spanner.KindInstant, "skb:consume_skb", nil)
+	r.ev(1, netns.ReplyPort, spanner.KindInstant, "skb:consume_skb", nil)
 
-	r.ev(2, DroppedPort, spanner.KindEnter, "nf_hook_slow", nil)
-	r.ev(2, DroppedPort, spanner.KindInstant, "skb:kfree_skb", nfDrop)
-	r.ev(2, DroppedPort, spanner.KindExit, "nf_hook_slow", verdict(0))
+	r.ev(2, netns.DroppedPort, spanner.KindEnter, "nf_hook_slow", nil)
+	r.ev(2, netns.DroppedPort, spanner.KindInstant, "skb:kfree_skb", nfDrop)
+	r.ev(2, netns.DroppedPort, spanner.KindExit, "nf_hook_slow", verdict(0))
 
 	if broken != "udp" {
-		r.ev(3, ClosedPort, spanner.KindInstant, "skb:kfree_skb", func(ev *spanner.Event) {
+		r.ev(3, netns.ClosedPort, spanner.KindInstant, "skb:kfree_skb", func(ev *spanner.Event) {
 			ev.Tuple.Proto, ev.TCP = 17, spanner.TCP{}
 			ev.Drop, ev.DropReason = true, "NO_SOCKET"
 		})
@@ -106,8 +107,18 @@ func journey(broken string) *Spans {
 	return r.spans()
 }
 
+// mentions reports whether one of errs says want.
+func mentions(errs []error, want string) bool {
+	for _, err := range errs {
+		if strings.Contains(err.Error(), want) {
+			return true
+		}
+	}
+	return false
+}
+
 func TestCheckFunctionSpansAcceptsTheKernelsCallTree(t *testing.T) {
-	if errs := CheckFunctionSpans(journey(""), ReplyPort, DroppedPort, ClosedPort); len(errs) > 0 {
+	if errs := CheckFunctionSpans(journey(""), netns.ReplyPort, netns.DroppedPort, netns.ClosedPort); len(errs) > 0 {
 		t.Errorf("a correct run was rejected: %v", errs)
 	}
 }
@@ -119,12 +130,7 @@ func TestCheckFunctionSpansRejectsWhatIssue3Forbids(t *testing.T) {
 		"udp":     "NO_SOCKET",
 	}
 	for broken, want := range cases {
-		errs := CheckFunctionSpans(journey(broken), ReplyPort, DroppedPort, ClosedPort)
-		found := false
-		for _, err := range errs {
-			found = found || strings.Contains(err.Error(), want)
-		}
-		if !found {
+		if errs := CheckFunctionSpans(journey(broken), netns.ReplyPort, netns.DroppedPort, netns.ClosedPort); !mentions(errs, want) {
 			t.Errorf("%s: want an error containing %q, got %v", broken, want, errs)
 		}
 	}
@@ -133,14 +139,14 @@ func TestCheckFunctionSpansRejectsWhatIssue3Forbids(t *testing.T) {
 // tapped records a packet leaving the client and the clone a packet tap took of it.
 func tapped(clone bool) *Spans {
 	r := newRecorder()
-	r.ev(1, ReplyPort, spanner.KindInstant, "net:net_dev_queue", nil)
+	r.ev(1, netns.ReplyPort, spanner.KindInstant, "net:net_dev_queue", nil)
 	if clone {
-		r.ev(2, ReplyPort, spanner.KindInstant, "skb_clone", func(ev *spanner.Event) { ev.Parent = 1 })
-		r.ev(2, ReplyPort, spanner.KindInstant, "skb:skb_copy_datagram_iovec", nil)
-		r.ev(2, ReplyPort, spanner.KindInstant, "skb:consume_skb", nil)
+		r.ev(2, netns.ReplyPort, spanner.KindInstant, "skb_clone", func(ev *spanner.Event) { ev.Parent = 1 })
+		r.ev(2, netns.ReplyPort, spanner.KindInstant, "skb:skb_copy_datagram_iovec", nil)
+		r.ev(2, netns.ReplyPort, spanner.KindInstant, "skb:consume_skb", nil)
 	}
-	r.ev(1, ReplyPort, spanner.KindInstant, "net:net_dev_xmit", nil)
-	r.ev(1, ReplyPort, spanner.KindInstant, "skb:consume_skb", nil)
+	r.ev(1, netns.ReplyPort, spanner.KindInstant, "net:net_dev_xmit", nil)
+	r.ev(1, netns.ReplyPort, spanner.KindInstant, "skb:consume_skb", nil)
 	return r.spans()
 }
 
@@ -196,19 +202,19 @@ func TestCheckConntrackWantsRepliesBehindNATInTheRequestsTrace(t *testing.T) {
 func dropsOnly(broken string) *Spans {
 	r := newRecorder()
 	if broken == "delivered" {
-		r.ev(1, ReplyPort, spanner.KindInstant, "net:netif_receive_skb", nil)
-		r.ev(1, ReplyPort, spanner.KindInstant, "skb:consume_skb", nil)
+		r.ev(1, netns.ReplyPort, spanner.KindInstant, "net:netif_receive_skb", nil)
+		r.ev(1, netns.ReplyPort, spanner.KindInstant, "skb:consume_skb", nil)
 	}
 	if broken != "held" {
-		r.ev(2, DroppedPort, spanner.KindEnter, "ip_rcv_core", nil)
-		r.ev(2, DroppedPort, spanner.KindExit, "ip_rcv_core", nil)
+		r.ev(2, netns.DroppedPort, spanner.KindEnter, "ip_rcv_core", nil)
+		r.ev(2, netns.DroppedPort, spanner.KindExit, "ip_rcv_core", nil)
 	}
-	r.ev(2, DroppedPort, spanner.KindEnter, "nf_hook_slow", nil)
-	r.ev(2, DroppedPort, spanner.KindInstant, "skb:kfree_skb", nfDrop)
+	r.ev(2, netns.DroppedPort, spanner.KindEnter, "nf_hook_slow", nil)
+	r.ev(2, netns.DroppedPort, spanner.KindInstant, "skb:kfree_skb", nfDrop)
 	if broken != "exit" {
-		r.ev(2, DroppedPort, spanner.KindExit, "nf_hook_slow", verdict(0))
+		r.ev(2, netns.DroppedPort, spanner.KindExit, "nf_hook_slow", verdict(0))
 	}
-	r.ev(3, ClosedPort, spanner.KindInstant, "skb:kfree_skb", func(ev *spanner.Event) {
+	r.ev(3, netns.ClosedPort, spanner.KindInstant, "skb:kfree_skb", func(ev *spanner.Event) {
 		ev.Tuple.Proto, ev.TCP = 17, spanner.TCP{}
 		ev.Drop, ev.DropReason = true, "NO_SOCKET"
 	})
@@ -216,7 +222,7 @@ func dropsOnly(broken string) *Spans {
 }
 
 func TestCheckDropsOnlyAcceptsDropsWithWhatCameBeforeAndAfter(t *testing.T) {
-	if errs := CheckDropsOnly(dropsOnly(""), DroppedPort, ClosedPort); len(errs) > 0 {
+	if errs := CheckDropsOnly(dropsOnly(""), netns.DroppedPort, netns.ClosedPort); len(errs) > 0 {
 		t.Errorf("a correct drops-only run was rejected: %v", errs)
 	}
 }
@@ -228,12 +234,7 @@ func TestCheckDropsOnlyRejectsDeliveredPacketsAndLostEvents(t *testing.T) {
 		"exit":      "verdict DROP",
 	}
 	for broken, want := range cases {
-		errs := CheckDropsOnly(dropsOnly(broken), DroppedPort, ClosedPort)
-		found := false
-		for _, err := range errs {
-			found = found || strings.Contains(err.Error(), want)
-		}
-		if !found {
+		if errs := CheckDropsOnly(dropsOnly(broken), netns.DroppedPort, netns.ClosedPort); !mentions(errs, want) {
 			t.Errorf("%s: want an error containing %q, got %v", broken, want, errs)
 		}
 	}

@@ -17,12 +17,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/pktspan/pktspan/internal/netns"
+	"github.com/pktspan/pktspan/internal/pktspanproc"
 )
 
 func main() {
@@ -32,30 +32,33 @@ func main() {
 	vlan := flag.Bool("vlan", false, "instead, ping over two VLANs and untagged, with pktspan following one VLAN")
 	out := flag.String("out", "/out", "directory for spans.jsonl and pktspan.log")
 	flag.Parse()
-	var err error
-	if *vlan {
-		err = runVLAN(*bin, *out)
-	} else {
-		err = run(*bin, *backend, *dropsOnly, *out)
-	}
-	if err != nil {
+	if err := run(*bin, *backend, *dropsOnly, *vlan, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "scenario:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bin, backend string, dropsOnly bool, out string) error {
+// run builds the lab and runs one of the two scenarios in it.
+func run(bin, backend string, dropsOnly, vlan bool, out string) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-
 	lab, err := netns.NewLab(ctx)
 	if err != nil {
 		return err
 	}
 	defer lab.Close()
+	if vlan {
+		return runVLAN(ctx, lab, bin, out)
+	}
+	return runBackend(ctx, lab, bin, backend, dropsOnly, out)
+}
+
+// runBackend runs pktspan with one function backend over the lab's traffic, a NAT lab
+// request and a packet tap's clones.
+func runBackend(ctx context.Context, lab *netns.Lab, bin, backend string, dropsOnly bool, out string) error {
 	nat, err := netns.NewNATLab(ctx)
 	if err != nil {
 		return err
@@ -75,7 +78,7 @@ func run(bin, backend string, dropsOnly bool, out string) error {
 	if dropsOnly {
 		args = append(args, "--drops-only")
 	}
-	if err := withPktspan(bin, out, args, func() error {
+	if err := withPktspan(ctx, bin, out, args, func() error {
 		return errors.Join(lab.Traffic(ctx), nat.Request(ctx, []byte("through the router")))
 	}); err != nil {
 		return err
@@ -85,23 +88,13 @@ func run(bin, backend string, dropsOnly bool, out string) error {
 
 // runVLAN pings over the lab's two VLANs and its untagged veth, with pktspan
 // (tracepoints only: the filter is what is tested) following the first VLAN.
-func runVLAN(bin, out string) error {
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	lab, err := netns.NewLab(ctx)
-	if err != nil {
-		return err
-	}
-	defer lab.Close()
+func runVLAN(ctx context.Context, lab *netns.Lab, bin, out string) error {
 	if err := lab.AddVLANs(); err != nil {
 		return err
 	}
 	followed, other := netns.LabVLANs[0], netns.LabVLANs[1]
 	args := []string{"--backend", "tracepoint", "--filter-vlan", fmt.Sprint(followed.ID)}
-	return withPktspan(bin, out, args, func() error {
+	return withPktspan(ctx, bin, out, args, func() error {
 		return errors.Join(
 			netns.Ping(ctx, lab.Client, followed.Server.Addr()),
 			netns.Ping(ctx, lab.Client, other.Server.Addr()),
@@ -112,7 +105,7 @@ func runVLAN(bin, out string) error {
 // withPktspan runs pktspan with args writing JSON lines to out/spans.jsonl and its log
 // to out/pktspan.log, makes the traffic once every probe is attached, and stops pktspan
 // as Ctrl-C would.
-func withPktspan(bin, out string, args []string, traffic func() error) error {
+func withPktspan(ctx context.Context, bin, out string, args []string, traffic func() error) error {
 	spans, err := os.Create(filepath.Join(out, "spans.jsonl"))
 	if err != nil {
 		return err
@@ -123,30 +116,20 @@ func withPktspan(bin, out string, args []string, traffic func() error) error {
 		return err
 	}
 	defer logf.Close()
-	ready := filepath.Join(out, "ready")
-	cmd := exec.Command(bin, append([]string{"--output", "json", "--ready-file", ready, "--trace-close-grace", "500ms"}, args...)...)
+	cmd := exec.Command(bin, append([]string{"--output", "json", "--trace-close-grace", "500ms"}, args...)...)
 	cmd.Stdout, cmd.Stderr = spans, logf
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting pktspan: %w", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	if err := waitReady(ready, exited); err != nil {
-		return err
+	attachCtx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	p, err := pktspanproc.Start(attachCtx, cmd)
+	if err != nil {
+		return fmt.Errorf("%w (see pktspan.log)", err)
 	}
 
 	trafficErr := traffic()
 	time.Sleep(time.Second)
 
-	_ = cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case err := <-exited:
-		if err != nil {
-			return fmt.Errorf("pktspan exited with %v (see pktspan.log)", err)
-		}
-	case <-time.After(60 * time.Second):
-		_ = cmd.Process.Kill()
-		return errors.New("pktspan did not stop within 60s of SIGINT")
+	if err := p.Stop(os.Interrupt, 60*time.Second); err != nil {
+		return fmt.Errorf("stopping pktspan: %w (see pktspan.log)", err)
 	}
 	return trafficErr
 }
@@ -206,20 +189,4 @@ func htons(v uint16) uint16 {
 	var b [2]byte
 	binary.BigEndian.PutUint16(b[:], v)
 	return binary.NativeEndian.Uint16(b[:])
-}
-
-func waitReady(ready string, exited <-chan error) error {
-	deadline := time.After(90 * time.Second)
-	for {
-		if _, err := os.Stat(ready); err == nil {
-			return nil
-		}
-		select {
-		case err := <-exited:
-			return fmt.Errorf("pktspan exited before attaching: %v (see pktspan.log)", err)
-		case <-deadline:
-			return errors.New("pktspan did not attach within 90s")
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
