@@ -3,6 +3,11 @@ package main
 import (
 	"sync"
 	"testing"
+
+	collectortracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/proto"
 )
 
 // benchFixtures are generated once for every benchmark of the package.
@@ -21,6 +26,19 @@ func TestFixturesDecode(t *testing.T) {
 }
 
 func TestCountSpansWalksRequests(t *testing.T) {
+	span := &tracepb.Span{Name: "packet", TraceId: make([]byte, 16), SpanId: make([]byte, 8),
+		Attributes: []*commonpb.KeyValue{{Key: "k", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: 1}}}}}
+	req := &collectortracepb.ExportTraceServiceRequest{ResourceSpans: []*tracepb.ResourceSpans{
+		{ScopeSpans: []*tracepb.ScopeSpans{{Spans: []*tracepb.Span{span, span}}, {Spans: []*tracepb.Span{span}}}},
+		{ScopeSpans: []*tracepb.ScopeSpans{{Spans: []*tracepb.Span{span}}}},
+	}}
+	b, err := proto.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := countSpans(b); n != 4 || err != nil {
+		t.Errorf("a request of 4 spans counted %d spans, %v", n, err)
+	}
 	if n, err := countSpans([]byte{0x0a, 0x02, 0x12}); err == nil {
 		t.Errorf("a truncated request counted %d spans without error", n)
 	}

@@ -38,32 +38,22 @@ const maxBacklog = 32768
 // pass after pass, until d has passed; then it flushes the spanner. It returns the
 // events fed.
 func replay(f *Fixtures, out spanner.Sink, d time.Duration) (int, error) {
-	clock := &shiftClock{}
-	dec, err := NewDecoder(clock)
+	fd, err := newFeeder(f, out)
 	if err != nil {
 		return 0, err
 	}
-	sp := spanner.New(out, spanner.WithLogger(discardLog))
-	var ev spanner.Event
-	events, nextTick, last := 0, int64(0), int64(0)
-	for start := time.Now(); events == 0 || time.Since(start) < d; {
+	events := 0
+	for start := time.Now(); events == 0 || time.Since(start) < d; events += f.Events {
 		for i := range f.Events {
-			if err := dec.Decode(f.Record(i), &ev); err != nil {
+			if err := fd.next(); err != nil {
 				return events, err
 			}
-			sp.HandleEvent(&ev)
 			if i%4096 == 0 {
-				waitForSender(sp, out)
-			}
-			if last = ev.TimeUnixNano; last >= nextTick {
-				sp.Tick(last)
-				nextTick = last + tickEvery
+				waitForSender(fd.sp, out)
 			}
 		}
-		events += f.Events
-		clock.offset += f.Duration + passGap
 	}
-	sp.Flush(last + passGap)
+	fd.sp.Flush(fd.ev.TimeUnixNano + passGap)
 	return events, nil
 }
 

@@ -299,17 +299,62 @@ func NewDecoder(clock collector.Clock) (*collector.Decoder, error) {
 	return collector.NewDecoder(reasons, symbols{}, clock, nil), nil
 }
 
+// feeder plays the fixtures one event at a time, forever: each pass moves the clock on.
+type feeder struct {
+	f     *Fixtures
+	clock *shiftClock
+	dec   *collector.Decoder
+	sp    *spanner.Spanner
+	i     int
+	ev    spanner.Event
+	tick  int64
+}
+
+func newFeeder(f *Fixtures, out spanner.Sink) (*feeder, error) {
+	clock := &shiftClock{}
+	dec, err := NewDecoder(clock)
+	if err != nil {
+		return nil, err
+	}
+	return &feeder{f: f, clock: clock, dec: dec, sp: spanner.New(out, spanner.WithLogger(discardLog))}, nil
+}
+
+// decode decodes the next event only.
+func (d *feeder) decode() error {
+	err := d.dec.Decode(d.f.Record(d.i), &d.ev)
+	if err != nil {
+		err = fmt.Errorf("fixture record %d: %w", d.i, err)
+	}
+	if d.i++; d.i == d.f.Events {
+		d.i = 0
+		d.clock.offset += d.f.Duration + passGap
+	}
+	return err
+}
+
+// next decodes the next event and hands it to the spanner, ticking as the collector does.
+func (d *feeder) next() error {
+	if err := d.decode(); err != nil {
+		return err
+	}
+	d.sp.HandleEvent(&d.ev)
+	if t := d.ev.TimeUnixNano; t >= d.tick {
+		d.sp.Tick(t)
+		d.tick = t + tickEvery
+	}
+	return nil
+}
+
 // checkDecodes makes sure every fixture decodes, so a layout change fails loudly here
 // instead of skewing the figures.
 func checkDecodes(f *Fixtures) error {
-	dec, err := NewDecoder(&shiftClock{})
+	d, err := newFeeder(f, &countSink{})
 	if err != nil {
 		return err
 	}
-	var ev spanner.Event
-	for i := range f.Events {
-		if err := dec.Decode(f.Record(i), &ev); err != nil {
-			return fmt.Errorf("fixture record %d: %w", i, err)
+	for range f.Events {
+		if err := d.decode(); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -6,10 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -18,15 +16,13 @@ import (
 
 	"github.com/pktspan/pktspan/collector"
 	"github.com/pktspan/pktspan/internal/netns"
-)
-
-var (
-	clientPrefix = netip.MustParsePrefix("198.18.0.1/30")
-	serverPrefix = netip.MustParsePrefix("198.18.0.2/30")
-	testLink     = "198.18.0.0/30"
+	"github.com/pktspan/pktspan/internal/pktspanproc"
 )
 
 const iperfPort = "5201"
+
+// testLink is the client and server's link: the filter that follows all test traffic.
+var testLink = netns.LabServer.Masked().String()
 
 // kernelSkip says why the kernel cases cannot run here, or "" when they can.
 func kernelSkip(o options) string {
@@ -60,20 +56,15 @@ func kernelCase(r *report, o options) error {
 		r.add("  skipped: %s", why)
 		return nil
 	}
-	client, err := netns.New("bench-client")
+	// The lab's two hosts without its servers and nft rules, which would add to every
+	// packet's cost.
+	hosts, err := netns.NewPair()
 	if err != nil {
 		return err
 	}
-	defer client.Close()
-	server, err := netns.New("bench-server")
-	if err != nil {
-		return err
-	}
-	defer server.Close()
-	if _, _, err := netns.Link(client, server, clientPrefix, serverPrefix); err != nil {
-		return err
-	}
-	srv := exec.Command("ip", "netns", "exec", server.Name(), "iperf3", "-s", "-B", serverPrefix.Addr().String(), "-p", iperfPort)
+	defer hosts.Close()
+	server := netns.LabServer.Addr().String()
+	srv := exec.Command("ip", "netns", "exec", hosts.Server.Name(), "iperf3", "-s", "-B", server, "-p", iperfPort)
 	srv.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := srv.Start(); err != nil {
 		return fmt.Errorf("iperf3 server: %w", err)
@@ -87,7 +78,7 @@ func kernelCase(r *report, o options) error {
 	}
 	defer rcv.Stop()
 
-	iperf := func() (float64, error) { return runIperf(client, d) }
+	iperf := func() (float64, error) { return runIperf(hosts.Client, server, d) }
 	traced := func(args ...string) (float64, tracedRun, error) {
 		var bps float64
 		tr, err := withPktspan(o.pktspan, args, func() error {
@@ -153,10 +144,10 @@ func abs(x float64) float64 { return max(x, -x) }
 
 // runIperf runs the iperf3 client in the client namespace for d and returns the
 // receiver's throughput in bit/s.
-func runIperf(client *netns.NS, d time.Duration) (float64, error) {
+func runIperf(client *netns.NS, server string, d time.Duration) (float64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
 	defer cancel()
-	out, err := client.Exec(ctx, "iperf3", "-c", serverPrefix.Addr().String(), "-p", iperfPort,
+	out, err := client.Exec(ctx, "iperf3", "-c", server, "-p", iperfPort,
 		"-t", strconv.Itoa(int(d.Seconds())), "-J")
 	if err != nil {
 		return 0, fmt.Errorf("iperf3: %w", err)
@@ -183,47 +174,25 @@ var (
 // pktspan with SIGTERM and returns what its final stats line said.
 func withPktspan(bin string, args []string, fn func() error) (tracedRun, error) {
 	var tr tracedRun
-	dir, err := os.MkdirTemp("", "pktspan-bench")
-	if err != nil {
-		return tr, err
-	}
-	defer os.RemoveAll(dir)
-	ready := filepath.Join(dir, "ready")
 	var stderr bytes.Buffer
-	cmd := exec.Command(bin, append([]string{"--ready-file", ready, "--stats-interval", "1h"}, args...)...)
+	cmd := exec.Command(bin, append([]string{"--stats-interval", "1h"}, args...)...)
 	cmd.Stderr = &stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return tr, fmt.Errorf("starting pktspan: %w", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := os.Stat(ready); err == nil {
-			break
-		}
-		select {
-		case err := <-exited:
-			return tr, fmt.Errorf("pktspan exited before attaching: %w: %s", err, stderr.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			return tr, fmt.Errorf("pktspan did not attach in 30s: %s", stderr.String())
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := pktspanproc.Start(ctx, cmd)
+	if err != nil {
+		return tr, fmt.Errorf("%w: %s", err, stderr.String())
 	}
 	fnErr := fn()
 	stop := time.Now()
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	if err := <-exited; err != nil {
+	if err := p.Stop(syscall.SIGTERM, time.Minute); err != nil {
 		return tr, errors.Join(fnErr, fmt.Errorf("pktspan: %w: %s", err, stderr.String()))
 	}
 	tr.stopDuration = time.Since(stop)
 	tr.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	tr.attached = attachedRE.FindString(stderr.String())
 	tr.finalStats = map[string]string{}
-	lines := bytes.Split(stderr.Bytes(), []byte("\n"))
-	for _, l := range lines {
+	for _, l := range bytes.Split(stderr.Bytes(), []byte("\n")) {
 		if bytes.Contains(l, []byte(`msg="final stats"`)) {
 			for _, m := range statRE.FindAllSubmatch(l, -1) {
 				tr.finalStats[string(m[1])] = string(m[2])

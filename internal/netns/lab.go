@@ -37,34 +37,66 @@ var LabVLANs = [2]LabVLAN{
 	{200, netip.MustParsePrefix("198.18.0.9/30"), netip.MustParsePrefix("198.18.0.10/30")},
 }
 
-// Lab is the two-host topology the end-to-end tests, the kernel matrix and the demo
-// share: a client and a server namespace joined by veth, TCP echo servers on ReplyPort
-// and DataDropPort, nft rules dropping TCP to DroppedPort and long segments to
-// DataDropPort, and nothing on UDP ClosedPort.
-type Lab struct {
+// Pair is the lab's two hosts alone: a client and a server namespace joined by veth,
+// with LabClient and LabServer on its ends, and nothing else in them.
+type Pair struct {
 	Client, Server *NS
 	// ClientIf and ServerIf are the veth ends in each namespace.
 	ClientIf, ServerIf string
-	servers            []*TCPServer
+}
+
+// NewPair builds the pair; on error nothing is left behind.
+func NewPair() (p *Pair, err error) {
+	p = &Pair{}
+	defer func() {
+		if err != nil {
+			_ = p.Close()
+		}
+	}()
+	if p.Client, err = New("client"); err != nil {
+		return nil, err
+	}
+	if p.Server, err = New("server"); err != nil {
+		return nil, err
+	}
+	if p.ClientIf, p.ServerIf, err = Link(p.Client, p.Server, LabClient, LabServer); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Close removes both namespaces.
+func (p *Pair) Close() error {
+	var errs []error
+	for _, ns := range []*NS{p.Server, p.Client} {
+		if ns != nil {
+			errs = append(errs, ns.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Lab is the two-host topology the end-to-end tests, the kernel matrix and the demo
+// share: a Pair with TCP echo servers on ReplyPort and DataDropPort in the server, nft
+// rules dropping TCP to DroppedPort and long segments to DataDropPort, and nothing on
+// UDP ClosedPort.
+type Lab struct {
+	Pair
+	servers []*TCPServer
 }
 
 // NewLab builds the lab; on error nothing is left behind.
 func NewLab(ctx context.Context) (lab *Lab, err error) {
-	lab = &Lab{}
+	pair, err := NewPair()
+	if err != nil {
+		return nil, err
+	}
+	lab = &Lab{Pair: *pair}
 	defer func() {
 		if err != nil {
 			_ = lab.Close()
 		}
 	}()
-	if lab.Client, err = New("client"); err != nil {
-		return nil, err
-	}
-	if lab.Server, err = New("server"); err != nil {
-		return nil, err
-	}
-	if lab.ClientIf, lab.ServerIf, err = Link(lab.Client, lab.Server, LabClient, LabServer); err != nil {
-		return nil, err
-	}
 	rules := fmt.Sprintf("table inet pktspan_lab {\n chain input {\n  type filter hook input priority 0; policy accept;\n"+
 		"  tcp dport %d drop\n  tcp dport %d meta length > %d drop\n }\n}\n", DroppedPort, DataDropPort, DataDropLen)
 	if err = lab.Server.Nft(ctx, rules); err != nil {
@@ -119,10 +151,5 @@ func (l *Lab) Close() error {
 	for _, srv := range l.servers {
 		errs = append(errs, srv.Close())
 	}
-	for _, ns := range []*NS{l.Server, l.Client} {
-		if ns != nil {
-			errs = append(errs, ns.Close())
-		}
-	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, l.Pair.Close())...)
 }

@@ -35,13 +35,14 @@ func NewNATLab(ctx context.Context) (lab *NATLab, err error) {
 			_ = lab.Close()
 		}
 	}()
-	for _, ns := range []struct {
-		dst   **NS
-		label string
-	}{{&lab.Client, "natclient"}, {&lab.Router, "natrouter"}, {&lab.Server, "natserver"}} {
-		if *ns.dst, err = New(ns.label); err != nil {
-			return nil, err
-		}
+	if lab.Client, err = New("natclient"); err != nil {
+		return nil, err
+	}
+	if lab.Router, err = New("natrouter"); err != nil {
+		return nil, err
+	}
+	if lab.Server, err = New("natserver"); err != nil {
+		return nil, err
 	}
 	if _, _, err = Link(lab.Client, lab.Router, NATClient, NATRouterPublic); err != nil {
 		return nil, err
@@ -50,13 +51,11 @@ func NewNATLab(ctx context.Context) (lab *NATLab, err error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, c := range [][]string{
-		{"ip", "-n", lab.Client.Name(), "route", "add", "default", "via", NATRouterPublic.Addr().String()},
-		{"ip", "netns", "exec", lab.Router.Name(), "sysctl", "-qw", "net.ipv4.ip_forward=1"},
-	} {
-		if _, err = run(ctx, nil, c[0], c[1:]...); err != nil {
-			return nil, fmt.Errorf("building nat lab: %w", err)
-		}
+	if _, err = lab.Client.Exec(ctx, "ip", "route", "add", "default", "via", NATRouterPublic.Addr().String()); err != nil {
+		return nil, fmt.Errorf("building nat lab: %w", err)
+	}
+	if _, err = lab.Router.Exec(ctx, "sysctl", "-qw", "net.ipv4.ip_forward=1"); err != nil {
+		return nil, fmt.Errorf("building nat lab: %w", err)
 	}
 	rules := fmt.Sprintf(`table ip pktspan_nat {
  chain pre {

@@ -76,16 +76,6 @@ func (n *NS) Name() string { return n.name }
 // Path is the namespace's bind mount, usable as pktspan's --filter-netns.
 func (n *NS) Path() string { return filepath.Join(runDir, n.name) }
 
-// Inode is the namespace's inode number, the netns ID the kernel (and pktspan's
-// pktspan.netns attribute) reports. It is 0 if the namespace is gone.
-func (n *NS) Inode() uint64 {
-	var st unix.Stat_t
-	if err := unix.Stat(n.Path(), &st); err != nil {
-		return 0
-	}
-	return st.Ino
-}
-
 // Close deletes the namespace; its interfaces and nft tables go with it once no socket
 // or process holds it, so close servers opened inside first. Safe to call twice.
 func (n *NS) Close() error {

@@ -48,7 +48,7 @@ type TCPServer struct {
 	served atomic.Int64
 }
 
-// TCPServe listens on addr:port inside ns (port 0 picks one; see Addr).
+// TCPServe listens on addr:port inside ns.
 func TCPServe(ns *NS, addr netip.Addr, port uint16) (*TCPServer, error) {
 	s := &TCPServer{conns: map[net.Conn]struct{}{}}
 	err := ns.Do(func() error {
@@ -64,9 +64,6 @@ func TCPServe(ns *NS, addr netip.Addr, port uint16) (*TCPServer, error) {
 	go s.accept()
 	return s, nil
 }
-
-// Addr is the address the server listens on.
-func (s *TCPServer) Addr() netip.AddrPort { return s.addr }
 
 // Served counts the requests answered so far (a connection that sends nothing is not one).
 func (s *TCPServer) Served() int { return int(s.served.Load()) }
@@ -140,27 +137,33 @@ func TCPRequest(ctx context.Context, ns *NS, addr netip.Addr, port uint16, paylo
 	return reply, nil
 }
 
-// dialTCP connects from inside ns to addr:port and runs fn on the connection, all
-// bounded by ctx's deadline (default 5 s); its error reads "to ADDR:PORT: cause".
-func dialTCP(ctx context.Context, ns *NS, addr netip.Addr, port uint16, fn func(c *net.TCPConn) error) error {
+// dial connects from inside ns to addr:port over network ("tcp", "udp") and runs fn on
+// the connection, all bounded by ctx's deadline (default 5 s); its error reads
+// "to ADDR:PORT: cause".
+func dial(ctx context.Context, ns *NS, network string, addr netip.Addr, port uint16, fn func(c net.Conn) error) error {
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
 	dst := netip.AddrPortFrom(addr, port).String()
 	err := ns.Do(func() error {
 		var d net.Dialer
-		c, err := d.DialContext(ctx, "tcp", dst)
+		c, err := d.DialContext(ctx, network, dst)
 		if err != nil {
 			return err
 		}
 		defer c.Close()
 		deadline, _ := ctx.Deadline()
 		_ = c.SetDeadline(deadline)
-		return fn(c.(*net.TCPConn))
+		return fn(c)
 	})
 	if err != nil {
 		return fmt.Errorf("to %s: %w", dst, err)
 	}
 	return nil
+}
+
+// dialTCP is dial for TCP, with the connection's TCP half-close at hand.
+func dialTCP(ctx context.Context, ns *NS, addr netip.Addr, port uint16, fn func(c *net.TCPConn) error) error {
+	return dial(ctx, ns, "tcp", addr, port, func(c net.Conn) error { return fn(c.(*net.TCPConn)) })
 }
 
 // TCPConnectExpectTimeout tries to connect from inside ns to addr:port and succeeds only
@@ -195,23 +198,12 @@ func TCPConnectExpectTimeout(ctx context.Context, ns *NS, addr netip.Addr, port 
 // UDPSend sends one datagram from inside ns to addr:port and returns once it is sent;
 // no answer is awaited, so a closed port (ICMP port unreachable) is not an error.
 func UDPSend(ctx context.Context, ns *NS, addr netip.Addr, port uint16, payload []byte) error {
-	ctx, cancel := withDefaultTimeout(ctx)
-	defer cancel()
-	dst := netip.AddrPortFrom(addr, port).String()
-	err := ns.Do(func() error {
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "udp", dst)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		deadline, _ := ctx.Deadline()
-		_ = c.SetWriteDeadline(deadline)
-		_, err = c.Write(payload)
+	err := dial(ctx, ns, "udp", addr, port, func(c net.Conn) error {
+		_, err := c.Write(payload)
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("udp send from %s to %s: %w", ns.name, dst, err)
+		return fmt.Errorf("udp send from %s %w", ns.name, err)
 	}
 	return nil
 }
@@ -318,25 +310,20 @@ func TCPStream(ctx context.Context, ns *NS, addr netip.Addr, port uint16, writes
 }
 
 // TCPSendExpectNoReply connects from inside ns to addr:port, sends payload and succeeds
-// only if no reply comes within wait: the connection opens, but a firewall drops the
-// data. A failed connect is an error. wait 0 means ExpectTimeoutWait.
+// only if no reply comes before wait (from the connect on) is over: the connection
+// opens, but a firewall drops the data. A failed connect is an error. wait 0 means
+// ExpectTimeoutWait.
 func TCPSendExpectNoReply(ctx context.Context, ns *NS, addr netip.Addr, port uint16, payload []byte, wait time.Duration) error {
 	if wait == 0 {
 		wait = ExpectTimeoutWait
 	}
-	dst := netip.AddrPortFrom(addr, port).String()
-	err := ns.Do(func() error {
-		d := net.Dialer{Timeout: wait}
-		c, err := d.DialContext(ctx, "tcp", dst)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(wait))
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	err := dialTCP(ctx, ns, addr, port, func(c *net.TCPConn) error {
 		if _, err := c.Write(payload); err != nil {
 			return err
 		}
-		if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		if err := c.CloseWrite(); err != nil {
 			return err
 		}
 		n, err := c.Read(make([]byte, 1))
@@ -346,7 +333,7 @@ func TCPSendExpectNoReply(ctx context.Context, ns *NS, addr netip.Addr, port uin
 		return fmt.Errorf("read %d bytes (%v), want no reply", n, err)
 	})
 	if err != nil {
-		return fmt.Errorf("tcp send from %s to %s: %w", ns.name, dst, err)
+		return fmt.Errorf("tcp send from %s %w", ns.name, err)
 	}
 	return nil
 }
