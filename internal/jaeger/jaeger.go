@@ -48,7 +48,6 @@ type Option func(*options)
 type options struct {
 	binary       string
 	startTimeout time.Duration
-	maxTraces    int
 }
 
 // WithBinary runs the Jaeger binary at path instead of DefaultBinary().
@@ -58,9 +57,6 @@ func WithBinary(path string) Option { return func(o *options) { o.binary = path 
 // start on a loaded 2-core machine takes a few seconds).
 func WithStartTimeout(d time.Duration) Option { return func(o *options) { o.startTimeout = d } }
 
-// WithMaxTraces sets how many traces the in-memory store keeps (default 100000).
-func WithMaxTraces(n int) Option { return func(o *options) { o.maxTraces = n } }
-
 // Jaeger is one running Jaeger process.
 type Jaeger struct {
 	dir      string
@@ -68,9 +64,6 @@ type Jaeger struct {
 	otlp     string
 	queryURL string
 	client   *http.Client
-	// depth is how many traces one search may return: Jaeger's memory store refuses
-	// a depth above its max_traces.
-	depth int
 
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when cmd.Wait returns
@@ -83,15 +76,20 @@ type Jaeger struct {
 // in which another process may take the port.
 const startAttempts = 3
 
+const (
+	// maxTraces is how many traces the in-memory store keeps.
+	maxTraces = 100000
+	// searchDepth is how many traces one search returns at most: Jaeger's memory store
+	// refuses a depth above its max_traces.
+	searchDepth = 10000
+)
+
 // Start runs a Jaeger with in-memory storage and waits until both its OTLP/gRPC receiver
 // and its query API answer. ctx bounds the start only, not the process's life: call Stop.
 func Start(ctx context.Context, opts ...Option) (*Jaeger, error) {
-	o := options{startTimeout: 60 * time.Second, maxTraces: 100000}
+	o := options{startTimeout: 60 * time.Second}
 	for _, opt := range opts {
 		opt(&o)
-	}
-	if o.maxTraces <= 0 {
-		return nil, fmt.Errorf("starting jaeger: max traces %d, want > 0", o.maxTraces)
 	}
 	if o.binary == "" {
 		bin, err := DefaultBinary()
@@ -140,11 +138,10 @@ func start(ctx context.Context, o options) (*Jaeger, error) {
 		otlp:     fmt.Sprintf("127.0.0.1:%d", ports[0]),
 		queryURL: fmt.Sprintf("http://127.0.0.1:%d", ports[1]),
 		client:   &http.Client{Timeout: 10 * time.Second},
-		depth:    min(o.maxTraces, 10000),
 		exited:   make(chan struct{}),
 	}
 	cfgPath := filepath.Join(dir, "config.yaml")
-	cfg := config(j.otlp, strings.TrimPrefix(j.queryURL, "http://"), fmt.Sprintf("127.0.0.1:%d", ports[2]), o.maxTraces)
+	cfg := config(j.otlp, strings.TrimPrefix(j.queryURL, "http://"), fmt.Sprintf("127.0.0.1:%d", ports[2]))
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("writing config: %w", err)
@@ -188,7 +185,7 @@ func start(ctx context.Context, o options) (*Jaeger, error) {
 // the query extension. Nothing else listens: no health check, zpages, expvar, remote
 // sampling or Prometheus telemetry endpoint, and the query's self-tracing is off so it
 // never exports to a default localhost:4317.
-func config(otlp, queryHTTP, queryGRPC string, maxTraces int) string {
+func config(otlp, queryHTTP, queryGRPC string) string {
 	return fmt.Sprintf(`service:
   extensions: [jaeger_storage, jaeger_query]
   pipelines:

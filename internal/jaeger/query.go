@@ -20,28 +20,19 @@ import (
 )
 
 // Traces returns the traces of service that started at or after since, as stored (raw,
-// without the query service's adjustments): the most recent 10000 at most, or max traces
-// if lower. No matching trace gives an empty result.
+// without the query service's adjustments): the most recent searchDepth at most. No
+// matching trace gives an empty result.
 func (j *Jaeger) Traces(ctx context.Context, service string, since time.Time) (*tracepb.TracesData, error) {
 	q := url.Values{}
 	q.Set("query.service_name", service)
 	q.Set("query.start_time_min", since.UTC().Format(time.RFC3339Nano))
 	// A little ahead of now, so spans stamped by a slightly fast clock are not missed.
 	q.Set("query.start_time_max", time.Now().Add(time.Minute).UTC().Format(time.RFC3339Nano))
-	q.Set("query.num_traces", strconv.Itoa(j.depth))
+	q.Set("query.num_traces", strconv.Itoa(searchDepth))
 	q.Set("query.raw_traces", "true")
 	td, err := j.get(ctx, "/api/v3/traces?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("finding traces of %s: %w", service, err)
-	}
-	return td, nil
-}
-
-// Trace returns one trace by its hex ID. An unknown ID gives an empty result.
-func (j *Jaeger) Trace(ctx context.Context, traceIDHex string) (*tracepb.TracesData, error) {
-	td, err := j.get(ctx, "/api/v3/traces/"+url.PathEscape(traceIDHex)+"?raw_traces=true")
-	if err != nil {
-		return nil, fmt.Errorf("getting trace %s: %w", traceIDHex, err)
 	}
 	return td, nil
 }
@@ -157,11 +148,10 @@ func hexIDsToBase64(v any) error {
 	return nil
 }
 
-// Span is one span with the resource and scope it was sent with.
+// Span is one span with the resource it was sent with.
 type Span struct {
 	*tracepb.Span
 	Resource *resourcepb.Resource
-	Scope    *commonpb.InstrumentationScope
 }
 
 // Spans flattens td into its spans, in the order Jaeger returned them.
@@ -170,7 +160,7 @@ func Spans(td *tracepb.TracesData) []Span {
 	for _, rs := range td.GetResourceSpans() {
 		for _, ss := range rs.GetScopeSpans() {
 			for _, s := range ss.GetSpans() {
-				out = append(out, Span{Span: s, Resource: rs.GetResource(), Scope: ss.GetScope()})
+				out = append(out, Span{Span: s, Resource: rs.GetResource()})
 			}
 		}
 	}

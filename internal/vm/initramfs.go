@@ -7,11 +7,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -274,12 +275,12 @@ func (ir *initramfs) write(ctx context.Context, out string) error {
 			libs[l] = true
 		}
 	}
-	for _, l := range sortedKeys(libs) {
+	for _, l := range slices.Sorted(maps.Keys(libs)) {
 		if err := c.file(l, l); err != nil {
 			return err
 		}
 	}
-	for _, g := range sortedKeys(ir.files) {
+	for _, g := range slices.Sorted(maps.Keys(ir.files)) {
 		if err := c.file(g, ir.files[g]); err != nil {
 			return fmt.Errorf("adding %s as %s: %w", ir.files[g], g, err)
 		}
@@ -288,15 +289,6 @@ func (ir *initramfs) write(ctx context.Context, out string) error {
 		return err
 	}
 	return f.Close()
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // initScript is /init: it mounts what pktspan and the tools expect, loads the modules,

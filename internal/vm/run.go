@@ -40,10 +40,6 @@ type RunOptions struct {
 	Timeout time.Duration
 	// MemoryMB is the VM's memory (default 1024); the initramfs lives in it.
 	MemoryMB int
-	// KernelArgs are appended to the kernel command line.
-	KernelArgs string
-	// Log, when set, receives the serial console as it arrives.
-	Log io.Writer
 }
 
 // Result is what came back from a VM.
@@ -129,7 +125,7 @@ func run(ctx context.Context, k *Kernel, opts RunOptions) (*Result, error) {
 		"-machine", "q35", "-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", strconv.Itoa(opts.MemoryMB),
 		"-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio", "-no-reboot",
 		"-kernel", k.Vmlinuz, "-initrd", initrd,
-		"-append", strings.TrimSpace("console=ttyS0 panic=-1 quiet rdinit=/init "+opts.KernelArgs),
+		"-append", "console=ttyS0 panic=-1 quiet rdinit=/init",
 		"-drive", "file="+disk+",format=raw,if=virtio,cache=unsafe",
 	)
 	var stderr bytes.Buffer
@@ -142,7 +138,7 @@ func run(ctx context.Context, k *Kernel, opts RunOptions) (*Result, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting qemu: %w", err)
 	}
-	con := &console{marker: marker, start: start, log: opts.Log}
+	con := &console{marker: marker, start: start}
 	con.read(stdout) // until qemu exits or is killed
 	waitErr := cmd.Wait()
 
@@ -192,7 +188,6 @@ func makeDisk(p string) error {
 type console struct {
 	marker string
 	start  time.Time
-	log    io.Writer
 
 	all, payload strings.Builder
 	inPayload    bool
@@ -208,9 +203,6 @@ func (c *console) read(r io.Reader) {
 	for {
 		line, err := br.ReadString('\n')
 		if line != "" {
-			if c.log != nil {
-				c.log.Write([]byte(line))
-			}
 			c.line(strings.TrimRight(line, "\r\n"))
 		}
 		if err != nil {

@@ -3,8 +3,10 @@ package vm
 import (
 	"archive/tar"
 	"bytes"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -46,7 +48,7 @@ func tarDisk(t *testing.T, entries map[string]string) string {
 	t.Helper()
 	var b bytes.Buffer
 	tw := tar.NewWriter(&b)
-	for _, name := range sortedKeys(entries) {
+	for _, name := range slices.Sorted(maps.Keys(entries)) {
 		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(entries[name])), Typeflag: tar.TypeReg}); err != nil {
 			t.Fatal(err)
 		}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -102,13 +103,13 @@ func TestBootDebianKernels(t *testing.T) {
 			}
 			btf := strings.Fields(read("btf"))
 			for _, want := range []string{"vmlinux", "nf_tables", "veth"} {
-				if !contains(btf, want) {
+				if !slices.Contains(btf, want) {
 					t.Errorf("/sys/kernel/btf has no %s: %v", want, btf)
 				}
 			}
 			funcs := strings.Fields(read("functions"))
 			for _, want := range []string{"ip_rcv_core", "nf_hook_slow", "tcp_v4_rcv", "ip_local_deliver", "__dev_queue_xmit"} {
-				if !contains(funcs, want) {
+				if !slices.Contains(funcs, want) {
 					t.Errorf("%s is not traceable (available_filter_functions)", want)
 				}
 			}
@@ -131,13 +132,4 @@ func TestBootDebianKernels(t *testing.T) {
 			}
 		})
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
