@@ -49,7 +49,7 @@ lint:
 	$(GO) vet -tags e2e ./cmd/pktspan/
 	$(GO) vet -tags vmtest ./internal/vm/ ./internal/kernelmatrix/
 
-unit:
+unit: deps jaeger
 	$(GO) test -count=1 ./...
 
 # Tier 2 of DESIGN.md: real kernel, namespaces, nftables, Jaeger. Needs root.
