@@ -207,7 +207,10 @@ func (c *Collector) Start(ctx context.Context) error {
 	c.summary.Kernel = unix.ByteSliceToString(uts.Release[:])
 	c.summary.Tracefs = findTracefs()
 
-	kernelTypes, inKernel, err := c.loadBTF()
+	// One cache for every load below: each would otherwise parse the kernel's BTF
+	// again (for CO-RE and for fentry targets), which was most of the attach time.
+	cache := btf.NewCache()
+	kernelTypes, inKernel, err := c.loadBTF(cache)
 	if err != nil {
 		return err
 	}
@@ -260,7 +263,7 @@ func (c *Collector) Start(ctx context.Context) error {
 
 	start := time.Now()
 	chosen := c.chooseTracepoints(spec, kernelTypes, inKernel)
-	opts := &ebpf.CollectionOptions{}
+	opts := &ebpf.CollectionOptions{Cache: cache}
 	if !inKernel {
 		opts.Programs.KernelTypes = kernelTypes
 	}
@@ -283,7 +286,8 @@ func (c *Collector) Start(ctx context.Context) error {
 		c.links = append(c.links, l)
 		c.summary.Attached = append(c.summary.Attached, Attached{tp.name, via})
 	}
-	functionsAttached, err := c.attachFunctions(kernelTypes, inKernel, sigs, probeConsts{fcfg, kcfg})
+	c.log.Debug("tracepoints attached", "took", time.Since(start))
+	functionsAttached, err := c.attachFunctions(cache, kernelTypes, inKernel, sigs, probeConsts{fcfg, kcfg})
 	if err != nil {
 		c.close()
 		return err
@@ -320,7 +324,7 @@ func (c *Collector) isAttached(name string) bool {
 
 // loadBTF returns the kernel's types and whether they are the running kernel's own
 // (then tp_btf programs can attach; otherwise only raw tracepoints can).
-func (c *Collector) loadBTF() (*btf.Spec, bool, error) {
+func (c *Collector) loadBTF(cache *btf.Cache) (*btf.Spec, bool, error) {
 	if c.btfPath != "" {
 		spec, err := btf.LoadSpec(c.btfPath)
 		if err != nil {
@@ -332,7 +336,7 @@ func (c *Collector) loadBTF() (*btf.Spec, bool, error) {
 	if _, err := os.Stat(kernelBTFPath); err != nil {
 		return nil, false, fmt.Errorf("%w: %s is missing; use a kernel built with CONFIG_DEBUG_INFO_BTF=y or pass --btf FILE with this kernel's BTF", errNoBTF, kernelBTFPath)
 	}
-	spec, err := btf.LoadKernelSpec()
+	spec, err := cache.Kernel()
 	if err != nil {
 		return nil, false, fmt.Errorf("reading kernel BTF from %s: %w", kernelBTFPath, err)
 	}

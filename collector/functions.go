@@ -5,11 +5,13 @@ package collector
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"runtime"
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -52,7 +54,7 @@ func (t target) programs(backend string) (enter, exit string) {
 // and attaches it with the first backend that works. Every function that cannot be
 // attached is skipped with one reason; none is fatal. It returns how many of the
 // configured functions are attached.
-func (c *Collector) attachFunctions(types *btf.Spec, inKernel bool, sigs []signature, consts probeConsts) (int, error) {
+func (c *Collector) attachFunctions(cache *btf.Cache, types *btf.Spec, inKernel bool, sigs []signature, consts probeConsts) (int, error) {
 	if c.backend == "tracepoint" {
 		return 0, nil
 	}
@@ -78,7 +80,7 @@ func (c *Collector) attachFunctions(types *btf.Spec, inKernel bool, sigs []signa
 	for name, m := range shared {
 		spec.Maps[name].MaxEntries = m.MaxEntries()
 	}
-	opts := ebpf.CollectionOptions{MapReplacements: shared}
+	opts := ebpf.CollectionOptions{MapReplacements: shared, Cache: cache}
 	if !inKernel {
 		opts.Programs.KernelTypes = types
 	}
@@ -86,7 +88,7 @@ func (c *Collector) attachFunctions(types *btf.Spec, inKernel bool, sigs []signa
 	if c.backend != "auto" {
 		backends = []string{c.backend}
 	}
-	a := &functionAttacher{spec: spec, opts: opts, consts: consts, backends: backends, unavailable: map[string]string{}}
+	a := &functionAttacher{log: c.log, spec: spec, opts: opts, consts: consts, backends: backends, unavailable: map[string]string{}}
 	// A backend the kernel lacks fails for every function alike: say it once.
 	if _, err := os.Stat(kprobePMU); err != nil {
 		a.unavailable["kprobe"] = "kernel has no kprobes (CONFIG_KPROBES)"
@@ -157,6 +159,7 @@ func cloneSignature(types *btf.Spec) signature {
 
 // functionAttacher attaches functions, from several goroutines at once.
 type functionAttacher struct {
+	log      *slog.Logger
 	spec     *ebpf.CollectionSpec
 	opts     ebpf.CollectionOptions
 	consts   probeConsts
@@ -188,7 +191,9 @@ func (a *functionAttacher) attach(t target) functionResult {
 			reasons = append(reasons, backend+": "+why)
 			continue
 		}
+		start := time.Now()
 		links, closer, err := attachFunction(a.spec, a.opts, a.consts, backend, t)
+		a.log.Debug("loading and attaching a function probe", "function", t.name, "backend", backend, "took", time.Since(start), "error", err)
 		if err == nil {
 			return functionResult{backend: backend, links: links, close: closer}
 		}

@@ -11,7 +11,7 @@ import (
 
 // attachFunctions: the function probes read x86-64 registers (kprobes) and are built
 // for amd64 only, so other architectures run with tracepoints alone.
-func (c *Collector) attachFunctions(types *btf.Spec, inKernel bool, sigs []signature, consts probeConsts) (int, error) {
+func (c *Collector) attachFunctions(_ *btf.Cache, types *btf.Spec, inKernel bool, sigs []signature, consts probeConsts) (int, error) {
 	if c.backend == "tracepoint" {
 		return 0, nil
 	}
