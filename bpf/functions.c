@@ -5,14 +5,18 @@
  * The function family: any kernel function taking a struct sk_buff *, as an
  * entry and an exit event, so its stage span lasts as long as the kernel spent
  * in it. fentry/fexit (BTF trampolines) where the kernel has them, kprobe and
- * kretprobe otherwise. User space loads this object once per function, with
- * its own constants below, and shares the maps of the tracepoint family.
- * skb_clone has programs of its own: a clone of a followed skb is followed too.
+ * kretprobe otherwise. A trampoline program is bound to its function when loaded,
+ * so user space loads the fentry programs once per function, with their own
+ * constants below; the kprobe programs are loaded once and attached to every
+ * function, each attachment's cookie naming it (enum probe_cookie). Both share
+ * the maps of the tracepoint family. skb_clone has programs of its own: a clone
+ * of a followed skb is followed too.
  */
 #include "skb.h"
 
-/* Set per function by user space before loading. The verifier sees them as
- * constants, so a function that is not nf_hook_slow never reads a second argument. */
+/* Set per function by user space before loading the fentry programs. The verifier
+ * sees them as constants, so a function that is not nf_hook_slow never reads a
+ * second argument. */
 volatile const __u16 probe_id = PROBE_FUNC_BASE;
 volatile const __u8 is_nf_hook = 0; /* nf_hook_slow: report hook, family and verdict */
 
@@ -28,12 +32,13 @@ struct {
 #define NF_ACCEPT 1
 #define NF_STOLEN 2
 
-static __always_inline void on_enter(struct sk_buff *skb, struct nf_hook_state *state, bool keyed)
+static __always_inline void on_enter(__u16 probe, bool nf_hook, struct sk_buff *skb, struct nf_hook_state *state,
+				     bool keyed)
 {
 	if (!skb)
 		return;
 	struct event ev;
-	init_event(&ev, skb, probe_id, EVENT_ENTER);
+	init_event(&ev, skb, probe, EVENT_ENTER);
 	read_tuple(&ev, skb, L3_NETWORK_HEADER);
 	read_dev(&ev, BPF_CORE_READ(skb, dev));
 	read_sock_netns(&ev, BPF_CORE_READ(skb, sk));
@@ -42,27 +47,27 @@ static __always_inline void on_enter(struct sk_buff *skb, struct nf_hook_state *
 		return;
 	read_followed(&ev, skb);
 	/* No filter looks at the hook: it is read for followed skbs only. */
-	if (is_nf_hook && state) {
+	if (nf_hook && state) {
 		ev.nf_hook = BPF_CORE_READ(state, hook);
 		ev.nf_pf = BPF_CORE_READ(state, pf);
 	}
-	struct call_key key = { .pid_tgid = bpf_get_current_pid_tgid(), .skb = keyed ? ev.skb : 0, .probe = probe_id };
+	struct call_key key = { .pid_tgid = bpf_get_current_pid_tgid(), .skb = keyed ? ev.skb : 0, .probe = probe };
 	struct call c = { .skb = ev.skb, .nf_hook = ev.nf_hook, .nf_pf = ev.nf_pf };
 	if (bpf_map_update_elem(&calls, &key, &c, BPF_ANY))
 		count(COUNTER_CALLS_FULL);
 	send(&ev, fresh);
 }
 
-static __always_inline void on_exit(__s64 ret, __u64 skb)
+static __always_inline void on_exit(__u16 probe, bool nf_hook, __s64 ret, __u64 skb)
 {
-	struct call_key key = { .pid_tgid = bpf_get_current_pid_tgid(), .skb = skb, .probe = probe_id };
+	struct call_key key = { .pid_tgid = bpf_get_current_pid_tgid(), .skb = skb, .probe = probe };
 	struct call *c = bpf_map_lookup_elem(&calls, &key);
 	if (!c)
 		return;
 	struct event ev;
-	init_event_at(&ev, c->skb, probe_id, EVENT_EXIT);
+	init_event_at(&ev, c->skb, probe, EVENT_EXIT);
 	ev.retval = ret;
-	if (is_nf_hook) {
+	if (nf_hook) {
 		/* nf_hook_slow returns 1 to let the packet on, -EPERM after a drop, 0 when a
 		 * hook took the skb (queue, stolen). */
 		ev.nf_hook = c->nf_hook;
@@ -84,7 +89,7 @@ static __always_inline void on_exit(__s64 ret, __u64 skb)
 	SEC("fentry")                                                       \
 	int fentry_skb_##i(__u64 *ctx)                                      \
 	{                                                                   \
-		on_enter((void *)ctx[i], is_nf_hook ? (void *)ctx[1] : NULL, true); \
+		on_enter(probe_id, is_nf_hook, (void *)ctx[i], is_nf_hook ? (void *)ctx[1] : NULL, true); \
 		return 0;                                                   \
 	}                                                                   \
 	SEC("fexit")                                                        \
@@ -92,7 +97,7 @@ static __always_inline void on_exit(__s64 ret, __u64 skb)
 	{                                                                   \
 		__u64 ret = 0;                                              \
 		bpf_get_func_ret(ctx, &ret);                                \
-		on_exit((__s64)ret, ctx[i]);                                \
+		on_exit(probe_id, is_nf_hook, (__s64)ret, ctx[i]);          \
 		return 0;                                                   \
 	}
 
@@ -100,7 +105,10 @@ static __always_inline void on_exit(__s64 ret, __u64 skb)
 	SEC("kprobe")                                                              \
 	int kprobe_skb_##i(struct pt_regs *ctx)                                    \
 	{                                                                          \
-		on_enter((void *)parm(ctx), is_nf_hook ? (void *)PT_REGS_PARM2(ctx) : NULL, false); \
+		__u64 cookie = bpf_get_attach_cookie(ctx);                         \
+		bool nf_hook = cookie & COOKIE_NF_HOOK;                            \
+		on_enter(cookie & COOKIE_PROBE_MASK, nf_hook, (void *)parm(ctx),   \
+			 nf_hook ? (void *)PT_REGS_PARM2(ctx) : NULL, false);      \
 		return 0;                                                          \
 	}
 
@@ -118,7 +126,8 @@ KPROBE_AT(4, PT_REGS_PARM5)
 SEC("kretprobe")
 int kretprobe_skb(struct pt_regs *ctx)
 {
-	on_exit((__s64)PT_REGS_RC(ctx), 0);
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	on_exit(cookie & COOKIE_PROBE_MASK, cookie & COOKIE_NF_HOOK, (__s64)PT_REGS_RC(ctx), 0);
 	return 0;
 }
 

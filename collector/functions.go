@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,6 +26,9 @@ import (
 // kprobePMU exists when the kernel was built with kprobes (CONFIG_KPROBES).
 const kprobePMU = "/sys/bus/event_source/devices/kprobe"
 
+// cookieNFHook mirrors COOKIE_NF_HOOK of enum probe_cookie in bpf/headers/pktspan.h.
+const cookieNFHook = 1 << 16
+
 // function backends, in the order `auto` tries them.
 var functionBackends = []string{"fentry", "kprobe"}
 
@@ -33,6 +38,18 @@ type target struct {
 	probe uint16 // probe id of its events
 	sig   signature
 	clone bool // skb_clone's own programs
+}
+
+// nfHook tells nf_hook_slow, whose hook state pktspan reports.
+func (t target) nfHook() bool { return t.name == "nf_hook_slow" }
+
+// cookie is t's kprobe attach cookie (enum probe_cookie in bpf/headers/pktspan.h).
+func (t target) cookie() uint64 {
+	c := uint64(t.probe)
+	if t.nfHook() {
+		c |= cookieNFHook
+	}
+	return c
 }
 
 // programs returns the entry and exit programs of backend for t; skb_clone's fexit
@@ -49,11 +66,12 @@ func (t target) programs(backend string) (enter, exit string) {
 	return fmt.Sprintf("kprobe_skb_%d", t.sig.skbArg), bpf.FunctionsProgKretprobeSkb
 }
 
-// attachFunctions loads one copy of the function probes per configured function and one
-// for skb_clone, each with its own constants, the tracepoint family's filter and maps,
-// and attaches it with the first backend that works. Every function that cannot be
-// attached is skipped with one reason; none is fatal. It returns how many of the
-// configured functions are attached.
+// attachFunctions attaches every configured function and skb_clone with the first
+// backend that works, sharing the tracepoint family's filter and maps: fentry loads
+// its programs once per function (a trampoline program is bound to its function), the
+// kprobe programs are loaded once and attached to every function with a cookie naming
+// it. Every function that cannot be attached is skipped with one reason; none is
+// fatal. It returns how many of the configured functions are attached.
 func (c *Collector) attachFunctions(cache *btf.Cache, types *btf.Spec, inKernel bool, sigs []signature, consts probeConsts) (int, error) {
 	if c.backend == "tracepoint" {
 		return 0, nil
@@ -88,19 +106,20 @@ func (c *Collector) attachFunctions(cache *btf.Cache, types *btf.Spec, inKernel 
 	if c.backend != "auto" {
 		backends = []string{c.backend}
 	}
-	a := &functionAttacher{log: c.log, spec: spec, opts: opts, consts: consts, backends: backends, unavailable: map[string]string{}}
-	// A backend the kernel lacks fails for every function alike: say it once.
-	if _, err := os.Stat(kprobePMU); err != nil {
-		a.unavailable["kprobe"] = "kernel has no kprobes (CONFIG_KPROBES)"
-	}
 	targets := make([]target, 0, len(c.functions)+1)
 	for i, name := range c.functions {
 		targets = append(targets, target{name: name, probe: uint16(probeFuncBase + i), sig: sigs[i]})
 	}
 	targets = append(targets, target{name: cloneFunction, probe: probeSKBClone, sig: cloneSignature(types), clone: true})
-	// Each function is its own load (CO-RE relocation and verification of its
-	// programs), so they are loaded in parallel; the first alone, so a backend the
-	// kernel lacks is found once rather than by every worker.
+	a := &functionAttacher{log: c.log, spec: spec, opts: opts, consts: consts, backends: backends,
+		targets: targets, unavailable: map[string]string{}}
+	// A backend the kernel lacks fails for every function alike: say it once.
+	if _, err := os.Stat(kprobePMU); err != nil {
+		a.unavailable["kprobe"] = "kernel has no kprobes (CONFIG_KPROBES)"
+	}
+	// Each fentry function is its own load (CO-RE relocation and verification of its
+	// programs), so functions are attached in parallel; the first alone, so a backend
+	// the kernel lacks is found once rather than by every worker.
 	results := make([]functionResult, len(targets))
 	results[0] = a.attach(targets[0])
 	var wg sync.WaitGroup
@@ -114,6 +133,9 @@ func (c *Collector) attachFunctions(cache *btf.Cache, types *btf.Spec, inKernel 
 		}()
 	}
 	wg.Wait()
+	if a.kprobes != nil {
+		c.closers = append(c.closers, func() error { a.kprobes.Close(); return nil })
+	}
 
 	attached := 0
 	var notTraced []string // functions skipped only because no backend exists here
@@ -122,7 +144,9 @@ func (c *Collector) attachFunctions(cache *btf.Cache, types *btf.Spec, inKernel 
 		switch {
 		case r.backend != "":
 			c.links = append(c.links, r.links...)
-			c.closers = append(c.closers, r.close)
+			if r.close != nil {
+				c.closers = append(c.closers, r.close)
+			}
 			c.summary.Attached = append(c.summary.Attached, Attached{name, viaOf(r.backend, targets[i].clone)})
 			if !targets[i].clone {
 				attached++
@@ -164,6 +188,11 @@ type functionAttacher struct {
 	opts     ebpf.CollectionOptions
 	consts   probeConsts
 	backends []string
+	targets  []target
+
+	kprobeOnce sync.Once
+	kprobes    *ebpf.Collection // the kprobe programs, loaded by the first function needing them
+	kprobeErr  error
 
 	mu          sync.Mutex
 	unavailable map[string]string // backend → why the kernel cannot run it
@@ -173,8 +202,8 @@ type functionAttacher struct {
 type functionResult struct {
 	backend   string
 	links     []link.Link
-	close     func() error
-	noBackend bool // every backend is one the kernel lacks
+	close     func() error // frees the function's own programs, if it has any
+	noBackend bool         // every backend is one the kernel lacks
 	reason    string
 }
 
@@ -192,12 +221,19 @@ func (a *functionAttacher) attach(t target) functionResult {
 			continue
 		}
 		start := time.Now()
-		links, closer, err := attachFunction(a.spec, a.opts, a.consts, backend, t)
-		a.log.Debug("loading and attaching a function probe", "function", t.name, "backend", backend, "took", time.Since(start), "error", err)
+		var links []link.Link
+		var closer func() error
+		var err error
+		if backend == "fentry" {
+			links, closer, err = attachFentry(a.spec, a.opts, a.consts, t)
+		} else {
+			links, err = a.attachKprobe(t)
+		}
+		a.log.Debug("attaching a function", "function", t.name, "backend", backend, "took", time.Since(start), "error", err)
 		if err == nil {
 			return functionResult{backend: backend, links: links, close: closer}
 		}
-		if kernelLacks(err) {
+		if kernelLacks(err) || errors.Is(err, errKprobeLoad) {
 			a.mu.Lock()
 			a.unavailable[backend] = fmt.Sprintf("this kernel cannot attach %s programs (%v)", backend, errors.Unwrap(err))
 			a.mu.Unlock()
@@ -244,66 +280,119 @@ func (c *Collector) skip(name, reason string) {
 	c.log.Warn("function not traced", "function", name, "reason", reason)
 }
 
-// attachFunction loads the programs of backend for one target and attaches them, or
+// attachFentry loads the fentry/fexit programs for one target and attaches them, or
 // leaves nothing behind.
-func attachFunction(spec *ebpf.CollectionSpec, opts ebpf.CollectionOptions, consts probeConsts,
-	backend string, t target) ([]link.Link, func() error, error) {
-	enter, exit := t.programs(backend)
-	cs := spec.Copy()
-	for p := range cs.Programs {
-		if p != enter && p != exit {
-			delete(cs.Programs, p)
-		}
+func attachFentry(spec *ebpf.CollectionSpec, opts ebpf.CollectionOptions, consts probeConsts, t target) ([]link.Link, func() error, error) {
+	enter, exit := t.programs("fentry")
+	cs := keepPrograms(spec, enter, exit)
+	for _, p := range cs.Programs {
+		p.AttachTo = t.name
 	}
-	if backend == "fentry" {
-		for _, p := range cs.Programs {
-			p.AttachTo = t.name
-		}
-	}
-	for v, val := range map[string]any{
-		bpf.FunctionsVarFilter:   consts.filter,
-		bpf.FunctionsVarKcfg:     consts.kernel,
+	if err := setConsts(cs, consts, map[string]any{
 		bpf.FunctionsVarProbeId:  t.probe,
-		bpf.FunctionsVarIsNfHook: boolByte(t.name == "nf_hook_slow"),
-	} {
-		if err := cs.Variables[v].Set(val); err != nil {
-			return nil, nil, fmt.Errorf("setting %s: %w", v, err)
-		}
+		bpf.FunctionsVarIsNfHook: boolByte(t.nfHook()),
+	}); err != nil {
+		return nil, nil, err
 	}
 	coll, err := ebpf.NewCollectionWithOptions(cs, opts)
 	if err != nil {
 		return nil, nil, fmt.Errorf("loading: %w", err)
 	}
 	var links []link.Link
-	fail := func(err error) error {
-		for _, l := range links {
-			_ = l.Close()
-		}
-		coll.Close()
-		return err
-	}
 	for _, p := range []string{enter, exit} {
 		if p == "" {
 			continue
 		}
-		var l link.Link
-		var err error
-		switch {
-		case backend == "fentry" && p == enter:
-			l, err = link.AttachTracing(link.TracingOptions{Program: coll.Programs[p], AttachType: ebpf.AttachTraceFEntry})
-		case backend == "fentry":
-			l, err = link.AttachTracing(link.TracingOptions{Program: coll.Programs[p], AttachType: ebpf.AttachTraceFExit})
-		case p == enter:
-			l, err = link.Kprobe(t.name, coll.Programs[p], nil)
-		default:
-			l, err = link.Kretprobe(t.name, coll.Programs[p], nil)
+		attachType := ebpf.AttachTraceFEntry
+		if p == exit {
+			attachType = ebpf.AttachTraceFExit
 		}
+		l, err := link.AttachTracing(link.TracingOptions{Program: coll.Programs[p], AttachType: attachType})
 		if err != nil {
-			return nil, nil, fail(fmt.Errorf("attaching %s %s: %w", p, t.name, err))
+			closeLinks(links)
+			coll.Close()
+			return nil, nil, fmt.Errorf("attaching %s %s: %w", p, t.name, err)
 		}
 		links = append(links, l)
 	}
 	return links, func() error { coll.Close(); return nil }, nil
+}
+
+// errKprobeLoad marks a failure to load the shared kprobe programs: every function
+// would fail alike.
+var errKprobeLoad = errors.New("loading the kprobe programs")
+
+// attachKprobe attaches the shared kprobe programs to one target, loading them first
+// if no function has yet, or leaves nothing behind.
+func (a *functionAttacher) attachKprobe(t target) ([]link.Link, error) {
+	a.kprobeOnce.Do(a.loadKprobes)
+	if a.kprobeErr != nil {
+		return nil, a.kprobeErr
+	}
+	enter, exit := t.programs("kprobe")
+	opts := &link.KprobeOptions{Cookie: t.cookie()}
+	l, err := link.Kprobe(t.name, a.kprobes.Programs[enter], opts)
+	if err != nil {
+		return nil, fmt.Errorf("attaching %s %s: %w", enter, t.name, err)
+	}
+	r, err := link.Kretprobe(t.name, a.kprobes.Programs[exit], opts)
+	if err != nil {
+		_ = l.Close()
+		return nil, fmt.Errorf("attaching %s %s: %w", exit, t.name, err)
+	}
+	return []link.Link{l, r}, nil
+}
+
+// loadKprobes loads the kprobe programs the targets need: one entry program per skb
+// argument position in use, the return program, and skb_clone's pair.
+func (a *functionAttacher) loadKprobes() {
+	var keep []string
+	for _, t := range a.targets {
+		if t.sig.err == nil {
+			enter, exit := t.programs("kprobe")
+			keep = append(keep, enter, exit)
+		}
+	}
+	cs := keepPrograms(a.spec, keep...)
+	if err := setConsts(cs, a.consts, nil); err != nil {
+		a.kprobeErr = fmt.Errorf("%w: %w", errKprobeLoad, err)
+		return
+	}
+	coll, err := ebpf.NewCollectionWithOptions(cs, a.opts)
+	if err != nil {
+		a.kprobeErr = fmt.Errorf("%w: %w", errKprobeLoad, err)
+		return
+	}
+	a.kprobes = coll
+}
+
+// keepPrograms copies spec with only the named programs.
+func keepPrograms(spec *ebpf.CollectionSpec, names ...string) *ebpf.CollectionSpec {
+	cs := spec.Copy()
+	for p := range cs.Programs {
+		if !slices.Contains(names, p) {
+			delete(cs.Programs, p)
+		}
+	}
+	return cs
+}
+
+// setConsts writes the filter, the kernel facts and extra into cs's .rodata.
+func setConsts(cs *ebpf.CollectionSpec, consts probeConsts, extra map[string]any) error {
+	values := map[string]any{bpf.FunctionsVarFilter: consts.filter, bpf.FunctionsVarKcfg: consts.kernel}
+	maps.Copy(values, extra)
+	for v, val := range values {
+		if err := cs.Variables[v].Set(val); err != nil {
+			return fmt.Errorf("setting %s: %w", v, err)
+		}
+	}
+	return nil
+}
+
+func closeLinks(links []link.Link) {
+	for _, l := range links {
+		_ = l.Close()
+	}
 }
 
 func boolByte(b bool) uint8 {

@@ -22,6 +22,13 @@ enum probe_id {
 	PROBE_FUNC_BASE = 64,
 };
 
+/* A kprobe program serves every function it is attached to: its attach cookie says
+ * which, as the probe id in the low 16 bits and flags above. */
+enum probe_cookie {
+	COOKIE_PROBE_MASK = 0xffff,
+	COOKIE_NF_HOOK = 1 << 16, /* nf_hook_slow: report hook, family and verdict */
+};
+
 enum event_kind {
 	EVENT_INSTANT = 0,
 	EVENT_ENTER = 1,
