@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pktspan/pktspan/config"
 	"github.com/pktspan/pktspan/internal/netns"
 	"github.com/pktspan/pktspan/internal/vm"
 )
@@ -90,9 +91,13 @@ scenario --pktspan /bin/pktspan --vlan --out "$OUT/vlan" || echo "scenario --vla
 					checkDropsOnlyRun(t, filepath.Join(out, backend+"-drops"), backend)
 				})
 			}
+			logTimings(t, out)
 		})
 	}
 }
+
+// tracepointProbes is how many tracepoints pktspan attaches on every kernel here.
+const tracepointProbes = 7
 
 // conntrackRead is how pktspan's start-up summary says it reads conntrack tuples. On
 // Debian's kernels conntrack is a module, yet struct nf_conn is in vmlinux's BTF:
@@ -145,18 +150,25 @@ func readRun(t *testing.T, dir, backend string) (string, *Spans) {
 		t.Fatalf("no pktspan log from the VM: %v", err)
 	}
 	summary := string(log)
-	t.Logf("pktspan start-up (%s):\n%s", backend, startup(summary))
+	t.Logf("pktspan start-up (%s):\n%s", backend, Startup(summary))
 	via := map[string]string{"fentry": "fentry/fexit", "kprobe": "kprobe/kretprobe"}[backend]
 	for _, fn := range []string{"ip_rcv_core", "nf_hook_slow", "tcp_v4_rcv", "ip_local_deliver"} {
-		if !attachedVia(summary, fn, via) {
+		if !AttachedVia(summary, fn, via) {
 			t.Errorf("%s was not attached with %s; log:\n%s", fn, via, summary)
 		}
 	}
-	if cloneVia := map[string]string{"fentry": "fexit", "kprobe": "kprobe/kretprobe"}[backend]; !attachedVia(summary, "skb_clone", cloneVia) {
+	if cloneVia := map[string]string{"fentry": "fexit", "kprobe": "kprobe/kretprobe"}[backend]; !AttachedVia(summary, "skb_clone", cloneVia) {
 		t.Errorf("skb_clone was not attached with %s; log:\n%s", cloneVia, summary)
 	}
-	if !strings.Contains(startup(summary), conntrackRead) {
+	if !strings.Contains(Startup(summary), conntrackRead) {
 		t.Errorf("pktspan does not say %q…; log:\n%s", conntrackRead, summary)
+	}
+	// Every default probe: the tracepoints, the default functions and skb_clone.
+	timing, err := ReadTiming(summary)
+	if err != nil {
+		t.Error(err)
+	} else if want := tracepointProbes + len(config.DefaultFunctions) + 1; timing.Probes != want || timing.Skipped != 0 {
+		t.Errorf("%d probes attached and %d skipped, want all %d attached; log:\n%s", timing.Probes, timing.Skipped, want, summary)
 	}
 	f, err := os.Open(filepath.Join(dir, "spans.jsonl"))
 	if err != nil {
@@ -206,7 +218,7 @@ func checkRun(t *testing.T, dir, backend string) {
 
 func checkDropsOnlyRun(t *testing.T, dir, backend string) {
 	log, spans := readRun(t, dir, backend)
-	if !strings.Contains(startup(log), "drops only") {
+	if !strings.Contains(Startup(log), "drops only") {
 		t.Errorf("the filter summary does not say drops only; log:\n%s", log)
 	}
 	for _, err := range CheckDropsOnly(spans, netns.DroppedPort, netns.ClosedPort) {
@@ -223,22 +235,33 @@ func checkDropsOnlyRun(t *testing.T, dir, backend string) {
 	}
 }
 
-// startup extracts the "probes attached" summary lines from pktspan's log.
-func startup(log string) string {
-	for _, line := range strings.Split(log, "\n") {
-		if i := strings.Index(line, `msg="probes attached\n`); i >= 0 {
-			return strings.ReplaceAll(line[i:], `\n`, "\n")
+// logTimings reports each run's attach and detach times, the function backends' as a
+// ratio to the tracepoint-only attach of the VLAN run in the same VM: qemu's software
+// emulation makes the seconds themselves several times what a real machine takes.
+func logTimings(t *testing.T, out string) {
+	runs := []string{"vlan", "fentry", "fentry-drops", "kprobe", "kprobe-drops"}
+	timings := map[string]Timing{}
+	for _, run := range runs {
+		log, err := os.ReadFile(filepath.Join(out, run, "pktspan.log"))
+		if err != nil {
+			t.Errorf("%s: %v", run, err)
+			continue
+		}
+		if timings[run], err = ReadTiming(string(log)); err != nil {
+			t.Errorf("%s: %v", run, err)
 		}
 	}
-	return log
-}
-
-func attachedVia(log, fn, via string) bool {
-	for _, line := range strings.Split(startup(log), "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 2 && f[0] == fn && f[1] == via {
-			return true
+	base := timings["vlan"].Attach
+	var b strings.Builder
+	fmt.Fprintf(&b, "attach and detach under qemu (tracepoints only, the VLAN run: %d probes attached in %s):", timings["vlan"].Probes, base.Round(time.Millisecond))
+	for _, run := range runs[1:] {
+		tm := timings[run]
+		ratio := 0.0
+		if base > 0 {
+			ratio = float64(tm.Attach) / float64(base)
 		}
+		fmt.Fprintf(&b, "\n  %-13s %2d probes attached in %-8s (%.1fx tracepoints only), detached in %s",
+			run, tm.Probes, tm.Attach.Round(time.Millisecond), ratio, tm.Detach.Round(time.Millisecond))
 	}
-	return false
+	t.Log(b.String())
 }
