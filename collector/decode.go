@@ -125,7 +125,7 @@ func NewDecoder(reasons *DropReasons, symbols Symbolizer, clock Clock, functions
 		d.stages[id] = s
 	}
 	for i, f := range functions {
-		d.stages[probeFuncBase+i] = &spanner.Stage{Name: f.Name, Void: f.Ret == RetVoid}
+		d.stages[probeFuncBase+i] = &spanner.Stage{Name: f.Name, Void: f.Ret == RetVoid, Pointer: f.Ret == RetPointer}
 		d.rets[probeFuncBase+i] = f.Ret
 		if f.Name == "nf_hook_slow" {
 			d.nfProbe = uint16(probeFuncBase + i)

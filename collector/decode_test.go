@@ -30,7 +30,7 @@ func testDecoder(t testing.TB) *Decoder {
 		0: "SKB_NOT_DROPPED_YET", 1: "SKB_CONSUMED", 2: "SKB_DROP_REASON_NOT_SPECIFIED",
 		3: "SKB_DROP_REASON_NO_SOCKET", 12: "SKB_DROP_REASON_NETFILTER_DROP",
 	})
-	return NewDecoder(reasons, syms, fixedClock(1_000_000_000), []Function{{"ip_rcv_core", Ret64}, {"nf_hook_slow", RetInt32}, {"ip_output", RetInt32}, {"kfree_skb_list", RetVoid}})
+	return NewDecoder(reasons, syms, fixedClock(1_000_000_000), []Function{{"ip_rcv_core", RetPointer}, {"nf_hook_slow", RetInt32}, {"ip_output", RetInt32}, {"kfree_skb_list", RetVoid}})
 }
 
 func ifname(s string) (b [16]int8) {
@@ -127,7 +127,7 @@ func TestDecodeTurnsKernelRecordsIntoEvents(t *testing.T) {
 		{
 			name: "pointer_return_is_kept_whole",
 			raw:  bpf.TracepointsEvent{Skb: 0xffff7, Probe: probeFuncBase, Kind: 2, Retval: -0xea6c3e29a518},
-			want: spanner.Event{TimeUnixNano: 1_000_000_000, SKB: 0xffff7, Stage: &spanner.Stage{Name: "ip_rcv_core"}, Kind: spanner.KindExit, Retval: -0xea6c3e29a518},
+			want: spanner.Event{TimeUnixNano: 1_000_000_000, SKB: 0xffff7, Stage: &spanner.Stage{Name: "ip_rcv_core", Pointer: true}, Kind: spanner.KindExit, Retval: -0xea6c3e29a518},
 		},
 		{
 			name: "clone_names_its_parent",
@@ -154,7 +154,7 @@ func TestDecodeTurnsKernelRecordsIntoEvents(t *testing.T) {
 				CtSaddr: addr16("198.18.1.1"), CtDaddr: addr16("198.18.1.2"),
 			},
 			want: spanner.Event{
-				TimeUnixNano: 1_000_000_000, SKB: 0xffffa, Stage: &spanner.Stage{Name: "ip_rcv_core"}, Kind: spanner.KindEnter,
+				TimeUnixNano: 1_000_000_000, SKB: 0xffffa, Stage: &spanner.Stage{Name: "ip_rcv_core", Pointer: true}, Kind: spanner.KindEnter,
 				Tuple: spanner.Tuple{Src: netip.MustParseAddr("198.18.1.1"), Dst: netip.MustParseAddr("198.18.2.2"), SrcPort: 40000, DstPort: 8080, Proto: 6},
 				CT:    spanner.Tuple{Src: netip.MustParseAddr("198.18.1.1"), Dst: netip.MustParseAddr("198.18.1.2"), SrcPort: 40000, DstPort: 80, Proto: 6},
 			},

@@ -175,7 +175,7 @@ func (c *Collector) attachFunctions(cache *btf.Cache, types *btf.Spec, inKernel 
 // returns the clone.
 func cloneSignature(types *btf.Spec) signature {
 	sig := resolveSignature(types, cloneFunction)
-	if sig.err == nil && (sig.skbArg != 0 || sig.ret != Ret64) {
+	if sig.err == nil && (sig.skbArg != 0 || sig.ret != RetPointer) {
 		sig.err = errors.New("its prototype is not struct sk_buff *skb_clone(struct sk_buff *, ...)")
 	}
 	return sig

@@ -15,10 +15,11 @@ const maxSkbArg = 4
 type RetKind uint8
 
 const (
-	Ret64     RetKind = iota // pointers and 64-bit integers, as they are
-	RetInt32                 // int and smaller signed types: sign-extended (-EPERM stays negative)
-	RetUint32                // unsigned int and smaller: the low 32 bits
-	RetVoid                  // nothing to report
+	Ret64      RetKind = iota // 64-bit integers, as they are
+	RetInt32                  // int and smaller signed types: sign-extended (-EPERM stays negative)
+	RetUint32                 // unsigned int and smaller: the low 32 bits
+	RetVoid                   // nothing to report
+	RetPointer                // a pointer, as it is, reported in hex
 )
 
 // signature is what the probes need to know of a kernel function, from its BTF prototype.
@@ -83,6 +84,8 @@ func retKind(t btf.Type) RetKind {
 			return RetInt32
 		}
 		return RetUint32
+	case *btf.Pointer:
+		return RetPointer
 	case *btf.Enum:
 		if u.Size > 4 {
 			return Ret64

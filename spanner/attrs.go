@@ -207,7 +207,8 @@ func (a *arena) end(start int) string {
 	return unsafe.String(&b[0], len(b))
 }
 
-// hexCache remembers the formatted skb addresses recently exported. The kernel recycles
+// hexCache remembers the formatted skb addresses (and pointers functions returned, most
+// often skbs) recently exported. The kernel recycles
 // sk_buffs from a slab, so the same addresses come back again and again and a
 // direct-mapped cache spares formatting them. Its blocks hold about 900 addresses.
 type hexCache struct {

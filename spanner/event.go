@@ -19,6 +19,9 @@ type Stage struct {
 	Free bool
 	// Void marks functions returning nothing: their exit carries no return value.
 	Void bool
+	// Pointer marks functions returning a pointer: the return value is exported in hex
+	// (an skb's address, 0x0 for NULL), not as a signed number.
+	Pointer bool
 	// Deliver marks delivery to a socket (skb:skb_copy_datagram_iovec): after it an skb
 	// is only copied again or freed, never sent or received anew.
 	Deliver bool

@@ -130,7 +130,10 @@ func (s *Spanner) exportPacket(p *packet) {
 				keyNFVerdict.String(nfVerdictName(st.nf.Verdict)),
 			)
 		}
-		if st.hasRetval {
+		switch {
+		case st.hasRetval && st.retPtr:
+			b.attrs = append(b.attrs, keyRetval.String(b.hex.get(uint64(st.retval))))
+		case st.hasRetval:
 			b.attrs = append(b.attrs, keyRetval.Int64(st.retval))
 		}
 		if st.drop {

@@ -160,7 +160,7 @@ func noTuple(ev *Event) { ev.Tuple, ev.TCP = Tuple{}, TCP{} }
 
 var (
 	stRecv    = &Stage{Name: "net:netif_receive_skb"}
-	stIPRcv   = &Stage{Name: "ip_rcv_core"}
+	stIPRcv   = &Stage{Name: "ip_rcv_core", Pointer: true}
 	stNF      = &Stage{Name: "nf_hook_slow"}
 	stLocal   = &Stage{Name: "ip_local_deliver"}
 	stTCPRcv  = &Stage{Name: "tcp_v4_rcv"}

@@ -33,6 +33,7 @@ type stage struct {
 	nf        Netfilter
 	retval    int64
 	hasRetval bool
+	retPtr    bool // retval is a pointer
 	drop      bool // the kfree_skb stage of a drop
 }
 
@@ -125,7 +126,7 @@ func (s *Spanner) addStage(p *packet, ev *Event, name string) {
 				p.stages[inner].end = max(t, p.stages[inner].start)
 			}
 			st.end = max(t, st.start)
-			st.retval, st.hasRetval = ev.Retval, !ev.Stage.Void
+			st.retval, st.hasRetval, st.retPtr = ev.Retval, !ev.Stage.Void, ev.Stage.Pointer
 			if ev.Tuple.Valid() {
 				st.tuple = ev.Tuple
 			}
@@ -173,6 +174,7 @@ func (s *Spanner) addStage(p *packet, ev *Event, name string) {
 		nf:        ev.Netfilter,
 		retval:    ev.Retval,
 		hasRetval: ev.Kind == KindExit && !ev.Stage.Void,
+		retPtr:    ev.Stage.Pointer,
 		drop:      ev.Stage.Free && ev.Drop,
 	})
 	if ev.Kind == KindEnter {

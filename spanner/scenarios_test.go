@@ -86,7 +86,7 @@ var scenarios = []struct {
 			p := onServer(0xffff888100000400, tcpClient, TCP{Flags: tcpSYN, Seq: 1000})
 			h.ev(0, p, stRecv)
 			h.ev(2*us, p, stIPRcv, enter)
-			h.ev(3*us, p, stIPRcv, exit(0))
+			h.ev(3*us, p, stIPRcv, exit(int64(p.skb)))
 			h.ev(5*us, p, stNF, enter)
 			h.ev(8*us, p, stKfree, drop("NETFILTER_DROP", "nft_do_chain+0x1f3"))
 			h.ev(9*us, p, stNF, exit(-1), nf(0, 2, 0))
@@ -269,13 +269,14 @@ var scenarios = []struct {
 	{
 		// Function stages nest; an instant is a child of the innermost open function; a
 		// free inside functions waits for their exits; an exit with no enter is a point;
-		// functions whose exits never come end with the packet, which times out.
+		// functions whose exits never come end with the packet, which times out. A
+		// pointer returned (ip_rcv_core's skb) is hex, not a negative number.
 		name: "enter_exit_nest_stages",
 		run: func(h *harness) {
 			rx := onServer(0xffff888100001100, tcpClient, TCP{Flags: tcpACK, Seq: 1001, Ack: 5001})
 			h.ev(0, rx, stRecv)
 			h.ev(1*us, rx, stIPRcv, enter)
-			h.ev(2*us, rx, stIPRcv, exit(0))
+			h.ev(2*us, rx, stIPRcv, exit(int64(rx.skb)))
 			h.ev(3*us, rx, stLocal, enter)
 			h.ev(4*us, rx, stNF, enter)
 			h.ev(6*us, rx, stNF, exit(1), nf(1, 2, 1))
