@@ -263,32 +263,30 @@ func (c *Collector) Start(ctx context.Context) error {
 
 	start := time.Now()
 	chosen := c.chooseTracepoints(spec, kernelTypes, inKernel)
-	opts := &ebpf.CollectionOptions{Cache: cache}
+	shared, err := c.newSharedMaps(spec)
+	if err != nil {
+		c.close()
+		return err
+	}
+	opts := ebpf.CollectionOptions{Cache: cache, MapReplacements: shared}
 	if !inKernel {
 		opts.Programs.KernelTypes = kernelTypes
 	}
-	coll, err := ebpf.NewCollectionWithOptions(spec, *opts)
-	if err != nil {
-		var verr *ebpf.VerifierError
-		if errors.As(err, &verr) {
-			c.log.Debug("verifier log", "log", fmt.Sprintf("%+v", verr))
-		}
-		return fmt.Errorf("loading eBPF probes into the kernel: %w", err)
+	// The two families load at once: loading leaves CPUs idle at times (the kernel
+	// waits on trampoline and text updates), and the function loads are most of it.
+	tpDone := make(chan tracepointsResult, 1)
+	go func() { tpDone <- c.attachTracepoints(spec, opts, chosen) }()
+	functionsAttached, err := c.attachFunctions(cache, shared, kernelTypes, inKernel, sigs, probeConsts{fcfg, kcfg})
+	tp := <-tpDone
+	c.coll = tp.coll
+	c.links = append(tp.links, c.links...)
+	c.summary.Attached = append(tp.attached, c.summary.Attached...)
+	c.summary.Skipped = append(tp.skipped, c.summary.Skipped...)
+	if err == nil {
+		err = tp.err
 	}
-	c.coll = coll
-	for _, tp := range chosen {
-		l, via, err := attach(coll, tp)
-		if err != nil {
-			c.summary.Skipped = append(c.summary.Skipped, Skipped{tp.name, err.Error()})
-			c.log.Warn("tracepoint not attached", "tracepoint", tp.name, "error", err)
-			continue
-		}
-		c.links = append(c.links, l)
-		c.summary.Attached = append(c.summary.Attached, Attached{tp.name, via})
-	}
-	c.log.Debug("tracepoints attached", "took", time.Since(start))
-	functionsAttached, err := c.attachFunctions(cache, kernelTypes, inKernel, sigs, probeConsts{fcfg, kcfg})
 	if err != nil {
+		c.detach()
 		c.close()
 		return err
 	}
@@ -306,7 +304,7 @@ func (c *Collector) Start(ctx context.Context) error {
 			c.log.Warn("packet spans will end by timeout only", "missing", tp.name)
 		}
 	}
-	if c.reader, err = ringbuf.NewReader(coll.Maps[bpf.TracepointsMapEvents]); err != nil {
+	if c.reader, err = ringbuf.NewReader(shared[bpf.TracepointsMapEvents]); err != nil {
 		c.close()
 		return fmt.Errorf("opening the ring buffer: %w", err)
 	}
@@ -320,6 +318,59 @@ func (c *Collector) isAttached(name string) bool {
 		}
 	}
 	return false
+}
+
+// newSharedMaps makes the maps both probe families use (the ring buffer, tracked skbs,
+// counters, drops-only's pending events), keyed by their names in spec.
+func (c *Collector) newSharedMaps(spec *ebpf.CollectionSpec) (map[string]*ebpf.Map, error) {
+	shared := map[string]*ebpf.Map{}
+	for _, name := range []string{bpf.TracepointsMapEvents, bpf.TracepointsMapTracked, bpf.TracepointsMapCounters,
+		bpf.TracepointsMapPending, bpf.TracepointsMapPendingScratch} {
+		m, err := ebpf.NewMap(spec.Maps[name])
+		if err != nil {
+			return nil, fmt.Errorf("creating map %s: %w", name, err)
+		}
+		// Every collection using it holds its own copy.
+		c.closers = append(c.closers, m.Close)
+		shared[name] = m
+	}
+	return shared, nil
+}
+
+// tracepointsResult is what attachTracepoints did.
+type tracepointsResult struct {
+	coll     *ebpf.Collection
+	links    []link.Link
+	attached []Attached
+	skipped  []Skipped
+	err      error
+}
+
+// attachTracepoints loads the tracepoint family and attaches the chosen tracepoints.
+// It runs beside attachFunctions, so it leaves the Collector alone.
+func (c *Collector) attachTracepoints(spec *ebpf.CollectionSpec, opts ebpf.CollectionOptions, chosen []tracepoint) tracepointsResult {
+	start := time.Now()
+	coll, err := ebpf.NewCollectionWithOptions(spec, opts)
+	if err != nil {
+		var verr *ebpf.VerifierError
+		if errors.As(err, &verr) {
+			c.log.Debug("verifier log", "log", fmt.Sprintf("%+v", verr))
+		}
+		return tracepointsResult{err: fmt.Errorf("loading eBPF probes into the kernel: %w", err)}
+	}
+	r := tracepointsResult{coll: coll}
+	for _, tp := range chosen {
+		l, via, err := attach(coll, tp)
+		if err != nil {
+			r.skipped = append(r.skipped, Skipped{tp.name, err.Error()})
+			c.log.Warn("tracepoint not attached", "tracepoint", tp.name, "error", err)
+			continue
+		}
+		r.links = append(r.links, l)
+		r.attached = append(r.attached, Attached{tp.name, via})
+	}
+	c.log.Debug("tracepoints attached", "took", time.Since(start))
+	return r
 }
 
 // loadBTF returns the kernel's types and whether they are the running kernel's own

@@ -72,7 +72,7 @@ func (t target) programs(backend string) (enter, exit string) {
 // kprobe programs are loaded once and attached to every function with a cookie naming
 // it. Every function that cannot be attached is skipped with one reason; none is
 // fatal. It returns how many of the configured functions are attached.
-func (c *Collector) attachFunctions(cache *btf.Cache, types *btf.Spec, inKernel bool, sigs []signature, consts probeConsts) (int, error) {
+func (c *Collector) attachFunctions(cache *btf.Cache, tpMaps map[string]*ebpf.Map, types *btf.Spec, inKernel bool, sigs []signature, consts probeConsts) (int, error) {
 	if c.backend == "tracepoint" {
 		return 0, nil
 	}
@@ -86,11 +86,11 @@ func (c *Collector) attachFunctions(cache *btf.Cache, types *btf.Spec, inKernel 
 	}
 	c.closers = append(c.closers, calls.Close)
 	shared := map[string]*ebpf.Map{
-		bpf.FunctionsMapEvents:         c.coll.Maps[bpf.TracepointsMapEvents],
-		bpf.FunctionsMapTracked:        c.coll.Maps[bpf.TracepointsMapTracked],
-		bpf.FunctionsMapCounters:       c.coll.Maps[bpf.TracepointsMapCounters],
-		bpf.FunctionsMapPending:        c.coll.Maps[bpf.TracepointsMapPending],
-		bpf.FunctionsMapPendingScratch: c.coll.Maps[bpf.TracepointsMapPendingScratch],
+		bpf.FunctionsMapEvents:         tpMaps[bpf.TracepointsMapEvents],
+		bpf.FunctionsMapTracked:        tpMaps[bpf.TracepointsMapTracked],
+		bpf.FunctionsMapCounters:       tpMaps[bpf.TracepointsMapCounters],
+		bpf.FunctionsMapPending:        tpMaps[bpf.TracepointsMapPending],
+		bpf.FunctionsMapPendingScratch: tpMaps[bpf.TracepointsMapPendingScratch],
 		bpf.FunctionsMapCalls:          calls,
 	}
 	// A replacement must match its spec, sizes included: ring, track and pending
@@ -111,6 +111,17 @@ func (c *Collector) attachFunctions(cache *btf.Cache, types *btf.Spec, inKernel 
 		targets = append(targets, target{name: name, probe: uint16(probeFuncBase + i), sig: sigs[i]})
 	}
 	targets = append(targets, target{name: cloneFunction, probe: probeSKBClone, sig: cloneSignature(types), clone: true})
+	// Every fentry load copies the spec: it keeps only what some target may load.
+	var used []string
+	for _, t := range targets {
+		for _, b := range backends {
+			if t.sig.err == nil {
+				enter, exit := t.programs(b)
+				used = append(used, enter, exit)
+			}
+		}
+	}
+	spec = keepPrograms(spec, used...)
 	a := &functionAttacher{log: c.log, spec: spec, opts: opts, consts: consts, backends: backends,
 		targets: targets, unavailable: map[string]string{}}
 	// A backend the kernel lacks fails for every function alike: say it once.

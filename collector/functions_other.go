@@ -6,12 +6,13 @@ import (
 	"errors"
 	"slices"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 )
 
 // attachFunctions: the function probes read x86-64 registers (kprobes) and are built
 // for amd64 only, so other architectures run with tracepoints alone.
-func (c *Collector) attachFunctions(_ *btf.Cache, types *btf.Spec, inKernel bool, sigs []signature, consts probeConsts) (int, error) {
+func (c *Collector) attachFunctions(_ *btf.Cache, _ map[string]*ebpf.Map, types *btf.Spec, inKernel bool, sigs []signature, consts probeConsts) (int, error) {
 	if c.backend == "tracepoint" {
 		return 0, nil
 	}
