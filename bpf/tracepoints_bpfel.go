@@ -90,7 +90,7 @@ type TracepointsKernelCfg struct {
 	CtDstPort  uint16
 	CtProtonum uint16
 	N_notDrops uint32
-	NotDrops   [4]uint32
+	NotDrops   [16]uint32
 }
 
 type TracepointsPending struct {

@@ -87,6 +87,7 @@ type Collector struct {
 	kallsyms    string
 	backend     string
 	functions   []string
+	normalFrees []string
 
 	coll     *ebpf.Collection
 	links    []link.Link
@@ -128,6 +129,12 @@ func WithBackend(b string) Option { return func(c *Collector) { c.backend = b } 
 // WithFunctions sets the kernel functions traced with entry and exit probes.
 func WithFunctions(names []string) Option { return func(c *Collector) { c.functions = names } }
 
+// WithNormalFreeReasons names kfree_skb reasons that are normal frees on this kernel,
+// not drops, for the spans, export mode drops and --drops-only alike.
+func WithNormalFreeReasons(names []string) Option {
+	return func(c *Collector) { c.normalFrees = names }
+}
+
 // WithLogger sets the logger; the collector adds component=collector.
 func WithLogger(l *slog.Logger) Option { return func(c *Collector) { c.log = l } }
 
@@ -153,9 +160,10 @@ func New(opts ...Option) *Collector {
 // Summary says what Start found and attached.
 type Summary struct {
 	Kernel      string
-	BTF         string // where kernel types came from
-	Tracefs     string // mount point, or "" when not mounted
-	DropReasons int    // values of enum skb_drop_reason known
+	BTF         string   // where kernel types came from
+	Tracefs     string   // mount point, or "" when not mounted
+	DropReasons int      // values of enum skb_drop_reason known
+	NormalFrees []string // reasons configured as normal frees, not drops
 	// Conntrack says whether events carry their conntrack entry's original tuple, and
 	// where struct nf_conn's layout came from, or why not.
 	Conntrack  string
@@ -175,6 +183,9 @@ type Skipped struct{ Name, Reason string }
 func (s Summary) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "kernel %s, BTF from %s, %d drop reasons", s.Kernel, s.BTF, s.DropReasons)
+	if len(s.NormalFrees) > 0 {
+		fmt.Fprintf(&b, " (normal frees, not drops: %s)", strings.Join(s.NormalFrees, ","))
+	}
 	if s.Tracefs == "" {
 		b.WriteString(", tracefs not mounted (not needed: tracepoints attach through BTF)")
 	}
@@ -218,7 +229,11 @@ func (c *Collector) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := reasons.TreatAsNormal(c.normalFrees); err != nil {
+		return err
+	}
 	c.summary.DropReasons = len(reasons.names)
+	c.summary.NormalFrees = c.normalFrees
 	kcfg, conntrack, err := newKernelCfg(kernelTypes, inKernel, c.summary.BTF, reasons)
 	if err != nil {
 		return err

@@ -173,7 +173,7 @@ func newKernelCfg(kernel *btf.Spec, inKernel bool, kernelSource string, reasons 
 	}
 	notDrops := reasons.NotDrops()
 	if len(notDrops) > len(cfg.NotDrops) {
-		return cfg, "", fmt.Errorf("enum skb_drop_reason has %d normal-free values, the probes hold %d", len(notDrops), len(cfg.NotDrops))
+		return cfg, "", fmt.Errorf("%d drop reasons are normal frees (normal_free_reasons and the kernel's own), the probes hold at most %d", len(notDrops), len(cfg.NotDrops))
 	}
 	copy(cfg.NotDrops[:], notDrops)
 	cfg.N_notDrops = uint32(len(notDrops))

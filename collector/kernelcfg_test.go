@@ -2,6 +2,7 @@ package collector
 
 import (
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -182,22 +183,42 @@ func TestConntrackNotReadSaysWhy(t *testing.T) {
 }
 
 // The probes decide drops-only mode's drop from NotDrops; spans decide it from Name.
-// Both must say the same of every value.
+// Both must say the same of every value, with reasons made normal frees or without.
 func TestNotDropsAreTheReasonsNameCallsNormalFrees(t *testing.T) {
-	r := dropReasonsFrom(map[uint32]string{
-		0: "SKB_NOT_DROPPED_YET", 1: "SKB_CONSUMED", 2: "SKB_DROP_REASON_NOT_SPECIFIED",
-		3: "SKB_DROP_REASON_NO_SOCKET", 12: "SKB_DROP_REASON_NETFILTER_DROP",
-	})
-	notDrops := map[uint32]bool{}
-	for _, v := range r.NotDrops() {
-		notDrops[v] = true
-	}
-	for v := range uint32(16) {
-		if _, drop := r.Name(v); drop == notDrops[v] {
-			t.Errorf("reason %d: Name says drop=%v, NotDrops says %v", v, drop, !notDrops[v])
+	for _, tc := range []struct {
+		normal []string
+		want   []uint32
+	}{
+		{nil, []uint32{0, 1}},
+		{[]string{"NOT_SPECIFIED", "NO_SOCKET"}, []uint32{0, 1, 2, 3}},
+	} {
+		r := dropReasonsFrom(map[uint32]string{
+			0: "SKB_NOT_DROPPED_YET", 1: "SKB_CONSUMED", 2: "SKB_DROP_REASON_NOT_SPECIFIED",
+			3: "SKB_DROP_REASON_NO_SOCKET", 12: "SKB_DROP_REASON_NETFILTER_DROP",
+		})
+		if err := r.TreatAsNormal(tc.normal); err != nil {
+			t.Fatal(err)
+		}
+		notDrops := map[uint32]bool{}
+		for _, v := range r.NotDrops() {
+			notDrops[v] = true
+		}
+		for v := range uint32(16) {
+			if _, drop := r.Name(v); drop == notDrops[v] {
+				t.Errorf("%v: reason %d: Name says drop=%v, NotDrops says %v", tc.normal, v, drop, !notDrops[v])
+			}
+		}
+		if got := r.NotDrops(); !slices.Equal(got, tc.want) {
+			t.Errorf("%v: NotDrops = %v, want %v", tc.normal, got, tc.want)
 		}
 	}
-	if len(notDrops) != 2 {
-		t.Errorf("NotDrops = %v, want NOT_DROPPED_YET and CONSUMED", r.NotDrops())
+}
+
+func TestTreatAsNormalRefusesAReasonTheKernelLacks(t *testing.T) {
+	r := dropReasonsFrom(map[uint32]string{0: "SKB_NOT_DROPPED_YET", 2: "SKB_DROP_REASON_NOT_SPECIFIED"})
+	for _, name := range []string{"SKB_DROP_REASON_NOT_SPECIFIED", "not_specified", "NO_SUCH_REASON", ""} {
+		if err := r.TreatAsNormal([]string{name}); err == nil {
+			t.Errorf("TreatAsNormal(%q): no error", name)
+		}
 	}
 }

@@ -48,6 +48,9 @@ type Probes struct {
 	// PendingSize is the number of skbs whose events the kernel holds back under
 	// filter.drops_only until their free says whether they were dropped.
 	PendingSize int `koanf:"pending_size"`
+	// NormalFreeReasons are kfree_skb drop reasons this kernel uses on its normal path
+	// (6.18 frees the handshake's last ACK as NOT_SPECIFIED): treated as frees, not drops.
+	NormalFreeReasons []string `koanf:"normal_free_reasons"`
 }
 
 // Filter selects packets in the kernel at an skb's first sighting. Values of one field

@@ -133,6 +133,9 @@ func TestLoadLists(t *testing.T) {
 		{"empty functions flag", []string{"--functions", ""}, nil, func(c *Config) {
 			c.Probes.Functions = nil
 		}},
+		{"normal free reasons", []string{"--normal-free-reasons", "NOT_SPECIFIED,NO_SOCKET"}, nil, func(c *Config) {
+			c.Probes.NormalFreeReasons = []string{"NOT_SPECIFIED", "NO_SOCKET"}
+		}},
 		{"env lists", nil, []string{
 			"PKTSPAN_FILTER__PROTO=tcp, udp", "PKTSPAN_FILTER__PORT=53", "PKTSPAN_PROBES__FUNCTIONS=",
 		}, func(c *Config) {

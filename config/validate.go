@@ -22,6 +22,9 @@ const (
 	MaxFilterNetns  = 8
 	MaxFilterVLANs  = 8
 	MaxFilterMarks  = 8
+	// MaxNormalFreeReasons leaves room in the kernel's table of 16 for the two reasons
+	// every kernel frees normally with (NOT_DROPPED_YET, CONSUMED).
+	MaxNormalFreeReasons = 14
 )
 
 // minRingSize is the smallest ring buffer the kernel takes: one page. Powers of two from
@@ -87,6 +90,12 @@ func (c Config) Validate() error {
 	}
 	v.positive("probes.track_size", p.TrackSize)
 	v.positive("probes.pending_size", p.PendingSize)
+	v.maxLen("probes.normal_free_reasons", len(p.NormalFreeReasons), MaxNormalFreeReasons)
+	for _, r := range p.NormalFreeReasons {
+		if !isReasonName(r) {
+			v.add("probes.normal_free_reasons", r, "is not a drop reason name (upper case, digits and _, as NOT_SPECIFIED)")
+		}
+	}
 
 	f := c.Filter
 	v.maxLen("filter.addr", len(f.Addr), MaxFilterAddrs)
@@ -246,6 +255,19 @@ func isHostPort(s string) bool {
 	}
 	n, err := strconv.Atoi(port)
 	return err == nil && n >= 1 && n <= 65535
+}
+
+// isReasonName tells an enum skb_drop_reason name without its prefix: NOT_SPECIFIED.
+func isReasonName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 func isIdent(s string) bool {

@@ -140,6 +140,11 @@ func TestValidateBadValues(t *testing.T) {
 			`config: filter.mark: 9 values are more than the kernel filter holds (at most 8)`},
 		{"pending size", func(c *Config) { c.Probes.PendingSize = 0 },
 			`config: probes.pending_size: 0 must be greater than zero`},
+		{"normal free reason in lower case", func(c *Config) { c.Probes.NormalFreeReasons = []string{"not_specified"} },
+			`config: probes.normal_free_reasons: "not_specified" is not a drop reason name (upper case, digits and _, as NOT_SPECIFIED)`},
+		{"too many normal free reasons", func(c *Config) {
+			c.Probes.NormalFreeReasons = many(MaxNormalFreeReasons+1, func(i int) string { return fmt.Sprint("R", i) })
+		}, `config: probes.normal_free_reasons: 15 values are more than the kernel filter holds (at most 14)`},
 		{"export mode", func(c *Config) { c.Export.Mode = "errors" },
 			`config: export.mode: "errors" is not allowed (use all or drops)`},
 		{"drop context", func(c *Config) { c.Export.DropContext = 0 },

@@ -182,7 +182,7 @@ struct filter_cfg {
 };
 
 #define CT_TUPLE_READ 40  /* bytes of struct nf_conntrack_tuple read: the fields below lie within */
-#define NOT_DROPS_MAX 4
+#define NOT_DROPS_MAX 16
 
 /* What user space found in the kernel's BTF, written into .rodata before load. */
 struct kernel_cfg {
@@ -196,7 +196,8 @@ struct kernel_cfg {
 	__u16 ct_dst_addr; /* dst.u3 */
 	__u16 ct_dst_port; /* dst.u.all */
 	__u16 ct_protonum; /* dst.protonum */
-	/* kfree_skb reasons that are normal frees (NOT_DROPPED_YET, CONSUMED). */
+	/* kfree_skb reasons that are normal frees: NOT_DROPPED_YET, CONSUMED and those the
+	 * user names (normal_free_reasons). */
 	__u32 n_not_drops;
 	__u32 not_drops[NOT_DROPS_MAX];
 };

@@ -305,6 +305,23 @@ func TestDropsOnlyKeepsEverythingButDropsInTheKernel(t *testing.T) {
 	}
 }
 
+// --normal-free-reasons makes the named reasons frees: with NETFILTER_DROP named, the
+// kernel discards the nft-dropped SYNs' events under --drops-only like any normal free,
+// while the UDP datagram to a closed port (NO_SOCKET) is still a drop.
+func TestNormalFreeReasonsAreNotDropsEvenInTheKernel(t *testing.T) {
+	w := setup(t)
+	run := w.run(t, "normalfree", []string{"--filter-addr", serverAddr.Masked().String(), "--drops-only",
+		"--normal-free-reasons", "NETFILTER_DROP"}, w.lab.Traffic)
+
+	spans := w.waitFor(t, run.service, run.since, func(s *traceSet) bool { return s.dropped(closedPort, "NO_SOCKET") != nil })
+	if got := spans.packets(droppedPort); len(got) > 0 {
+		t.Errorf("%d packet spans of the nft-dropped port %d were exported; NETFILTER_DROP was to be a normal free", len(got), droppedPort)
+	}
+	if want := "(normal frees, not drops: NETFILTER_DROP)"; !strings.Contains(run.stderr.String(), want) {
+		t.Errorf("the start-up summary does not say %q:\n%s", want, run.stderr.String())
+	}
+}
+
 // --filter-mark follows only skbs whose mark matches: an nft rule marks the client's
 // requests to the echo port, and nothing else is exported.
 func TestMarkFilterFollowsOnlyMarkedPackets(t *testing.T) {

@@ -77,6 +77,7 @@ func run(ctx context.Context, cfg config.Config) error {
 		collector.WithBTF(cfg.BTF),
 		collector.WithBackend(cfg.Probes.Backend),
 		collector.WithFunctions(cfg.Probes.Functions),
+		collector.WithNormalFreeReasons(cfg.Probes.NormalFreeReasons),
 		collector.WithLogger(log),
 	)
 	if err := col.Start(ctx); err != nil {
