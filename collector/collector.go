@@ -280,7 +280,7 @@ func (c *Collector) Start(ctx context.Context) error {
 	chosen := c.chooseTracepoints(spec, kernelTypes, inKernel)
 	shared, err := c.newSharedMaps(spec)
 	if err != nil {
-		c.close()
+		_ = c.Shutdown(ctx)
 		return err
 	}
 	opts := ebpf.CollectionOptions{Cache: cache, MapReplacements: shared}
@@ -301,17 +301,16 @@ func (c *Collector) Start(ctx context.Context) error {
 		err = tp.err
 	}
 	if err != nil {
-		c.detach()
-		c.close()
+		_ = c.Shutdown(ctx)
 		return err
 	}
 	c.summary.AttachTime = time.Since(start)
 	if len(c.links) == 0 {
-		c.close()
+		_ = c.Shutdown(ctx)
 		return errors.New("no probe could be attached: see the warnings above")
 	}
 	if (c.backend == "fentry" || c.backend == "kprobe") && functionsAttached == 0 && len(c.functions) > 0 {
-		c.close()
+		_ = c.Shutdown(ctx)
 		return fmt.Errorf("--backend %s: no function could be attached (see the warnings above); use --backend auto or tracepoint", c.backend)
 	}
 	for _, tp := range tracepoints {
@@ -320,7 +319,7 @@ func (c *Collector) Start(ctx context.Context) error {
 		}
 	}
 	if c.reader, err = ringbuf.NewReader(shared[bpf.TracepointsMapEvents]); err != nil {
-		c.close()
+		_ = c.Shutdown(ctx)
 		return fmt.Errorf("opening the ring buffer: %w", err)
 	}
 	return nil
@@ -525,7 +524,8 @@ func (c *Collector) detach() {
 	c.detachTime.Store(int64(time.Since(start)))
 }
 
-// Shutdown detaches the probes (if Run has not) and frees every kernel object.
+// Shutdown detaches the probes (if Run has not) and frees every kernel object; Start
+// does the same when it fails part way.
 func (c *Collector) Shutdown(ctx context.Context) error {
 	c.detach()
 	c.close()

@@ -114,11 +114,12 @@ func (c *Collector) attachFunctions(cache *btf.Cache, tpMaps map[string]*ebpf.Ma
 	// Every fentry load copies the spec: it keeps only what some target may load.
 	var used []string
 	for _, t := range targets {
+		if t.sig.err != nil {
+			continue
+		}
 		for _, b := range backends {
-			if t.sig.err == nil {
-				enter, exit := t.programs(b)
-				used = append(used, enter, exit)
-			}
+			enter, exit := t.programs(b)
+			used = append(used, enter, exit)
 		}
 	}
 	spec = keepPrograms(spec, used...)
@@ -245,8 +246,13 @@ func (a *functionAttacher) attach(t target) functionResult {
 			return functionResult{backend: backend, links: links, close: closer}
 		}
 		if kernelLacks(err) || errors.Is(err, errKprobeLoad) {
+			// Say the kernel's error, without the step that met it.
+			why := errors.Unwrap(err)
+			if why == nil {
+				why = err
+			}
 			a.mu.Lock()
-			a.unavailable[backend] = fmt.Sprintf("this kernel cannot attach %s programs (%v)", backend, errors.Unwrap(err))
+			a.unavailable[backend] = fmt.Sprintf("this kernel cannot attach %s programs (%v)", backend, why)
 			a.mu.Unlock()
 		}
 		reasons = append(reasons, fmt.Sprintf("%s: %v", backend, err))
