@@ -46,8 +46,10 @@ type Pair struct {
 }
 
 // NewPair builds the pair; on error nothing is left behind.
-func NewPair() (p *Pair, err error) {
-	p = &Pair{}
+func NewPair() (_ *Pair, err error) {
+	// The results are not named after p: `return nil, err` must not clear what the
+	// deferred Close removes.
+	p := &Pair{}
 	defer func() {
 		if err != nil {
 			_ = p.Close()
@@ -86,12 +88,12 @@ type Lab struct {
 }
 
 // NewLab builds the lab; on error nothing is left behind.
-func NewLab(ctx context.Context) (lab *Lab, err error) {
+func NewLab(ctx context.Context) (_ *Lab, err error) {
 	pair, err := NewPair()
 	if err != nil {
 		return nil, err
 	}
-	lab = &Lab{Pair: *pair}
+	lab := &Lab{Pair: *pair}
 	defer func() {
 		if err != nil {
 			_ = lab.Close()

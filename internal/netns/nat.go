@@ -28,8 +28,8 @@ type NATLab struct {
 }
 
 // NewNATLab builds the NAT lab; on error nothing is left behind.
-func NewNATLab(ctx context.Context) (lab *NATLab, err error) {
-	lab = &NATLab{}
+func NewNATLab(ctx context.Context) (_ *NATLab, err error) {
+	lab := &NATLab{} // not the named result: see NewPair
 	defer func() {
 		if err != nil {
 			_ = lab.Close()
