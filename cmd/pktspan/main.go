@@ -95,13 +95,15 @@ func run(ctx context.Context, cfg config.Config) error {
 
 	stats := func(msg string) { logStats(log, msg, cfg.Filter.DropsOnly, col.Stats(), sp.Stats(), out.Stats()) }
 	statsDone := make(chan struct{})
+	// The stats stop with Run, also when Run fails before the signal.
+	statsCtx, stopStats := context.WithCancel(ctx)
 	go func() {
 		defer close(statsDone)
 		t := time.NewTicker(cfg.Stats)
 		defer t.Stop()
 		for {
 			select {
-			case <-ctx.Done():
+			case <-statsCtx.Done():
 				return
 			case <-t.C:
 				stats("stats")
@@ -110,6 +112,7 @@ func run(ctx context.Context, cfg config.Config) error {
 	}()
 
 	runErr := col.Run(ctx, sp)
+	stopStats()
 	<-statsDone
 	sp.Flush(time.Now().UnixNano())
 	shutdownSink(out, log)
