@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"strconv"
 	"strings"
@@ -206,7 +207,12 @@ func (c *Collector) Summary() Summary { return c.summary }
 
 // Start checks privileges and kernel support, loads the probes and attaches them.
 // It fails only when nothing useful can be attached.
-func (c *Collector) Start(ctx context.Context) error {
+func (c *Collector) Start(ctx context.Context) (err error) {
+	// Whatever fails, nothing Start made stays in the kernel.
+	defer func() {
+		if err != nil {
+		}
+	}()
 	if err := checkPrivileges(); err != nil {
 		return err
 	}
@@ -268,11 +274,8 @@ func (c *Collector) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := spec.Variables[bpf.TracepointsVarFilter].Set(fcfg); err != nil {
-		return fmt.Errorf("setting probe filters: %w", err)
-	}
-	if err := spec.Variables[bpf.TracepointsVarKcfg].Set(kcfg); err != nil {
-		return fmt.Errorf("setting probe kernel facts: %w", err)
+	if err := setConsts(spec, probeConsts{fcfg, kcfg}, nil); err != nil {
+		return err
 	}
 	c.summary.Filter = describeFilter(c.filter, c.pendingSize)
 
@@ -280,7 +283,6 @@ func (c *Collector) Start(ctx context.Context) error {
 	chosen := c.chooseTracepoints(spec, kernelTypes, inKernel)
 	shared, err := c.newSharedMaps(spec)
 	if err != nil {
-		_ = c.Shutdown(ctx)
 		return err
 	}
 	opts := ebpf.CollectionOptions{Cache: cache, MapReplacements: shared}
@@ -301,16 +303,13 @@ func (c *Collector) Start(ctx context.Context) error {
 		err = tp.err
 	}
 	if err != nil {
-		_ = c.Shutdown(ctx)
 		return err
 	}
 	c.summary.AttachTime = time.Since(start)
 	if len(c.links) == 0 {
-		_ = c.Shutdown(ctx)
 		return errors.New("no probe could be attached: see the warnings above")
 	}
 	if (c.backend == "fentry" || c.backend == "kprobe") && functionsAttached == 0 && len(c.functions) > 0 {
-		_ = c.Shutdown(ctx)
 		return fmt.Errorf("--backend %s: no function could be attached (see the warnings above); use --backend auto or tracepoint", c.backend)
 	}
 	for _, tp := range tracepoints {
@@ -319,7 +318,6 @@ func (c *Collector) Start(ctx context.Context) error {
 		}
 	}
 	if c.reader, err = ringbuf.NewReader(shared[bpf.TracepointsMapEvents]); err != nil {
-		_ = c.Shutdown(ctx)
 		return fmt.Errorf("opening the ring buffer: %w", err)
 	}
 	return nil
@@ -332,6 +330,25 @@ func (c *Collector) isAttached(name string) bool {
 		}
 	}
 	return false
+}
+
+// setConsts writes the filter, the kernel facts and extra into cs's .rodata; both
+// families name the first two alike.
+func setConsts(cs *ebpf.CollectionSpec, consts probeConsts, extra map[string]any) error {
+	values := map[string]any{bpf.TracepointsVarFilter: consts.filter, bpf.TracepointsVarKcfg: consts.kernel}
+	maps.Copy(values, extra)
+	for v, val := range values {
+		if err := cs.Variables[v].Set(val); err != nil {
+			return fmt.Errorf("setting %s: %w", v, err)
+		}
+	}
+	return nil
+}
+
+func closeLinks(links []link.Link) {
+	for _, l := range links {
+		_ = l.Close()
+	}
 }
 
 // newSharedMaps makes the maps both probe families use (the ring buffer, tracked skbs,
@@ -517,15 +534,13 @@ func (c *Collector) detach() {
 		return
 	}
 	start := time.Now()
-	for _, l := range c.links {
-		_ = l.Close()
-	}
+	closeLinks(c.links)
 	c.links = nil
 	c.detachTime.Store(int64(time.Since(start)))
 }
 
 // Shutdown detaches the probes (if Run has not) and frees every kernel object; Start
-// does the same when it fails part way.
+// does the same when it fails part way. Calling it again does nothing.
 func (c *Collector) Shutdown(ctx context.Context) error {
 	c.detach()
 	c.close()
@@ -543,6 +558,7 @@ func (c *Collector) close() {
 	if c.coll != nil {
 		c.coll.Close()
 	}
+	c.reader, c.coll = nil, nil
 }
 
 // Stats are the collector's counters: what the kernel sent and what was lost.

@@ -85,14 +85,9 @@ func (c *Collector) attachFunctions(cache *btf.Cache, tpMaps map[string]*ebpf.Ma
 		return 0, fmt.Errorf("creating the function call map: %w", err)
 	}
 	c.closers = append(c.closers, calls.Close)
-	shared := map[string]*ebpf.Map{
-		bpf.FunctionsMapEvents:         tpMaps[bpf.TracepointsMapEvents],
-		bpf.FunctionsMapTracked:        tpMaps[bpf.TracepointsMapTracked],
-		bpf.FunctionsMapCounters:       tpMaps[bpf.TracepointsMapCounters],
-		bpf.FunctionsMapPending:        tpMaps[bpf.TracepointsMapPending],
-		bpf.FunctionsMapPendingScratch: tpMaps[bpf.TracepointsMapPendingScratch],
-		bpf.FunctionsMapCalls:          calls,
-	}
+	// The two families name the maps they share alike (skb.h declares them).
+	shared := maps.Clone(tpMaps)
+	shared[bpf.FunctionsMapCalls] = calls
 	// A replacement must match its spec, sizes included: ring, track and pending
 	// sizes come from the configuration.
 	for name, m := range shared {
@@ -133,10 +128,16 @@ func (c *Collector) attachFunctions(cache *btf.Cache, tpMaps map[string]*ebpf.Ma
 	// programs), so functions are attached in parallel; the first alone, so a backend
 	// the kernel lacks is found once rather than by every worker.
 	results := make([]functionResult, len(targets))
-	results[0] = a.attach(targets[0])
+	first := slices.IndexFunc(targets, func(t target) bool { return t.sig.err == nil })
+	if first >= 0 {
+		results[first] = a.attach(targets[first])
+	}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, runtime.NumCPU())
-	for j := 1; j < len(targets); j++ {
+	for j := range targets {
+		if j == first {
+			continue
+		}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
@@ -354,7 +355,7 @@ func (a *functionAttacher) attachKprobe(t target) ([]link.Link, error) {
 	}
 	r, err := link.Kretprobe(t.name, a.kprobes.Programs[exit], opts)
 	if err != nil {
-		_ = l.Close()
+		closeLinks([]link.Link{l})
 		return nil, fmt.Errorf("attaching %s %s: %w", exit, t.name, err)
 	}
 	return []link.Link{l, r}, nil
@@ -392,24 +393,6 @@ func keepPrograms(spec *ebpf.CollectionSpec, names ...string) *ebpf.CollectionSp
 		}
 	}
 	return cs
-}
-
-// setConsts writes the filter, the kernel facts and extra into cs's .rodata.
-func setConsts(cs *ebpf.CollectionSpec, consts probeConsts, extra map[string]any) error {
-	values := map[string]any{bpf.FunctionsVarFilter: consts.filter, bpf.FunctionsVarKcfg: consts.kernel}
-	maps.Copy(values, extra)
-	for v, val := range values {
-		if err := cs.Variables[v].Set(val); err != nil {
-			return fmt.Errorf("setting %s: %w", v, err)
-		}
-	}
-	return nil
-}
-
-func closeLinks(links []link.Link) {
-	for _, l := range links {
-		_ = l.Close()
-	}
 }
 
 func boolByte(b bool) uint8 {
