@@ -38,7 +38,7 @@ generate: deps $(BIN)/bpf2go
 
 # The committed objects must be exactly what the committed C produces.
 check-generate: generate
-	@git diff --exit-code -- bpf/ || { echo "bpf/: generated files differ from the committed ones: run 'make generate' and commit"; exit 1; }
+	@git diff --exit-code -- bpf/ && [ -z "$$(git status --porcelain -- bpf/)" ] || { echo "bpf/: generated files differ from the committed ones: run 'make generate' and commit"; exit 1; }
 
 jaeger:
 	@tools/jaeger/build.sh

@@ -74,7 +74,7 @@ scenario --pktspan /bin/pktspan --vlan --out "$OUT/vlan" || echo "scenario --vla
 				t.Fatalf("booting %s (%s): %v", series, k.Release, err)
 			}
 			t.Logf("%s (%s): booted in %s, payload done in %s", series, k.Release, res.BootTime.Round(time.Millisecond), res.Duration.Round(time.Millisecond))
-			if strings.Contains(res.Console, "failed:") {
+			if strings.Contains(res.Output, "failed:") {
 				t.Errorf("the scenario failed inside the VM:\n%s", res.Output)
 			}
 			t.Run("conntrack-btf", func(t *testing.T) {
