@@ -114,6 +114,14 @@ func TestDecodeTurnsKernelRecordsIntoEvents(t *testing.T) {
 			want: spanner.Event{TimeUnixNano: 1_000_000_000, SKB: 0xffff5, Stage: fixedStages[probeNetDevXmit], Retval: -1},
 		},
 		{
+			name: "nf_hook_slow_exit_accepting",
+			raw:  bpf.TracepointsEvent{Skb: 0xffff6, Probe: probeFuncBase + 1, Kind: 2, NfHook: 4, NfPf: 10, NfVerdict: 1, Retval: 1},
+			want: spanner.Event{
+				TimeUnixNano: 1_000_000_000, SKB: 0xffff6, Stage: &spanner.Stage{Name: "nf_hook_slow"}, Kind: spanner.KindExit,
+				Netfilter: spanner.Netfilter{Hook: 4, PF: 10, Verdict: 1, Valid: true}, Retval: 1,
+			},
+		},
+		{
 			// bpf_get_func_ret reports an int's -EPERM zero-extended: 0x00000000ffffffff.
 			name: "nf_hook_slow_exit_carries_the_verdict_and_a_negative_int",
 			raw: bpf.TracepointsEvent{

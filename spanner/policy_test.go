@@ -184,12 +184,18 @@ func TestClonesFollowTheirFlowsSamplingDecision(t *testing.T) {
 	if st := h.s.Stats(); st.Spans != 0 || st.SpansSampledOut != 2*3 {
 		t.Errorf("stats %+v: want the parent's and the clone's spans sampled out", st)
 	}
+	// A clone whose parent was never seen follows the window of its own tuple: out.
+	sampledOut := h.s.Stats().SpansSampledOut
 	kept := onServer(0xffff888100110200, in, TCP{})
 	h.ev(10*us, kept, stRecv)
 	h.ev(11*us, kept, stClone, exit(0), cloneOf(0xffff888100110300), seenAs(out), func(ev *Event) { ev.SKB = 0xffff888100110400 })
 	h.ev(12*us, kept, stConsume)
+	h.ev(13*us, onServer(0xffff888100110400, out, TCP{}), stConsume)
 	if got := h.sink.exportedSKBs(); !slices.Equal(got, []string{"0xffff888100110200"}) {
 		t.Errorf("exported %v, want the packet of the kept flow only", got)
+	}
+	if st := h.s.Stats(); st.SpansSampledOut <= sampledOut {
+		t.Errorf("stats %+v: the orphan clone's spans were not sampled out", st)
 	}
 }
 
