@@ -28,17 +28,12 @@ func main() {
 	bin := flag.String("pktspan", "bin/pktspan", "pktspan binary to run")
 	jaegerBin := flag.String("jaeger", "", "Jaeger binary (default: the one `make jaeger` builds)")
 	every := flag.Duration("every", 3*time.Second, "pause between rounds of traffic")
-	duration := flag.Duration("duration", 0, "stop by itself after this long (0: run until Ctrl-C)")
+	duration := flag.Duration("duration", 0, "stop by itself after this long of traffic, once pktspan is attached (0: run until Ctrl-C)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if *duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *duration)
-		defer cancel()
-	}
-	if err := run(ctx, *bin, *jaegerBin, *every, *duration > 0); err != nil {
+	if err := run(ctx, *bin, *jaegerBin, *every, *duration); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
@@ -46,9 +41,11 @@ func main() {
 
 func say(format string, args ...any) { fmt.Fprintf(os.Stderr, ">> "+format+"\n", args...) }
 
-// run runs the demo until ctx ends. A scripted run (requireTraces, as make test's
-// demo-smoke does it) fails if no trace reached Jaeger: the demo would be broken.
-func run(ctx context.Context, bin, jaegerBin string, every time.Duration, requireTraces bool) error {
+// run runs the demo until ctx ends, or for duration of traffic once pktspan is attached.
+// Such a scripted run (make test's demo-smoke) fails if no trace reached Jaeger: the
+// demo would be broken.
+func run(ctx context.Context, bin, jaegerBin string, every, duration time.Duration) error {
+	requireTraces := duration > 0
 	if os.Geteuid() != 0 {
 		return errors.New("the demo loads eBPF probes and creates network namespaces: run it as root (sudo make demo)")
 	}
@@ -88,6 +85,12 @@ func run(ctx context.Context, bin, jaegerBin string, every time.Duration, requir
 		}
 	}()
 
+	if duration > 0 {
+		// Counted from here: starting Jaeger and the lab must not eat the traffic's time.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, duration)
+		defer cancel()
+	}
 	say("pktspan is attached; traffic every %s; Ctrl-C to stop", every)
 	say("Jaeger query API: %s/api/v3/traces?query.service_name=%s", j.QueryURL(), service)
 	since := time.Now().Add(-time.Second)
