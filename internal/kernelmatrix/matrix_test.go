@@ -73,7 +73,8 @@ scenario --pktspan /bin/pktspan --vlan --out "$OUT/vlan" || echo "scenario --vla
 			if err != nil {
 				t.Fatalf("booting %s (%s): %v", series, k.Release, err)
 			}
-			t.Logf("%s (%s): booted in %s, payload done in %s", series, k.Release, res.BootTime.Round(time.Millisecond), res.Duration.Round(time.Millisecond))
+			t.Logf("%s (%s): booted in %s, payload done in %s, boots that panicked and were tried again: %d",
+				series, k.Release, res.BootTime.Round(time.Millisecond), res.Duration.Round(time.Millisecond), res.Reboots)
 			if strings.Contains(res.Output, "failed:") {
 				t.Errorf("the scenario failed inside the VM:\n%s", res.Output)
 			}

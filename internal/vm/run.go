@@ -50,7 +50,12 @@ type Result struct {
 	// BootTime is from starting qemu to the payload's start, as seen by the host.
 	BootTime time.Duration
 	Duration time.Duration // the whole run
+	// Reboots counts boots that panicked before the payload began and were tried again.
+	Reboots int
 }
+
+// errBootPanic is a kernel that panicked before the payload began.
+var errBootPanic = errors.New("the kernel panicked while booting, before the payload began")
 
 const (
 	defaultTimeout = 5 * time.Minute
@@ -67,6 +72,15 @@ const (
 // carry the end of the console; the Result, when not nil, holds all of it.
 func Run(ctx context.Context, k *Kernel, opts RunOptions) (*Result, error) {
 	res, err := run(ctx, k, opts)
+	// Under qemu's software emulation a kernel at times dies patching its own code
+	// during boot (an int3 of text_poke_bp hit on the other vCPU), before anything of
+	// the payload ran: that boot is tried again, once.
+	if errors.Is(err, errBootPanic) && ctx.Err() == nil {
+		res, err = run(ctx, k, opts)
+		if res != nil {
+			res.Reboots = 1
+		}
+	}
 	if err != nil {
 		err = fmt.Errorf("booting %s: %w", k.Release, err)
 	}
@@ -149,6 +163,8 @@ func run(ctx context.Context, k *Kernel, opts RunOptions) (*Result, error) {
 		return res, fmt.Errorf("qemu stopped after %s: %w%s", res.Duration.Round(time.Millisecond), ctx.Err(), tail(res.Console))
 	case con.failed != "":
 		return res, fmt.Errorf("init: %s%s", con.failed, tail(res.Console))
+	case res.BootTime == 0 && strings.Contains(res.Console, "Kernel panic"):
+		return res, fmt.Errorf("%w%s", errBootPanic, tail(res.Console))
 	case !con.exited:
 		return res, fmt.Errorf("the VM stopped before the payload's end%s%s",
 			qemuStatus(waitErr, stderr.Bytes()), tail(res.Console))

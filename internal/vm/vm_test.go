@@ -85,8 +85,8 @@ func TestBootDebianKernels(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Logf("%s (%s %s): booted in %s, whole run %s", k.Release, k.Package, k.Version,
-				res.BootTime.Round(10*time.Millisecond), res.Duration.Round(10*time.Millisecond))
+			t.Logf("%s (%s %s): booted in %s, whole run %s, boots that panicked and were tried again: %d", k.Release, k.Package, k.Version,
+				res.BootTime.Round(10*time.Millisecond), res.Duration.Round(10*time.Millisecond), res.Reboots)
 			if res.ExitCode != 0 || !strings.Contains(res.Output, "payload done") {
 				t.Fatalf("payload exited %d:\n%s", res.ExitCode, res.Output)
 			}
