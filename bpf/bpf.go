@@ -1,7 +1,8 @@
-// Package bpf holds pktspan's eBPF probes: the C sources, the event header they
-// share with user space, and the Go code and objects bpf2go generates from them.
-// Only package collector loads them.
+// Package bpf holds pktspan's eBPF probes: the C sources, the header they share with
+// user space, and the Go code and objects bpf2go generates from them. The structs and
+// enums of bpf/headers/pktspan.h reach Go only through this generated code: user space
+// never restates them. Only package collector loads the probes.
 package bpf
 
-//go:generate bpf2go -cc clang -cflags "-O2 -g -Wall -Werror -Iheaders" -target bpfel -type event Tracepoints tracepoints.c
+//go:generate bpf2go -cc clang -cflags "-O2 -g -Wall -Werror -Iheaders" -target bpfel -type event -type probe_id -type probe_cookie -type event_kind -type counter_id -type pending_state -type nf_verdict -type skb_identity -type limits Tracepoints tracepoints.c
 //go:generate bpf2go -cc clang -cflags "-O2 -g -Wall -Werror -Iheaders" -target amd64 -no-global-types Functions functions.c

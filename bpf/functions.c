@@ -27,11 +27,6 @@ struct {
 	__type(value, struct call);
 } calls SEC(".maps");
 
-/* NF_* verdicts, as pktspan.netfilter.verdict names them. */
-#define NF_DROP 0
-#define NF_ACCEPT 1
-#define NF_STOLEN 2
-
 static __always_inline void on_enter(__u16 probe, bool nf_hook, struct sk_buff *skb, struct nf_hook_state *state,
 				     bool keyed)
 {

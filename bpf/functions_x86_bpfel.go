@@ -41,7 +41,7 @@ const (
 	FunctionsProgKprobeSkbClone    = "kprobe_skb_clone"
 	FunctionsProgKretprobeSkb      = "kretprobe_skb"
 	FunctionsProgKretprobeSkbClone = "kretprobe_skb_clone"
-	FunctionsVarEventBtfAnchor     = "event_btf_anchor"
+	FunctionsVarBtfAnchor          = "btf_anchor"
 	FunctionsVarFilter             = "filter"
 	FunctionsVarIsNfHook           = "is_nf_hook"
 	FunctionsVarKcfg               = "kcfg"
@@ -127,11 +127,11 @@ type FunctionsMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type FunctionsVariableSpecs struct {
-	EventBtfAnchor *ebpf.VariableSpec `ebpf:"event_btf_anchor"`
-	Filter         *ebpf.VariableSpec `ebpf:"filter"`
-	IsNfHook       *ebpf.VariableSpec `ebpf:"is_nf_hook"`
-	Kcfg           *ebpf.VariableSpec `ebpf:"kcfg"`
-	ProbeId        *ebpf.VariableSpec `ebpf:"probe_id"`
+	BtfAnchor *ebpf.VariableSpec `ebpf:"btf_anchor"`
+	Filter    *ebpf.VariableSpec `ebpf:"filter"`
+	IsNfHook  *ebpf.VariableSpec `ebpf:"is_nf_hook"`
+	Kcfg      *ebpf.VariableSpec `ebpf:"kcfg"`
+	ProbeId   *ebpf.VariableSpec `ebpf:"probe_id"`
 }
 
 // FunctionsObjects contains all objects after they have been loaded into the kernel.
@@ -177,11 +177,11 @@ func (m *FunctionsMaps) Close() error {
 //
 // It can be passed to LoadFunctionsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type FunctionsVariables struct {
-	EventBtfAnchor *ebpf.Variable `ebpf:"event_btf_anchor"`
-	Filter         *ebpf.Variable `ebpf:"filter"`
-	IsNfHook       *ebpf.Variable `ebpf:"is_nf_hook"`
-	Kcfg           *ebpf.Variable `ebpf:"kcfg"`
-	ProbeId        *ebpf.Variable `ebpf:"probe_id"`
+	BtfAnchor *ebpf.Variable `ebpf:"btf_anchor"`
+	Filter    *ebpf.Variable `ebpf:"filter"`
+	IsNfHook  *ebpf.Variable `ebpf:"is_nf_hook"`
+	Kcfg      *ebpf.Variable `ebpf:"kcfg"`
+	ProbeId   *ebpf.Variable `ebpf:"probe_id"`
 }
 
 // FunctionsPrograms contains all programs after they have been loaded into the kernel.

@@ -13,6 +13,23 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type TracepointsCounterId uint32
+
+const (
+	TracepointsCounterIdCOUNTER_RINGBUF_FULL   TracepointsCounterId = 0
+	TracepointsCounterIdCOUNTER_TRACK_INSERT   TracepointsCounterId = 1
+	TracepointsCounterIdCOUNTER_TRACK_DELETE   TracepointsCounterId = 2
+	TracepointsCounterIdCOUNTER_TRACK_FAIL     TracepointsCounterId = 3
+	TracepointsCounterIdCOUNTER_TRACK_STALE    TracepointsCounterId = 4
+	TracepointsCounterIdCOUNTER_CALLS_FULL     TracepointsCounterId = 5
+	TracepointsCounterIdCOUNTER_HELD           TracepointsCounterId = 6
+	TracepointsCounterIdCOUNTER_HELD_SENT      TracepointsCounterId = 7
+	TracepointsCounterIdCOUNTER_HELD_DISCARDED TracepointsCounterId = 8
+	TracepointsCounterIdCOUNTER_HELD_OVERFLOW  TracepointsCounterId = 9
+	TracepointsCounterIdCOUNTER_HELD_EVICTED   TracepointsCounterId = 10
+	TracepointsCounterIdCOUNTER_MAX            TracepointsCounterId = 11
+)
+
 type TracepointsEvent struct {
 	_          structs.HostLayout
 	TsNs       uint64
@@ -49,6 +66,14 @@ type TracepointsEvent struct {
 	CtL3       uint8
 	CtL4       uint8
 }
+
+type TracepointsEventKind uint32
+
+const (
+	TracepointsEventKindEVENT_INSTANT TracepointsEventKind = 0
+	TracepointsEventKindEVENT_ENTER   TracepointsEventKind = 1
+	TracepointsEventKindEVENT_EXIT    TracepointsEventKind = 2
+)
 
 type TracepointsFilterCfg struct {
 	_         structs.HostLayout
@@ -93,6 +118,30 @@ type TracepointsKernelCfg struct {
 	NotDrops   [16]uint32
 }
 
+type TracepointsLimits uint32
+
+const (
+	TracepointsLimitsHELD_MAX          TracepointsLimits = 16
+	TracepointsLimitsFILTER_MAX_ADDRS  TracepointsLimits = 16
+	TracepointsLimitsFILTER_MAX_PORTS  TracepointsLimits = 16
+	TracepointsLimitsFILTER_MAX_PROTOS TracepointsLimits = 4
+	TracepointsLimitsFILTER_MAX_IFACES TracepointsLimits = 8
+	TracepointsLimitsFILTER_MAX_NETNS  TracepointsLimits = 8
+	TracepointsLimitsFILTER_MAX_VLANS  TracepointsLimits = 8
+	TracepointsLimitsFILTER_MAX_MARKS  TracepointsLimits = 8
+	TracepointsLimitsCT_TUPLE_READ     TracepointsLimits = 40
+	TracepointsLimitsNOT_DROPS_MAX     TracepointsLimits = 16
+	TracepointsLimitsVLAN_VID_MASK     TracepointsLimits = 4095
+)
+
+type TracepointsNfVerdict uint32
+
+const (
+	TracepointsNfVerdictNF_DROP   TracepointsNfVerdict = 0
+	TracepointsNfVerdictNF_ACCEPT TracepointsNfVerdict = 1
+	TracepointsNfVerdictNF_STOLEN TracepointsNfVerdict = 2
+)
+
 type TracepointsPending struct {
 	_        structs.HostLayout
 	Count    uint32
@@ -101,6 +150,41 @@ type TracepointsPending struct {
 	Pad      [2]uint8
 	Events   [15]TracepointsEvent
 }
+
+type TracepointsPendingState uint32
+
+const (
+	TracepointsPendingStatePENDING_HOLD    TracepointsPendingState = 0
+	TracepointsPendingStatePENDING_DROPPED TracepointsPendingState = 1
+	TracepointsPendingStatePENDING_FREED   TracepointsPendingState = 2
+)
+
+type TracepointsProbeCookie uint32
+
+const (
+	TracepointsProbeCookieCOOKIE_PROBE_MASK TracepointsProbeCookie = 65535
+	TracepointsProbeCookieCOOKIE_NF_HOOK    TracepointsProbeCookie = 65536
+)
+
+type TracepointsProbeId uint32
+
+const (
+	TracepointsProbeIdPROBE_NETIF_RECEIVE_SKB       TracepointsProbeId = 1
+	TracepointsProbeIdPROBE_NET_DEV_QUEUE           TracepointsProbeId = 2
+	TracepointsProbeIdPROBE_NET_DEV_XMIT            TracepointsProbeId = 3
+	TracepointsProbeIdPROBE_KFREE_SKB               TracepointsProbeId = 4
+	TracepointsProbeIdPROBE_CONSUME_SKB             TracepointsProbeId = 5
+	TracepointsProbeIdPROBE_SKB_COPY_DATAGRAM_IOVEC TracepointsProbeId = 6
+	TracepointsProbeIdPROBE_TCP_RETRANSMIT_SKB      TracepointsProbeId = 7
+	TracepointsProbeIdPROBE_SKB_CLONE               TracepointsProbeId = 8
+	TracepointsProbeIdPROBE_FUNC_BASE               TracepointsProbeId = 64
+)
+
+type TracepointsSkbIdentity uint32
+
+const (
+	TracepointsSkbIdentityTCP_IDENTITY_FLAGS TracepointsSkbIdentity = 63
+)
 
 type TracepointsTrack struct {
 	_         structs.HostLayout
@@ -135,7 +219,7 @@ const (
 	TracepointsProgTpBtfNetifReceiveSkb      = "tp_btf_netif_receive_skb"
 	TracepointsProgTpBtfSkbCopyDatagramIovec = "tp_btf_skb_copy_datagram_iovec"
 	TracepointsProgTpBtfTcpRetransmitSkb     = "tp_btf_tcp_retransmit_skb"
-	TracepointsVarEventBtfAnchor             = "event_btf_anchor"
+	TracepointsVarBtfAnchor                  = "btf_anchor"
 	TracepointsVarFilter                     = "filter"
 	TracepointsVarKcfg                       = "kcfg"
 )
@@ -213,9 +297,9 @@ type TracepointsMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type TracepointsVariableSpecs struct {
-	EventBtfAnchor *ebpf.VariableSpec `ebpf:"event_btf_anchor"`
-	Filter         *ebpf.VariableSpec `ebpf:"filter"`
-	Kcfg           *ebpf.VariableSpec `ebpf:"kcfg"`
+	BtfAnchor *ebpf.VariableSpec `ebpf:"btf_anchor"`
+	Filter    *ebpf.VariableSpec `ebpf:"filter"`
+	Kcfg      *ebpf.VariableSpec `ebpf:"kcfg"`
 }
 
 // TracepointsObjects contains all objects after they have been loaded into the kernel.
@@ -259,9 +343,9 @@ func (m *TracepointsMaps) Close() error {
 //
 // It can be passed to LoadTracepointsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TracepointsVariables struct {
-	EventBtfAnchor *ebpf.Variable `ebpf:"event_btf_anchor"`
-	Filter         *ebpf.Variable `ebpf:"filter"`
-	Kcfg           *ebpf.Variable `ebpf:"kcfg"`
+	BtfAnchor *ebpf.Variable `ebpf:"btf_anchor"`
+	Filter    *ebpf.Variable `ebpf:"filter"`
+	Kcfg      *ebpf.Variable `ebpf:"kcfg"`
 }
 
 // TracepointsPrograms contains all programs after they have been loaded into the kernel.

@@ -29,6 +29,7 @@ enum probe_cookie {
 	COOKIE_NF_HOOK = 1 << 16, /* nf_hook_slow: report hook, family and verdict */
 };
 
+/* What an event marks in a probe's span: a tracepoint hit, or a function's entry or exit. */
 enum event_kind {
 	EVENT_INSTANT = 0,
 	EVENT_ENTER = 1,
@@ -84,6 +85,19 @@ struct call {
 	__u8 _pad[2];
 };
 
+/* The netfilter verdict an nf_hook_slow exit reports (the kernel's NF_* values). */
+enum nf_verdict {
+	NF_DROP = 0,
+	NF_ACCEPT = 1,
+	NF_STOLEN = 2,
+};
+
+/* The TCP flags no hook on the way rewrites (ECE and CWR may be): with seq and ack
+ * they tell one segment from the next skb at the same address. */
+enum skb_identity {
+	TCP_IDENTITY_FLAGS = 0x3f,
+};
+
 struct event {
 	__u64 ts_ns;    /* bpf_ktime_get_ns: CLOCK_MONOTONIC */
 	__u64 skb;      /* skb address: the packet's identity */
@@ -121,9 +135,23 @@ struct event {
 	__u8 ct_l4;
 };
 
-/* Events held back per skb in drops-only mode, its free included: the first
- * HELD_MAX - 1 events before the free are kept, the free always is. */
-#define HELD_MAX 16
+/* Sizes of the fixed arrays below, which user space checks its input against. */
+enum limits {
+	/* Events held back per skb in drops-only mode, its free included: the first
+	 * HELD_MAX - 1 events before the free are kept, the free always is. */
+	HELD_MAX = 16,
+	FILTER_MAX_ADDRS = 16,
+	FILTER_MAX_PORTS = 16,
+	FILTER_MAX_PROTOS = 4,
+	FILTER_MAX_IFACES = 8,
+	FILTER_MAX_NETNS = 8,
+	FILTER_MAX_VLANS = 8,
+	FILTER_MAX_MARKS = 8,
+	/* Bytes of struct nf_conntrack_tuple read: the fields kernel_cfg locates lie within. */
+	CT_TUPLE_READ = 40,
+	NOT_DROPS_MAX = 16,
+	VLAN_VID_MASK = 0x0fff, /* the 802.1Q tag's VLAN ID bits: the largest VLAN ID */
+};
 
 enum pending_state {
 	PENDING_HOLD = 0,    /* alive: events are held */
@@ -139,14 +167,6 @@ struct pending {
 	__u8 _pad[2];
 	struct event events[HELD_MAX - 1];
 };
-
-#define FILTER_MAX_ADDRS 16
-#define FILTER_MAX_PORTS 16
-#define FILTER_MAX_PROTOS 4
-#define FILTER_MAX_IFACES 8
-#define FILTER_MAX_NETNS 8
-#define FILTER_MAX_VLANS 8
-#define FILTER_MAX_MARKS 8
 
 /* An address prefix: match when (address & mask) == addr, word by word, network order. */
 struct filter_cidr {
@@ -181,9 +201,6 @@ struct filter_cfg {
 	struct filter_mark marks[FILTER_MAX_MARKS];
 };
 
-#define CT_TUPLE_READ 40  /* bytes of struct nf_conntrack_tuple read: the fields below lie within */
-#define NOT_DROPS_MAX 16
-
 /* What user space found in the kernel's BTF, written into .rodata before load. */
 struct kernel_cfg {
 	/* Offset in struct nf_conn of tuplehash[IP_CT_DIR_ORIGINAL].tuple; 0 when conntrack
@@ -200,6 +217,20 @@ struct kernel_cfg {
 	 * user names (normal_free_reasons). */
 	__u32 n_not_drops;
 	__u32 not_drops[NOT_DROPS_MAX];
+};
+
+/* Never instantiated: a pointer to it keeps these types in each object's BTF, where
+ * bpf2go finds them (-type) and generates them into Go. */
+struct btf_anchor {
+	struct event *event;
+	enum probe_id probe;
+	enum probe_cookie cookie;
+	enum event_kind kind;
+	enum counter_id counter;
+	enum pending_state pending_state;
+	enum nf_verdict verdict;
+	enum skb_identity identity;
+	enum limits limits;
 };
 
 #endif

@@ -14,6 +14,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_tracing.h>
+#include "identity.h"
 
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
@@ -24,7 +25,6 @@
 #define AF_INET 2
 #define AF_INET6 10
 #define NFCT_PTRMASK (~7UL) /* skb->_nfct's low bits are the ctinfo */
-#define VLAN_VID_MASK 0x0fff
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -34,8 +34,8 @@ volatile const struct filter_cfg filter = {};
 /* Written by user space before load, from the kernel's BTF. */
 volatile const struct kernel_cfg kcfg = {};
 
-/* Never read: it keeps struct event in the object's BTF, where bpf2go finds it. */
-volatile const struct event *const event_btf_anchor = 0;
+/* Never read: it keeps the types shared with user space in the object's BTF. */
+volatile const struct btf_anchor *const btf_anchor = 0;
 
 /* Max entries are set by user space from probes.ring_size / probes.track_size. */
 struct {
@@ -381,32 +381,6 @@ static __always_inline bool match_mark(const struct event *ev)
 			return true;
 	}
 	return false;
-}
-
-/* How a hook relates to an skb's life, for follow(). */
-enum follow_mode {
-	FOLLOW = 0,      /* remember a matching skb */
-	FOLLOW_FREE = 1, /* the skb's last hook: forget it */
-	FOLLOW_DELIVER = 2, /* delivery to a socket: only copies and the free come after */
-	FOLLOW_PEEK = 3, /* report a match, remember nothing */
-};
-
-/* The TCP flags no hook on the way rewrites (ECE and CWR may be). */
-#define TCP_IDENTITY_FLAGS 0x3f
-
-/* Whether ev can be the skb t was remembered for, rather than a new skb at its address.
- * NAT rewrites addresses and ports, never the protocol or TCP's seq, ack and flags. */
-static __always_inline bool same_skb(const struct track *t, const struct event *ev, enum follow_mode mode)
-{
-	if (t->delivered && mode != FOLLOW_FREE && mode != FOLLOW_DELIVER)
-		return false;
-	if (!ev->l3 || !t->l3)
-		return true;
-	if (ev->l3 != t->l3 || ev->l4 != t->l4)
-		return false;
-	return t->l4 != IPPROTO_TCP ||
-	       (ev->tcp_seq == t->tcp_seq && ev->tcp_ack == t->tcp_ack &&
-		!((ev->tcp_flags ^ t->tcp_flags) & TCP_IDENTITY_FLAGS));
 }
 
 /* Remembers an skb as followed, counting the outcome. */
