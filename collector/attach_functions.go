@@ -3,6 +3,7 @@
 package collector
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,44 +27,15 @@ import (
 // kprobePMU exists when the kernel was built with kprobes (CONFIG_KPROBES).
 const kprobePMU = "/sys/bus/event_source/devices/kprobe"
 
-// cookieNFHook mirrors COOKIE_NF_HOOK of enum probe_cookie in bpf/headers/pktspan.h.
-const cookieNFHook = 1 << 16
-
-// function backends, in the order `auto` tries them.
-var functionBackends = []string{"fentry", "kprobe"}
-
-// target is one kernel function to attach: a configured function, or skb_clone.
-type target struct {
-	name  string
-	probe uint16 // probe id of its events
-	sig   signature
-	clone bool // skb_clone's own programs
-}
-
-// nfHook tells nf_hook_slow, whose hook state pktspan reports.
-func (t target) nfHook() bool { return t.name == "nf_hook_slow" }
-
-// cookie is t's kprobe attach cookie (enum probe_cookie in bpf/headers/pktspan.h).
-func (t target) cookie() uint64 {
-	c := uint64(t.probe)
-	if t.nfHook() {
-		c |= cookieNFHook
-	}
-	return c
-}
-
-// programs returns the entry and exit programs of backend for t; skb_clone's fexit
-// sees its argument, so it needs no entry program.
-func (t target) programs(backend string) (enter, exit string) {
-	switch {
-	case t.clone && backend == "fentry":
-		return "", bpf.FunctionsProgFexitSkbClone
-	case t.clone:
-		return bpf.FunctionsProgKprobeSkbClone, bpf.FunctionsProgKretprobeSkbClone
-	case backend == "fentry":
-		return fmt.Sprintf("fentry_skb_%d", t.sig.skbArg), fmt.Sprintf("fexit_skb_%d", t.sig.skbArg)
-	}
-	return fmt.Sprintf("kprobe_skb_%d", t.sig.skbArg), bpf.FunctionsProgKretprobeSkb
+// functionsResult is what attachFunctions made and found; the caller owns (and on
+// failure releases) the links and closers even when err is set.
+type functionsResult struct {
+	links     []link.Link
+	closers   []func() error
+	attached  []Attached
+	skipped   []Skipped
+	functions int // configured functions attached (skb_clone not counted)
+	err       error
 }
 
 // attachFunctions attaches every configured function and skb_clone with the first
@@ -71,20 +43,23 @@ func (t target) programs(backend string) (enter, exit string) {
 // its programs once per function (a trampoline program is bound to its function), the
 // kprobe programs are loaded once and attached to every function with a cookie naming
 // it. Every function that cannot be attached is skipped with one reason; none is
-// fatal. It returns how many of the configured functions are attached.
-func (c *Collector) attachFunctions(cache *btf.Cache, tpMaps map[string]*ebpf.Map, types *btf.Spec, inKernel bool, sigs []signature, consts probeConsts) (int, error) {
-	if c.backend == "tracepoint" {
-		return 0, nil
+// fatal. It runs beside attachTracepoints, so it leaves the Collector alone.
+func (c *Collector) attachFunctions(ctx context.Context, cache *btf.Cache, tpMaps map[string]*ebpf.Map, kb kernelBTF, functions []probe, consts probeConsts) (r functionsResult) {
+	backends := c.backend.tries()
+	if len(backends) == 0 {
+		return r
 	}
 	spec, err := bpf.LoadFunctions()
 	if err != nil {
-		return 0, fmt.Errorf("loading embedded function probes: %w", err)
+		r.err = fmt.Errorf("loading embedded function probes: %w", err)
+		return r
 	}
 	calls, err := ebpf.NewMap(spec.Maps[bpf.FunctionsMapCalls])
 	if err != nil {
-		return 0, fmt.Errorf("creating the function call map: %w", err)
+		r.err = fmt.Errorf("creating the function call map: %w", err)
+		return r
 	}
-	c.closers = append(c.closers, calls.Close)
+	r.closers = append(r.closers, calls.Close)
 	// The two families name the maps they share alike (skb.h declares them).
 	shared := maps.Clone(tpMaps)
 	shared[bpf.FunctionsMapCalls] = calls
@@ -93,105 +68,94 @@ func (c *Collector) attachFunctions(cache *btf.Cache, tpMaps map[string]*ebpf.Ma
 	for name, m := range shared {
 		spec.Maps[name].MaxEntries = m.MaxEntries()
 	}
-	opts := ebpf.CollectionOptions{MapReplacements: shared, Cache: cache}
-	if !inKernel {
-		opts.Programs.KernelTypes = types
-	}
-	backends := functionBackends
-	if c.backend != "auto" {
-		backends = []string{c.backend}
-	}
-	targets := make([]target, 0, len(c.functions)+1)
-	for i, name := range c.functions {
-		targets = append(targets, target{name: name, probe: uint16(probeFuncBase + i), sig: sigs[i]})
-	}
-	targets = append(targets, target{name: cloneFunction, probe: probeSKBClone, sig: cloneSignature(types), clone: true})
+	targets := append(slices.Clone(functions), cloneProbe(kb.types))
 	// Every fentry load copies the spec: it keeps only what some target may load.
 	var used []string
 	for _, t := range targets {
-		if t.sig.err != nil {
+		if t.unusable != nil {
 			continue
 		}
 		for _, b := range backends {
-			enter, exit := t.programs(b)
-			used = append(used, enter, exit)
+			p := t.programsFor(b)
+			used = append(used, p.enter, p.exit)
 		}
 	}
-	spec = keepPrograms(spec, used...)
-	a := &functionAttacher{log: c.log, spec: spec, opts: opts, consts: consts, backends: backends,
-		targets: targets, unavailable: map[string]string{}}
+	a := &functionAttacher{log: c.log, spec: keepPrograms(spec, used...), opts: kb.collectionOptions(cache, shared),
+		consts: consts, backends: backends, targets: targets, unavailable: map[Backend]string{}}
 	// A backend the kernel lacks fails for every function alike: say it once.
 	if _, err := os.Stat(kprobePMU); err != nil {
-		a.unavailable["kprobe"] = "kernel has no kprobes (CONFIG_KPROBES)"
+		a.unavailable[BackendKprobe] = "kernel has no kprobes (CONFIG_KPROBES)"
 	}
-	// Each fentry function is its own load (CO-RE relocation and verification of its
-	// programs), so functions are attached in parallel; the first alone, so a backend
-	// the kernel lacks is found once rather than by every worker.
-	results := make([]functionResult, len(targets))
-	first := slices.IndexFunc(targets, func(t target) bool { return t.sig.err == nil })
+	results := a.attachAll(ctx)
+	if a.kprobes != nil {
+		r.closers = append(r.closers, func() error { a.kprobes.Close(); return nil })
+	}
+
+	var notTraced []string // functions skipped only because no backend exists here
+	for i, res := range results {
+		t := &targets[i]
+		switch {
+		case res.backend != nil:
+			r.links = append(r.links, res.links...)
+			if res.close != nil {
+				r.closers = append(r.closers, res.close)
+			}
+			r.attached = append(r.attached, Attached{t.name(), viaOf(*res.backend, t.id == probeSKBClone)})
+			if t.id != probeSKBClone {
+				r.functions++
+			}
+		case res.noBackend:
+			notTraced = append(notTraced, t.name())
+		default:
+			r.skipped = append(r.skipped, Skipped{t.name(), res.reason})
+			c.log.Warn("function not traced", "function", t.name(), "reason", res.reason)
+		}
+	}
+	if len(notTraced) > 0 {
+		var why []string
+		for _, b := range backends {
+			why = append(why, b.String()+": "+a.unavailable[b])
+		}
+		for _, name := range notTraced {
+			r.skipped = append(r.skipped, Skipped{name, "no function backend on this kernel"})
+		}
+		c.log.Warn("function probes unavailable, tracing with tracepoints only", "functions", len(notTraced), "reason", strings.Join(why, "; "))
+	}
+	if err := ctx.Err(); err != nil {
+		r.err = fmt.Errorf("attaching functions: %w", err)
+	}
+	return r
+}
+
+// attachAll attaches every target. Each fentry function is its own load (CO-RE
+// relocation and verification of its programs), so functions are attached in
+// parallel; the first alone, so a backend the kernel lacks is found once rather than
+// by every worker. Once ctx ends, the targets not yet begun are left unattached.
+func (a *functionAttacher) attachAll(ctx context.Context) []functionResult {
+	results := make([]functionResult, len(a.targets))
+	first := slices.IndexFunc(a.targets, func(t probe) bool { return t.unusable == nil })
 	if first >= 0 {
-		results[first] = a.attach(targets[first])
+		results[first] = a.attach(a.targets[first])
 	}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, runtime.NumCPU())
-	for j := range targets {
+	for j := range a.targets {
 		if j == first {
+			continue
+		}
+		if ctx.Err() != nil {
+			results[j] = functionResult{reason: "not attached: pktspan was stopping"}
 			continue
 		}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			results[j] = a.attach(targets[j])
+			results[j] = a.attach(a.targets[j])
 		}()
 	}
 	wg.Wait()
-	if a.kprobes != nil {
-		c.closers = append(c.closers, func() error { a.kprobes.Close(); return nil })
-	}
-
-	attached := 0
-	var notTraced []string // functions skipped only because no backend exists here
-	for i, r := range results {
-		name := targets[i].name
-		switch {
-		case r.backend != "":
-			c.links = append(c.links, r.links...)
-			if r.close != nil {
-				c.closers = append(c.closers, r.close)
-			}
-			c.summary.Attached = append(c.summary.Attached, Attached{name, viaOf(r.backend, targets[i].clone)})
-			if !targets[i].clone {
-				attached++
-			}
-		case r.noBackend:
-			notTraced = append(notTraced, name)
-		default:
-			c.skip(name, r.reason)
-		}
-	}
-	if len(notTraced) > 0 {
-		var why []string
-		for _, b := range backends {
-			why = append(why, b+": "+a.unavailable[b])
-		}
-		reason := strings.Join(why, "; ")
-		for _, name := range notTraced {
-			c.summary.Skipped = append(c.summary.Skipped, Skipped{name, "no function backend on this kernel"})
-		}
-		c.log.Warn("function probes unavailable, tracing with tracepoints only", "functions", len(notTraced), "reason", reason)
-	}
-	return attached, nil
-}
-
-// cloneSignature checks that skb_clone can be traced: it takes the skb first and
-// returns the clone.
-func cloneSignature(types *btf.Spec) signature {
-	sig := resolveSignature(types, cloneFunction)
-	if sig.err == nil && (sig.skbArg != 0 || sig.ret != RetPointer) {
-		sig.err = errors.New("its prototype is not struct sk_buff *skb_clone(struct sk_buff *, ...)")
-	}
-	return sig
+	return results
 }
 
 // functionAttacher attaches functions, from several goroutines at once.
@@ -200,29 +164,29 @@ type functionAttacher struct {
 	spec     *ebpf.CollectionSpec
 	opts     ebpf.CollectionOptions
 	consts   probeConsts
-	backends []string
-	targets  []target
+	backends []Backend
+	targets  []probe
 
 	kprobeOnce sync.Once
 	kprobes    *ebpf.Collection // the kprobe programs, loaded by the first function needing them
 	kprobeErr  error
 
 	mu          sync.Mutex
-	unavailable map[string]string // backend → why the kernel cannot run it
+	unavailable map[Backend]string // why the kernel cannot run a backend
 }
 
 // functionResult is what became of one function: attached with backend, or why not.
 type functionResult struct {
-	backend   string
+	backend   *Backend // nil: not attached
 	links     []link.Link
 	close     func() error // frees the function's own programs, if it has any
 	noBackend bool         // every backend is one the kernel lacks
 	reason    string
 }
 
-func (a *functionAttacher) attach(t target) functionResult {
-	if t.sig.err != nil {
-		return functionResult{reason: t.sig.err.Error()}
+func (a *functionAttacher) attach(t probe) functionResult {
+	if t.unusable != nil {
+		return functionResult{reason: t.unusable.Error()}
 	}
 	var reasons []string
 	for _, backend := range a.backends {
@@ -230,21 +194,21 @@ func (a *functionAttacher) attach(t target) functionResult {
 		why, lacks := a.unavailable[backend]
 		a.mu.Unlock()
 		if lacks {
-			reasons = append(reasons, backend+": "+why)
+			reasons = append(reasons, backend.String()+": "+why)
 			continue
 		}
 		start := time.Now()
 		var links []link.Link
 		var closer func() error
 		var err error
-		if backend == "fentry" {
+		if backend == BackendFentry {
 			links, closer, err = attachFentry(a.spec, a.opts, a.consts, t)
 		} else {
 			links, err = a.attachKprobe(t)
 		}
-		a.log.Debug("attaching a function", "function", t.name, "backend", backend, "took", time.Since(start), "error", err)
+		a.log.Debug("attaching a function", "function", t.name(), "backend", backend, "took", time.Since(start), "error", err)
 		if err == nil {
-			return functionResult{backend: backend, links: links, close: closer}
+			return functionResult{backend: &backend, links: links, close: closer}
 		}
 		if kernelLacks(err) || errors.Is(err, errKprobeLoad) {
 			// Say the kernel's error, without the step that met it.
@@ -266,7 +230,7 @@ func (a *functionAttacher) attach(t target) functionResult {
 	return functionResult{reason: strings.Join(reasons, "; ")}
 }
 
-func allUnavailable(backends []string, unavailable map[string]string) bool {
+func allUnavailable(backends []Backend, unavailable map[Backend]string) bool {
 	for _, b := range backends {
 		if _, ok := unavailable[b]; !ok {
 			return false
@@ -283,32 +247,27 @@ func kernelLacks(err error) bool {
 }
 
 // viaOf names how a function is traced, for the summary.
-func viaOf(backend string, clone bool) string {
+func viaOf(backend Backend, clone bool) string {
 	switch {
-	case backend == "fentry" && clone:
+	case backend == BackendFentry && clone:
 		return "fexit"
-	case backend == "fentry":
+	case backend == BackendFentry:
 		return "fentry/fexit"
 	}
 	return "kprobe/kretprobe"
 }
 
-func (c *Collector) skip(name, reason string) {
-	c.summary.Skipped = append(c.summary.Skipped, Skipped{name, reason})
-	c.log.Warn("function not traced", "function", name, "reason", reason)
-}
-
 // attachFentry loads the fentry/fexit programs for one target and attaches them, or
 // leaves nothing behind.
-func attachFentry(spec *ebpf.CollectionSpec, opts ebpf.CollectionOptions, consts probeConsts, t target) ([]link.Link, func() error, error) {
-	enter, exit := t.programs("fentry")
+func attachFentry(spec *ebpf.CollectionSpec, opts ebpf.CollectionOptions, consts probeConsts, t probe) ([]link.Link, func() error, error) {
+	enter, exit := t.fentry.enter, t.fentry.exit
 	cs := keepPrograms(spec, enter, exit)
 	for _, p := range cs.Programs {
-		p.AttachTo = t.name
+		p.AttachTo = t.target
 	}
 	if err := setConsts(cs, consts, map[string]any{
-		bpf.FunctionsVarProbeId:  t.probe,
-		bpf.FunctionsVarIsNfHook: boolByte(t.nfHook()),
+		bpf.FunctionsVarProbeId:  t.id,
+		bpf.FunctionsVarIsNfHook: boolByte(t.nfHook),
 	}); err != nil {
 		return nil, nil, err
 	}
@@ -329,7 +288,7 @@ func attachFentry(spec *ebpf.CollectionSpec, opts ebpf.CollectionOptions, consts
 		if err != nil {
 			closeLinks(links)
 			coll.Close()
-			return nil, nil, fmt.Errorf("attaching %s %s: %w", p, t.name, err)
+			return nil, nil, fmt.Errorf("attaching %s %s: %w", p, t.target, err)
 		}
 		links = append(links, l)
 	}
@@ -342,21 +301,21 @@ var errKprobeLoad = errors.New("loading the kprobe programs")
 
 // attachKprobe attaches the shared kprobe programs to one target, loading them first
 // if no function has yet, or leaves nothing behind.
-func (a *functionAttacher) attachKprobe(t target) ([]link.Link, error) {
+func (a *functionAttacher) attachKprobe(t probe) ([]link.Link, error) {
 	a.kprobeOnce.Do(a.loadKprobes)
 	if a.kprobeErr != nil {
 		return nil, a.kprobeErr
 	}
-	enter, exit := t.programs("kprobe")
+	enter, exit := t.kprobe.enter, t.kprobe.exit
 	opts := &link.KprobeOptions{Cookie: t.cookie()}
-	l, err := link.Kprobe(t.name, a.kprobes.Programs[enter], opts)
+	l, err := link.Kprobe(t.target, a.kprobes.Programs[enter], opts)
 	if err != nil {
-		return nil, fmt.Errorf("attaching %s %s: %w", enter, t.name, err)
+		return nil, fmt.Errorf("attaching %s %s: %w", enter, t.target, err)
 	}
-	r, err := link.Kretprobe(t.name, a.kprobes.Programs[exit], opts)
+	r, err := link.Kretprobe(t.target, a.kprobes.Programs[exit], opts)
 	if err != nil {
 		closeLinks([]link.Link{l})
-		return nil, fmt.Errorf("attaching %s %s: %w", exit, t.name, err)
+		return nil, fmt.Errorf("attaching %s %s: %w", exit, t.target, err)
 	}
 	return []link.Link{l, r}, nil
 }
@@ -366,9 +325,8 @@ func (a *functionAttacher) attachKprobe(t target) ([]link.Link, error) {
 func (a *functionAttacher) loadKprobes() {
 	var keep []string
 	for _, t := range a.targets {
-		if t.sig.err == nil {
-			enter, exit := t.programs("kprobe")
-			keep = append(keep, enter, exit)
+		if t.unusable == nil {
+			keep = append(keep, t.kprobe.enter, t.kprobe.exit)
 		}
 	}
 	cs := keepPrograms(a.spec, keep...)

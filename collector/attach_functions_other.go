@@ -3,8 +3,8 @@
 package collector
 
 import (
+	"context"
 	"errors"
-	"slices"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -12,15 +12,17 @@ import (
 
 // attachFunctions: the function probes read x86-64 registers (kprobes) and are built
 // for amd64 only, so other architectures run with tracepoints alone.
-func (c *Collector) attachFunctions(_ *btf.Cache, _ map[string]*ebpf.Map, types *btf.Spec, inKernel bool, sigs []signature, consts probeConsts) (int, error) {
-	if c.backend == "tracepoint" {
-		return 0, nil
+func (c *Collector) attachFunctions(_ context.Context, _ *btf.Cache, _ map[string]*ebpf.Map, _ kernelBTF, functions []probe, _ probeConsts) (r functionsResult) {
+	if c.backend == BackendTracepoint {
+		return r
 	}
-	for _, name := range slices.Concat(c.functions, []string{cloneFunction}) {
-		c.summary.Skipped = append(c.summary.Skipped, Skipped{name, "function probes are built for amd64 only"})
+	const why = "function probes are built for amd64 only"
+	for _, p := range functions {
+		r.skipped = append(r.skipped, Skipped{p.name(), why})
 	}
-	if c.backend != "auto" {
-		return 0, errors.New("--backend " + c.backend + ": function probes are built for amd64 only; use --backend tracepoint")
+	r.skipped = append(r.skipped, Skipped{cloneFunction, why})
+	if c.backend != BackendAuto {
+		r.err = errors.New("--backend " + c.backend.String() + ": function probes are built for amd64 only; use --backend tracepoint")
 	}
-	return 0, nil
+	return r
 }

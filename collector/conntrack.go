@@ -15,9 +15,9 @@ import (
 // kernel's BTF, written into their .rodata.
 type kernelCfg = bpf.TracepointsKernelCfg
 
-// ctTupleRead mirrors CT_TUPLE_READ in bpf/headers/pktspan.h: the bytes of struct
-// nf_conntrack_tuple the probes read in one go. Every field must lie within them.
-const ctTupleRead = 40
+// ctTupleRead is how many bytes of struct nf_conntrack_tuple the probes read: the
+// fields located here must lie within.
+const ctTupleRead = uint32(bpf.TracepointsLimitsCT_TUPLE_READ)
 
 // moduleBTFDir holds the BTF of loaded modules, split on top of vmlinux's.
 const moduleBTFDir = "/sys/kernel/btf"

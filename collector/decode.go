@@ -54,38 +54,11 @@ const (
 	offCTL4       = unsafe.Offsetof(rawEvent{}.CtL4)
 )
 
-// Probe ids, mirroring enum probe_id in bpf/headers/pktspan.h.
-const (
-	probeNetifReceiveSKB = 1 + iota
-	probeNetDevQueue
-	probeNetDevXmit
-	probeKfreeSKB
-	probeConsumeSKB
-	probeSKBCopyDatagramIovec
-	probeTCPRetransmitSKB
-	probeSKBClone
-	probeFuncBase = 64
-)
-
-// fixedStages names the stage spans of the probes with fixed ids.
-var fixedStages = map[uint16]*spanner.Stage{
-	probeNetifReceiveSKB:      {Name: "net:netif_receive_skb"},
-	probeNetDevQueue:          {Name: "net:net_dev_queue"},
-	probeNetDevXmit:           {Name: "net:net_dev_xmit"},
-	probeKfreeSKB:             {Name: "skb:kfree_skb", Free: true},
-	probeConsumeSKB:           {Name: "skb:consume_skb", Free: true},
-	probeSKBCopyDatagramIovec: {Name: "skb:skb_copy_datagram_iovec", Deliver: true},
-	probeTCPRetransmitSKB:     {Name: "tcp:tcp_retransmit_skb"},
-	probeSKBClone:             {Name: "skb_clone", Clone: true},
-}
-
 // Decoder turns ring buffer records into spanner events. Its tables (stage names,
 // drop reasons, symbols, interface names) are filled once or cached with bounds, so
 // Decode does not allocate once the caches are warm. It is not safe for concurrent use.
 type Decoder struct {
-	stages  []*spanner.Stage // indexed by probe id
-	rets    []RetKind        // indexed by probe id
-	nfProbe uint16           // nf_hook_slow's probe id, 0 when it is not traced
+	probes  []*probe // indexed by probe id
 	reasons *DropReasons
 	symbols Symbolizer
 	clock   Clock
@@ -113,25 +86,35 @@ type Function struct {
 // NewDecoder returns a decoder for the fixed probes (tracepoints, skb_clone) and the
 // given functions (function i has probe id probeFuncBase+i).
 func NewDecoder(reasons *DropReasons, symbols Symbolizer, clock Clock, functions []Function) *Decoder {
+	probes := make([]probe, len(functions))
+	for i, f := range functions {
+		probes[i] = functionProbe(i, f.Name, 0, f.Ret)
+	}
+	return newDecoder(reasons, symbols, clock, probes)
+}
+
+// newDecoder returns a decoder for the fixed probes and the function probes.
+func newDecoder(reasons *DropReasons, symbols Symbolizer, clock Clock, functions []probe) *Decoder {
 	d := &Decoder{
-		stages:  make([]*spanner.Stage, probeFuncBase+len(functions)),
-		rets:    make([]RetKind, probeFuncBase+len(functions)),
+		probes:  make([]*probe, int(probeFuncBase)+len(functions)),
 		reasons: reasons,
 		symbols: symbols,
 		clock:   clock,
 		ifnames: make(map[[16]byte]string),
 	}
-	for id, s := range fixedStages {
-		d.stages[id] = s
-	}
-	for i, f := range functions {
-		d.stages[probeFuncBase+i] = &spanner.Stage{Name: f.Name, Void: f.Ret == RetVoid, Pointer: f.Ret == RetPointer}
-		d.rets[probeFuncBase+i] = f.Ret
-		if f.Name == "nf_hook_slow" {
-			d.nfProbe = uint16(probeFuncBase + i)
+	for _, table := range [][]probe{fixedProbes, functions} {
+		for i := range table {
+			d.probes[table[i].id] = &table[i]
 		}
 	}
 	return d
+}
+
+// kinds maps enum event_kind to the spanner's kinds.
+var kinds = map[bpf.TracepointsEventKind]spanner.Kind{
+	bpf.TracepointsEventKindEVENT_INSTANT: spanner.KindInstant,
+	bpf.TracepointsEventKindEVENT_ENTER:   spanner.KindEnter,
+	bpf.TracepointsEventKindEVENT_EXIT:    spanner.KindExit,
 }
 
 // Decode fills ev from one record. ev is overwritten completely.
@@ -140,15 +123,20 @@ func (d *Decoder) Decode(raw []byte, ev *spanner.Event) error {
 		return fmt.Errorf("record of %d bytes is shorter than an event (%d)", len(raw), EventSize)
 	}
 	le := binary.LittleEndian
-	probe := le.Uint16(raw[offProbe:])
-	if int(probe) >= len(d.stages) || d.stages[probe] == nil {
-		return fmt.Errorf("record from unknown probe %d", probe)
+	id := le.Uint16(raw[offProbe:])
+	if int(id) >= len(d.probes) || d.probes[id] == nil {
+		return fmt.Errorf("record from unknown probe %d", id)
+	}
+	p := d.probes[id]
+	kind, ok := kinds[bpf.TracepointsEventKind(raw[offKind])]
+	if !ok {
+		return fmt.Errorf("record with unknown kind %d", raw[offKind])
 	}
 	*ev = spanner.Event{
 		TimeUnixNano: d.clock.WallNano(le.Uint64(raw[offTs:])),
 		SKB:          le.Uint64(raw[offSkb:]),
-		Stage:        d.stages[probe],
-		Kind:         spanner.Kind(raw[offKind]),
+		Stage:        &p.stage,
+		Kind:         kind,
 		CPU:          le.Uint32(raw[offCPU:]),
 		Netns:        le.Uint32(raw[offNetns:]),
 		Ifindex:      le.Uint32(raw[offIfindex:]),
@@ -158,11 +146,8 @@ func (d *Decoder) Decode(raw []byte, ev *spanner.Event) error {
 		Segments:     le.Uint16(raw[offGSOSegs:]),
 		Parent:       le.Uint64(raw[offParent:]),
 	}
-	if ev.Kind > spanner.KindExit {
-		return fmt.Errorf("record with unknown kind %d", raw[offKind])
-	}
 	if ev.Kind == spanner.KindExit {
-		switch d.rets[probe] {
+		switch p.ret {
 		case RetInt32:
 			ev.Retval = int64(int32(ev.Retval))
 		case RetUint32:
@@ -184,22 +169,33 @@ func (d *Decoder) Decode(raw []byte, ev *spanner.Event) error {
 		}
 	}
 	decodeTuple(&ev.CT, raw, offCTL3, offCTSaddr, offCTDaddr, offCTSport, offCTDport, offCTL4)
-	// nf_hook_slow knows its verdict only on return.
-	if ev.Kind == spanner.KindExit && probe == d.nfProbe {
-		ev.Netfilter = spanner.Netfilter{
-			Hook:    raw[offNfHook],
-			PF:      raw[offNfPf],
-			Verdict: int32(le.Uint32(raw[offNfVerdict:])),
-			Valid:   true,
-		}
-	}
-	if probe == probeKfreeSKB {
-		ev.DropReason, ev.Drop = d.reasons.Name(le.Uint32(raw[offDropReason:]))
-		if loc := le.Uint64(raw[offLocation:]); loc != 0 {
-			ev.Location = d.symbols.Symbolize(loc)
-		}
+	if p.decode != nil {
+		p.decode(d, raw, ev)
 	}
 	return nil
+}
+
+// decodeFree reads kfree_skb's drop reason and where the kernel freed the skb.
+func (d *Decoder) decodeFree(raw []byte, ev *spanner.Event) {
+	le := binary.LittleEndian
+	ev.DropReason, ev.Drop = d.reasons.Name(le.Uint32(raw[offDropReason:]))
+	if loc := le.Uint64(raw[offLocation:]); loc != 0 {
+		ev.Location = d.symbols.Symbolize(loc)
+	}
+}
+
+// decodeVerdict reads nf_hook_slow's hook, family and verdict, which it knows only on
+// return.
+func (d *Decoder) decodeVerdict(raw []byte, ev *spanner.Event) {
+	if ev.Kind != spanner.KindExit {
+		return
+	}
+	ev.Netfilter = spanner.Netfilter{
+		Hook:    raw[offNfHook],
+		PF:      raw[offNfPf],
+		Verdict: int32(binary.LittleEndian.Uint32(raw[offNfVerdict:])),
+		Valid:   true,
+	}
 }
 
 const (

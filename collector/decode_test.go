@@ -33,6 +33,16 @@ func testDecoder(t testing.TB) *Decoder {
 	return NewDecoder(reasons, syms, fixedClock(1_000_000_000), []Function{{"ip_rcv_core", RetPointer}, {"nf_hook_slow", RetInt32}, {"ip_output", RetInt32}, {"kfree_skb_list", RetVoid}})
 }
 
+// stageOf is the stage the decoder gives the fixed probe with this id.
+func stageOf(id uint16) *spanner.Stage {
+	for i := range fixedProbes {
+		if fixedProbes[i].id == id {
+			return &fixedProbes[i].stage
+		}
+	}
+	panic("no fixed probe with that id")
+}
+
 func ifname(s string) (b [16]int8) {
 	for i := range len(s) {
 		b[i] = int8(s[i])
@@ -61,7 +71,7 @@ func TestDecodeTurnsKernelRecordsIntoEvents(t *testing.T) {
 				Saddr: addr16("198.18.0.1"), Daddr: addr16("198.18.0.2"),
 			},
 			want: spanner.Event{
-				TimeUnixNano: 1_000_000_005, SKB: 0xffff888104e28ae0, Stage: fixedStages[probeNetifReceiveSKB],
+				TimeUnixNano: 1_000_000_005, SKB: 0xffff888104e28ae0, Stage: stageOf(probeNetifReceiveSKB),
 				CPU: 1, Netns: 4026531840, Ifindex: 7, Ifname: "veth0", Len: 60, Mark: 0x10,
 				Tuple: spanner.Tuple{Src: netip.MustParseAddr("198.18.0.1"), Dst: netip.MustParseAddr("198.18.0.2"), SrcPort: 40000, DstPort: 80, Proto: 6},
 				TCP:   spanner.TCP{Flags: 0x02, Seq: 1000},
@@ -75,7 +85,7 @@ func TestDecodeTurnsKernelRecordsIntoEvents(t *testing.T) {
 				Saddr: addr16("198.18.0.1"), Daddr: addr16("198.18.0.2"), TcpFlags: 0x02,
 			},
 			want: spanner.Event{
-				TimeUnixNano: 1_000_000_009, SKB: 0xffff1, Stage: fixedStages[probeKfreeSKB],
+				TimeUnixNano: 1_000_000_009, SKB: 0xffff1, Stage: stageOf(probeKfreeSKB),
 				Tuple:      spanner.Tuple{Src: netip.MustParseAddr("198.18.0.1"), Dst: netip.MustParseAddr("198.18.0.2"), SrcPort: 40001, DstPort: 81, Proto: 6},
 				TCP:        spanner.TCP{Flags: 0x02},
 				DropReason: "NETFILTER_DROP", Drop: true, Location: "nft_do_chain+0x1f3",
@@ -85,7 +95,7 @@ func TestDecodeTurnsKernelRecordsIntoEvents(t *testing.T) {
 			name: "normal_free_is_not_a_drop",
 			raw:  bpf.TracepointsEvent{TsNs: 1, Skb: 0xffff2, Probe: probeKfreeSKB, DropReason: 1, Location: 0xffffffff81a00457},
 			want: spanner.Event{
-				TimeUnixNano: 1_000_000_001, SKB: 0xffff2, Stage: fixedStages[probeKfreeSKB],
+				TimeUnixNano: 1_000_000_001, SKB: 0xffff2, Stage: stageOf(probeKfreeSKB),
 				DropReason: "CONSUMED", Location: "sk_stream_kill_queues+0x57",
 			},
 		},
@@ -93,7 +103,7 @@ func TestDecodeTurnsKernelRecordsIntoEvents(t *testing.T) {
 			name: "unknown_reason_value_gets_a_number",
 			raw:  bpf.TracepointsEvent{Skb: 0xffff3, Probe: probeKfreeSKB, DropReason: 77},
 			want: spanner.Event{
-				TimeUnixNano: 1_000_000_000, SKB: 0xffff3, Stage: fixedStages[probeKfreeSKB],
+				TimeUnixNano: 1_000_000_000, SKB: 0xffff3, Stage: stageOf(probeKfreeSKB),
 				DropReason: "REASON_77", Drop: true,
 			},
 		},
@@ -104,14 +114,14 @@ func TestDecodeTurnsKernelRecordsIntoEvents(t *testing.T) {
 				Saddr: addr16("2001:db8::1"), Daddr: addr16("2001:db8::2"), Ifname: ifname("eth0"),
 			},
 			want: spanner.Event{
-				TimeUnixNano: 1_000_000_000, SKB: 0xffff4, Stage: fixedStages[probeNetDevQueue], Ifname: "eth0",
+				TimeUnixNano: 1_000_000_000, SKB: 0xffff4, Stage: stageOf(probeNetDevQueue), Ifname: "eth0",
 				Tuple: spanner.Tuple{Src: netip.MustParseAddr("2001:db8::1"), Dst: netip.MustParseAddr("2001:db8::2"), SrcPort: 5353, DstPort: 9999, Proto: 17},
 			},
 		},
 		{
 			name: "no_ip_header_leaves_the_tuple_empty",
 			raw:  bpf.TracepointsEvent{Skb: 0xffff5, Probe: probeNetDevXmit, Retval: -1, Sport: 1, Dport: 2, TcpFlags: 0x10},
-			want: spanner.Event{TimeUnixNano: 1_000_000_000, SKB: 0xffff5, Stage: fixedStages[probeNetDevXmit], Retval: -1},
+			want: spanner.Event{TimeUnixNano: 1_000_000_000, SKB: 0xffff5, Stage: stageOf(probeNetDevXmit), Retval: -1},
 		},
 		{
 			name: "nf_hook_slow_exit_accepting",
@@ -145,7 +155,7 @@ func TestDecodeTurnsKernelRecordsIntoEvents(t *testing.T) {
 				Saddr: addr16("198.18.0.1"), Daddr: addr16("198.18.0.2"),
 			},
 			want: spanner.Event{
-				TimeUnixNano: 1_000_000_000, SKB: 0xffff9, Parent: 0xffff888104e28ae0, Stage: fixedStages[probeSKBClone],
+				TimeUnixNano: 1_000_000_000, SKB: 0xffff9, Parent: 0xffff888104e28ae0, Stage: stageOf(probeSKBClone),
 				Len: 74, Ifname: "veth0",
 				Tuple: spanner.Tuple{Src: netip.MustParseAddr("198.18.0.1"), Dst: netip.MustParseAddr("198.18.0.2"), SrcPort: 40000, DstPort: 80, Proto: 6},
 				TCP:   spanner.TCP{Flags: 0x18, Seq: 7, Ack: 9},
@@ -174,7 +184,7 @@ func TestDecodeTurnsKernelRecordsIntoEvents(t *testing.T) {
 				CtSaddr: addr16("2001:db8::1"), CtDaddr: addr16("2001:db8::2"),
 			},
 			want: spanner.Event{
-				TimeUnixNano: 1_000_000_000, SKB: 0xffffb, Stage: fixedStages[probeNetDevQueue],
+				TimeUnixNano: 1_000_000_000, SKB: 0xffffb, Stage: stageOf(probeNetDevQueue),
 				CT: spanner.Tuple{Src: netip.MustParseAddr("2001:db8::1"), Dst: netip.MustParseAddr("2001:db8::2"), SrcPort: 5353, DstPort: 53, Proto: 17},
 			},
 		},
@@ -186,7 +196,7 @@ func TestDecodeTurnsKernelRecordsIntoEvents(t *testing.T) {
 				Saddr: addr16("198.18.0.2"), Daddr: addr16("198.18.0.1"), CtSaddr: addr16("198.18.0.1"), CtDaddr: addr16("198.18.0.2"),
 			},
 			want: spanner.Event{
-				TimeUnixNano: 1_000_000_000, SKB: 0xffffe, Stage: fixedStages[probeNetDevQueue],
+				TimeUnixNano: 1_000_000_000, SKB: 0xffffe, Stage: stageOf(probeNetDevQueue),
 				Tuple: spanner.Tuple{Src: netip.MustParseAddr("198.18.0.2"), Dst: netip.MustParseAddr("198.18.0.1"), Proto: 1},
 				CT:    spanner.Tuple{Src: netip.MustParseAddr("198.18.0.1"), Dst: netip.MustParseAddr("198.18.0.2"), Proto: 1},
 			},
@@ -195,7 +205,7 @@ func TestDecodeTurnsKernelRecordsIntoEvents(t *testing.T) {
 			// Ports and protocol without a family are leftovers, not a tuple.
 			name: "no_conntrack_family_leaves_ct_empty",
 			raw:  bpf.TracepointsEvent{Skb: 0xffffc, Probe: probeNetDevQueue, CtL4: 6, CtSport: 1, CtDport: 2, CtSaddr: addr16("198.18.0.1")},
-			want: spanner.Event{TimeUnixNano: 1_000_000_000, SKB: 0xffffc, Stage: fixedStages[probeNetDevQueue]},
+			want: spanner.Event{TimeUnixNano: 1_000_000_000, SKB: 0xffffc, Stage: stageOf(probeNetDevQueue)},
 		},
 		{
 			name: "gso_skb_counts_its_segments",
@@ -204,7 +214,7 @@ func TestDecodeTurnsKernelRecordsIntoEvents(t *testing.T) {
 				Saddr: addr16("198.18.0.1"), Daddr: addr16("198.18.0.2"), TcpFlags: 0x10,
 			},
 			want: spanner.Event{
-				TimeUnixNano: 1_000_000_000, SKB: 0xffffd, Stage: fixedStages[probeNetDevQueue], Len: 64834, Segments: 45,
+				TimeUnixNano: 1_000_000_000, SKB: 0xffffd, Stage: stageOf(probeNetDevQueue), Len: 64834, Segments: 45,
 				Tuple: spanner.Tuple{Src: netip.MustParseAddr("198.18.0.1"), Dst: netip.MustParseAddr("198.18.0.2"), SrcPort: 40000, DstPort: 5001, Proto: 6},
 				TCP:   spanner.TCP{Flags: 0x10},
 			},

@@ -86,7 +86,7 @@ func encodeFilter(f config.Filter) (filterCfg, error) {
 }
 
 // vlanIDMax is the largest 802.1Q VLAN ID: the tag's low 12 bits.
-const vlanIDMax = 0x0fff
+const vlanIDMax = int(bpf.TracepointsLimitsVLAN_VID_MASK)
 
 // encodePrefix writes address and mask as four 32-bit words holding the bytes in
 // network order, read natively: the same way the probe loads them from the packet.

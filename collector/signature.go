@@ -3,6 +3,7 @@ package collector
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/cilium/ebpf/btf"
 )
@@ -29,12 +30,29 @@ type signature struct {
 	err    error // why the function cannot be traced
 }
 
-func resolveSignatures(types *btf.Spec, names []string) []signature {
-	sigs := make([]signature, len(names))
+// resolveFunctions returns the probes of the configured functions (function i has
+// probe id probeFuncBase+i), each with its skb argument and return kind from BTF, or
+// why it cannot be traced.
+func resolveFunctions(types *btf.Spec, names []string) []probe {
+	probes := make([]probe, len(names))
 	for i, name := range names {
-		sigs[i] = resolveSignature(types, name)
+		sig := resolveSignature(types, name)
+		probes[i] = functionProbe(i, name, sig.skbArg, sig.ret)
+		probes[i].unusable = sig.err
 	}
-	return sigs
+	return probes
+}
+
+// cloneProbe is skb_clone's probe, unusable unless skb_clone takes the skb first and
+// returns the clone.
+func cloneProbe(types *btf.Spec) probe {
+	p := fixedProbes[slices.IndexFunc(fixedProbes, func(p probe) bool { return p.id == probeSKBClone })]
+	sig := resolveSignature(types, cloneFunction)
+	p.unusable = sig.err
+	if sig.err == nil && (sig.skbArg != 0 || sig.ret != RetPointer) {
+		p.unusable = errors.New("its prototype is not struct sk_buff *skb_clone(struct sk_buff *, ...)")
+	}
+	return p
 }
 
 // resolveSignature finds which argument of the kernel function name is a struct

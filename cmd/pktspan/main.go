@@ -28,8 +28,13 @@ const (
 	exitConfig = 2
 )
 
-// flushTimeout bounds how long a stop waits for queued spans to leave.
-const flushTimeout = 10 * time.Second
+// flushTimeout bounds how long a stop waits for queued spans to leave, detachTimeout
+// how long it waits for the probes to leave the kernel (the process's exit frees the
+// rest).
+const (
+	flushTimeout  = 10 * time.Second
+	detachTimeout = 10 * time.Second
+)
 
 func main() {
 	cfg, err := config.Load(config.NewFlagSet(), os.Args[1:], os.Environ())
@@ -57,6 +62,10 @@ func main() {
 func run(ctx context.Context, cfg config.Config) error {
 	log := newLogger(os.Stderr, cfg.LogLevel)
 
+	backend, err := collector.ParseBackend(cfg.Probes.Backend)
+	if err != nil {
+		return &config.Error{Key: "probes.backend", Value: cfg.Probes.Backend, Reason: err.Error()}
+	}
 	out, err := newSink(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -75,11 +84,13 @@ func run(ctx context.Context, cfg config.Config) error {
 		collector.WithTrackSize(cfg.Probes.TrackSize),
 		collector.WithPendingSize(cfg.Probes.PendingSize),
 		collector.WithBTF(cfg.BTF),
-		collector.WithBackend(cfg.Probes.Backend),
+		collector.WithBackend(backend),
 		collector.WithFunctions(cfg.Probes.Functions),
 		collector.WithNormalFreeReasons(cfg.Probes.NormalFreeReasons),
 		collector.WithLogger(log),
 	)
+	// Whatever Start made stays no longer than this run, also when Start fails.
+	defer stopCollector(col, log)
 	if err := col.Start(ctx); err != nil {
 		shutdownSink(out, log)
 		return err
@@ -87,7 +98,6 @@ func run(ctx context.Context, cfg config.Config) error {
 	log.Info("probes attached\n"+col.Summary().String(), "component", "pktspan")
 	if cfg.ReadyFile != "" {
 		if err := os.WriteFile(cfg.ReadyFile, []byte(fmt.Sprintln(os.Getpid())), 0o644); err != nil {
-			_ = col.Shutdown(context.Background())
 			shutdownSink(out, log)
 			return fmt.Errorf("writing --ready-file %s: %w", cfg.ReadyFile, err)
 		}
@@ -117,10 +127,16 @@ func run(ctx context.Context, cfg config.Config) error {
 	sp.Flush(time.Now().UnixNano())
 	shutdownSink(out, log)
 	stats("final stats")
-	if err := col.Shutdown(context.Background()); err != nil && runErr == nil {
-		runErr = err
-	}
 	return runErr
+}
+
+// stopCollector releases the collector's kernel objects, waiting at most detachTimeout.
+func stopCollector(col *collector.Collector, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), detachTimeout)
+	defer cancel()
+	if err := col.Shutdown(ctx); err != nil {
+		log.Warn("probes not all released at exit", "component", "pktspan", "error", err)
+	}
 }
 
 func newSink(ctx context.Context, cfg config.Config, log *slog.Logger) (spanner.Sink, error) {

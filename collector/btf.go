@@ -1,0 +1,61 @@
+package collector
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+)
+
+const kernelBTFPath = "/sys/kernel/btf/vmlinux"
+
+var errNoBTF = errors.New("no kernel BTF")
+
+// kernelBTF is the kernel's types and whether they are the running kernel's own: then
+// tp_btf and fentry programs can attach; with --btf FILE only raw tracepoints and
+// kprobes can, relocated against the file.
+type kernelBTF struct {
+	types    *btf.Spec
+	inKernel bool
+}
+
+// loadBTF reads the kernel's types from --btf or /sys/kernel/btf/vmlinux (through
+// cache, which every load shares).
+func (c *Collector) loadBTF(cache *btf.Cache) (kernelBTF, error) {
+	if c.btfPath != "" {
+		spec, err := btf.LoadSpec(c.btfPath)
+		if err != nil {
+			return kernelBTF{}, fmt.Errorf("reading BTF from --btf %s: %w", c.btfPath, err)
+		}
+		c.summary.BTF = c.btfPath
+		return kernelBTF{types: spec}, nil
+	}
+	if _, err := os.Stat(kernelBTFPath); err != nil {
+		return kernelBTF{}, fmt.Errorf("%w: %s is missing; use a kernel built with CONFIG_DEBUG_INFO_BTF=y or pass --btf FILE with this kernel's BTF", errNoBTF, kernelBTFPath)
+	}
+	spec, err := cache.Kernel()
+	if err != nil {
+		return kernelBTF{}, fmt.Errorf("reading kernel BTF from %s: %w", kernelBTFPath, err)
+	}
+	c.summary.BTF = kernelBTFPath
+	return kernelBTF{types: spec, inKernel: true}, nil
+}
+
+// collectionOptions are the options of every probe load: the shared BTF cache, the
+// maps both families use, and the kernel types to relocate against when they are not
+// the running kernel's.
+func (kb kernelBTF) collectionOptions(cache *btf.Cache, shared map[string]*ebpf.Map) ebpf.CollectionOptions {
+	opts := ebpf.CollectionOptions{Cache: cache, MapReplacements: shared}
+	if !kb.inKernel {
+		opts.Programs.KernelTypes = kb.types
+	}
+	return opts
+}
+
+// hasTracepoint reports whether the kernel has the tracepoint event.
+func (kb kernelBTF) hasTracepoint(event string) bool {
+	var typedef *btf.Typedef
+	return kb.types.TypeByName("btf_trace_"+event, &typedef) == nil
+}

@@ -1,0 +1,56 @@
+package collector
+
+import (
+	"fmt"
+	"maps"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/pktspan/pktspan/bpf"
+)
+
+// probeConsts are the .rodata values every probe copy shares.
+type probeConsts struct {
+	filter filterCfg
+	kernel kernelCfg
+}
+
+// setConsts writes the filter, the kernel facts and extra into cs's .rodata; both
+// families name the first two alike.
+func setConsts(cs *ebpf.CollectionSpec, consts probeConsts, extra map[string]any) error {
+	values := map[string]any{bpf.TracepointsVarFilter: consts.filter, bpf.TracepointsVarKcfg: consts.kernel}
+	maps.Copy(values, extra)
+	for v, val := range values {
+		if err := cs.Variables[v].Set(val); err != nil {
+			return fmt.Errorf("setting %s: %w", v, err)
+		}
+	}
+	return nil
+}
+
+// sharedMapNames are the maps both probe families use: the ring buffer, tracked skbs,
+// counters, drops-only's pending events. skb.h declares them for both alike.
+var sharedMapNames = []string{bpf.TracepointsMapEvents, bpf.TracepointsMapTracked, bpf.TracepointsMapCounters,
+	bpf.TracepointsMapPending, bpf.TracepointsMapPendingScratch}
+
+// newSharedMaps makes the maps both probe families use, keyed by their names in spec.
+func (c *Collector) newSharedMaps(spec *ebpf.CollectionSpec) (map[string]*ebpf.Map, error) {
+	shared := map[string]*ebpf.Map{}
+	for _, name := range sharedMapNames {
+		m, err := ebpf.NewMap(spec.Maps[name])
+		if err != nil {
+			return nil, fmt.Errorf("creating map %s: %w", name, err)
+		}
+		// Every collection using it holds its own copy.
+		c.closers = append(c.closers, m.Close)
+		shared[name] = m
+	}
+	return shared, nil
+}
+
+func closeLinks(links []link.Link) {
+	for _, l := range links {
+		_ = l.Close()
+	}
+}

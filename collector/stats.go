@@ -1,0 +1,57 @@
+package collector
+
+import (
+	"time"
+
+	"github.com/pktspan/pktspan/bpf"
+)
+
+// Stats are the collector's counters: what the kernel sent and what was lost.
+type Stats struct {
+	EventsRead   uint64
+	EventsLost   uint64 // ring buffer full: the kernel could not write them
+	DecodeErrors uint64
+	Tracked      uint64 // skbs the kernel started following
+	TrackFailed  uint64 // skbs that matched but could not be remembered
+	TrackStale   uint64 // remembered skbs freed unseen, forgotten when their address came back
+	CallsFull    uint64 // function entries whose exit could not be awaited (call map full)
+	// Drops-only mode (filter.drops_only): what became of the events the kernel held
+	// back until their skb's free.
+	HeldEvents    uint64 // events held back
+	HeldSent      uint64 // held events sent because their skb was dropped
+	HeldDiscarded uint64 // events discarded because their skb was freed normally (or unseen)
+	HeldOverflow  uint64 // skbs with more events than the kernel holds per skb: the later ones lost
+	HeldEvicted   uint64 // skbs whose held events were lost from a full pending map
+	DetachTime    time.Duration
+}
+
+// Stats reads the counters, summing the kernel's per-CPU values.
+func (c *Collector) Stats() Stats {
+	s := Stats{EventsRead: c.eventsRead.Load(), DecodeErrors: c.decodeErrors.Load(), DetachTime: time.Duration(c.detachTime.Load())}
+	if c.coll == nil {
+		return s
+	}
+	m := c.coll.Maps[bpf.TracepointsMapCounters]
+	sum := func(id bpf.TracepointsCounterId) uint64 {
+		var per []uint64
+		if err := m.Lookup(uint32(id), &per); err != nil {
+			return 0
+		}
+		var t uint64
+		for _, v := range per {
+			t += v
+		}
+		return t
+	}
+	s.EventsLost = sum(bpf.TracepointsCounterIdCOUNTER_RINGBUF_FULL)
+	s.Tracked = sum(bpf.TracepointsCounterIdCOUNTER_TRACK_INSERT)
+	s.TrackFailed = sum(bpf.TracepointsCounterIdCOUNTER_TRACK_FAIL)
+	s.TrackStale = sum(bpf.TracepointsCounterIdCOUNTER_TRACK_STALE)
+	s.CallsFull = sum(bpf.TracepointsCounterIdCOUNTER_CALLS_FULL)
+	s.HeldEvents = sum(bpf.TracepointsCounterIdCOUNTER_HELD)
+	s.HeldSent = sum(bpf.TracepointsCounterIdCOUNTER_HELD_SENT)
+	s.HeldDiscarded = sum(bpf.TracepointsCounterIdCOUNTER_HELD_DISCARDED)
+	s.HeldOverflow = sum(bpf.TracepointsCounterIdCOUNTER_HELD_OVERFLOW)
+	s.HeldEvicted = sum(bpf.TracepointsCounterIdCOUNTER_HELD_EVICTED)
+	return s
+}

@@ -1,0 +1,94 @@
+package collector
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pktspan/pktspan/bpf"
+	"github.com/pktspan/pktspan/config"
+)
+
+// Summary says what Start found and attached.
+type Summary struct {
+	Kernel      string
+	BTF         string   // where kernel types came from
+	Tracefs     string   // mount point, or "" when not mounted
+	DropReasons int      // values of enum skb_drop_reason known
+	NormalFrees []string // reasons configured as normal frees, not drops
+	// Conntrack says whether events carry their conntrack entry's original tuple, and
+	// where struct nf_conn's layout came from, or why not.
+	Conntrack  string
+	Attached   []Attached
+	Skipped    []Skipped
+	AttachTime time.Duration
+	Filter     string
+}
+
+// Attached is one probe in place.
+type Attached struct{ Name, Via string }
+
+// Skipped is one probe that could not be attached, and why.
+type Skipped struct{ Name, Reason string }
+
+// String renders the summary as the lines pktspan prints at start.
+func (s Summary) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "kernel %s, BTF from %s, %d drop reasons", s.Kernel, s.BTF, s.DropReasons)
+	if len(s.NormalFrees) > 0 {
+		fmt.Fprintf(&b, " (normal frees, not drops: %s)", strings.Join(s.NormalFrees, ","))
+	}
+	if s.Tracefs == "" {
+		b.WriteString(", tracefs not mounted (not needed: tracepoints attach through BTF)")
+	}
+	fmt.Fprintf(&b, "\nconntrack: %s", s.Conntrack)
+	fmt.Fprintf(&b, "\nattached %d probes in %s:", len(s.Attached), s.AttachTime.Round(100*time.Microsecond))
+	for _, a := range s.Attached {
+		fmt.Fprintf(&b, "\n  %-30s %s", a.Name, a.Via)
+	}
+	for _, k := range s.Skipped {
+		fmt.Fprintf(&b, "\n  %-30s skipped: %s", k.Name, k.Reason)
+	}
+	fmt.Fprintf(&b, "\nfilter: %s", s.Filter)
+	return b.String()
+}
+
+// Summary returns what Start attached.
+func (c *Collector) Summary() Summary { return c.summary }
+
+// heldMax is how many events of one skb drops-only mode sends at most, its free included.
+const heldMax = int(bpf.TracepointsLimitsHELD_MAX)
+
+// describeFilter is the summary's filter line.
+func describeFilter(f config.Filter, pendingSize int) string {
+	var parts []string
+	add := func(key string, vals []string) {
+		if len(vals) > 0 {
+			parts = append(parts, key+"="+strings.Join(vals, ","))
+		}
+	}
+	itoa := func(ns []int) []string {
+		out := make([]string, len(ns))
+		for i, n := range ns {
+			out[i] = strconv.Itoa(n)
+		}
+		return out
+	}
+	add("addr", f.Addr)
+	add("port", itoa(f.Port))
+	add("proto", f.Proto)
+	add("iface", f.Iface)
+	add("netns", f.Netns)
+	add("vlan", itoa(f.VLAN))
+	add("mark", f.Mark)
+	desc := strings.Join(parts, " ")
+	if len(parts) == 0 {
+		desc = "none (every IP packet)"
+	}
+	if f.DropsOnly {
+		desc += fmt.Sprintf("; drops only: the kernel holds the events of up to %d skbs (%d each, the free included) until their free",
+			pendingSize, heldMax)
+	}
+	return desc
+}
