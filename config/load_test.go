@@ -46,7 +46,7 @@ func checkLoads(t *testing.T, tests []loadCase) {
 	}
 }
 
-func TestLoadLayers(t *testing.T) {
+func TestLoadLaterLayersOverrideEarlierOnesKeyByKey(t *testing.T) {
 	const file = "testdata/layers.yaml"
 	fromFile := func(c *Config) {
 		c.Output = "json"
@@ -112,7 +112,7 @@ func TestLoadLayers(t *testing.T) {
 	checkLoads(t, tests)
 }
 
-func TestLoadLists(t *testing.T) {
+func TestLoadReadsListsHeadersAndScalarsInEveryForm(t *testing.T) {
 	tests := []loadCase{
 		{"repeated and comma flags", []string{
 			"--filter-port", "80", "--filter-port", "443,8080",
@@ -182,7 +182,7 @@ func TestLoadLists(t *testing.T) {
 	checkLoads(t, tests)
 }
 
-func TestLoadErrors(t *testing.T) {
+func TestLoadReportsBadInputWithItsKeyValueAndReason(t *testing.T) {
 	tests := []struct {
 		name string
 		args []string
@@ -269,7 +269,7 @@ func TestLoadErrors(t *testing.T) {
 	}
 }
 
-func TestLoadHelp(t *testing.T) {
+func TestLoadPrintsHelpAndReturnsErrHelp(t *testing.T) {
 	fs := NewFlagSet()
 	var out bytes.Buffer
 	fs.SetOutput(&out)
@@ -294,7 +294,7 @@ func TestLoadIgnoresCallerFlags(t *testing.T) {
 	}
 }
 
-func TestOTLPEnabled(t *testing.T) {
+func TestOTLPEnabledByEndpointOrOTELEndpointVariable(t *testing.T) {
 	tests := []struct {
 		endpoint string
 		env      []string
@@ -316,7 +316,7 @@ func TestOTLPEnabled(t *testing.T) {
 	}
 }
 
-func TestExampleConfig(t *testing.T) {
+func TestExampleConfigShowsEveryKeyAtItsDefault(t *testing.T) {
 	const path = "../examples/pktspan.yaml"
 	got, err := load(t, []string{"--config", path}, nil)
 	if err != nil {
@@ -337,7 +337,7 @@ func TestExampleConfig(t *testing.T) {
 	}
 }
 
-func TestJaegerExample(t *testing.T) {
+func TestJaegerExampleLoadsItsExportAndFilters(t *testing.T) {
 	got, err := load(t, []string{"--config", "../examples/jaeger.yaml"}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -353,7 +353,7 @@ func TestJaegerExample(t *testing.T) {
 	}
 }
 
-func TestEnvName(t *testing.T) {
+func TestEnvNameSeparatesSectionAndKeyWithDoubleUnderscore(t *testing.T) {
 	for key, want := range map[string]string{
 		"otlp.endpoint":    "PKTSPAN_OTLP__ENDPOINT",
 		"service_name":     "PKTSPAN_SERVICE_NAME",
