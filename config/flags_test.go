@@ -25,7 +25,7 @@ func TestEveryKeyHasOneFlag(t *testing.T) {
 	}
 }
 
-func TestUsage(t *testing.T) {
+func TestUsageListsEveryFlagWithItsArgumentAndDefault(t *testing.T) {
 	fs := NewFlagSet()
 	var out bytes.Buffer
 	fs.SetOutput(&out)

@@ -10,7 +10,6 @@ import (
 type leaf struct {
 	key   string
 	index []int
-	typ   reflect.Type
 }
 
 var (
@@ -42,7 +41,7 @@ func collectLeaves(t reflect.Type, prefix string, index []int) []leaf {
 			out = append(out, collectLeaves(f.Type, key+".", idx)...)
 			continue
 		}
-		out = append(out, leaf{key: key, index: idx, typ: f.Type})
+		out = append(out, leaf{key: key, index: idx})
 	}
 	return out
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-viper/mapstructure/v2"
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/confmap"
 	"github.com/knadh/koanf/providers/env/v2"
@@ -98,7 +99,7 @@ func Load(fs *pflag.FlagSet, args []string, environ []string) (Config, error) {
 		return Config{}, fmt.Errorf("config: read flags: %w", err)
 	}
 
-	cfg, errs := decode(k)
+	cfg, errs := unmarshal(k)
 	if err := cfg.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -125,7 +126,9 @@ func lookupEnv(environ []string, name string) string {
 }
 
 // loadFile reads a YAML config file into its own koanf so that its keys can be checked
-// before they are merged: a typo must fail rather than be silently ignored.
+// before they are merged: a typo must fail rather than be silently ignored, and once
+// merged a wrong key could be hidden by another layer's (PKTSPAN_OTLP__ENDPOINT turns
+// `otlp: host:port` into a section).
 func loadFile(path string) (*koanf.Koanf, error) {
 	b, err := file.Provider(path).ReadBytes()
 	if err != nil {
@@ -144,7 +147,11 @@ func loadFile(path string) (*koanf.Koanf, error) {
 		switch {
 		case isKnown(key):
 		case firstKeyIn(key) != "":
-			if v := fk.Get(key); v != nil {
+			// A section whose keys are all commented out sets nothing; merged as it is, its
+			// nil would hide the defaults of the section's keys.
+			if v := fk.Get(key); v == nil {
+				fk.Delete(key)
+			} else {
 				errs = append(errs, &Error{Key: key, Value: v, Reason: "in " + path + " is a section and needs keys below it"})
 			}
 		default:
@@ -158,23 +165,16 @@ func loadFile(path string) (*koanf.Koanf, error) {
 	return fk, errors.Join(errs...)
 }
 
-// envTransform maps PKTSPAN_OTLP__ENDPOINT to otlp.endpoint and splits list values on
-// commas. Unknown variables are ignored, since other tools may share the prefix, except
-// those that look like a key written with single underscores, or that name a section,
-// which are reported through errs.
+// envTransform maps PKTSPAN_OTLP__ENDPOINT to otlp.endpoint. Unknown variables are
+// ignored, since other tools may share the prefix, except those that look like a key
+// written with single underscores, or that name a section, which are reported through errs.
 func envTransform(errs *[]error) func(string, string) (string, any) {
 	return func(name, val string) (string, any) {
 		if name == envConfig {
 			return "", nil
 		}
 		key := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(name, envPrefix), "__", "."))
-		if l, ok := leafByKey[key]; ok {
-			if l.typ.Kind() == reflect.Slice {
-				return key, splitList(val)
-			}
-			return key, val
-		}
-		if strings.HasPrefix(key, headersKey+".") {
+		if isKnown(key) {
 			return key, val
 		}
 		if first := firstKeyIn(key); first != "" {
@@ -190,6 +190,223 @@ func envTransform(errs *[]error) func(string, string) (string, any) {
 	}
 }
 
+// unmarshal decodes the merged layers into a Config with koanf's unmarshalling. Every key
+// is present, the defaults being the bottom layer, so decoding starts from the zero Config
+// and an empty list stays nil. Values arrive as Go types (defaults, flags), YAML types
+// (int, string, []any, map[string]any) or strings (environment): the hooks accept each
+// field's forms from all of them and turn the rest into *Error values under their keys.
+func unmarshal(k *koanf.Koanf) (Config, []error) {
+	var cfg Config
+	err := k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{
+		Tag: "koanf",
+		DecoderConfig: &mapstructure.DecoderConfig{
+			DecodeHook: mapstructure.ComposeDecodeHookFunc(durationHook, listHook, headersHook, scalarHook),
+			// Each layer's keys are checked as it is read (a later layer could replace a
+			// wrong section of the file); a key that still slips through fails here.
+			ErrorUnused: true,
+		},
+	})
+	bad := configErrors(err)
+	// A field that cannot be decoded keeps its default, so that Validate speaks only of
+	// the others.
+	cv, def := reflect.ValueOf(&cfg).Elem(), reflect.ValueOf(Default())
+	errs := make([]error, 0, len(bad))
+	for _, e := range bad {
+		if l, ok := leafByKey[e.Key]; ok {
+			cv.FieldByIndex(l.index).Set(def.FieldByIndex(l.index))
+		}
+		errs = append(errs, e)
+	}
+	return cfg, errs
+}
+
+// badValue is a hook's verdict on a value; configErrors adds the key it was found under.
+type badValue struct {
+	sub    string // the part of the key below the field, such as a header's name
+	value  any
+	reason string
+}
+
+func (e *badValue) Error() string { return e.reason }
+
+// configErrors flattens mapstructure's tree of errors, in the order of Config's fields,
+// into *Error values.
+func configErrors(err error) []*Error {
+	switch e := err.(type) {
+	case nil:
+		return nil
+	case interface{ Unwrap() []error }:
+		var out []*Error
+		for _, e := range e.Unwrap() {
+			out = append(out, configErrors(e)...)
+		}
+		return out
+	case *mapstructure.DecodeError:
+		var bv *badValue
+		if !errors.As(e.Unwrap(), &bv) {
+			return []*Error{{Key: e.Name(), Reason: e.Unwrap().Error()}}
+		}
+		key := e.Name()
+		if bv.sub != "" {
+			key += "." + bv.sub
+		}
+		return []*Error{{Key: key, Value: bv.value, Reason: bv.reason}}
+	}
+	if inner := errors.Unwrap(err); inner != nil {
+		return configErrors(inner)
+	}
+	return []*Error{{Reason: err.Error()}}
+}
+
+var durationType = reflect.TypeFor[time.Duration]()
+
+// durationHook reads Go durations such as 1m30s; a bare number has no unit and is refused.
+func durationHook(from, to reflect.Type, data any) (any, error) {
+	if to != durationType || from == durationType {
+		return data, nil
+	}
+	s, ok := data.(string)
+	if !ok {
+		return nil, &badValue{value: data, reason: "is not a duration (give a unit, e.g. 10s)"}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return nil, &badValue{value: s, reason: "is not a duration (e.g. 500ms, 10s, 1m30s)"}
+	}
+	return d, nil
+}
+
+// listHook accepts a list or a single value; a single string is a comma-separated list so
+// that `proto: tcp` and `port: 80,443` work in YAML as they do in the environment and in
+// flags. The items are converted here, the first bad one reported, and an empty list
+// decodes to nil.
+func listHook(from, to reflect.Type, data any) (any, error) {
+	if to.Kind() != reflect.Slice {
+		return data, nil
+	}
+	var items []any
+	switch v := data.(type) {
+	case string:
+		for _, s := range splitList(v) {
+			items = append(items, s)
+		}
+	case int:
+		items = []any{v}
+	default:
+		if from.Kind() != reflect.Slice {
+			return nil, &badValue{value: data, reason: "is not a list"}
+		}
+		rv := reflect.ValueOf(data)
+		for i := range rv.Len() {
+			items = append(items, rv.Index(i).Interface())
+		}
+	}
+	out := reflect.MakeSlice(to, 0, len(items))
+	for _, it := range items {
+		v, err := scalar(to.Elem().Kind(), it)
+		if err != nil {
+			return nil, err
+		}
+		out = reflect.Append(out, reflect.ValueOf(v))
+	}
+	if out.Len() == 0 {
+		return reflect.Zero(to).Interface(), nil
+	}
+	return out.Interface(), nil
+}
+
+// headersHook accepts a mapping or a "k=v,k2=v2" string (a single environment variable);
+// header names are sorted so that the same bad header is reported on every run. An empty
+// mapping decodes to nil.
+func headersHook(_, to reflect.Type, data any) (any, error) {
+	if to.Kind() != reflect.Map {
+		return data, nil
+	}
+	out := make(map[string]string)
+	switch v := data.(type) {
+	case string:
+		for _, kv := range splitList(v) {
+			hk, hv, ok := strings.Cut(kv, "=")
+			if !ok {
+				return nil, &badValue{value: kv, reason: "is not KEY=VALUE"}
+			}
+			out[strings.TrimSpace(hk)] = strings.TrimSpace(hv)
+		}
+	case map[string]string:
+		maps.Copy(out, v)
+	case map[string]any:
+		for _, hk := range slices.Sorted(maps.Keys(v)) {
+			s, err := scalar(reflect.String, v[hk])
+			if err != nil {
+				return nil, &badValue{sub: hk, value: v[hk], reason: notA[reflect.String]}
+			}
+			out[hk] = s.(string)
+		}
+	default:
+		return nil, &badValue{value: data, reason: "is not a mapping of header names to values"}
+	}
+	if len(out) == 0 {
+		return reflect.Zero(to).Interface(), nil
+	}
+	return out, nil
+}
+
+// scalarHook converts the single values of strings, booleans, integers and numbers.
+func scalarHook(_, to reflect.Type, data any) (any, error) {
+	if _, ok := notA[to.Kind()]; !ok {
+		return data, nil
+	}
+	return scalar(to.Kind(), data)
+}
+
+// notA says what a value of a scalar kind must be, for the error about one that is not.
+var notA = map[reflect.Kind]string{
+	reflect.String:  "is not a string",
+	reflect.Bool:    "is not true or false",
+	reflect.Int:     "is not an integer",
+	reflect.Float64: "is not a number",
+}
+
+// scalar converts v to kind from the types that YAML (string, int, float64, bool), the
+// environment (string) and flags give; an int is also a string, since a YAML netns inode
+// is written unquoted.
+func scalar(kind reflect.Kind, v any) (any, error) {
+	switch x := v.(type) {
+	case string:
+		var (
+			out any
+			err error
+		)
+		switch kind {
+		case reflect.String:
+			return x, nil
+		case reflect.Bool:
+			out, err = strconv.ParseBool(x)
+		case reflect.Int:
+			out, err = strconv.Atoi(strings.TrimSpace(x))
+		case reflect.Float64:
+			out, err = strconv.ParseFloat(strings.TrimSpace(x), 64)
+		}
+		if err == nil && out != nil {
+			return out, nil
+		}
+	case int:
+		switch kind {
+		case reflect.String:
+			return strconv.Itoa(x), nil
+		case reflect.Int:
+			return x, nil
+		case reflect.Float64:
+			return float64(x), nil
+		}
+	case bool, float64:
+		if reflect.TypeOf(x).Kind() == kind {
+			return x, nil
+		}
+	}
+	return nil, &badValue{value: v, reason: notA[kind]}
+}
+
 // splitList splits a comma-separated list, dropping blanks so that "" is an empty list.
 func splitList(s string) []string {
 	var out []string
@@ -199,221 +416,4 @@ func splitList(s string) []string {
 		}
 	}
 	return out
-}
-
-// decode converts the merged layers into a Config. Values arrive as Go types (defaults,
-// flags), YAML types (int, string, []any, map[string]any) or strings (environment), so
-// each field's conversion accepts all three and reports a bad value under its key.
-func decode(k *koanf.Koanf) (Config, []error) {
-	cfg := Default()
-	rv := reflect.ValueOf(&cfg).Elem()
-	var errs []error
-	for _, l := range leaves {
-		if !k.Exists(l.key) {
-			continue
-		}
-		v, err := convert(l, k.Get(l.key))
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		rv.FieldByIndex(l.index).Set(reflect.ValueOf(v))
-	}
-	return cfg, errs
-}
-
-var durationType = reflect.TypeFor[time.Duration]()
-
-func convert(l leaf, raw any) (any, error) {
-	bad := func(v any, reason string) error { return &Error{Key: l.key, Value: v, Reason: reason} }
-	switch {
-	case l.typ == durationType:
-		switch v := raw.(type) {
-		case nil:
-			return time.Duration(0), nil
-		case time.Duration:
-			return v, nil
-		case string:
-			d, err := time.ParseDuration(v)
-			if err != nil {
-				return nil, bad(v, "is not a duration (e.g. 500ms, 10s, 1m30s)")
-			}
-			return d, nil
-		default:
-			return nil, bad(raw, "is not a duration (give a unit, e.g. 10s)")
-		}
-	case l.typ.Kind() == reflect.String:
-		if raw == nil {
-			return "", nil
-		}
-		s, ok := scalarString(raw)
-		if !ok {
-			return nil, bad(raw, "is not a string")
-		}
-		return s, nil
-	case l.typ.Kind() == reflect.Bool:
-		switch v := raw.(type) {
-		case nil:
-			return false, nil
-		case bool:
-			return v, nil
-		case string:
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				return nil, bad(v, "is not true or false")
-			}
-			return b, nil
-		default:
-			return nil, bad(raw, "is not true or false")
-		}
-	case l.typ.Kind() == reflect.Int:
-		if raw == nil {
-			return 0, nil
-		}
-		n, ok := toInt(raw)
-		if !ok {
-			return nil, bad(raw, "is not an integer")
-		}
-		return n, nil
-	case l.typ.Kind() == reflect.Float64:
-		if raw == nil {
-			return 0.0, nil
-		}
-		f, ok := toFloat(raw)
-		if !ok {
-			return nil, bad(raw, "is not a number")
-		}
-		return f, nil
-	case l.typ.Kind() == reflect.Slice:
-		items, ok := toList(raw)
-		if !ok {
-			return nil, bad(raw, "is not a list")
-		}
-		if l.typ.Elem().Kind() == reflect.Int {
-			var out []int
-			for _, it := range items {
-				n, ok := toInt(it)
-				if !ok {
-					return nil, bad(it, "is not an integer")
-				}
-				out = append(out, n)
-			}
-			return out, nil
-		}
-		var out []string
-		for _, it := range items {
-			s, ok := scalarString(it)
-			if !ok {
-				return nil, bad(it, "is not a string")
-			}
-			out = append(out, s)
-		}
-		return out, nil
-	case l.typ.Kind() == reflect.Map:
-		return toHeaders(l, raw)
-	}
-	return nil, bad(raw, fmt.Sprintf("has no conversion to %s", l.typ))
-}
-
-// scalarString accepts strings and integers: a YAML netns inode is written unquoted.
-func scalarString(v any) (string, bool) {
-	switch v := v.(type) {
-	case string:
-		return v, true
-	case int:
-		return strconv.Itoa(v), true
-	}
-	return "", false
-}
-
-// toInt accepts the int that YAML decodes numbers into and the strings of the environment.
-func toInt(v any) (int, bool) {
-	switch v := v.(type) {
-	case int:
-		return v, true
-	case string:
-		n, err := strconv.Atoi(strings.TrimSpace(v))
-		return n, err == nil
-	}
-	return 0, false
-}
-
-// toFloat accepts YAML's numbers and the strings of the environment and flags.
-func toFloat(v any) (float64, bool) {
-	switch v := v.(type) {
-	case float64:
-		return v, true
-	case int:
-		return float64(v), true
-	case string:
-		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-		return f, err == nil
-	}
-	return 0, false
-}
-
-// toList accepts a list or a single value; a single string is a comma-separated list so
-// that `proto: tcp` and `port: 80,443` work in YAML as they do in the environment. An
-// empty list decodes to nil.
-func toList(v any) ([]any, bool) {
-	switch v := v.(type) {
-	case nil:
-		return nil, true
-	case string:
-		var out []any
-		for _, s := range splitList(v) {
-			out = append(out, s)
-		}
-		return out, true
-	case int:
-		return []any{v}, true
-	}
-	rv := reflect.ValueOf(v)
-	if rv.Kind() != reflect.Slice {
-		return nil, false
-	}
-	out := make([]any, 0, rv.Len())
-	for i := range rv.Len() {
-		out = append(out, rv.Index(i).Interface())
-	}
-	if len(out) == 0 {
-		return nil, true
-	}
-	return out, true
-}
-
-// toHeaders accepts a mapping or a "k=v,k2=v2" string (a single environment variable).
-// An empty mapping decodes to nil.
-func toHeaders(l leaf, raw any) (map[string]string, error) {
-	out := make(map[string]string)
-	switch v := raw.(type) {
-	case nil:
-	case string:
-		for _, kv := range splitList(v) {
-			hk, hv, ok := strings.Cut(kv, "=")
-			if !ok {
-				return nil, &Error{Key: l.key, Value: kv, Reason: "is not KEY=VALUE"}
-			}
-			out[strings.TrimSpace(hk)] = strings.TrimSpace(hv)
-		}
-	case map[string]string:
-		for hk, hv := range v {
-			out[hk] = hv
-		}
-	case map[string]any:
-		// Sorted so that the same bad header is reported on every run.
-		for _, hk := range slices.Sorted(maps.Keys(v)) {
-			s, ok := scalarString(v[hk])
-			if !ok {
-				return nil, &Error{Key: l.key + "." + hk, Value: v[hk], Reason: "is not a string"}
-			}
-			out[hk] = s
-		}
-	default:
-		return nil, &Error{Key: l.key, Value: raw, Reason: "is not a mapping of header names to values"}
-	}
-	if len(out) == 0 {
-		return nil, nil
-	}
-	return out, nil
 }

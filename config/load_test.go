@@ -46,7 +46,7 @@ func checkLoads(t *testing.T, tests []loadCase) {
 	}
 }
 
-func TestLoadLayers(t *testing.T) {
+func TestLoadLaterLayersOverrideEarlierOnesKeyByKey(t *testing.T) {
 	const file = "testdata/layers.yaml"
 	fromFile := func(c *Config) {
 		c.Output = "json"
@@ -77,6 +77,7 @@ func TestLoadLayers(t *testing.T) {
 		{"defaults", nil, nil, func(*Config) {}},
 		{"defaults ignore other variables", nil, []string{"HOME=/root", "PKTSPAN_UNRELATED=1"}, func(*Config) {}},
 		{"empty file", []string{"--config", "testdata/empty.yaml"}, nil, func(*Config) {}},
+		{"empty sections keep their defaults", []string{"--config", "testdata/emptysections.yaml"}, nil, func(*Config) {}},
 		{"file over defaults", []string{"--config", file}, nil, fromFile},
 		{"file from PKTSPAN_CONFIG", nil, []string{"PKTSPAN_CONFIG=" + file}, fromFile},
 		{"--config over PKTSPAN_CONFIG", []string{"--config", file}, []string{"PKTSPAN_CONFIG=testdata/missing.yaml"}, fromFile},
@@ -111,7 +112,7 @@ func TestLoadLayers(t *testing.T) {
 	checkLoads(t, tests)
 }
 
-func TestLoadLists(t *testing.T) {
+func TestLoadReadsListsHeadersAndScalarsInEveryForm(t *testing.T) {
 	tests := []loadCase{
 		{"repeated and comma flags", []string{
 			"--filter-port", "80", "--filter-port", "443,8080",
@@ -150,6 +151,14 @@ func TestLoadLists(t *testing.T) {
 			c.Filter.Netns = []string{"4026531840"}
 			c.Probes.Functions = nil
 		}},
+		{"yaml scalar forms", []string{"--config", "testdata/scalarforms.yaml"}, nil, func(c *Config) {
+			c.ServiceName = "123"
+			c.OTLP.Insecure = true
+			c.OTLP.Headers = map[string]string{"x-num": "7"}
+			c.Trace.MaxPackets = 7
+			c.Filter.Port = []int{80}
+			c.Filter.Netns = []string{"4026531840"}
+		}},
 		{"headers from flags", []string{"--otlp-header", "a=1", "--otlp-header", "b=2,c=3"}, nil, func(c *Config) {
 			c.OTLP.Headers = map[string]string{"a": "1", "b": "2", "c": "3"}
 		}},
@@ -173,7 +182,7 @@ func TestLoadLists(t *testing.T) {
 	checkLoads(t, tests)
 }
 
-func TestLoadErrors(t *testing.T) {
+func TestLoadReportsBadInputWithItsKeyValueAndReason(t *testing.T) {
 	tests := []struct {
 		name string
 		args []string
@@ -185,6 +194,12 @@ func TestLoadErrors(t *testing.T) {
 				"config: outptu: unknown key in testdata/unknown.yaml (did you mean output?)"},
 		{"section given a value", []string{"--config", "testdata/section.yaml"}, nil,
 			`config: otlp: "localhost:4317" in testdata/section.yaml is a section and needs keys below it`},
+		{"section given a value, though the environment sets its keys", []string{"--config", "testdata/section.yaml"},
+			[]string{"PKTSPAN_OTLP__ENDPOINT=localhost:4317"},
+			`config: otlp: "localhost:4317" in testdata/section.yaml is a section and needs keys below it`},
+		{"keys are case-sensitive and values have no keys", []string{"--config", "testdata/keycase.yaml"}, nil,
+			"config: Output: unknown key in testdata/keycase.yaml (did you mean output?)\n" +
+				"config: log_level.debug: unknown key in testdata/keycase.yaml"},
 		{"missing file", []string{"--config", "testdata/missing.yaml"}, nil,
 			"config: testdata/missing.yaml: cannot read config file: no such file or directory"},
 		{"missing file from env", nil, []string{"PKTSPAN_CONFIG=testdata/missing.yaml"},
@@ -197,6 +212,13 @@ func TestLoadErrors(t *testing.T) {
 			`config: filter.port: map[x:1] is not an integer`,
 			`config: trace.idle_timeout: 30 is not a duration (give a unit, e.g. 10s)`,
 			`config: trace.max_packets: "many" is not an integer`,
+		}, "\n")},
+		{"yaml values of no accepted type", []string{"--config", "testdata/badforms.yaml"}, nil, strings.Join([]string{
+			`config: service_name: [a] is not a string`,
+			`config: otlp.headers.a: [1] is not a string`,
+			`config: filter.proto: true is not a list`,
+			`config: filter.vlan: is not an integer`,
+			`config: export.sample_ratio: true is not a number`,
 		}, "\n")},
 		{"env bad values", nil, []string{
 			"PKTSPAN_TRACE__MAX_PACKETS=abc", "PKTSPAN_OTLP__INSECURE=yes", "PKTSPAN_STATS_INTERVAL=10",
@@ -247,7 +269,7 @@ func TestLoadErrors(t *testing.T) {
 	}
 }
 
-func TestLoadHelp(t *testing.T) {
+func TestLoadPrintsHelpAndReturnsErrHelp(t *testing.T) {
 	fs := NewFlagSet()
 	var out bytes.Buffer
 	fs.SetOutput(&out)
@@ -272,7 +294,7 @@ func TestLoadIgnoresCallerFlags(t *testing.T) {
 	}
 }
 
-func TestOTLPEnabled(t *testing.T) {
+func TestOTLPEnabledByEndpointOrOTELEndpointVariable(t *testing.T) {
 	tests := []struct {
 		endpoint string
 		env      []string
@@ -294,7 +316,7 @@ func TestOTLPEnabled(t *testing.T) {
 	}
 }
 
-func TestExampleConfig(t *testing.T) {
+func TestExampleConfigShowsEveryKeyAtItsDefault(t *testing.T) {
 	const path = "../examples/pktspan.yaml"
 	got, err := load(t, []string{"--config", path}, nil)
 	if err != nil {
@@ -315,7 +337,7 @@ func TestExampleConfig(t *testing.T) {
 	}
 }
 
-func TestJaegerExample(t *testing.T) {
+func TestJaegerExampleLoadsItsExportAndFilters(t *testing.T) {
 	got, err := load(t, []string{"--config", "../examples/jaeger.yaml"}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -331,7 +353,7 @@ func TestJaegerExample(t *testing.T) {
 	}
 }
 
-func TestEnvName(t *testing.T) {
+func TestEnvNameSeparatesSectionAndKeyWithDoubleUnderscore(t *testing.T) {
 	for key, want := range map[string]string{
 		"otlp.endpoint":    "PKTSPAN_OTLP__ENDPOINT",
 		"service_name":     "PKTSPAN_SERVICE_NAME",

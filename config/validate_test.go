@@ -18,7 +18,7 @@ func TestDefaultIsValid(t *testing.T) {
 	}
 }
 
-func TestValidateBadValues(t *testing.T) {
+func TestValidateRejectsEachBadValueWithItsReason(t *testing.T) {
 	many := func(n int, f func(i int) string) []string {
 		out := make([]string, n)
 		for i := range out {
@@ -195,7 +195,7 @@ func TestValidateBadValues(t *testing.T) {
 	}
 }
 
-func TestValidateGoodValues(t *testing.T) {
+func TestValidateAcceptsGoodValuesUpToTheirLimits(t *testing.T) {
 	dir := t.TempDir()
 	btf := filepath.Join(dir, "vmlinux")
 	if err := os.WriteFile(btf, []byte("BTF"), 0o600); err != nil {
@@ -235,7 +235,7 @@ func TestValidateGoodValues(t *testing.T) {
 	}
 }
 
-func TestValidateCollectsAll(t *testing.T) {
+func TestValidateReportsEveryProblemInFieldOrder(t *testing.T) {
 	c := Default()
 	c.Output = "xml"
 	c.Filter.Port = []int{0, 80, 70000}
@@ -256,7 +256,7 @@ func TestValidateCollectsAll(t *testing.T) {
 	}
 }
 
-func TestPrefixes(t *testing.T) {
+func TestPrefixesMaskWidenPlainAddressesAndUnmapIPv4(t *testing.T) {
 	f := Filter{Addr: []string{"10.1.2.3/8", "192.0.2.7", "2001:db8::1/32", "::1", "::ffff:192.0.2.0/120"}}
 	got, err := f.Prefixes()
 	if err != nil {
@@ -279,7 +279,7 @@ func TestPrefixes(t *testing.T) {
 	}
 }
 
-func TestParseMark(t *testing.T) {
+func TestParseMarkReadsDecimalOrHexValueAndMask(t *testing.T) {
 	tests := []struct {
 		in   string
 		want Mark
@@ -301,7 +301,7 @@ func TestParseMark(t *testing.T) {
 	}
 }
 
-func TestProtoNumbers(t *testing.T) {
+func TestProtoNumbersMapNamesInOrderWithoutDuplicates(t *testing.T) {
 	tests := []struct {
 		proto []string
 		want  []uint8
