@@ -65,6 +65,16 @@ func TestConsoleGolden(t *testing.T) {
 	}
 }
 
+func TestConsoleTellsPacketFromFlowByRoleNotByName(t *testing.T) {
+	pkt := tcpGroup()
+	pkt[0].Name = "skb"
+	var out bytes.Buffer
+	c := NewConsole(&out, WithLocation(time.UTC))
+	c.Export(pkt)
+	c.Export(rootGroup())
+	checkGolden(t, "console_flow.golden", out.Bytes())
+}
+
 func TestConsoleColor(t *testing.T) {
 	var out bytes.Buffer
 	c := NewConsole(&out, WithLocation(time.UTC), WithColor(true))
