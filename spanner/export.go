@@ -52,11 +52,9 @@ func (s *Spanner) exportPacket(p *packet) {
 	if p.ifname != "" {
 		b.attrs = append(b.attrs, attrkey.NetworkInterfaceName.String(p.ifname))
 	}
-	b.attrs = append(b.attrs,
-		attrkey.Ifindex.Int64(int64(p.ifindex)),
-		attrkey.Netns.Int64(int64(p.netns)),
-		attrkey.SKBAddress.String(b.hex.get(p.skb)),
-	)
+	b.attrs = append(b.attrs, attrkey.Ifindex.Int64(int64(p.ifindex)), attrkey.Netns.Int64(int64(p.netns)))
+	b.attrs = append(b.attrs, s.cfg.netnsNamer.NetnsAttrs(p.netns)...)
+	b.attrs = append(b.attrs, attrkey.SKBAddress.String(b.hex.get(p.skb)))
 	if p.cloneOf != 0 {
 		b.attrs = append(b.attrs, attrkey.SKBCloneOf.String(b.hex.get(p.cloneOf)))
 	}
@@ -108,19 +106,23 @@ func (s *Spanner) exportPacket(p *packet) {
 		b.ids = append(b.ids, s.cfg.spanID())
 	}
 	// A stage names its interface and netns only where the packet moved, starting from
-	// where the packet span says it was, and its tuple before and after only where the
-	// tuple changed (NAT).
+	// where the packet span says it was, the netns's owner only where the netns changed,
+	// and its tuple before and after only where the tuple changed (NAT).
 	ifindex, netns, ifname := p.ifindex, p.netns, p.ifname
 	var tuple Tuple
 	for k := range p.stages {
 		st := &p.stages[k]
 		from := len(b.attrs)
 		if st.ifindex != ifindex || st.netns != netns || st.ifname != ifname {
+			netnsChanged := st.netns != netns
 			ifindex, netns, ifname = st.ifindex, st.netns, st.ifname
 			if ifname != "" {
 				b.attrs = append(b.attrs, attrkey.NetworkInterfaceName.String(ifname))
 			}
 			b.attrs = append(b.attrs, attrkey.Ifindex.Int64(int64(ifindex)), attrkey.Netns.Int64(int64(netns)))
+			if netnsChanged {
+				b.attrs = append(b.attrs, s.cfg.netnsNamer.NetnsAttrs(netns)...)
+			}
 		}
 		if st.tuple.Valid() {
 			if tuple.Valid() && st.tuple != tuple {
