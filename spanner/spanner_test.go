@@ -38,7 +38,7 @@ func TestFlowKeyIsSameForBothDirections(t *testing.T) {
 	}
 }
 
-func TestAttributeValueNames(t *testing.T) {
+func TestFlagsProtocolsAndNetfilterValuesAreNamedOrNumbered(t *testing.T) {
 	for _, tc := range []struct{ got, want string }{
 		{tcpFlags[tcpSYN|tcpACK], "SYN,ACK"},
 		{tcpFlags[0xff], "FIN,SYN,RST,PSH,ACK,URG,ECE,CWR"},
