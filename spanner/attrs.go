@@ -7,41 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"unsafe"
-
-	"go.opentelemetry.io/otel/attribute"
-)
-
-// Attribute keys, fixed by DESIGN.md.
-const (
-	keyNetTransport = attribute.Key("network.transport")
-	keyNetType      = attribute.Key("network.type")
-	keySrcAddr      = attribute.Key("source.address")
-	keySrcPort      = attribute.Key("source.port")
-	keyDstAddr      = attribute.Key("destination.address")
-	keyDstPort      = attribute.Key("destination.port")
-	keyIfname       = attribute.Key("network.interface.name")
-	keyIfindex      = attribute.Key("pktspan.ifindex")
-	keyNetns        = attribute.Key("pktspan.netns")
-	keySKBAddr      = attribute.Key("pktspan.skb.address")
-	keySKBLen       = attribute.Key("pktspan.skb.len")
-	keySKBMark      = attribute.Key("pktspan.skb.mark")
-	keyTCPFlags     = attribute.Key("pktspan.tcp.flags")
-	keyTCPSeq       = attribute.Key("pktspan.tcp.seq")
-	keyTCPAck       = attribute.Key("pktspan.tcp.ack")
-	keyPacketEnd    = attribute.Key("pktspan.packet.end")
-	keyDropReason   = attribute.Key("pktspan.drop.reason")
-	keyDropLocation = attribute.Key("pktspan.drop.location")
-	keyErrorType    = attribute.Key("error.type")
-	keyNFHook       = attribute.Key("pktspan.netfilter.hook")
-	keyNFPF         = attribute.Key("pktspan.netfilter.pf")
-	keyNFVerdict    = attribute.Key("pktspan.netfilter.verdict")
-	keyRetval       = attribute.Key("pktspan.retval")
-	keyFlowPackets  = attribute.Key("pktspan.flow.packets")
-	keyFlowClose    = attribute.Key("pktspan.flow.close")
-	keySKBSegments  = attribute.Key("pktspan.skb.segments")
-	keySKBCloneOf   = attribute.Key("pktspan.skb.clone_of")
-	keyNATPre       = attribute.Key("pktspan.nat.pre")
-	keyNATPost      = attribute.Key("pktspan.nat.post")
 )
 
 const (

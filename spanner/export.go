@@ -1,6 +1,10 @@
 package spanner
 
-import "go.opentelemetry.io/otel/attribute"
+import (
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/pktspan/pktspan/spanner/attrkey"
+)
 
 // exportBuf holds the buffers reused by every export: a sink must not keep what it is
 // given, so one group, one attribute arena and one event and link slice serve all spans.
@@ -18,13 +22,13 @@ type exportBuf struct {
 // of t, a valid tuple; ports only for protocols that have them.
 func (b *exportBuf) appendTuple(t Tuple) {
 	b.attrs = append(b.attrs,
-		keyNetTransport.String(transportName(t.Proto)),
-		keyNetType.String(networkType(t.Src)),
-		keySrcAddr.String(b.text.addr(t.Src)),
-		keyDstAddr.String(b.text.addr(t.Dst)),
+		attrkey.NetworkTransport.String(transportName(t.Proto)),
+		attrkey.NetworkType.String(networkType(t.Src)),
+		attrkey.SourceAddress.String(b.text.addr(t.Src)),
+		attrkey.DestinationAddress.String(b.text.addr(t.Dst)),
 	)
 	if hasPorts(t.Proto) {
-		b.attrs = append(b.attrs, keySrcPort.Int64(int64(t.SrcPort)), keyDstPort.Int64(int64(t.DstPort)))
+		b.attrs = append(b.attrs, attrkey.SourcePort.Int64(int64(t.SrcPort)), attrkey.DestinationPort.Int64(int64(t.DstPort)))
 	}
 }
 
@@ -43,31 +47,29 @@ func (s *Spanner) exportPacket(p *packet) {
 
 	b.appendTuple(p.tuple)
 	if p.lastTuple != p.tuple {
-		b.attrs = append(b.attrs, keyNATPre.String(b.text.tuple(p.tuple)), keyNATPost.String(b.text.tuple(p.lastTuple)))
+		b.attrs = append(b.attrs, attrkey.NATPre.String(b.text.tuple(p.tuple)), attrkey.NATPost.String(b.text.tuple(p.lastTuple)))
 	}
 	if p.ifname != "" {
-		b.attrs = append(b.attrs, keyIfname.String(p.ifname))
+		b.attrs = append(b.attrs, attrkey.NetworkInterfaceName.String(p.ifname))
 	}
-	b.attrs = append(b.attrs,
-		keyIfindex.Int64(int64(p.ifindex)),
-		keyNetns.Int64(int64(p.netns)),
-		keySKBAddr.String(b.hex.get(p.skb)),
-	)
+	b.attrs = append(b.attrs, attrkey.Ifindex.Int64(int64(p.ifindex)), attrkey.Netns.Int64(int64(p.netns)))
+	b.attrs = append(b.attrs, s.cfg.netnsNamer.NetnsAttrs(p.netns)...)
+	b.attrs = append(b.attrs, attrkey.SKBAddress.String(b.hex.get(p.skb)))
 	if p.cloneOf != 0 {
-		b.attrs = append(b.attrs, keySKBCloneOf.String(b.hex.get(p.cloneOf)))
+		b.attrs = append(b.attrs, attrkey.SKBCloneOf.String(b.hex.get(p.cloneOf)))
 	}
 	b.attrs = append(b.attrs,
-		keySKBLen.Int64(int64(p.len)),
-		keySKBMark.Int64(int64(p.mark)),
-		keySKBSegments.Int64(int64(max(p.segments, 1))),
+		attrkey.SKBLen.Int64(int64(p.len)),
+		attrkey.SKBMark.Int64(int64(p.mark)),
+		attrkey.SKBSegments.Int64(int64(max(p.segments, 1))),
 	)
 	if proto == protoTCP {
 		if p.tcp.Flags != 0 {
-			b.attrs = append(b.attrs, keyTCPFlags.String(tcpFlags[p.tcp.Flags]))
+			b.attrs = append(b.attrs, attrkey.TCPFlags.String(tcpFlags[p.tcp.Flags]))
 		}
-		b.attrs = append(b.attrs, keyTCPSeq.Int64(int64(p.tcp.Seq)), keyTCPAck.Int64(int64(p.tcp.Ack)))
+		b.attrs = append(b.attrs, attrkey.TCPSeq.Int64(int64(p.tcp.Seq)), attrkey.TCPAck.Int64(int64(p.tcp.Ack)))
 	}
-	b.attrs = append(b.attrs, keyPacketEnd.String(endNames[p.cause]))
+	b.attrs = append(b.attrs, attrkey.PacketEnd.String(endNames[p.cause]))
 
 	w := &s.windows.slab[p.win]
 	pkt := Span{
@@ -75,6 +77,7 @@ func (s *Spanner) exportPacket(p *packet) {
 		SpanID:        p.id,
 		ParentID:      w.root,
 		Name:          packetSpanName,
+		Role:          RolePacket,
 		Kind:          SpanKindInternal,
 		StartUnixNano: p.start,
 		EndUnixNano:   p.end,
@@ -82,13 +85,13 @@ func (s *Spanner) exportPacket(p *packet) {
 	}
 	if p.drop {
 		from := len(b.attrs)
-		b.attrs = append(b.attrs, keyDropReason.String(p.dropReason))
+		b.attrs = append(b.attrs, attrkey.DropReason.String(p.dropReason))
 		if p.dropLocation != "" {
-			b.attrs = append(b.attrs, keyDropLocation.String(p.dropLocation))
+			b.attrs = append(b.attrs, attrkey.DropLocation.String(p.dropLocation))
 		}
 		b.events = append(b.events, SpanEvent{Name: dropEventName, TimeUnixNano: p.dropAt, Attrs: b.carve(from)})
 		pkt.Events = b.events[:1:1]
-		b.attrs = append(b.attrs, keyErrorType.String(p.dropReason))
+		b.attrs = append(b.attrs, attrkey.ErrorType.String(p.dropReason))
 		pkt.Status, pkt.StatusDescription = StatusError, p.dropReason
 	}
 	pkt.Attrs = b.carve(0)
@@ -103,41 +106,45 @@ func (s *Spanner) exportPacket(p *packet) {
 		b.ids = append(b.ids, s.cfg.spanID())
 	}
 	// A stage names its interface and netns only where the packet moved, starting from
-	// where the packet span says it was, and its tuple before and after only where the
-	// tuple changed (NAT).
+	// where the packet span says it was, the netns's owner only where the netns changed,
+	// and its tuple before and after only where the tuple changed (NAT).
 	ifindex, netns, ifname := p.ifindex, p.netns, p.ifname
 	var tuple Tuple
 	for k := range p.stages {
 		st := &p.stages[k]
 		from := len(b.attrs)
 		if st.ifindex != ifindex || st.netns != netns || st.ifname != ifname {
+			netnsChanged := st.netns != netns
 			ifindex, netns, ifname = st.ifindex, st.netns, st.ifname
 			if ifname != "" {
-				b.attrs = append(b.attrs, keyIfname.String(ifname))
+				b.attrs = append(b.attrs, attrkey.NetworkInterfaceName.String(ifname))
 			}
-			b.attrs = append(b.attrs, keyIfindex.Int64(int64(ifindex)), keyNetns.Int64(int64(netns)))
+			b.attrs = append(b.attrs, attrkey.Ifindex.Int64(int64(ifindex)), attrkey.Netns.Int64(int64(netns)))
+			if netnsChanged {
+				b.attrs = append(b.attrs, s.cfg.netnsNamer.NetnsAttrs(netns)...)
+			}
 		}
 		if st.tuple.Valid() {
 			if tuple.Valid() && st.tuple != tuple {
-				b.attrs = append(b.attrs, keyNATPre.String(b.text.tuple(tuple)), keyNATPost.String(b.text.tuple(st.tuple)))
+				b.attrs = append(b.attrs, attrkey.NATPre.String(b.text.tuple(tuple)), attrkey.NATPost.String(b.text.tuple(st.tuple)))
 			}
 			tuple = st.tuple
 		}
 		if st.nf.Valid {
 			b.attrs = append(b.attrs,
-				keyNFHook.String(nfHookName(st.nf.Hook)),
-				keyNFPF.String(nfPFName(st.nf.PF)),
-				keyNFVerdict.String(nfVerdictName(st.nf.Verdict)),
+				attrkey.NetfilterHook.String(nfHookName(st.nf.Hook)),
+				attrkey.NetfilterPF.String(nfPFName(st.nf.PF)),
+				attrkey.NetfilterVerdict.String(nfVerdictName(st.nf.Verdict)),
 			)
 		}
 		switch {
 		case st.hasRetval && st.retPtr:
-			b.attrs = append(b.attrs, keyRetval.String(b.hex.get(uint64(st.retval))))
+			b.attrs = append(b.attrs, attrkey.Retval.String(b.hex.get(uint64(st.retval))))
 		case st.hasRetval:
-			b.attrs = append(b.attrs, keyRetval.Int64(st.retval))
+			b.attrs = append(b.attrs, attrkey.Retval.Int64(st.retval))
 		}
 		if st.drop {
-			b.attrs = append(b.attrs, keyDropReason.String(p.dropReason))
+			b.attrs = append(b.attrs, attrkey.DropReason.String(p.dropReason))
 		}
 		parent := pkt.SpanID
 		if st.parent >= 0 {
@@ -148,6 +155,7 @@ func (s *Spanner) exportPacket(p *packet) {
 			SpanID:        b.ids[k],
 			ParentID:      parent,
 			Name:          st.name,
+			Role:          RoleStage,
 			Kind:          SpanKindInternal,
 			StartUnixNano: st.start,
 			EndUnixNano:   st.end,
@@ -177,13 +185,14 @@ func (s *Spanner) exportRoot(w *window) {
 	}
 	b.appendTuple(tu)
 	b.attrs = append(b.attrs,
-		keyFlowPackets.Int64(int64(w.packets)),
-		keyFlowClose.String(closeNames[w.cause]),
+		attrkey.FlowPackets.Int64(int64(w.packets)),
+		attrkey.FlowClose.String(closeNames[w.cause]),
 	)
 	root := Span{
 		TraceID:       w.trace,
 		SpanID:        w.root,
 		Name:          rootName(k.proto),
+		Role:          RoleFlow,
 		Kind:          SpanKindInternal,
 		StartUnixNano: w.start,
 		EndUnixNano:   max(w.last, w.start),

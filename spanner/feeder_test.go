@@ -20,6 +20,7 @@ type flowFeeder struct {
 	nat        bool   // NAT box: netfilter translates, conntrack names the original tuple
 	dropEvery  uint64 // every so many packets end in a drop; 0 for none
 	cloneEvery uint64 // every so many packets are cloned, the clone sent and freed; 0 for none
+	crossNetns bool   // packets are sent from the client's namespace, not the server's
 }
 
 func newFlowFeeder(s *Spanner) *flowFeeder {
@@ -50,9 +51,11 @@ var feederStages = []struct {
 	{stLocal, KindExit},
 }
 
-// The stages where conntrack is attached, where the netfilter hook that translates
-// returns, and the consume_skb a drop replaces.
+// The stages where the packet arrives from the other end of the veth pair, where
+// conntrack is attached, where the netfilter hook that translates returns, and the
+// consume_skb a drop replaces.
 const (
+	feederRecvStage = 2
 	feederCTStage   = 5
 	feederNATStage  = 6
 	feederFreeStage = 9
@@ -105,6 +108,9 @@ func (f *flowFeeder) run(packets int) {
 				TimeUnixNano: f.now, SKB: skb, Stage: fs.st, Kind: fs.kind,
 				Netns: nsServer, Ifindex: 3, Ifname: "veth1", Len: 1500, Segments: uint16(f.n % 3),
 				Tuple: tu, TCP: TCP{Flags: flags, Seq: uint32(f.n), Ack: uint32(f.n)},
+			}
+			if f.crossNetns && k < feederRecvStage {
+				ev.Netns, ev.Ifindex, ev.Ifname = nsClient, 2, "veth0"
 			}
 			if f.nat && k >= feederCTStage {
 				ev.CT = client
@@ -165,6 +171,16 @@ func newEveryFeatureFeeder(sink Sink) *flowFeeder {
 func BenchmarkSpannerTCPFlow(b *testing.B) {
 	sink := &discardSink{}
 	f := newFlowFeeder(New(sink, WithWindow(30*time.Second, 60*time.Second, 200, 2*time.Second)))
+	benchFeeder(b, f, sink)
+}
+
+// BenchmarkSpannerTCPFlowNetnsNamed is BenchmarkSpannerTCPFlow with packets crossing
+// from the client's namespace into the server's and a namer naming both: every packet
+// span and one stage of each packet carry a namespace's owner.
+func BenchmarkSpannerTCPFlowNetnsNamed(b *testing.B) {
+	sink := &discardSink{}
+	f := newFlowFeeder(New(sink, WithWindow(30*time.Second, 60*time.Second, 200, 2*time.Second), WithNetnsNamer(testNamer)))
+	f.crossNetns = true
 	benchFeeder(b, f, sink)
 }
 

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/pktspan/pktspan/spanner/attrkey"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
@@ -211,6 +213,9 @@ func render(spans []Span, st Stats) string {
 		if sp.Kind != SpanKindInternal {
 			fmt.Fprintf(&b, " kind=%d", sp.Kind)
 		}
+		if want := roleByName(sp.Name); sp.Role != want {
+			fmt.Fprintf(&b, " ROLE %d, WANT %d", sp.Role, want)
+		}
 		switch sp.Status {
 		case StatusError:
 			fmt.Fprintf(&b, " ERROR %q", sp.StatusDescription)
@@ -234,7 +239,7 @@ func render(spans []Span, st Stats) string {
 			if ls, ok := byID[l.SpanID]; ok && ls.TraceID == l.TraceID {
 				target = ls.Name
 				for _, kv := range ls.Attrs {
-					if kv.Key == keySKBAddr {
+					if kv.Key == attrkey.SKBAddress {
 						target += " " + kv.Value.AsString()
 					}
 				}
@@ -278,6 +283,18 @@ func render(spans []Span, st Stats) string {
 		}
 	}
 	return b.String()
+}
+
+// roleByName is the role a span of this name must have; a golden never shows a role, so
+// every scenario checks the spanner's roles without showing them.
+func roleByName(name string) SpanRole {
+	switch {
+	case strings.HasPrefix(name, "flow "):
+		return RoleFlow
+	case name == packetSpanName:
+		return RolePacket
+	}
+	return RoleStage
 }
 
 func compareInt(a, b int64) int {

@@ -3,6 +3,8 @@ package spanner
 import (
 	"testing"
 	"time"
+
+	"github.com/pktspan/pktspan/spanner/attrkey"
 )
 
 func TestFlowKeyComesFromConntracksOriginalTuple(t *testing.T) {
@@ -25,15 +27,15 @@ func TestFlowKeyComesFromConntracksOriginalTuple(t *testing.T) {
 	}
 	root := h.sink.roots()[0]
 	for key, want := range map[string]string{"src": "198.18.0.1", "dst": "198.18.1.2"} {
-		k := keySrcAddr
+		k := attrkey.SourceAddress
 		if key == "dst" {
-			k = keyDstAddr
+			k = attrkey.DestinationAddress
 		}
 		if v, _ := attr(root, k); v.AsString() != want {
 			t.Errorf("root %s %q, want conntrack's original %q", key, v.AsString(), want)
 		}
 	}
-	if v, _ := attr(root, keySrcPort); v.AsInt64() != int64(natClient.SrcPort) {
+	if v, _ := attr(root, attrkey.SourcePort); v.AsInt64() != int64(natClient.SrcPort) {
 		t.Errorf("root source.port %d, want the client's %d", v.AsInt64(), natClient.SrcPort)
 	}
 	if st := h.s.Stats(); st.FlowsOpened != 1 || st.AliasesLearned != 1 {

@@ -19,6 +19,7 @@ type settings struct {
 	traceID                func() TraceID
 	spanID                 func() SpanID
 	log                    *slog.Logger
+	netnsNamer             NetnsNamer
 }
 
 // defaultSettings mirrors config.Default(); the caller maps its configuration to options.
@@ -34,6 +35,7 @@ func defaultSettings() settings {
 		packetTimeout: int64(5 * time.Second),
 		export:        ExportPolicy{Mode: ExportAll, DropContext: 32, SampleRatio: 1, Held: 16384},
 		aliases:       16384,
+		netnsNamer:    unnamedNetns{},
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/pktspan/pktspan/spanner/attrkey"
 )
 
 // exportedSKBs lists the skb addresses of the packet spans the sink got, in order.
@@ -14,7 +16,7 @@ func (r *recordSink) exportedSKBs() []string {
 	var out []string
 	for _, g := range r.groups {
 		if g[0].Name == packetSpanName {
-			v, _ := attr(g[0], keySKBAddr)
+			v, _ := attr(g[0], attrkey.SKBAddress)
 			out = append(out, v.AsString())
 		}
 	}
@@ -140,7 +142,7 @@ func TestSampleRatioKeepsTheSameFlowsOnEveryHost(t *testing.T) {
 		h.flush(sec)
 		for _, r := range h.sink.roots() {
 			// The client's address tells the flows apart, whichever end the root names.
-			for _, k := range []attribute.Key{keySrcAddr, keyDstAddr} {
+			for _, k := range []attribute.Key{attrkey.SourceAddress, attrkey.DestinationAddress} {
 				if v, _ := attr(r, k); v.AsString() != udpClient.Dst.String() {
 					kept[host] = append(kept[host], v.AsString())
 				}

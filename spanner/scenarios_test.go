@@ -472,7 +472,7 @@ var scenarios = []struct {
 	},
 }
 
-func TestScenarios(t *testing.T) {
+func TestScenariosExportTheirGoldenSpanTrees(t *testing.T) {
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
 			h := newHarness(sc.opts...)

@@ -45,12 +45,27 @@ type Link struct {
 	RandomTraceID bool
 }
 
+// SpanRole says what a span stands for, so that a sink can tell without reading its name.
+// The zero role is none: a span the spanner did not make.
+type SpanRole uint8
+
+const (
+	// RoleFlow is a flow window's root span.
+	RoleFlow SpanRole = iota + 1
+	// RolePacket is one skb's lifetime, the first span of its group.
+	RolePacket
+	// RoleStage is a kernel hook the skb passed, a child of its packet span or of an
+	// enclosing stage.
+	RoleStage
+)
+
 // Span is a finished span, ready for a sink. Times are Unix nanoseconds.
 type Span struct {
 	TraceID           TraceID
 	SpanID            SpanID
 	ParentID          SpanID // zero for a root span
 	Name              string
+	Role              SpanRole
 	Kind              SpanKind
 	StartUnixNano     int64
 	EndUnixNano       int64

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pktspan/pktspan/spanner/attrkey"
 )
 
 func TestFlowKeyIsSameForBothDirections(t *testing.T) {
@@ -36,7 +38,7 @@ func TestFlowKeyIsSameForBothDirections(t *testing.T) {
 	}
 }
 
-func TestAttributeValueNames(t *testing.T) {
+func TestFlagsProtocolsAndNetfilterValuesAreNamedOrNumbered(t *testing.T) {
 	for _, tc := range []struct{ got, want string }{
 		{tcpFlags[tcpSYN|tcpACK], "SYN,ACK"},
 		{tcpFlags[0xff], "FIN,SYN,RST,PSH,ACK,URG,ECE,CWR"},
@@ -165,10 +167,10 @@ func TestRootNamesTheClientWhenFirstPacketIsSynAck(t *testing.T) {
 	if len(roots) != 1 {
 		t.Fatalf("%d roots, want 1", len(roots))
 	}
-	if v, _ := attr(roots[0], keySrcAddr); v.AsString() != "10.0.0.1" {
+	if v, _ := attr(roots[0], attrkey.SourceAddress); v.AsString() != "10.0.0.1" {
 		t.Errorf("root source.address %q, want the client 10.0.0.1", v.AsString())
 	}
-	if v, _ := attr(roots[0], keySrcPort); v.AsInt64() != 43210 {
+	if v, _ := attr(roots[0], attrkey.SourcePort); v.AsInt64() != 43210 {
 		t.Errorf("root source.port %d, want the client's 43210", v.AsInt64())
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/pktspan/pktspan/spanner/attrkey"
 )
 
 // attr returns the value of key on sp.
@@ -100,7 +102,7 @@ func TestEveryCloseCauseNamesItselfAndTheNextWindowLinksBack(t *testing.T) {
 				t.Fatal("no root exported")
 			}
 			first := roots[0]
-			if v, _ := attr(first, keyFlowClose); v.AsString() != tc.cause {
+			if v, _ := attr(first, attrkey.FlowClose); v.AsString() != tc.cause {
 				t.Errorf("first window closed by %q, want %q", v.AsString(), tc.cause)
 			}
 			if len(first.Links) != 0 {
@@ -136,7 +138,7 @@ func TestEveryCloseCauseNamesItselfAndTheNextWindowLinksBack(t *testing.T) {
 
 // sameFlow compares the client and server that two roots name.
 func sameFlow(a, b Span) bool {
-	for _, k := range []attribute.Key{keySrcAddr, keySrcPort, keyDstAddr, keyDstPort, keyNetTransport} {
+	for _, k := range []attribute.Key{attrkey.SourceAddress, attrkey.SourcePort, attrkey.DestinationAddress, attrkey.DestinationPort, attrkey.NetworkTransport} {
 		va, _ := attr(a, k)
 		vb, _ := attr(b, k)
 		if va != vb {

@@ -12,32 +12,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pktspan/pktspan/spanner"
+	"github.com/pktspan/pktspan/spanner/attrkey"
 )
 
-// Attribute keys the console reads (DESIGN.md, "Span model").
-const (
-	keyTransport   = "network.transport"
-	keySrcAddr     = "source.address"
-	keySrcPort     = "source.port"
-	keyDstAddr     = "destination.address"
-	keyDstPort     = "destination.port"
-	keyIface       = "network.interface.name"
-	keyNetns       = "pktspan.netns"
-	keySKB         = "pktspan.skb.address"
-	keyTCPFlags    = "pktspan.tcp.flags"
-	keyDropReason  = "pktspan.drop.reason"
-	keyDropLoc     = "pktspan.drop.location"
-	keyNFHook      = "pktspan.netfilter.hook"
-	keyNFPF        = "pktspan.netfilter.pf"
-	keyNFVerdict   = "pktspan.netfilter.verdict"
-	keyRetval      = "pktspan.retval"
-	keyNATPost     = "pktspan.nat.post"
-	keyCloneOf     = "pktspan.skb.clone_of"
-	keySegments    = "pktspan.skb.segments"
-	keyFlowClose   = "pktspan.flow.close"
-	spanNamePacket = "packet"
-	stageKfreeSKB  = "skb:kfree_skb"
-)
+// stageKfreeSKB is the tracepoint that frees a dropped skb: its line shows the drop.
+const stageKfreeSKB = "skb:kfree_skb"
 
 const (
 	ansiRed   = "\x1b[31m"
@@ -141,7 +120,7 @@ func (c *Console) Export(group []spanner.Span) {
 		c.appendHeader()
 		c.headerDone = true
 	}
-	if group[0].Name == spanNamePacket {
+	if group[0].Role == spanner.RolePacket {
 		c.appendPacket(group)
 	} else {
 		for i := range group {
@@ -199,7 +178,7 @@ func (c *Console) appendPacket(group []spanner.Span) {
 		st := &stages[i]
 		if st != pkt {
 			v.update(st.Attrs)
-			if post := attrString(st.Attrs, keyNATPost); post != "" {
+			if post := attrString(st.Attrs, attrkey.NATPost); post != "" {
 				v.nat = post
 			}
 		}
@@ -211,10 +190,10 @@ func (c *Console) appendPacket(group []spanner.Span) {
 		}
 		appendStageInfo(&info, st)
 		if i == 0 {
-			if parent := attrString(pkt.Attrs, keyCloneOf); parent != "" {
+			if parent := attrString(pkt.Attrs, attrkey.SKBCloneOf); parent != "" {
 				addField(&info, "clone_of="+parent)
 			}
-			if segs := attrString(pkt.Attrs, keySegments); segs != "" && segs != "1" {
+			if segs := attrString(pkt.Attrs, attrkey.SKBSegments); segs != "" && segs != "1" {
 				addField(&info, "segs="+segs)
 			}
 			addField(&info, "trace="+hex.EncodeToString(pkt.TraceID[:]))
@@ -226,16 +205,16 @@ func (c *Console) appendPacket(group []spanner.Span) {
 
 // appendDrop writes `DROP <reason> <location>`, preferring what the stage itself says.
 func appendDrop(b *strings.Builder, pkt, st *spanner.Span) {
-	reason := attrString(st.Attrs, keyDropReason)
+	reason := attrString(st.Attrs, attrkey.DropReason)
 	if reason == "" {
-		reason = attrString(pkt.Attrs, keyDropReason)
+		reason = attrString(pkt.Attrs, attrkey.DropReason)
 	}
 	if reason == "" {
 		reason = pkt.StatusDescription
 	}
-	loc := attrString(st.Attrs, keyDropLoc)
+	loc := attrString(st.Attrs, attrkey.DropLocation)
 	if loc == "" {
-		loc = attrString(pkt.Attrs, keyDropLoc)
+		loc = attrString(pkt.Attrs, attrkey.DropLocation)
 	}
 	addField(b, "DROP")
 	addField(b, reason)
@@ -243,16 +222,16 @@ func appendDrop(b *strings.Builder, pkt, st *spanner.Span) {
 }
 
 func appendStageInfo(b *strings.Builder, st *spanner.Span) {
-	if hook := attrString(st.Attrs, keyNFHook); hook != "" {
+	if hook := attrString(st.Attrs, attrkey.NetfilterHook); hook != "" {
 		addField(b, "hook="+hook)
 	}
-	if pf := attrString(st.Attrs, keyNFPF); pf != "" {
+	if pf := attrString(st.Attrs, attrkey.NetfilterPF); pf != "" {
 		addField(b, "pf="+pf)
 	}
-	if verdict := attrString(st.Attrs, keyNFVerdict); verdict != "" {
+	if verdict := attrString(st.Attrs, attrkey.NetfilterVerdict); verdict != "" {
 		addField(b, "verdict="+verdict)
 	}
-	if ret := attrString(st.Attrs, keyRetval); ret != "" {
+	if ret := attrString(st.Attrs, attrkey.Retval); ret != "" {
 		addField(b, "ret="+ret)
 	}
 	if d := st.EndUnixNano - st.StartUnixNano; d > 0 {
@@ -275,7 +254,7 @@ func (c *Console) appendFlow(s *spanner.Span) {
 	var v packetView
 	v.update(s.Attrs)
 	var info strings.Builder
-	if cause := attrString(s.Attrs, keyFlowClose); cause != "" {
+	if cause := attrString(s.Attrs, attrkey.FlowClose); cause != "" {
 		addField(&info, "closed="+cause)
 	} else {
 		addField(&info, "closed")
@@ -302,26 +281,26 @@ func (v *packetView) update(attrs []attribute.KeyValue) {
 	for _, kv := range attrs {
 		s := valueString(kv.Value)
 		switch kv.Key {
-		case keySKB:
+		case attrkey.SKBAddress:
 			if kv.Value.Type() == attribute.INT64 {
 				s = "0x" + strconv.FormatUint(uint64(kv.Value.AsInt64()), 16)
 			}
 			v.skb = s
-		case keyNetns:
+		case attrkey.Netns:
 			v.netns = s
-		case keyIface:
+		case attrkey.NetworkInterfaceName:
 			v.iface = s
-		case keyTransport:
+		case attrkey.NetworkTransport:
 			v.transport = s
-		case keySrcAddr:
+		case attrkey.SourceAddress:
 			v.src = s
-		case keySrcPort:
+		case attrkey.SourcePort:
 			v.srcPort = s
-		case keyDstAddr:
+		case attrkey.DestinationAddress:
 			v.dst = s
-		case keyDstPort:
+		case attrkey.DestinationPort:
 			v.dstPort = s
-		case keyTCPFlags:
+		case attrkey.TCPFlags:
 			v.flags = s
 		}
 	}

@@ -33,7 +33,7 @@ func checkGolden(t *testing.T, name string, got []byte) {
 	}
 }
 
-func TestConsoleGolden(t *testing.T) {
+func TestConsolePrintsEachGroupAsItsGolden(t *testing.T) {
 	for _, tc := range []struct {
 		golden string
 		groups [][]spanner.Span
@@ -65,7 +65,17 @@ func TestConsoleGolden(t *testing.T) {
 	}
 }
 
-func TestConsoleColor(t *testing.T) {
+func TestConsoleTellsPacketFromFlowByRoleNotByName(t *testing.T) {
+	pkt := tcpGroup()
+	pkt[0].Name = "skb"
+	var out bytes.Buffer
+	c := NewConsole(&out, WithLocation(time.UTC))
+	c.Export(pkt)
+	c.Export(rootGroup())
+	checkGolden(t, "console_flow.golden", out.Bytes())
+}
+
+func TestConsoleColorsOnlyTheDropLineRed(t *testing.T) {
 	var out bytes.Buffer
 	c := NewConsole(&out, WithLocation(time.UTC), WithColor(true))
 	c.Export(tcpGroup())
@@ -86,7 +96,7 @@ func TestConsoleColor(t *testing.T) {
 	}
 }
 
-func TestConsoleTerminalDetection(t *testing.T) {
+func TestConsoleColorsByDefaultOnlyOnATerminal(t *testing.T) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +122,7 @@ func TestConsoleTerminalDetection(t *testing.T) {
 	}
 }
 
-func TestConsoleDropWithoutFreeStage(t *testing.T) {
+func TestConsoleShowsTheDropOnTheLastLineWithoutAFreeStage(t *testing.T) {
 	// Stage limits may cut the skb:kfree_skb stage; the drop still shows on the last line.
 	g := dropGroup()[:3]
 	var out bytes.Buffer
@@ -127,7 +137,7 @@ type failWriter struct{}
 
 func (failWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
 
-func TestConsoleWriteError(t *testing.T) {
+func TestConsoleCountsAFailedWriteAsDroppedAndShutdownReportsIt(t *testing.T) {
 	c := NewConsole(failWriter{})
 	c.Export(tcpGroup())
 	if st := c.Stats(); st.Dropped != 7 || st.Exported != 0 {

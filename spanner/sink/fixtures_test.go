@@ -25,7 +25,7 @@ func sid(n byte) spanner.SpanID { return spanner.SpanID{0xb7, 0xad, 0x6b, 0x71, 
 func stageOf(pkt spanner.Span) func(n byte, name string, start, end int64, attrs ...attribute.KeyValue) spanner.Span {
 	return func(n byte, name string, start, end int64, attrs ...attribute.KeyValue) spanner.Span {
 		return spanner.Span{
-			TraceID: pkt.TraceID, SpanID: sid(n), ParentID: pkt.SpanID, Name: name, Kind: spanner.SpanKindInternal,
+			TraceID: pkt.TraceID, SpanID: sid(n), ParentID: pkt.SpanID, Name: name, Role: spanner.RoleStage, Kind: spanner.SpanKindInternal,
 			StartUnixNano: us(start), EndUnixNano: us(end), Attrs: attrs, RandomTraceID: pkt.RandomTraceID,
 		}
 	}
@@ -63,6 +63,7 @@ func rootGroup() []spanner.Span {
 		TraceID:       traceA,
 		SpanID:        rootID,
 		Name:          "flow tcp",
+		Role:          spanner.RoleFlow,
 		Kind:          spanner.SpanKindInternal,
 		StartUnixNano: us(0),
 		EndUnixNano:   us(1500000),
@@ -79,7 +80,7 @@ func rootGroup() []spanner.Span {
 // tcpGroup is an accepted SYN from its receive to its delivery to the socket.
 func tcpGroup() []spanner.Span {
 	pkt := spanner.Span{
-		TraceID: traceA, SpanID: sid(1), ParentID: rootID, Name: "packet", Kind: spanner.SpanKindInternal,
+		TraceID: traceA, SpanID: sid(1), ParentID: rootID, Name: "packet", Role: spanner.RolePacket, Kind: spanner.SpanKindInternal,
 		StartUnixNano: us(0), EndUnixNano: us(42),
 		Attrs: append(tupleAttrs("SYN"),
 			attribute.String("network.interface.name", "veth0"),
@@ -114,7 +115,7 @@ func tcpGroup() []spanner.Span {
 // ID is random.
 func dropGroup() []spanner.Span {
 	pkt := spanner.Span{
-		TraceID: traceB, SpanID: sid(0x11), ParentID: sid(0x10), Name: "packet", Kind: spanner.SpanKindInternal,
+		TraceID: traceB, SpanID: sid(0x11), ParentID: sid(0x10), Name: "packet", Role: spanner.RolePacket, Kind: spanner.SpanKindInternal,
 		StartUnixNano: us(100), EndUnixNano: us(120), RandomTraceID: true,
 		Attrs: []attribute.KeyValue{
 			attribute.String("network.transport", "icmp"),
@@ -158,7 +159,7 @@ func dropGroup() []spanner.Span {
 // links to the packet span of the skb it was cloned from.
 func natCloneGroup() []spanner.Span {
 	pkt := spanner.Span{
-		TraceID: traceA, SpanID: sid(0x21), ParentID: rootID, Name: "packet", Kind: spanner.SpanKindInternal,
+		TraceID: traceA, SpanID: sid(0x21), ParentID: rootID, Name: "packet", Role: spanner.RolePacket, Kind: spanner.SpanKindInternal,
 		StartUnixNano: us(200), EndUnixNano: us(230),
 		Attrs: append(tupleAttrs("ACK"),
 			attribute.String("pktspan.nat.pre", "10.0.0.1:40000 > 10.0.0.2:80"),

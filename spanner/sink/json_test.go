@@ -57,7 +57,7 @@ func decodeLines(t *testing.T, data []byte) []jsonSpan {
 	return out
 }
 
-func TestJSONRoundTrip(t *testing.T) {
+func TestJSONLinesDecodeBackToTheExportedSpans(t *testing.T) {
 	var out bytes.Buffer
 	j := NewJSON(&out)
 	var want []spanner.Span
@@ -175,7 +175,7 @@ func jsonShape(v attribute.Value) any {
 	return nil
 }
 
-func TestJSONValues(t *testing.T) {
+func TestJSONEncodesEveryValueTypeAndWritesEmptyFields(t *testing.T) {
 	s := spanner.Span{Attrs: []attribute.KeyValue{
 		attribute.Float64("nan", math.NaN()),
 		attribute.Float64("inf", math.Inf(1)),
@@ -214,7 +214,7 @@ var oddStrings = []string{
 	"emoji 😀 accents é ß 中文",
 }
 
-func TestJSONStringEscaping(t *testing.T) {
+func TestJSONEscapesStringsAsEncodingJSONDoes(t *testing.T) {
 	for _, s := range oddStrings {
 		got := appendJSONString(nil, s)
 		want, _ := json.Marshal(s)
@@ -249,7 +249,7 @@ func TestJSONStringEscaping(t *testing.T) {
 	}
 }
 
-func FuzzJSONString(f *testing.F) {
+func FuzzJSONStringMatchesEncodingJSON(f *testing.F) {
 	for _, s := range oddStrings {
 		f.Add(s)
 	}
