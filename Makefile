@@ -63,12 +63,12 @@ vmtest: vmkernels
 
 # The README's demo, for a few seconds, so `make demo` stays true.
 demo-smoke: build jaeger
-	$(GO) run ./internal/demo --pktspan $(BIN)/pktspan --jaeger "$(JAEGER_BIN)" --duration 8s >/dev/null
+	$(GO) run ./internal/cmd/readme-demo --pktspan $(BIN)/pktspan --jaeger "$(JAEGER_BIN)" --duration 8s >/dev/null
 
 test: deps lint check-generate unit e2e vmtest demo-smoke
 
 demo: deps build jaeger
-	$(GO) run ./internal/demo --pktspan $(BIN)/pktspan --jaeger "$(JAEGER_BIN)"
+	$(GO) run ./internal/cmd/readme-demo --pktspan $(BIN)/pktspan --jaeger "$(JAEGER_BIN)"
 
 clean:
 	rm -rf $(BIN)
