@@ -43,18 +43,29 @@ check-generate: generate
 jaeger:
 	@tools/jaeger/build.sh
 
-lint:
-	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt would change: $$out"; exit 1; }
-	$(GO) vet ./...
-	$(GO) vet -tags e2e ./cmd/pktspan/
-	$(GO) vet -tags vmtest ./internal/vm/ ./internal/kernelmatrix/
+# staticcheck is pinned in tools/staticcheck, so every machine reports the same findings.
+$(BIN)/staticcheck: tools/staticcheck/go.mod tools/staticcheck/go.sum
+	cd tools/staticcheck && $(GO) build -o ../../$(BIN)/staticcheck honnef.co/go/tools/cmd/staticcheck
 
-unit: deps jaeger
-	$(GO) test -count=1 ./...
+# Every build tag's files are checked: the e2e and vmtest tiers' tests are code too.
+LINT_TAGS := "" e2e vmtest
+
+lint: $(BIN)/staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt would change: $$out"; exit 1; }
+	@for tags in $(LINT_TAGS); do \
+		echo ">> go vet and staticcheck, tags '$$tags'"; \
+		$(GO) vet -tags "$$tags" ./... && $(BIN)/staticcheck -tags "$$tags" ./... || exit 1; \
+	done
+
+# Tier 1 of DESIGN.md: no root, no Jaeger, no kernel features; what needs them is tagged
+# e2e or vmtest.
+unit:
+	$(GO) test -race -count=1 ./...
 
 # Tier 2 of DESIGN.md: real kernel, namespaces, nftables, Jaeger. Needs root.
+E2E_PACKAGES := ./cmd/pktspan/ ./internal/jaeger/ ./internal/netns/
 e2e: deps jaeger
-	$(GO) test -count=1 -tags e2e -timeout 20m -v ./cmd/pktspan/
+	$(GO) test -count=1 -tags e2e -timeout 20m -v $(E2E_PACKAGES)
 
 # Tier 3 of DESIGN.md: Debian's 6.1 and 6.12 kernels under qemu, where fentry and
 # kprobes exist; one VM at a time (-p 1): each wants both cores.
@@ -63,12 +74,12 @@ vmtest: vmkernels
 
 # The README's demo, for a few seconds, so `make demo` stays true.
 demo-smoke: build jaeger
-	$(GO) run ./internal/demo --pktspan $(BIN)/pktspan --jaeger "$(JAEGER_BIN)" --duration 8s >/dev/null
+	$(GO) run ./internal/cmd/readme-demo --pktspan $(BIN)/pktspan --jaeger "$(JAEGER_BIN)" --duration 8s >/dev/null
 
 test: deps lint check-generate unit e2e vmtest demo-smoke
 
 demo: deps build jaeger
-	$(GO) run ./internal/demo --pktspan $(BIN)/pktspan --jaeger "$(JAEGER_BIN)"
+	$(GO) run ./internal/cmd/readme-demo --pktspan $(BIN)/pktspan --jaeger "$(JAEGER_BIN)"
 
 clean:
 	rm -rf $(BIN)

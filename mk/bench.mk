@@ -15,6 +15,6 @@ bench-deps:
 	fi
 
 bench: build bench-deps
-	$(GO) test -count=1 -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./internal/bench/ ./collector/ ./spanner/ ./spanner/sink/
-	$(GO) build -o $(BIN)/pktspan-bench ./internal/bench
+	$(GO) test -count=1 -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./internal/cmd/bench/ ./collector/ ./spanner/ ./spanner/sink/
+	$(GO) build -o $(BIN)/pktspan-bench ./internal/cmd/bench
 	$(BIN)/pktspan-bench -pktspan $(BIN)/pktspan -cpuprofile $(BIN)/bench-export.pprof

@@ -17,4 +17,4 @@ vmtest-deps:
 
 # Downloads the 6.1 and 6.12 cloud kernels once into ${XDG_CACHE_HOME:-~/.cache}/pktspan/kernels.
 vmkernels: vmtest-deps
-	$(GO) run ./internal/vm/cmd/fetch 6.1 6.12
+	$(GO) run ./internal/cmd/vm-fetch 6.1 6.12

@@ -108,7 +108,7 @@ func (in *instance) stop(t *testing.T) {
 	}
 }
 
-func TestEndToEnd(t *testing.T) {
+func TestLabTrafficBecomesFlowTracesAndDropSpansInJaeger(t *testing.T) {
 	w := setup(t)
 	run := fmt.Sprintf("%d", time.Now().UnixNano())
 	since := time.Now().Add(-time.Second)

@@ -40,7 +40,7 @@ func TestFunctionBackendsOnDebianKernels(t *testing.T) {
 		return out
 	}
 	pktspan := build("pktspan", "github.com/pktspan/pktspan/cmd/pktspan", false)
-	scenario := build("scenario", "github.com/pktspan/pktspan/internal/kernelmatrix/scenario", false)
+	scenario := build("scenario", "github.com/pktspan/pktspan/internal/cmd/matrix-scenario", false)
 	// The collector's BTF tests, run where conntrack is a loaded module.
 	collectorTests := build("collector.test", "github.com/pktspan/pktspan/collector", true)
 

@@ -1,6 +1,6 @@
 // Package kernelmatrix proves pktspan's function backends on real distribution kernels:
-// scenario/ runs inside a VM booted by internal/vm, and the checks here read the spans it
-// brought out (pktspan's JSON lines).
+// internal/cmd/matrix-scenario runs inside a VM booted by internal/vm, and the checks here
+// read the spans it brought out (pktspan's JSON lines).
 package kernelmatrix
 
 import (

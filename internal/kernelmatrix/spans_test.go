@@ -123,7 +123,7 @@ func TestCheckFunctionSpansAcceptsTheKernelsCallTree(t *testing.T) {
 	}
 }
 
-func TestCheckFunctionSpansRejectsWhatIssue3Forbids(t *testing.T) {
+func TestCheckFunctionSpansRejectsADroppingVerdictBadNestingAndAMissingUDPDrop(t *testing.T) {
 	cases := map[string]string{
 		"verdict": "verdict \"DROP\", want ACCEPT",
 		"nesting": "tcp_v4_rcv's parent is packet, want the ip_local_deliver stage",

@@ -12,16 +12,17 @@ import (
 )
 
 // fake is a stand-in for pktspan: it writes its --ready-file unless told not to, exits 0
-// on SIGINT and ignores SIGTERM.
+// on SIGINT and ignores SIGTERM. Its traps are set before it says it is ready, as
+// pktspan's signal handling is, so a signal sent right after Start meets them.
 const fake = `#!/bin/sh
 for a; do
 	[ "$prev" = --ready-file ] && ready=$a
 	prev=$a
 done
 [ "$1" = exit ] && exit 3
-[ "$1" = hang ] || touch "$ready"
 trap 'exit 0' INT
 trap '' TERM
+[ "$1" = hang ] || touch "$ready"
 while :; do sleep 0.05; done
 `
 
@@ -34,7 +35,7 @@ func fakeBin(t *testing.T) string {
 	return bin
 }
 
-func TestStartStop(t *testing.T) {
+func TestStartWaitsUntilReadyAndStopIsIdempotent(t *testing.T) {
 	bin := fakeBin(t)
 	p, err := Start(t.Context(), exec.Command(bin))
 	if err != nil {
@@ -53,7 +54,7 @@ func TestStartStop(t *testing.T) {
 	}
 }
 
-func TestStartFails(t *testing.T) {
+func TestStartFailsWhenPktspanExitsOrNeverAttaches(t *testing.T) {
 	bin := fakeBin(t)
 	if _, err := Start(t.Context(), exec.Command(bin, "exit")); err == nil || !strings.Contains(err.Error(), "exited before attaching: exit status 3") {
 		t.Errorf("a pktspan that exits: %v", err)
@@ -65,7 +66,7 @@ func TestStartFails(t *testing.T) {
 	}
 }
 
-func TestStopKillsAfterTimeout(t *testing.T) {
+func TestStopKillsAPktspanThatIgnoresTheSignal(t *testing.T) {
 	bin := fakeBin(t)
 	p, err := Start(t.Context(), exec.Command(bin))
 	if err != nil {

@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-func TestConsoleMarkers(t *testing.T) {
+func TestConsoleSplitsPayloadOutputExitCodeAndFailureByMarker(t *testing.T) {
 	c := &console{marker: "M1", start: time.Now()}
 	for _, l := range strings.Split(strings.Join([]string{
 		"SeaBIOS",
@@ -63,7 +63,7 @@ func tarDisk(t *testing.T, entries map[string]string) string {
 	return disk
 }
 
-func TestExtract(t *testing.T) {
+func TestExtractUnpacksTheOutputDiskAndRejectsEscapesAndGarbage(t *testing.T) {
 	dir := t.TempDir()
 	if err := extract(tarDisk(t, map[string]string{"./spans.json": "{}", "./d/log": "x"}), dir); err != nil {
 		t.Fatal(err)
@@ -88,8 +88,8 @@ func TestExtract(t *testing.T) {
 	}
 }
 
-// TestCPIO reads the archive back by the newc rules the kernel applies.
-func TestCPIO(t *testing.T) {
+// The archive is read back by the newc rules the kernel applies.
+func TestCPIOWritesNewcEntriesTheKernelCanUnpack(t *testing.T) {
 	var b bytes.Buffer
 	c := newCPIO(&b)
 	host := filepath.Join(t.TempDir(), "f")

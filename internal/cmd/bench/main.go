@@ -180,7 +180,7 @@ func topCosts(r *report, profile string) error {
 }
 
 func allocCase(r *report, fix *Fixtures) error {
-	r.section("2. allocations per event on the hot path (fixtures, as go test -benchmem ./internal/bench/ measures them)")
+	r.section("2. allocations per event on the hot path (fixtures, as go test -benchmem ./internal/cmd/bench/ measures them)")
 	dec := testing.Benchmark(benchDecode(fix))
 	sp := testing.Benchmark(benchSpanner(fix))
 	if dec.N == 0 || sp.N == 0 {

@@ -1,4 +1,4 @@
-// Command scenario runs inside a test VM (see internal/vm): it builds the end-to-end
+// Command matrix-scenario runs inside a test VM (see internal/vm): it builds the end-to-end
 // tests' topology (netns.Lab: two namespaces, a TCP server, an nft drop, a closed UDP
 // port) and the NAT lab (netns.NATLab: a router translating both ways), opens a packet
 // tap on the client's veth, runs pktspan with one function backend writing JSON lines,

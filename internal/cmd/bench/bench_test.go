@@ -19,13 +19,13 @@ func BenchmarkFixturesDecode(b *testing.B) { benchDecode(benchFixtures())(b) }
 // BenchmarkFixturesSpanner is case 2's decode + spanner figure: one op is one record.
 func BenchmarkFixturesSpanner(b *testing.B) { benchSpanner(benchFixtures())(b) }
 
-func TestFixturesDecode(t *testing.T) {
+func TestGeneratedFixturesAllDecode(t *testing.T) {
 	if err := checkDecodes(GenerateFixtures(5000, 3)); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func TestCountSpansWalksRequests(t *testing.T) {
+func TestCountSpansCountsAcrossResourcesAndScopesAndRejectsTruncation(t *testing.T) {
 	span := &tracepb.Span{Name: "packet", TraceId: make([]byte, 16), SpanId: make([]byte, 8),
 		Attributes: []*commonpb.KeyValue{{Key: "k", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: 1}}}}}
 	req := &collectortracepb.ExportTraceServiceRequest{ResourceSpans: []*tracepb.ResourceSpans{

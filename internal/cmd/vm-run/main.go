@@ -1,7 +1,7 @@
-// Command run boots one cached Debian kernel under qemu with files copied in and runs a
+// Command vm-run boots one cached Debian kernel under qemu with files copied in and runs a
 // shell script there, for trying pktspan on a kernel with fentry and kprobes by hand.
 //
-//	go run ./internal/vm/cmd/run -series 6.12 -file /bin/pktspan=bin/pktspan -out /tmp/vm 'pktspan --help'
+//	go run ./internal/cmd/vm-run -series 6.12 -file /bin/pktspan=bin/pktspan -out /tmp/vm 'pktspan --help'
 package main
 
 import (

@@ -1,8 +1,8 @@
-// Command demo is `make demo`: it starts a local Jaeger, builds two network namespaces
-// joined by veth with a TCP server, an nft rule that drops TCP to port 81 and a closed
-// UDP port, runs pktspan exporting to that Jaeger with console output, makes traffic
-// (including drops) every few seconds, prints the trace IDs and where to read them,
-// and cleans everything up on Ctrl-C.
+// Command readme-demo is the README's demo, `make demo`: it starts a local Jaeger, builds
+// two network namespaces joined by veth with a TCP server, an nft rule that drops TCP to
+// port 81 and a closed UDP port, runs pktspan exporting to that Jaeger with console
+// output, makes traffic (including drops) every few seconds, prints the trace IDs and
+// where to read them, and cleans everything up on Ctrl-C.
 package main
 
 import (

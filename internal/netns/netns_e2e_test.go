@@ -1,3 +1,7 @@
+//go:build e2e
+
+// Tier 2: network namespaces, veth and nftables need root; `make e2e` runs these tests.
+
 package netns
 
 import (
@@ -10,11 +14,11 @@ import (
 	"time"
 )
 
-// requireRoot fails (never skips): these tests are tier 2 and must run as root.
+// requireRoot fails (never skips): a tier 2 run that cannot test is a failure.
 func requireRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Fatal("netns tests need root (network namespaces, veth, nftables): run them as root, e.g. `sudo go test ./internal/netns/`")
+		t.Fatal("netns tests need root (network namespaces, veth, nftables): run them as root, e.g. `sudo make e2e`")
 	}
 }
 
@@ -48,7 +52,7 @@ var (
 	serverAddr6 = netip.MustParsePrefix("2001:db8::2/64")
 )
 
-func TestTopology(t *testing.T) {
+func TestLinkedNamespacesCarryTCPUDPAndPingAndNftDrops(t *testing.T) {
 	requireRoot(t)
 	ctx := t.Context()
 	client, server := newNS(t, "client"), newNS(t, "server")
@@ -182,7 +186,7 @@ func serve(t *testing.T, ns *NS, addr netip.Addr, port uint16) *TCPServer {
 	return s
 }
 
-func TestCloseRemoves(t *testing.T) {
+func TestCloseRemovesTheNamespaceAndIsIdempotent(t *testing.T) {
 	requireRoot(t)
 	a, b := newNS(t, "gone-a"), newNS(t, "gone-b")
 	if _, _, err := Link(a, b, clientAddr, serverAddr); err != nil {
@@ -213,7 +217,7 @@ func TestCloseRemoves(t *testing.T) {
 	}
 }
 
-func TestRejects(t *testing.T) {
+func TestNewAndLinkRejectBadNamesAndNonTestAddresses(t *testing.T) {
 	requireRoot(t)
 	if _, err := New("Bad/Name"); err == nil {
 		t.Error("New accepted a label with a slash")

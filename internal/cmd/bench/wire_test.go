@@ -32,10 +32,10 @@ func (r *recordSink) Export(g []spanner.Span) {
 func (r *recordSink) Shutdown(context.Context) error { return nil }
 func (r *recordSink) Stats() spanner.SinkStats       { return spanner.SinkStats{} }
 
-// TestBothPathsSendTheSameOTLP sends a sample of the fixtures' spans through pktspan's
+// TestPktspanSinkAndSDKBaselineSendTheSameOTLP sends a sample of the fixtures' spans through pktspan's
 // sink and through the SDK baseline, and compares what each receiver decoded: the same
 // resource, scope and spans, whatever the batching and order.
-func TestBothPathsSendTheSameOTLP(t *testing.T) {
+func TestPktspanSinkAndSDKBaselineSendTheSameOTLP(t *testing.T) {
 	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "")
 	t.Setenv("OTEL_SERVICE_NAME", "")
 	fix := GenerateFixtures(20000, 7)

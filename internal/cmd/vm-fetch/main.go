@@ -1,7 +1,7 @@
-// Command fetch downloads and caches the Debian kernels the VM tests boot (`make
+// Command vm-fetch downloads and caches the Debian kernels the VM tests boot (`make
 // vmkernels`) and prints what each one offers pktspan.
 //
-//	go run ./internal/vm/cmd/fetch [series ...]   # default: 6.1 6.12
+//	go run ./internal/cmd/vm-fetch [series ...]   # default: 6.1 6.12
 package main
 
 import (
