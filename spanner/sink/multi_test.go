@@ -19,7 +19,7 @@ func (f *fakeSink) Export([]spanner.Span)          { f.groups++ }
 func (f *fakeSink) Shutdown(context.Context) error { f.shut = true; return f.err }
 func (f *fakeSink) Stats() spanner.SinkStats       { return f.stats }
 
-func TestMulti(t *testing.T) {
+func TestMultiFansOutSumsStatsAndJoinsShutdownErrors(t *testing.T) {
 	errA, errB := errors.New("a failed"), errors.New("b failed")
 	a := &fakeSink{stats: spanner.SinkStats{Exported: 3, Dropped: 1}, err: errA}
 	b := &fakeSink{stats: spanner.SinkStats{Exported: 4, Dropped: 2}, err: errB}

@@ -307,7 +307,7 @@ func resourceAttrs(kvs []*commonpb.KeyValue) map[string]any {
 	return m
 }
 
-func TestOTLPConvertNestedValues(t *testing.T) {
+func TestOTLPEncodesBytesSliceMapAndEmptyValues(t *testing.T) {
 	s := spanner.Span{Attrs: []attribute.KeyValue{
 		attribute.ByteSlice("b", []byte{1, 2}),
 		attribute.Slice("s", attribute.IntValue(1), attribute.StringValue("x")),
@@ -343,7 +343,7 @@ func encodeAndDecode(t *testing.T, group []spanner.Span) []*tracepb.Span {
 	return ss.Spans
 }
 
-func TestOTLPEncodingMatchesProtobuf(t *testing.T) {
+func TestOTLPEncodingDecodesWithProtobufGoToEveryField(t *testing.T) {
 	// Every field and attribute type, long enough that lengths take more than a byte.
 	group := append(append(append(tcpGroup(), dropGroup()...), rootGroup()...), natCloneGroup()...)
 	group[0].Attrs = append(group[0].Attrs, attribute.String("pktspan.test.long", strings.Repeat("x", 300)))
@@ -352,7 +352,7 @@ func TestOTLPEncodingMatchesProtobuf(t *testing.T) {
 	}
 }
 
-func TestOTLPStandardEnv(t *testing.T) {
+func TestOTLPHonoursStandardOTELEnvironment(t *testing.T) {
 	clearOTELEnv(t)
 	col := &collector{}
 	addr := startCollector(t, col)
@@ -382,7 +382,7 @@ func TestOTLPStandardEnv(t *testing.T) {
 	}
 }
 
-func TestOTLPHeadersAndCompression(t *testing.T) {
+func TestOTLPSendsHeadersAndChosenCompression(t *testing.T) {
 	for _, tc := range []struct {
 		option, env, want string
 	}{
@@ -424,7 +424,7 @@ func TestOTLPHeadersAndCompression(t *testing.T) {
 	}
 }
 
-func TestOTLPBadOptions(t *testing.T) {
+func TestNewOTLPRejectsBadOptions(t *testing.T) {
 	clearOTELEnv(t)
 	for _, opt := range []OTLPOption{WithCompression("brotli"), WithQueueSize(-1), WithBatchSize(0), WithBatchDelay(0), WithTimeout(-time.Second)} {
 		if o, err := NewOTLP(context.Background(), WithEndpoint("127.0.0.1:4317"), opt); err == nil {
@@ -469,7 +469,7 @@ func TestOTLPQueueFullDropsWithoutBlocking(t *testing.T) {
 	}
 }
 
-func TestOTLPUnreachable(t *testing.T) {
+func TestOTLPUnreachableCollectorIsLoggedWithHintAndShutdownDropsAtDeadline(t *testing.T) {
 	clearOTELEnv(t)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

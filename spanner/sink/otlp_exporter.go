@@ -1,0 +1,182 @@
+package sink
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/sdk/resource"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// otlpExporter is the OTLP sink's transport: it frames a batch of encoded spans as one
+// ResourceSpans and uploads it with otlptracegrpc's client.
+type otlpExporter struct {
+	client    otlptrace.Client
+	endpoint  string // for log lines only
+	resource  []byte // the encoded ResourceSpans.resource field
+	schemaURL string
+	scope     []byte // the encoded ScopeSpans.scope field
+}
+
+var _ batchExporter = (*otlpExporter)(nil)
+
+// scopeSpansHead is room for the ScopeSpans tag and length in front of a batch's scope
+// and spans.
+const scopeSpansHead = 1 + binary.MaxVarintLen64
+
+// newOTLPExporter builds the resource and starts the gRPC client; ctx bounds both.
+func newOTLPExporter(ctx context.Context, cfg otlpConfig, log *slog.Logger) (*otlpExporter, error) {
+	clientOpts, err := clientOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+
+	res, err := resource.New(ctx,
+		resource.WithAttributes(attribute.String("service.name", cfg.serviceName)),
+		resource.WithHost(),
+		resource.WithTelemetrySDK(),
+		// Last, so OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES override the above.
+		resource.WithFromEnv(),
+	)
+	if err != nil {
+		if res == nil {
+			return nil, fmt.Errorf("otlp resource: %w", err)
+		}
+		// A detector that failed (no hostname, a malformed OTEL_RESOURCE_ATTRIBUTES)
+		// still leaves the rest of the resource usable.
+		log.Warn("otlp resource incomplete", "err", err)
+	}
+
+	client := otlptracegrpc.NewClient(clientOpts...)
+	if err := client.Start(ctx); err != nil {
+		return nil, fmt.Errorf("start otlp client: %w", err)
+	}
+	return &otlpExporter{
+		client:    client,
+		endpoint:  displayEndpoint(cfg.endpoint),
+		resource:  encodeResource(res),
+		schemaURL: res.SchemaURL(),
+		scope:     encodeScope(instrumentationScope),
+	}, nil
+}
+
+// clientOptions maps pktspan's options onto otlptracegrpc's, passing only what was set
+// so the standard OTEL_EXPORTER_OTLP_* variables keep working underneath.
+func clientOptions(cfg otlpConfig) ([]otlptracegrpc.Option, error) {
+	var opts []otlptracegrpc.Option
+	switch {
+	case cfg.endpoint == "":
+	case strings.Contains(cfg.endpoint, "://"):
+		opts = append(opts, otlptracegrpc.WithEndpointURL(cfg.endpoint))
+	default:
+		opts = append(opts, otlptracegrpc.WithEndpoint(cfg.endpoint))
+	}
+	if cfg.insecure {
+		opts = append(opts, otlptracegrpc.WithInsecure())
+	}
+	if len(cfg.headers) > 0 {
+		opts = append(opts, otlptracegrpc.WithHeaders(cfg.headers))
+	}
+	switch cfg.compression {
+	case "":
+	case "gzip":
+		opts = append(opts, otlptracegrpc.WithCompressor("gzip"))
+	case "none":
+		// otlptracegrpc has no "none" compressor; a later call option naming gRPC's
+		// identity encoding overrides a gzip chosen through the environment.
+		opts = append(opts, otlptracegrpc.WithDialOption(
+			grpc.WithDefaultCallOptions(grpc.UseCompressor("identity"))))
+	default:
+		return nil, fmt.Errorf("otlp compression %q: want gzip or none", cfg.compression)
+	}
+	if cfg.timeout > 0 {
+		opts = append(opts, otlptracegrpc.WithTimeout(cfg.timeout))
+	}
+	return opts, nil
+}
+
+// displayEndpoint names the collector in log lines the way otlptracegrpc resolves it.
+func displayEndpoint(endpoint string) string {
+	if endpoint != "" {
+		return endpoint
+	}
+	for _, v := range []string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"} {
+		if e := os.Getenv(v); e != "" {
+			return e
+		}
+	}
+	return "localhost:4317"
+}
+
+// headroom is the room request needs in front of a batch's spans: the resource, the
+// ScopeSpans tag and length, and the scope.
+func (e *otlpExporter) headroom() int {
+	return len(e.resource) + scopeSpansHead + len(e.scope)
+}
+
+// export uploads b as one request. The request is marshalled into gRPC's own buffers
+// before UploadTraces returns, so b is free again afterwards.
+func (e *otlpExporter) export(ctx context.Context, b *wireBatch) error {
+	return e.client.UploadTraces(ctx, []*tracepb.ResourceSpans{e.request(b)})
+}
+
+// request writes the resource and the head of the ScopeSpans into the room left in
+// front of b's spans, so a batch is framed without copying its spans.
+func (e *otlpExporter) request(b *wireBatch) *tracepb.ResourceSpans {
+	start := b.head - len(e.scope)
+	copy(b.buf[start:], e.scope)
+	var head [scopeSpansHead]byte
+	h := appendTag(head[:0], resourceSpansScopeSpans, wireBytes)
+	h = binary.AppendUvarint(h, uint64(len(b.buf)-start))
+	start -= len(h)
+	copy(b.buf[start:], h)
+	start -= len(e.resource)
+	copy(b.buf[start:], e.resource)
+	raw := b.buf[start:]
+	if e.schemaURL != "" {
+		raw = appendBytesField(raw, resourceSpansSchemaURL, e.schemaURL)
+	}
+	return resourceSpansFromWire(raw)
+}
+
+// shutdown stops the client; the batcher has sent or dropped every batch by then.
+func (e *otlpExporter) shutdown(ctx context.Context) error {
+	if err := e.client.Stop(ctx); err != nil {
+		return fmt.Errorf("stop otlp client: %w", err)
+	}
+	return nil
+}
+
+// exportHint suggests the likely fix for the common ways an export fails.
+func exportHint(err error) string {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "tls:") || strings.Contains(msg, "handshake"):
+		return " (plaintext collector? set otlp.insecure)"
+	}
+	switch status.Code(err) {
+	case codes.Unavailable:
+		return " (is the collector running?)"
+	case codes.DeadlineExceeded:
+		return " (collector too slow or unreachable; raise otlp.timeout?)"
+	case codes.Unauthenticated, codes.PermissionDenied:
+		return " (check otlp.headers)"
+	case codes.ResourceExhausted:
+		return " (collector overloaded or request too large; lower otlp.batch_size?)"
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return " (collector too slow or unreachable; raise otlp.timeout?)"
+	}
+	return ""
+}

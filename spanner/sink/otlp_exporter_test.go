@@ -1,0 +1,58 @@
+package sink
+
+import (
+	"testing"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/resource"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pktspan/pktspan/spanner"
+)
+
+func TestOTLPExporterFramesBatchInItsHeadroom(t *testing.T) {
+	const schemaURL = "https://opentelemetry.io/schemas/1.26.0"
+	e := &otlpExporter{
+		resource:  encodeResource(resource.NewSchemaless(attribute.String("service.name", "pktspan-test"))),
+		schemaURL: schemaURL,
+		scope:     encodeScope(instrumentationScope),
+	}
+	// Enough spans that the ScopeSpans length takes several bytes.
+	group := append(append(append(tcpGroup(), dropGroup()...), rootGroup()...), natCloneGroup()...)
+	b := &wireBatch{buf: make([]byte, e.headroom()), head: e.headroom(), spans: len(group)}
+	for i := range group {
+		b.buf = appendSpan(b.buf, &group[i])
+	}
+	raw, err := proto.Marshal(e.request(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rs tracepb.ResourceSpans
+	if err := proto.Unmarshal(raw, &rs); err != nil {
+		t.Fatal(err)
+	}
+	checkResourceSpans(t, &rs, schemaURL, group)
+}
+
+// checkResourceSpans checks that rs holds exactly the resource (service.name=pktspan-test),
+// the scope and the spans encoded.
+func checkResourceSpans(t *testing.T, rs *tracepb.ResourceSpans, schemaURL string, want []spanner.Span) {
+	t.Helper()
+	if rs.SchemaUrl != schemaURL {
+		t.Errorf("schema URL %q, want %q", rs.SchemaUrl, schemaURL)
+	}
+	if res := resourceAttrs(rs.Resource.GetAttributes()); len(res) != 1 || res["service.name"] != "pktspan-test" {
+		t.Errorf("resource %v, want service.name=pktspan-test alone", res)
+	}
+	if len(rs.ScopeSpans) != 1 || rs.ScopeSpans[0].Scope.GetName() != instrumentationScope {
+		t.Fatalf("want one ScopeSpans named %q, got %v", instrumentationScope, rs.ScopeSpans)
+	}
+	got := rs.ScopeSpans[0].Spans
+	if len(got) != len(want) {
+		t.Fatalf("%d spans, want %d", len(got), len(want))
+	}
+	for i := range want {
+		checkSpan(t, got[i], &want[i])
+	}
+}
