@@ -1,62 +1,15 @@
 package bpf
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pktspan/pktspan/internal/skbidentity"
 )
-
-// identityCase is one line of testdata/skb_identity.txt.
-type identityCase struct {
-	name    string
-	numbers []string // the harness's input: tracked l3 l4 seq ack flags delivered, event l3 l4 seq ack flags, mode
-	verdict string
-}
-
-var followModes = map[string]string{"follow": "0", "free": "1", "deliver": "2"}
-
-func readIdentityCases(t *testing.T) []identityCase {
-	t.Helper()
-	f, err := os.Open("testdata/skb_identity.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var cases []identityCase
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		parts := strings.Split(line, "|")
-		if len(parts) != 4 {
-			t.Fatalf("malformed fixture line %q", line)
-		}
-		tracked, event := strings.Fields(parts[1]), strings.Fields(parts[2])
-		if len(tracked) != 6 || len(event) != 6 {
-			t.Fatalf("malformed fixture line %q", line)
-		}
-		mode, ok := followModes[event[5]]
-		if !ok {
-			t.Fatalf("unknown mode %q in %q", event[5], line)
-		}
-		cases = append(cases, identityCase{
-			name:    strings.TrimSpace(parts[0]),
-			numbers: append(append(tracked, event[:5]...), mode),
-			verdict: strings.TrimSpace(parts[3]),
-		})
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return cases
-}
 
 // hostCC is the C compiler for the harness: the Makefile installs clang for the
 // probes, and gcc is the Debian default.
@@ -72,10 +25,13 @@ func hostCC(t *testing.T) string {
 }
 
 // The kernel side's same_skb, compiled for the host from the very header the probes
-// include, answers every fixture line as it says. spanner's TestIsNewSKBAgreesWithTheKernelFixtures
-// checks the Go side against the same lines.
+// include, answers every shared fixture as it says. spanner's
+// TestIsNewSKBAgreesWithTheKernelFixtures checks the Go side against the same cases.
 func TestSameSKBInTheProbesAnswersTheSharedFixtures(t *testing.T) {
-	cases := readIdentityCases(t)
+	cases, err := skbidentity.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
 	bin := filepath.Join(t.TempDir(), "identity")
 	build := exec.Command(hostCC(t), "-O2", "-Wall", "-Werror", "-Iheaders", "-o", bin, "testdata/identity_harness.c")
 	if out, err := build.CombinedOutput(); err != nil {
@@ -83,7 +39,12 @@ func TestSameSKBInTheProbesAnswersTheSharedFixtures(t *testing.T) {
 	}
 	var in bytes.Buffer
 	for _, c := range cases {
-		fmt.Fprintln(&in, strings.Join(c.numbers, " "))
+		tr, s := c.Tracked, c.Seen
+		delivered := 0
+		if c.Delivered {
+			delivered = 1
+		}
+		fmt.Fprintln(&in, tr.L3, tr.L4, tr.Seq, tr.Ack, tr.Flags, delivered, s.L3, s.L4, s.Seq, s.Ack, s.Flags, followMode(t, c.Mode))
 	}
 	run := exec.Command(bin)
 	run.Stdin = &in
@@ -93,11 +54,26 @@ func TestSameSKBInTheProbesAnswersTheSharedFixtures(t *testing.T) {
 	}
 	got := strings.Fields(string(out))
 	if len(got) != len(cases) {
-		t.Fatalf("harness answered %d lines of %d", len(got), len(cases))
+		t.Fatalf("harness answered %d cases of %d", len(got), len(cases))
 	}
 	for i, c := range cases {
-		if got[i] != c.verdict {
-			t.Errorf("%s: same_skb says %s, the fixture %s", c.name, got[i], c.verdict)
+		if want := map[bool]string{true: "same", false: "new"}[c.Same]; got[i] != want {
+			t.Errorf("%s: same_skb says %s, the fixture %s", c.Name, got[i], want)
 		}
 	}
+}
+
+// followMode is the value of enum follow_mode (bpf/headers/identity.h) for m.
+func followMode(t *testing.T, m skbidentity.Mode) int {
+	t.Helper()
+	switch m {
+	case skbidentity.ModeFollow:
+		return 0
+	case skbidentity.ModeFree:
+		return 1
+	case skbidentity.ModeDeliver:
+		return 2
+	}
+	t.Fatalf("no follow_mode for %d", m)
+	return 0
 }

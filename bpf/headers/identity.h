@@ -2,8 +2,9 @@
 /*
  * Telling a followed skb from a new skb allocated at its address after a free no
  * tracepoint saw. The spanner makes the same decision in Go (spanner/packet.go,
- * isNewSKB); both are checked against bpf/testdata/skb_identity.txt, this one compiled
- * for the host by bpf/identity_test.go. It needs only pktspan.h, so that test can.
+ * isNewSKB); both are checked against the cases of bpf/testdata/skb_identity.txt, this
+ * one compiled for the host by bpf/identity_test.go. It needs only pktspan.h, so that
+ * test can build it.
  */
 #ifndef __PKTSPAN_IDENTITY_H
 #define __PKTSPAN_IDENTITY_H
