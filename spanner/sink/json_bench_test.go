@@ -3,20 +3,14 @@ package sink
 import (
 	"io"
 	"testing"
+
+	"github.com/pktspan/pktspan/spanner"
 )
 
 func BenchmarkJSONEncode(b *testing.B) {
-	group := tcpGroup()
-	var buf []byte
-	b.ReportAllocs()
-	for b.Loop() {
-		buf = buf[:0]
-		for i := range group {
-			buf = appendSpanJSON(buf, &group[i])
-			buf = append(buf, '\n')
-		}
-	}
-	b.ReportMetric(float64(b.N*len(group))/b.Elapsed().Seconds(), "spans/s")
+	benchmarkEncoding(b, func(buf []byte, s *spanner.Span) []byte {
+		return append(appendSpanJSON(buf, s), '\n')
+	})
 }
 
 func BenchmarkJSONExport(b *testing.B) {
