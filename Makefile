@@ -63,7 +63,7 @@ unit:
 	$(GO) test -race -count=1 ./...
 
 # Tier 2 of DESIGN.md: real kernel, namespaces, nftables, Jaeger. Needs root.
-E2E_PACKAGES := ./cmd/pktspan/ ./internal/jaeger/ ./internal/netns/
+E2E_PACKAGES := ./cmd/pktspan/ ./collector/ ./internal/jaeger/ ./internal/netns/
 e2e: deps jaeger
 	$(GO) test -count=1 -tags e2e -timeout 20m -v $(E2E_PACKAGES)
 

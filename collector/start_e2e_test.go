@@ -49,60 +49,58 @@ func ourNames(t *testing.T) (programs, maps map[string]bool) {
 	return programs, maps
 }
 
+// eachID calls f with every id the kernel lists through next, from the first.
+func eachID[ID ~uint32](t *testing.T, next func(ID) (ID, error), f func(ID)) {
+	t.Helper()
+	for id := ID(0); ; {
+		n, err := next(id)
+		if errors.Is(err, os.ErrNotExist) {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		id = n
+		f(id)
+	}
+}
+
 func listOurs(t *testing.T) kernelObjects {
 	t.Helper()
 	progNames, mapNames := ourNames(t)
 	var objs kernelObjects
 	ours := map[ebpf.ProgramID]bool{}
-	for id := ebpf.ProgramID(0); ; {
-		next, err := ebpf.ProgramGetNextID(id)
-		if errors.Is(err, os.ErrNotExist) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		id = next
+	eachID(t, ebpf.ProgramGetNextID, func(id ebpf.ProgramID) {
 		p, err := ebpf.NewProgramFromID(id)
 		if err != nil {
-			continue // gone meanwhile
+			return // gone meanwhile
 		}
-		info, err := p.Info()
-		p.Close()
-		if err == nil && progNames[info.Name] {
+		defer p.Close()
+		if info, err := p.Info(); err == nil && progNames[info.Name] {
 			ours[id] = true
 			objs.programs = append(objs.programs, info.Name)
 		}
-	}
+	})
+	eachID(t, ebpf.MapGetNextID, func(id ebpf.MapID) {
+		m, err := ebpf.NewMapFromID(id)
+		if err != nil {
+			return
+		}
+		defer m.Close()
+		if info, err := m.Info(); err == nil && mapNames[info.Name] {
+			objs.maps = append(objs.maps, info.Name)
+		}
+	})
 	it := new(link.Iterator)
 	defer it.Close()
 	for it.Next() {
-		info, err := it.Take().Info()
+		info, err := it.Link.Info()
 		if err == nil && ours[info.Program] {
 			objs.links = append(objs.links, fmt.Sprint(info.ID))
 		}
 	}
 	if err := it.Err(); err != nil {
 		t.Fatal(err)
-	}
-	for id := ebpf.MapID(0); ; {
-		next, err := ebpf.MapGetNextID(id)
-		if errors.Is(err, os.ErrNotExist) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		id = next
-		m, err := ebpf.NewMapFromID(id)
-		if err != nil {
-			continue
-		}
-		info, err := m.Info()
-		m.Close()
-		if err == nil && mapNames[info.Name] {
-			objs.maps = append(objs.maps, info.Name)
-		}
 	}
 	return objs
 }
