@@ -57,17 +57,17 @@ lint: $(BIN)/staticcheck
 		$(GO) vet -tags "$$tags" ./... && $(BIN)/staticcheck -tags "$$tags" ./... || exit 1; \
 	done
 
-# Tier 1 of DESIGN.md: no root, no Jaeger, no kernel features; what needs them is tagged
+# Tier 1 of docs/DESIGN.md: no root, no Jaeger, no kernel features; what needs them is tagged
 # e2e or vmtest.
 unit:
 	$(GO) test -race -count=1 ./...
 
-# Tier 2 of DESIGN.md: real kernel, namespaces, nftables, Jaeger. Needs root.
+# Tier 2 of docs/DESIGN.md: real kernel, namespaces, nftables, Jaeger. Needs root.
 E2E_PACKAGES := ./cmd/pktspan/ ./collector/ ./internal/jaeger/ ./internal/netns/
 e2e: deps jaeger
 	$(GO) test -count=1 -tags e2e -timeout 20m -v $(E2E_PACKAGES)
 
-# Tier 3 of DESIGN.md: Debian's 6.1 and 6.12 kernels under qemu, where fentry and
+# Tier 3 of docs/DESIGN.md: Debian's 6.1 and 6.12 kernels under qemu, where fentry and
 # kprobes exist; one VM at a time (-p 1): each wants both cores.
 vmtest: vmkernels
 	$(GO) test -count=1 -p 1 -tags vmtest -timeout 30m -v ./internal/vm/ ./internal/kernelmatrix/

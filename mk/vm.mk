@@ -1,4 +1,4 @@
-# Tier 3 of DESIGN.md: Debian kernels booted under qemu (internal/vm). Included from the
+# Tier 3 of docs/DESIGN.md: Debian kernels booted under qemu (internal/vm). Included from the
 # Makefile; uses its GO.
 
 # qemu without KVM; busybox-static for the initramfs (a dynamic busybox cannot run

@@ -1,6 +1,6 @@
 //go:build e2e
 
-// Tier 2 of DESIGN.md: the built pktspan binary, run as a user runs it, on the real
+// Tier 2 of docs/DESIGN.md: the built pktspan binary, run as a user runs it, on the real
 // kernel, following real traffic between two network namespaces, exporting to a real
 // Jaeger; every assertion is on traces read back through Jaeger's /api/v3/traces.
 // Needs root; `make e2e` (part of `make test`) builds Jaeger first.

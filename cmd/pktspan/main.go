@@ -21,7 +21,7 @@ import (
 	"github.com/pktspan/pktspan/spanner/sink"
 )
 
-// Exit codes, as DESIGN.md fixes them.
+// Exit codes, as docs/DESIGN.md fixes them.
 const (
 	exitOK     = 0
 	exitError  = 1

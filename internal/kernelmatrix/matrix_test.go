@@ -18,7 +18,7 @@ import (
 	"github.com/pktspan/pktspan/internal/vm"
 )
 
-// Tier 3 of DESIGN.md: each Debian kernel boots under qemu; inside, the scenario runs
+// Tier 3 of docs/DESIGN.md: each Debian kernel boots under qemu; inside, the scenario runs
 // pktspan with --backend fentry and with --backend kprobe, each once as it is and once
 // with --drops-only, then once following one VLAN; the spans come back as JSON lines
 // and are checked here. `make vmtest` (part of `make test`) runs it.

@@ -1,6 +1,6 @@
 // Package vm boots Debian's own kernels under qemu (software emulation, no KVM) with a
 // small busybox initramfs, so tests can run pktspan on kernels that offer kprobes and
-// fentry when the development machine's kernel does not (DESIGN.md, testing tier 3).
+// fentry when the development machine's kernel does not (docs/DESIGN.md, testing tier 3).
 //
 // Ensure downloads and caches a kernel package; Run boots it with a payload script and
 // brings back the payload's output, exit status and the files it wrote.

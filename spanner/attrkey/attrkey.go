@@ -1,7 +1,7 @@
 // Package attrkey is pktspan's attribute vocabulary: every key a span, an event or the
 // resource carries, in one place that the spanner, its sinks and the netns namer share.
 // OpenTelemetry semantic conventions name a key where one exists, else it has the
-// pktspan. prefix; DESIGN.md's attribute table says which spans carry which keys.
+// pktspan. prefix; docs/DESIGN.md and the README say which spans carry which keys.
 package attrkey
 
 import "go.opentelemetry.io/otel/attribute"
