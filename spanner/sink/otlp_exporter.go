@@ -9,7 +9,6 @@ import (
 	"os"
 	"strings"
 
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -17,6 +16,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/pktspan/pktspan/spanner/attrkey"
 )
 
 // otlpExporter is the OTLP sink's transport: it frames a batch of encoded spans as one
@@ -43,7 +44,7 @@ func newOTLPExporter(ctx context.Context, cfg otlpConfig, log *slog.Logger) (*ot
 	}
 
 	res, err := resource.New(ctx,
-		resource.WithAttributes(attribute.String("service.name", cfg.serviceName)),
+		resource.WithAttributes(attrkey.ServiceName.String(cfg.serviceName)),
 		resource.WithHost(),
 		resource.WithTelemetrySDK(),
 		// Last, so OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES override the above.
