@@ -93,6 +93,10 @@ func run(ctx context.Context, cfg config.Config) error {
 	defer stopCollector(col, log)
 	if err := col.Start(ctx); err != nil {
 		shutdownSink(out, log)
+		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+			// Stopped by a signal while attaching: a clean stop, nothing to report.
+			return nil
+		}
 		return err
 	}
 	log.Info("probes attached\n"+col.Summary().String(), "component", "pktspan")
