@@ -37,8 +37,8 @@ static __always_inline void on_enter(__u16 probe, bool nf_hook, struct sk_buff *
 	read_tuple(&ev, skb, L3_NETWORK_HEADER);
 	read_dev(&ev, BPF_CORE_READ(skb, dev));
 	read_sock_netns(&ev, BPF_CORE_READ(skb, sk));
-	bool fresh;
-	if (!follow(&ev, skb, FOLLOW, &fresh))
+	bool fresh, delivered;
+	if (!follow(&ev, skb, FOLLOW, &fresh, &delivered))
 		return;
 	read_followed(&ev, skb);
 	/* No filter looks at the hook: it is read for followed skbs only. */

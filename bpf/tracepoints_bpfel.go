@@ -27,7 +27,8 @@ const (
 	TracepointsCounterIdCOUNTER_HELD_DISCARDED TracepointsCounterId = 8
 	TracepointsCounterIdCOUNTER_HELD_OVERFLOW  TracepointsCounterId = 9
 	TracepointsCounterIdCOUNTER_HELD_EVICTED   TracepointsCounterId = 10
-	TracepointsCounterIdCOUNTER_MAX            TracepointsCounterId = 11
+	TracepointsCounterIdCOUNTER_FREES_NORMAL   TracepointsCounterId = 11
+	TracepointsCounterIdCOUNTER_MAX            TracepointsCounterId = 12
 )
 
 type TracepointsEvent struct {
@@ -65,6 +66,8 @@ type TracepointsEvent struct {
 	GsoSegs    uint16
 	CtL3       uint8
 	CtL4       uint8
+	FreeClass  uint8
+	PadFree    [7]uint8
 }
 
 type TracepointsEventKind uint32
@@ -105,17 +108,41 @@ type TracepointsFilterCfg struct {
 	}
 }
 
+type TracepointsFreeClass uint32
+
+const (
+	TracepointsFreeClassFREE_DROP     TracepointsFreeClass = 0
+	TracepointsFreeClassFREE_CONSUMED TracepointsFreeClass = 1
+	TracepointsFreeClassFREE_NORMAL   TracepointsFreeClass = 2
+)
+
+type TracepointsFreeNeed uint32
+
+const (
+	TracepointsFreeNeedFREE_NEED_NOTHING   TracepointsFreeNeed = 0
+	TracepointsFreeNeedFREE_NEED_NO_UNREAD TracepointsFreeNeed = 1
+)
+
 type TracepointsKernelCfg struct {
-	_          structs.HostLayout
-	CtTuple    uint32
-	CtSrcAddr  uint16
-	CtSrcPort  uint16
-	CtL3num    uint16
-	CtDstAddr  uint16
-	CtDstPort  uint16
-	CtProtonum uint16
-	N_notDrops uint32
-	NotDrops   [16]uint32
+	_             structs.HostLayout
+	CtTuple       uint32
+	CtSrcAddr     uint16
+	CtSrcPort     uint16
+	CtL3num       uint16
+	CtDstAddr     uint16
+	CtDstPort     uint16
+	CtProtonum    uint16
+	N_normalFrees uint32
+	Pad           uint32
+	NormalFrees   [24]struct {
+		_      structs.HostLayout
+		Lo     uint64
+		Hi     uint64
+		Reason uint32
+		Need   uint8
+		Class  uint8
+		Pad    [2]uint8
+	}
 }
 
 type TracepointsLimits uint32
@@ -130,7 +157,7 @@ const (
 	TracepointsLimitsFILTER_MAX_VLANS  TracepointsLimits = 8
 	TracepointsLimitsFILTER_MAX_MARKS  TracepointsLimits = 8
 	TracepointsLimitsCT_TUPLE_READ     TracepointsLimits = 40
-	TracepointsLimitsNOT_DROPS_MAX     TracepointsLimits = 16
+	TracepointsLimitsNORMAL_FREES_MAX  TracepointsLimits = 24
 	TracepointsLimitsVLAN_VID_MASK     TracepointsLimits = 4095
 )
 
@@ -141,6 +168,16 @@ const (
 	TracepointsNfVerdictNF_ACCEPT TracepointsNfVerdict = 1
 	TracepointsNfVerdictNF_STOLEN TracepointsNfVerdict = 2
 )
+
+type TracepointsNormalFree struct {
+	_      structs.HostLayout
+	Lo     uint64
+	Hi     uint64
+	Reason uint32
+	Need   uint8
+	Class  uint8
+	Pad    [2]uint8
+}
 
 type TracepointsPending struct {
 	_        structs.HostLayout

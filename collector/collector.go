@@ -213,20 +213,21 @@ func (c *Collector) kernelFacts(kb kernelBTF) (kernelFacts, error) {
 	if err != nil {
 		return kernelFacts{}, err
 	}
-	if err := reasons.TreatAsNormal(c.normalFrees); err != nil {
-		return kernelFacts{}, err
-	}
-	c.summary.DropReasons = len(reasons.names)
-	c.summary.NormalFrees = c.normalFrees
-	kcfg, conntrack, err := newKernelCfg(kb.types, kb.inKernel, c.summary.BTF, reasons)
-	if err != nil {
-		return kernelFacts{}, err
-	}
-	c.summary.Conntrack = conntrack
 	syms, err := NewKallsyms(c.kallsyms, defaultModules)
 	if err != nil {
 		return kernelFacts{}, err
 	}
+	frees, missing, err := normalFreeTable(reasons, syms, c.normalFrees)
+	if err != nil {
+		return kernelFacts{}, err
+	}
+	c.summary.DropReasons = len(reasons.names)
+	c.summary.NormalFrees = c.normalFrees
+	if len(missing) > 0 {
+		c.log.Debug("normal frees of functions this kernel lacks do not apply", "functions", missing)
+	}
+	kcfg, conntrack := newKernelCfg(kb.types, kb.inKernel, c.summary.BTF, frees)
+	c.summary.Conntrack = conntrack
 	if c.clock, err = NewMonoClock(); err != nil {
 		return kernelFacts{}, err
 	}

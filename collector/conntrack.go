@@ -158,9 +158,9 @@ func moduleConntrackTypes(kernel *btf.Spec) (*btf.Spec, string, error) {
 }
 
 // newKernelCfg gathers the probes' kernel facts: conntrack's layout (or why tuples
-// cannot be read: the probes then leave them empty) and the kfree_skb reasons that are
-// not drops.
-func newKernelCfg(kernel *btf.Spec, inKernel bool, kernelSource string, reasons *DropReasons) (kernelCfg, string, error) {
+// cannot be read: the probes then leave them empty) and the kfree_skb frees that are
+// not drops (normalFreeTable, which keeps within their array).
+func newKernelCfg(kernel *btf.Spec, inKernel bool, kernelSource string, frees []bpf.TracepointsNormalFree) (kernelCfg, string) {
 	var cfg kernelCfg
 	types, source, err := conntrackTypes(kernel, inKernel, kernelSource)
 	if err == nil {
@@ -171,11 +171,9 @@ func newKernelCfg(kernel *btf.Spec, inKernel bool, kernelSource string, reasons 
 		cfg = kernelCfg{} // ct_tuple 0: the probes leave the tuples empty
 		summary = "tuples not read: " + err.Error()
 	}
-	notDrops := reasons.NotDrops()
-	if len(notDrops) > len(cfg.NotDrops) {
-		return cfg, "", fmt.Errorf("%d drop reasons are normal frees (normal_free_reasons and the kernel's own), the probes hold at most %d", len(notDrops), len(cfg.NotDrops))
+	for i, f := range frees {
+		cfg.NormalFrees[i] = f
 	}
-	copy(cfg.NotDrops[:], notDrops)
-	cfg.N_notDrops = uint32(len(notDrops))
-	return cfg, summary, nil
+	cfg.N_normalFrees = uint32(len(frees))
+	return cfg, summary
 }

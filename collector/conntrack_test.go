@@ -2,11 +2,12 @@ package collector
 
 import (
 	"os"
-	"slices"
 	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf/btf"
+
+	"github.com/pktspan/pktspan/bpf"
 )
 
 // The layout of struct nf_conntrack_tuple has not changed since conntrack took IPv6
@@ -45,14 +46,7 @@ func TestConntrackLayoutFromThisKernelsBTF(t *testing.T) {
 	}
 	checkTupleLayout(t, cfg)
 
-	reasons, err := NewDropReasons(types)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kcfg, summary, err := newKernelCfg(types, true, kernelBTFPath, reasons)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kcfg, summary := newKernelCfg(types, true, kernelBTFPath, nil)
 	if kcfg.CtTuple != cfg.CtTuple || !strings.Contains(summary, "original tuples read (struct nf_conn from "+kernelBTFPath) {
 		t.Errorf("newKernelCfg: ct_tuple %d, summary %q", kcfg.CtTuple, summary)
 	}
@@ -156,7 +150,7 @@ func TestConntrackLayoutLooksThroughAnonymousMembers(t *testing.T) {
 }
 
 func TestConntrackNotReadSaysWhy(t *testing.T) {
-	reasons := dropReasonsFrom(map[uint32]string{0: "SKB_NOT_DROPPED_YET"})
+	frees := []bpf.TracepointsNormalFree{{Reason: 1, Class: uint8(bpf.TracepointsFreeClassFREE_CONSUMED)}}
 	cases := []struct {
 		name              string
 		withNfct, withCon bool
@@ -168,57 +162,13 @@ func TestConntrackNotReadSaysWhy(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			cfg, summary, err := newKernelCfg(tupleTypes(t, c.withNfct, c.withCon), c.inKernel, "/tmp/vmlinux.btf", reasons)
-			if err != nil {
-				t.Fatal(err)
-			}
+			cfg, summary := newKernelCfg(tupleTypes(t, c.withNfct, c.withCon), c.inKernel, "/tmp/vmlinux.btf", frees)
 			if cfg.CtTuple != 0 || !strings.HasPrefix(summary, "tuples not read: ") || !strings.Contains(summary, c.want) {
 				t.Errorf("ct_tuple %d, summary %q; want 0 and a reason containing %q", cfg.CtTuple, summary, c.want)
 			}
-			if cfg.N_notDrops != 1 {
-				t.Errorf("the normal-free reasons are lost with conntrack: %d", cfg.N_notDrops)
+			if cfg.N_normalFrees != 1 || cfg.NormalFrees[0].Reason != 1 {
+				t.Errorf("the normal frees are lost with conntrack: %d", cfg.N_normalFrees)
 			}
 		})
-	}
-}
-
-// The probes decide drops-only mode's drop from NotDrops; spans decide it from Name.
-// Both must say the same of every value, with reasons made normal frees or without.
-func TestNotDropsAreTheReasonsNameCallsNormalFrees(t *testing.T) {
-	for _, tc := range []struct {
-		normal []string
-		want   []uint32
-	}{
-		{nil, []uint32{0, 1}},
-		{[]string{"NOT_SPECIFIED", "NO_SOCKET"}, []uint32{0, 1, 2, 3}},
-	} {
-		r := dropReasonsFrom(map[uint32]string{
-			0: "SKB_NOT_DROPPED_YET", 1: "SKB_CONSUMED", 2: "SKB_DROP_REASON_NOT_SPECIFIED",
-			3: "SKB_DROP_REASON_NO_SOCKET", 12: "SKB_DROP_REASON_NETFILTER_DROP",
-		})
-		if err := r.TreatAsNormal(tc.normal); err != nil {
-			t.Fatal(err)
-		}
-		notDrops := map[uint32]bool{}
-		for _, v := range r.NotDrops() {
-			notDrops[v] = true
-		}
-		for v := range uint32(16) {
-			if _, drop := r.Name(v); drop == notDrops[v] {
-				t.Errorf("%v: reason %d: Name says drop=%v, NotDrops says %v", tc.normal, v, drop, !notDrops[v])
-			}
-		}
-		if got := r.NotDrops(); !slices.Equal(got, tc.want) {
-			t.Errorf("%v: NotDrops = %v, want %v", tc.normal, got, tc.want)
-		}
-	}
-}
-
-func TestTreatAsNormalRefusesAReasonTheKernelLacks(t *testing.T) {
-	r := dropReasonsFrom(map[uint32]string{0: "SKB_NOT_DROPPED_YET", 2: "SKB_DROP_REASON_NOT_SPECIFIED"})
-	for _, name := range []string{"SKB_DROP_REASON_NOT_SPECIFIED", "not_specified", "NO_SUCH_REASON", ""} {
-		if err := r.TreatAsNormal([]string{name}); err == nil {
-			t.Errorf("TreatAsNormal(%q): no error", name)
-		}
 	}
 }

@@ -52,6 +52,7 @@ const (
 	offGSOSegs    = unsafe.Offsetof(rawEvent{}.GsoSegs)
 	offCTL3       = unsafe.Offsetof(rawEvent{}.CtL3)
 	offCTL4       = unsafe.Offsetof(rawEvent{}.CtL4)
+	offFreeClass  = unsafe.Offsetof(rawEvent{}.FreeClass)
 )
 
 // Decoder turns ring buffer records into spanner events. Its tables (stage names,
@@ -175,10 +176,17 @@ func (d *Decoder) Decode(raw []byte, ev *spanner.Event) error {
 	return nil
 }
 
-// decodeFree reads kfree_skb's drop reason and where the kernel freed the skb.
+// decodeFree reads kfree_skb's drop reason, where the kernel freed the skb and whether
+// the probes called that a drop (bpf/headers/drops.h).
 func (d *Decoder) decodeFree(raw []byte, ev *spanner.Event) {
 	le := binary.LittleEndian
-	ev.DropReason, ev.Drop = d.reasons.Name(le.Uint32(raw[offDropReason:]))
+	ev.DropReason = d.reasons.Name(le.Uint32(raw[offDropReason:]))
+	switch bpf.TracepointsFreeClass(raw[offFreeClass]) {
+	case bpf.TracepointsFreeClassFREE_DROP:
+		ev.Drop = true
+	case bpf.TracepointsFreeClassFREE_NORMAL:
+		ev.NormalFree = true
+	}
 	if loc := le.Uint64(raw[offLocation:]); loc != 0 {
 		ev.Location = d.symbols.Symbolize(loc)
 	}

@@ -93,10 +93,20 @@ func TestDecodeTurnsKernelRecordsIntoEvents(t *testing.T) {
 		},
 		{
 			name: "normal_free_is_not_a_drop",
-			raw:  bpf.TracepointsEvent{TsNs: 1, Skb: 0xffff2, Probe: probeKfreeSKB, DropReason: 1, Location: 0xffffffff81a00457},
+			raw: bpf.TracepointsEvent{TsNs: 1, Skb: 0xffff2, Probe: probeKfreeSKB, DropReason: 1, Location: 0xffffffff81a00457,
+				FreeClass: uint8(bpf.TracepointsFreeClassFREE_CONSUMED)},
 			want: spanner.Event{
 				TimeUnixNano: 1_000_000_001, SKB: 0xffff2, Stage: stageOf(probeKfreeSKB),
 				DropReason: "CONSUMED", Location: "sk_stream_kill_queues+0x57",
+			},
+		},
+		{
+			name: "bookkeeping_free_is_a_normal_end_with_its_reason",
+			raw: bpf.TracepointsEvent{TsNs: 1, Skb: 0xffff2, Probe: probeKfreeSKB, DropReason: 2, Location: 0xffffffff81a00457,
+				FreeClass: uint8(bpf.TracepointsFreeClassFREE_NORMAL)},
+			want: spanner.Event{
+				TimeUnixNano: 1_000_000_001, SKB: 0xffff2, Stage: stageOf(probeKfreeSKB),
+				DropReason: "NOT_SPECIFIED", NormalFree: true, Location: "sk_stream_kill_queues+0x57",
 			},
 		},
 		{

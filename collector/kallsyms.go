@@ -114,3 +114,20 @@ func (k *Kallsyms) lookup(addr uint64) string {
 	}
 	return k.syms[i].name + "+0x" + strconv.FormatUint(addr-k.syms[i].addr, 16)
 }
+
+// Text returns the text of the function named name: a return address inside it lies in
+// (lo, hi], hi being where the next symbol starts.
+func (k *Kallsyms) Text(name string) (lo, hi uint64, ok bool) {
+	for i, s := range k.syms {
+		if s.name != name {
+			continue
+		}
+		for _, next := range k.syms[i+1:] {
+			if next.addr > s.addr {
+				return s.addr, next.addr, true
+			}
+		}
+		return 0, 0, false
+	}
+	return 0, 0, false
+}

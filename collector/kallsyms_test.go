@@ -59,7 +59,7 @@ func TestKallsymsWithoutAddressesSaysRunAsRoot(t *testing.T) {
 	}
 }
 
-func TestDropReasonsStripPrefixesAndKnowNormalFrees(t *testing.T) {
+func TestDropReasonsStripPrefixesAndNameUnknownValues(t *testing.T) {
 	r := dropReasonsFrom(map[uint32]string{
 		0: "SKB_NOT_DROPPED_YET", 1: "SKB_CONSUMED", 3: "SKB_DROP_REASON_NO_SOCKET",
 		0x10000: "SKB_DROP_REASON_SUBSYS_MASK", // subsystem values above 16 bits are not indexed
@@ -67,18 +67,19 @@ func TestDropReasonsStripPrefixesAndKnowNormalFrees(t *testing.T) {
 	cases := []struct {
 		v    uint32
 		name string
-		drop bool
 	}{
-		{0, "NOT_DROPPED_YET", false},
-		{1, "CONSUMED", false},
-		{3, "NO_SOCKET", true},
-		{2, "REASON_2", true},
-		{0x10001, "REASON_65537", true},
+		{0, "NOT_DROPPED_YET"},
+		{1, "CONSUMED"},
+		{3, "NO_SOCKET"},
+		{2, "REASON_2"},
+		{0x10001, "REASON_65537"},
 	}
 	for _, c := range cases {
-		name, drop := r.Name(c.v)
-		if name != c.name || drop != c.drop {
-			t.Errorf("Name(%d) = %q, %v; want %q, %v", c.v, name, drop, c.name, c.drop)
+		if name := r.Name(c.v); name != c.name {
+			t.Errorf("Name(%d) = %q, want %q", c.v, name, c.name)
+		}
+		if v, ok := r.Value(c.name); ok != !strings.HasPrefix(c.name, "REASON_") || (ok && v != c.v) {
+			t.Errorf("Value(%q) = %d, %v; want %d", c.name, v, ok, c.v)
 		}
 	}
 }

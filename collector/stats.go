@@ -15,6 +15,10 @@ type Stats struct {
 	TrackFailed  uint64 // skbs that matched but could not be remembered
 	TrackStale   uint64 // remembered skbs freed unseen, forgotten when their address came back
 	CallsFull    uint64 // function entries whose exit could not be awaited (call map full)
+	// FreesNormal counts followed skbs that kfree_skb freed with a drop reason the probes
+	// called a normal end (bpf/headers/drops.h), in every mode: the probes decide before
+	// drops-only mode holds anything back or user space sees anything.
+	FreesNormal uint64
 	// Drops-only mode (filter.drops_only): what became of the events the kernel held
 	// back until their skb's free.
 	HeldEvents    uint64 // events held back
@@ -53,5 +57,6 @@ func (c *Collector) Stats() Stats {
 	s.HeldDiscarded = sum(bpf.TracepointsCounterIdCOUNTER_HELD_DISCARDED)
 	s.HeldOverflow = sum(bpf.TracepointsCounterIdCOUNTER_HELD_OVERFLOW)
 	s.HeldEvicted = sum(bpf.TracepointsCounterIdCOUNTER_HELD_EVICTED)
+	s.FreesNormal = sum(bpf.TracepointsCounterIdCOUNTER_FREES_NORMAL)
 	return s
 }

@@ -79,9 +79,12 @@ type Event struct {
 	Netfilter Netfilter
 	// DropReason is the kernel's enum skb_drop_reason name without its prefix
 	// (`NETFILTER_DROP`), set on skb:kfree_skb only. Drop says whether it is a drop
-	// at all: NOT_DROPPED_YET and CONSUMED are normal frees.
+	// at all (the probes decide: bpf/headers/drops.h); NormalFree that it is a normal
+	// end the kernel gave a drop reason (an ACK the TCP state machine took), not
+	// NOT_DROPPED_YET or CONSUMED.
 	DropReason string
 	Drop       bool
+	NormalFree bool
 	Location   string // symbolized `nft_do_chain+0x1f3`, for skb:kfree_skb
 	Retval     int64  // return value, on KindExit
 }

@@ -93,6 +93,11 @@ func (s *Spanner) exportPacket(p *packet) {
 		pkt.Events = b.events[:1:1]
 		b.attrs = append(b.attrs, attrkey.ErrorType.String(p.dropReason))
 		pkt.Status, pkt.StatusDescription = StatusError, p.dropReason
+	} else if p.dropReason != "" {
+		b.attrs = append(b.attrs, attrkey.FreeReason.String(p.dropReason))
+		if p.dropLocation != "" {
+			b.attrs = append(b.attrs, attrkey.FreeLocation.String(p.dropLocation))
+		}
 	}
 	pkt.Attrs = b.carve(0)
 	if p.linkSpan != (SpanID{}) {

@@ -138,6 +138,11 @@ func drop(reason, location string) mod {
 	return func(ev *Event) { ev.Drop, ev.DropReason, ev.Location = true, reason, location }
 }
 
+// normalFree is a kfree_skb the probes called a normal end (bpf/headers/drops.h).
+func normalFree(reason, location string) mod {
+	return func(ev *Event) { ev.NormalFree, ev.DropReason, ev.Location = true, reason, location }
+}
+
 func nf(hook, pf uint8, verdict int32) mod {
 	return func(ev *Event) { ev.Netfilter = Netfilter{Hook: hook, PF: pf, Verdict: verdict, Valid: true} }
 }

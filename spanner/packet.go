@@ -72,7 +72,9 @@ type packet struct {
 	// delivered is set by a Deliver stage.
 	delivered bool
 
-	drop                     bool
+	drop bool
+	// dropReason and dropLocation are the free's reason and location, of a drop or of a
+	// normal end with a drop reason (the event's NormalFree).
 	dropReason, dropLocation string
 	dropAt                   int64
 

@@ -94,6 +94,19 @@ var scenarios = []struct {
 		},
 	},
 	{
+		// A free the probes called a normal end (an ACK the TCP state machine took, freed
+		// as NOT_SPECIFIED) is no error: the packet span keeps its reason and location as
+		// pktspan.free.*, with no drop event and no error.type.
+		name: "bookkeeping_free_is_a_normal_end_with_its_reason",
+		run: func(h *harness) {
+			p := onServer(0xffff888100000450, tcpClient, TCP{Flags: tcpACK, Seq: 1001, Ack: 5001})
+			h.ev(0, p, stRecv)
+			h.ev(3*us, p, stIPRcv)
+			h.ev(8*us, p, stKfree, normalFree("NOT_SPECIFIED", "tcp_rcv_state_process+0x3a1"))
+			h.flush(sec)
+		},
+	},
+	{
 		name: "consumed_packet_has_unset_status",
 		run: func(h *harness) {
 			p := pkt{skb: 0xffff888100000500, tuple: udp6, ifindex: 1, ifname: "lo", netns: nsServer, len: 80, mark: 7}
@@ -448,6 +461,21 @@ var scenarios = []struct {
 				h.ev(base+10*us, q, stRecv)
 				h.ev(base+15*us, q, stConsume)
 			}
+			h.flush(sec)
+		},
+	},
+	{
+		// A flow whose only frees with a reason are normal ends exports nothing in drops
+		// mode: a FIN purged from a closed socket's queue is no drop.
+		name: "drops_mode_discards_a_window_whose_frees_are_normal_ends",
+		opts: []Option{WithExport(ExportPolicy{Mode: ExportDrops})},
+		run: func(h *harness) {
+			p := onServer(0xffff888100002000, tcpClient, TCP{Flags: tcpACK, Seq: 1001, Ack: 5001})
+			h.ev(0, p, stRecv)
+			h.ev(5*us, p, stKfree, normalFree("NOT_SPECIFIED", "tcp_rcv_state_process+0x3a1"))
+			q := onServer(0xffff888100002100, tcpClient, TCP{Flags: tcpFIN | tcpACK, Seq: 1001, Ack: 5001})
+			h.ev(ms, q, stRecv)
+			h.ev(ms+5*us, q, stKfree, normalFree("QUEUE_PURGE", "sk_stream_kill_queues+0x5e"))
 			h.flush(sec)
 		},
 	},

@@ -118,11 +118,14 @@ func (s *Spanner) HandleEvent(ev *Event) {
 
 	if st.Free && !p.freed {
 		p.freed = true
-		if ev.Drop {
+		switch {
+		case ev.Drop:
 			p.drop, p.dropAt, p.dropReason, p.dropLocation = true, t, ev.DropReason, ev.Location
 			if p.dropReason == "" {
 				p.dropReason = unknownDropReason
 			}
+		case ev.NormalFree:
+			p.dropReason, p.dropLocation = ev.DropReason, ev.Location
 		}
 	}
 	if p.freed && len(p.stack) == 0 {

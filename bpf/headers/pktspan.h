@@ -50,7 +50,8 @@ enum counter_id {
 	COUNTER_HELD_DISCARDED = 8, /* events discarded because their skb was not dropped */
 	COUNTER_HELD_OVERFLOW = 9,  /* skbs with more events than an entry holds: the later ones lost */
 	COUNTER_HELD_EVICTED = 10,  /* skbs whose held events were lost from a full pending map */
-	COUNTER_MAX = 11,
+	COUNTER_FREES_NORMAL = 11,  /* kfree_skb frees with a drop reason that are a normal end (drops.h) */
+	COUNTER_MAX = 12,
 };
 
 /* What the kernel remembers of a followed skb: enough to tell it from the next skb
@@ -133,6 +134,8 @@ struct event {
 	__u16 gso_segs; /* skb_shinfo(skb)->gso_segs: 0 when the skb is not GSO */
 	__u8 ct_l3;     /* 4, 6, or 0 when the skb has no conntrack entry */
 	__u8 ct_l4;
+	__u8 free_class; /* enum free_class: frees only */
+	__u8 _pad_free[7];
 };
 
 /* Sizes of the fixed arrays below, which user space checks its input against. */
@@ -149,7 +152,7 @@ enum limits {
 	FILTER_MAX_MARKS = 8,
 	/* Bytes of struct nf_conntrack_tuple read: the fields kernel_cfg locates lie within. */
 	CT_TUPLE_READ = 40,
-	NOT_DROPS_MAX = 16,
+	NORMAL_FREES_MAX = 24,
 	VLAN_VID_MASK = 0x0fff, /* the 802.1Q tag's VLAN ID bits: the largest VLAN ID */
 };
 
@@ -201,6 +204,33 @@ struct filter_cfg {
 	struct filter_mark marks[FILTER_MAX_MARKS];
 };
 
+/* What a free was, decided in the kernel (drops.h) and reported on the free's event. */
+enum free_class {
+	FREE_DROP = 0,     /* a packet the kernel failed to deliver or send */
+	FREE_CONSUMED = 1, /* consume_skb, or the reasons CONSUMED and NOT_DROPPED_YET */
+	FREE_NORMAL = 2,   /* a drop reason on the normal path: bookkeeping, not a loss */
+};
+
+/* What the skb must have done for a normal_free to apply. */
+enum free_need {
+	FREE_NEED_NOTHING = 0,
+	/* No unread bytes: the skb carries none (skb->len is 0 at the free: a FIN or an ACK
+	 * on a socket's queue), or a reader copied from it. */
+	FREE_NEED_NO_UNREAD = 1,
+};
+
+/* One kind of kfree_skb free that is not a drop: the reason, where (a return address
+ * within (lo, hi], the function's text; lo == hi == 0: anywhere), and what the skb must
+ * have done (enum free_need). */
+struct normal_free {
+	__u64 lo;
+	__u64 hi;
+	__u32 reason;
+	__u8 need;  /* enum free_need */
+	__u8 class; /* enum free_class: FREE_CONSUMED or FREE_NORMAL */
+	__u8 _pad[2];
+};
+
 /* What user space found in the kernel's BTF, written into .rodata before load. */
 struct kernel_cfg {
 	/* Offset in struct nf_conn of tuplehash[IP_CT_DIR_ORIGINAL].tuple; 0 when conntrack
@@ -213,10 +243,10 @@ struct kernel_cfg {
 	__u16 ct_dst_addr; /* dst.u3 */
 	__u16 ct_dst_port; /* dst.u.all */
 	__u16 ct_protonum; /* dst.protonum */
-	/* kfree_skb reasons that are normal frees: NOT_DROPPED_YET, CONSUMED and those the
-	 * user names (normal_free_reasons). */
-	__u32 n_not_drops;
-	__u32 not_drops[NOT_DROPS_MAX];
+	/* The kfree_skb frees that are not drops (drops.h), built by user space. */
+	__u32 n_normal_frees;
+	__u32 _pad;
+	struct normal_free normal_frees[NORMAL_FREES_MAX];
 };
 
 /* Never instantiated: a pointer to it keeps these types in each object's BTF, where
@@ -231,6 +261,8 @@ struct btf_anchor {
 	enum nf_verdict verdict;
 	enum skb_identity identity;
 	enum limits limits;
+	enum free_class free_class;
+	enum free_need free_need;
 };
 
 #endif

@@ -15,6 +15,7 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_tracing.h>
 #include "identity.h"
+#include "drops.h"
 
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
@@ -398,17 +399,21 @@ static __always_inline void remember(__u64 key, const struct track *t)
  * packet matching every filter. Frees forget the skb. *fresh tells drops-only mode
  * whether ev is the first event of the skb's life that is followed; it is a separate
  * output, not part of the result, so that without drops-only the verifier sees one
- * result and prunes the paths after it as before.
+ * result and prunes the paths after it as before. *delivered says whether a reader
+ * copied from the skb, which a free's class depends on.
  */
-static __always_inline bool follow(struct event *ev, struct sk_buff *skb, enum follow_mode mode, bool *fresh)
+static __always_inline bool follow(struct event *ev, struct sk_buff *skb, enum follow_mode mode, bool *fresh,
+				   bool *delivered)
 {
 	*fresh = false;
+	*delivered = false;
 	__u64 key = ev->skb;
 	struct track *t = bpf_map_lookup_elem(&tracked, &key);
 	if (t) {
 		if (mode == FOLLOW_PEEK)
 			return true;
 		if (same_skb(t, ev, mode)) {
+			*delivered = t->delivered;
 			if (mode == FOLLOW_FREE && !bpf_map_delete_elem(&tracked, &key))
 				count(COUNTER_TRACK_DELETE);
 			if (mode == FOLLOW_DELIVER)
@@ -515,18 +520,6 @@ static __always_inline void send(const struct event *ev, bool fresh)
 		emit(ev);
 }
 
-/* Whether a kfree_skb reason is a drop: user space passes the normal-free ones. */
-static __always_inline bool is_drop(__u32 reason)
-{
-	for (__u32 i = 0; i < NOT_DROPS_MAX; i++) {
-		if (i >= kcfg.n_not_drops)
-			break;
-		if (kcfg.not_drops[i] == reason)
-			return false;
-	}
-	return true;
-}
-
 /* Sends the free event of a followed skb. In drops-only mode a drop sends the held
  * events first, in order, and a normal free discards them; exits that come later
  * share their fate. */
@@ -536,7 +529,7 @@ static __always_inline void send_free(const struct event *ev, bool fresh)
 		emit(ev);
 		return;
 	}
-	bool drop = ev->probe == PROBE_KFREE_SKB && is_drop(ev->drop_reason);
+	bool drop = ev->free_class == FREE_DROP;
 	struct pending *p = pending_entry(ev->skb, fresh);
 	if (!p) {
 		if (drop)
@@ -589,14 +582,19 @@ static __always_inline void init_event(struct event *ev, struct sk_buff *skb, __
  */
 static __always_inline void follow_and_send(struct event *ev, struct sk_buff *skb, enum follow_mode mode)
 {
-	bool fresh;
-	if (!follow(ev, skb, mode, &fresh))
+	bool fresh, delivered;
+	if (!follow(ev, skb, mode, &fresh, &delivered))
 		return;
 	read_followed(ev, skb);
-	if (mode == FOLLOW_FREE)
+	if (mode == FOLLOW_FREE) {
+		ev->free_class = free_class(&kcfg, ev->probe == PROBE_KFREE_SKB, ev->drop_reason, ev->location, ev->len,
+					    delivered);
+		if (ev->free_class == FREE_NORMAL)
+			count(COUNTER_FREES_NORMAL);
 		send_free(ev, fresh);
-	else
+	} else {
 		send(ev, fresh);
+	}
 }
 
 #endif

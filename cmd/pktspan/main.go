@@ -202,6 +202,7 @@ func logStats(log *slog.Logger, msg string, dropsOnly bool, c collector.Stats, s
 	args := []any{"component", "pktspan",
 		"events_read", c.EventsRead,
 		"events_lost", c.EventsLost,
+		"frees_normal", c.FreesNormal,
 		"spans_exported", out.Exported,
 		"spans_dropped", out.Dropped,
 		"packets", s.PacketsStarted,

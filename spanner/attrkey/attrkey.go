@@ -66,6 +66,13 @@ const (
 	ErrorType    = attribute.Key("error.type")
 )
 
+// A normal end with a drop reason (bookkeeping, not a loss: README, "What counts as a
+// drop"): on the packet span.
+const (
+	FreeReason   = attribute.Key("pktspan.free.reason")
+	FreeLocation = attribute.Key("pktspan.free.location")
+)
+
 // What a stage's function decided: netfilter on the nf_hook_slow stage, the return value
 // on any function's.
 const (

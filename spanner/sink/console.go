@@ -187,6 +187,8 @@ func (c *Console) appendPacket(group []spanner.Span) {
 		if drop {
 			dropShown = true
 			appendDrop(&info, pkt, st)
+		} else if st.Name == stageKfreeSKB {
+			appendNormalFree(&info, pkt)
 		}
 		appendStageInfo(&info, st)
 		if i == 0 {
@@ -219,6 +221,16 @@ func appendDrop(b *strings.Builder, pkt, st *spanner.Span) {
 	addField(b, "DROP")
 	addField(b, reason)
 	addField(b, loc)
+}
+
+// appendNormalFree writes `FREE <reason> <location>` for a normal end the kernel gave
+// a drop reason (README, "What counts as a drop"): said, but not red.
+func appendNormalFree(b *strings.Builder, pkt *spanner.Span) {
+	if reason := attrString(pkt.Attrs, attrkey.FreeReason); reason != "" {
+		addField(b, "FREE")
+		addField(b, reason)
+		addField(b, attrString(pkt.Attrs, attrkey.FreeLocation))
+	}
 }
 
 func appendStageInfo(b *strings.Builder, st *spanner.Span) {

@@ -40,6 +40,7 @@ func TestConsolePrintsEachGroupAsItsGolden(t *testing.T) {
 	}{
 		{"console_tcp.golden", [][]spanner.Span{tcpGroup()}},
 		{"console_drop.golden", [][]spanner.Span{dropGroup()}},
+		{"console_normal_free.golden", [][]spanner.Span{normalFreeGroup()}},
 		{"console_flow.golden", [][]spanner.Span{tcpGroup(), rootGroup()}},
 		{"console_nat_clone.golden", [][]spanner.Span{natCloneGroup()}},
 	} {
@@ -80,6 +81,7 @@ func TestConsoleColorsOnlyTheDropLineRed(t *testing.T) {
 	c := NewConsole(&out, WithLocation(time.UTC), WithColor(true))
 	c.Export(tcpGroup())
 	c.Export(dropGroup())
+	c.Export(normalFreeGroup())
 	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
 	red := 0
 	for _, l := range lines {

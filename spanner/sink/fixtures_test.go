@@ -154,6 +154,36 @@ func dropGroup() []spanner.Span {
 	}
 }
 
+// normalFreeGroup is an ACK the TCP state machine took and the kernel freed with a drop
+// reason: a normal end, not a drop.
+func normalFreeGroup() []spanner.Span {
+	pkt := spanner.Span{
+		TraceID: traceB, SpanID: sid(0x21), ParentID: sid(0x20), Name: "packet", Role: spanner.RolePacket, Kind: spanner.SpanKindInternal,
+		StartUnixNano: us(100), EndUnixNano: us(110), RandomTraceID: true,
+		Attrs: []attribute.KeyValue{
+			attribute.String("network.transport", "tcp"),
+			attribute.String("network.type", "ipv4"),
+			attribute.String("source.address", "10.0.0.1"),
+			attribute.Int("source.port", 43210),
+			attribute.String("destination.address", "10.0.0.2"),
+			attribute.Int("destination.port", 80),
+			attribute.String("network.interface.name", "eth0"),
+			attribute.Int64("pktspan.netns", 4026531840),
+			attribute.String("pktspan.skb.address", "0xffff888012345700"),
+			attribute.Int("pktspan.skb.len", 52),
+			attribute.String("pktspan.tcp.flags", "ACK"),
+			attribute.String("pktspan.free.reason", "NOT_SPECIFIED"),
+			attribute.String("pktspan.free.location", "tcp_rcv_state_process+0x3a1"),
+		},
+	}
+	stage := stageOf(pkt)
+	return []spanner.Span{
+		pkt,
+		stage(0x22, "net:netif_receive_skb", 100, 100),
+		stage(0x23, "skb:kfree_skb", 110, 110),
+	}
+}
+
 // natCloneGroup is a clone of tcpGroup's skb (GSO, two wire packets) leaving through a
 // masquerade: the POSTROUTING nf_hook_slow stage rewrote its source. Its packet span
 // links to the packet span of the skb it was cloned from.

@@ -1,0 +1,32 @@
+/* Runs free_class (bpf/headers/drops.h) on the host. stdin: the number of normal frees,
+ * then each as "lo hi reason need class", then cases as "is_kfree reason location len
+ * delivered", all decimal; prints each case's enum free_class value. */
+#include <stdbool.h>
+#include <stdio.h>
+#include <linux/types.h>
+
+#ifndef __always_inline
+#define __always_inline inline __attribute__((always_inline))
+#endif
+
+#include "drops.h"
+
+int main(void)
+{
+	static struct kernel_cfg cfg;
+	if (scanf("%u", &cfg.n_normal_frees) != 1 || cfg.n_normal_frees > NORMAL_FREES_MAX)
+		return 1;
+	for (__u32 i = 0; i < cfg.n_normal_frees; i++) {
+		struct normal_free *f = &cfg.normal_frees[i];
+		unsigned int need, class;
+		if (scanf("%llu %llu %u %u %u", &f->lo, &f->hi, &f->reason, &need, &class) != 5)
+			return 1;
+		f->need = need;
+		f->class = class;
+	}
+	unsigned long long location;
+	unsigned int is_kfree, reason, len, delivered;
+	while (scanf("%u %u %llu %u %u", &is_kfree, &reason, &location, &len, &delivered) == 5)
+		printf("%u\n", free_class(&cfg, is_kfree, reason, location, len, delivered));
+	return 0;
+}
