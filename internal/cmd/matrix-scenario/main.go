@@ -30,16 +30,17 @@ func main() {
 	backend := flag.String("backend", "fentry", "function backend to run pktspan with")
 	dropsOnly := flag.Bool("drops-only", false, "run pktspan with --drops-only")
 	vlan := flag.Bool("vlan", false, "instead, ping over two VLANs and untagged, with pktspan following one VLAN")
+	survey := flag.Bool("survey", false, "instead, make every kind of healthy traffic and of drop once and print how the kernel freed each one's packets")
 	out := flag.String("out", "/out", "directory for spans.jsonl and pktspan.log")
 	flag.Parse()
-	if err := run(*bin, *backend, *dropsOnly, *vlan, *out); err != nil {
+	if err := run(*bin, *backend, *dropsOnly, *vlan, *survey, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "scenario:", err)
 		os.Exit(1)
 	}
 }
 
-// run builds the lab and runs one of the two scenarios in it.
-func run(bin, backend string, dropsOnly, vlan bool, out string) error {
+// run builds the lab and runs one of the scenarios in it.
+func run(bin, backend string, dropsOnly, vlan, survey bool, out string) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
@@ -52,6 +53,9 @@ func run(bin, backend string, dropsOnly, vlan bool, out string) error {
 	defer lab.Close()
 	if vlan {
 		return runVLAN(ctx, lab, bin, out)
+	}
+	if survey {
+		return runSurvey(ctx, lab, bin, backend, out)
 	}
 	return runBackend(ctx, lab, bin, backend, dropsOnly, out)
 }

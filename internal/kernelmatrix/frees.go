@@ -1,0 +1,142 @@
+package kernelmatrix
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/pktspan/pktspan/internal/netns"
+)
+
+// The ports of the survey's scenarios (matrix-scenario --survey), on the lab's server or
+// behind the NAT lab's router.
+const (
+	PortClientCloses = 7001
+	PortServerCloses = 7002
+	PortKeepAlive    = 7003
+	PortAbort        = 7004
+	PortBulk         = 7005
+	PortUDPEcho      = 7006
+	PortClosedTCP    = 7007
+	PortNoRoute      = 7008
+	PortFullQueue    = 7009
+	PortTTL          = 7010
+	PortRPFilter     = 7011
+)
+
+// Scenario names one kind of traffic of the survey and whether its packets should all
+// be delivered (healthy) or one of them is lost on purpose.
+type Scenario struct {
+	Name    string
+	Healthy bool
+}
+
+var scenariosByPort = map[int]Scenario{
+	PortClientCloses:  {"tcp, client closes", true},
+	PortServerCloses:  {"tcp, server closes", true},
+	PortKeepAlive:     {"tcp keep-alive, 5 requests", true},
+	PortAbort:         {"tcp, client aborts (RST)", true},
+	PortBulk:          {"tcp, 512 KiB each way", true},
+	PortUDPEcho:       {"udp request/reply", true},
+	netns.ReplyPort:   {"tcp through NAT", true},
+	PortClosedTCP:     {"drop: tcp to a closed port", false},
+	netns.DroppedPort: {"drop: nft rule", false},
+	netns.ClosedPort:  {"drop: udp to a closed port", false},
+	PortNoRoute:       {"drop: no route (router)", false},
+	PortFullQueue:     {"drop: full receive queue", false},
+	PortTTL:           {"drop: TTL expired (router)", false},
+	PortRPFilter:      {"drop: rp_filter (router)", false},
+}
+
+// ScenarioOf says which scenario a packet span belongs to, by its ports, protocol and
+// addresses.
+func ScenarioOf(p *Span) (Scenario, bool) {
+	if p.Attr("network.transport") == "icmp" {
+		return Scenario{"icmp echo and error replies", true}, true
+	}
+	for _, k := range []string{"destination.port", "source.port"} {
+		var port int
+		if _, err := fmt.Sscan(p.Attr(k), &port); err != nil {
+			continue
+		}
+		if port == netns.NATPublicPort {
+			port = netns.ReplyPort
+		}
+		sc, ok := scenariosByPort[port]
+		if !ok {
+			continue
+		}
+		if a, err := netip.ParseAddr(p.Attr("source.address")); err == nil && a.Is6() {
+			sc.Name += " (IPv6)"
+		}
+		if sc.Name == scenariosByPort[PortUDPEcho].Name && strings.HasPrefix(p.Attr("source.address"), "198.18.") &&
+			!netns.LabClient.Contains(netip.MustParseAddr(p.Attr("source.address"))) &&
+			!netns.LabServer.Contains(netip.MustParseAddr(p.Attr("source.address"))) {
+			sc.Name += " through NAT"
+		}
+		return sc, true
+	}
+	return Scenario{}, false
+}
+
+// FreeTable lists, per scenario, how its packets were freed with a reason other than
+// CONSUMED: the drop reason, the function that freed them, how many, and whether
+// pktspan called it a drop (the packet span's Error status).
+func FreeTable(s *Spans) string {
+	type key struct {
+		scenario Scenario
+		reason   string
+		location string
+		drop     bool
+	}
+	counts := map[key]int{}
+	for _, p := range s.All {
+		if p.Name != "packet" {
+			continue
+		}
+		reason, loc := p.Attr("pktspan.drop.reason"), p.Attr("pktspan.drop.location")
+		if reason == "" {
+			reason, loc = p.Attr("pktspan.free.reason"), p.Attr("pktspan.free.location")
+		}
+		if reason == "" {
+			continue
+		}
+		sc, ok := ScenarioOf(p)
+		if !ok {
+			sc = Scenario{Name: "other"}
+		}
+		fn, _, _ := strings.Cut(loc, "+")
+		counts[key{sc, reason, fn, p.Status == "error"}]++
+	}
+	keys := make([]key, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		a, b := keys[i], keys[j]
+		if a.scenario.Healthy != b.scenario.Healthy {
+			return a.scenario.Healthy
+		}
+		if a.scenario.Name != b.scenario.Name {
+			return a.scenario.Name < b.scenario.Name
+		}
+		if a.reason != b.reason {
+			return a.reason < b.reason
+		}
+		return a.location < b.location
+	})
+	var b strings.Builder
+	w := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "SCENARIO\tREASON\tLOCATION\tPACKETS\tPKTSPAN SAYS")
+	for _, k := range keys {
+		verdict := "normal free"
+		if k.drop {
+			verdict = "drop"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", k.scenario.Name, k.reason, k.location, counts[k], verdict)
+	}
+	w.Flush()
+	return b.String()
+}
