@@ -27,34 +27,36 @@ const (
 )
 
 // Scenario names one kind of traffic of the survey and whether its packets should all
-// be delivered (healthy) or one of them is lost on purpose.
+// be delivered (healthy) or one of them is lost on purpose, with the reason every
+// kernel of the survey gives that loss.
 type Scenario struct {
 	Name    string
 	Healthy bool
+	Reason  string
 }
 
 var scenariosByPort = map[int]Scenario{
-	PortClientCloses:  {"tcp, client closes", true},
-	PortServerCloses:  {"tcp, server closes", true},
-	PortKeepAlive:     {"tcp keep-alive, 5 requests", true},
-	PortAbort:         {"tcp, client aborts (RST)", true},
-	PortBulk:          {"tcp, 512 KiB each way", true},
-	PortUDPEcho:       {"udp request/reply", true},
-	netns.ReplyPort:   {"tcp through NAT", true},
-	PortClosedTCP:     {"drop: tcp to a closed port", false},
-	netns.DroppedPort: {"drop: nft rule", false},
-	netns.ClosedPort:  {"drop: udp to a closed port", false},
-	PortNoRoute:       {"drop: no route (router)", false},
-	PortFullQueue:     {"drop: full receive queue", false},
-	PortTTL:           {"drop: TTL expired (router)", false},
-	PortRPFilter:      {"drop: rp_filter (router)", false},
+	PortClientCloses:  {"tcp, client closes", true, ""},
+	PortServerCloses:  {"tcp, server closes", true, ""},
+	PortKeepAlive:     {"tcp keep-alive, 5 requests", true, ""},
+	PortAbort:         {"tcp, client aborts (RST)", true, ""},
+	PortBulk:          {"tcp, 512 KiB each way", true, ""},
+	PortUDPEcho:       {"udp request/reply", true, ""},
+	netns.ReplyPort:   {"tcp through NAT", true, ""},
+	PortClosedTCP:     {"drop: tcp to a closed port", false, "NO_SOCKET"},
+	netns.DroppedPort: {"drop: nft rule", false, "NETFILTER_DROP"},
+	netns.ClosedPort:  {"drop: udp to a closed port", false, "NO_SOCKET"},
+	PortNoRoute:       {"drop: no route (router)", false, "IP_INNOROUTES"},
+	PortFullQueue:     {"drop: full receive queue", false, "SOCKET_RCVBUFF"},
+	PortTTL:           {"drop: TTL expired (router)", false, "IP_INHDR"},
+	PortRPFilter:      {"drop: rp_filter (router)", false, "IP_RPFILTER"},
 }
 
 // ScenarioOf says which scenario a packet span belongs to, by its ports, protocol and
 // addresses.
 func ScenarioOf(p *Span) (Scenario, bool) {
 	if p.Attr("network.transport") == "icmp" {
-		return Scenario{"icmp echo and error replies", true}, true
+		return Scenario{Name: "icmp echo and error replies", Healthy: true}, true
 	}
 	for _, k := range []string{"destination.port", "source.port"} {
 		var port int
@@ -139,4 +141,45 @@ func FreeTable(s *Spans) string {
 	}
 	w.Flush()
 	return b.String()
+}
+
+// CheckSurvey checks a survey run: no packet of a healthy scenario is an error, though
+// kernels free some of them with drop reasons; every drop scenario has an error packet
+// with the reason each kernel gives it. In drops-only mode, no packet of a healthy
+// scenario reaches user space at all.
+func CheckSurvey(s *Spans, dropsOnly bool) []error {
+	var errs []error
+	healthy := 0
+	found := map[string]bool{}
+	for _, p := range s.All {
+		if p.Name != "packet" {
+			continue
+		}
+		sc, ok := ScenarioOf(p)
+		if !ok {
+			continue
+		}
+		if sc.Healthy {
+			healthy++
+			if p.Status == "error" || dropsOnly {
+				errs = append(errs, fmt.Errorf("%s: packet %s:%s > %s:%s [%s] is %s %s at %s", sc.Name, p.Attr("source.address"),
+					p.Attr("source.port"), p.Attr("destination.address"), p.Attr("destination.port"), p.Attr("pktspan.tcp.flags"),
+					map[bool]string{true: "exported in drops-only mode,", false: "an error"}[dropsOnly],
+					p.Description+p.Attr("pktspan.free.reason"), p.Attr("pktspan.drop.location")+p.Attr("pktspan.free.location")))
+			}
+			continue
+		}
+		if p.Status == "error" && p.Description == sc.Reason {
+			found[sc.Name] = true
+		}
+	}
+	if healthy == 0 && !dropsOnly {
+		errs = append(errs, fmt.Errorf("no packet of a healthy scenario was followed"))
+	}
+	for _, sc := range scenariosByPort {
+		if !sc.Healthy && !found[sc.Name] {
+			errs = append(errs, fmt.Errorf("%s: no packet is an error with %s", sc.Name, sc.Reason))
+		}
+	}
+	return errs
 }

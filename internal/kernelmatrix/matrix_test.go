@@ -60,6 +60,8 @@ collector.test -test.v -test.run 'TestConntrackLayout' > "$OUT/collector-tests" 
 for b in fentry kprobe; do
 	scenario --pktspan /bin/pktspan --backend $b --out "$OUT/$b" || echo "scenario $b failed: $?"
 	scenario --pktspan /bin/pktspan --backend $b --drops-only --out "$OUT/$b-drops" || echo "scenario $b --drops-only failed: $?"
+	scenario --pktspan /bin/pktspan --backend $b --survey --out "$OUT/$b-survey" > /dev/null || echo "scenario $b --survey failed: $?"
+	scenario --pktspan /bin/pktspan --backend $b --survey --drops-only --out "$OUT/$b-survey-drops" > /dev/null || echo "scenario $b --survey --drops-only failed: $?"
 done
 scenario --pktspan /bin/pktspan --vlan --out "$OUT/vlan" || echo "scenario --vlan failed: $?"`,
 				// The NAT lab's router needs conntrack and NAT, modules on Debian's kernels;
@@ -90,6 +92,12 @@ scenario --pktspan /bin/pktspan --vlan --out "$OUT/vlan" || echo "scenario --vla
 				})
 				t.Run(backend+"-drops-only", func(t *testing.T) {
 					checkDropsOnlyRun(t, filepath.Join(out, backend+"-drops"), backend)
+				})
+				t.Run(backend+"-survey", func(t *testing.T) {
+					checkSurveyRun(t, filepath.Join(out, backend+"-survey"), false)
+				})
+				t.Run(backend+"-survey-drops-only", func(t *testing.T) {
+					checkSurveyRun(t, filepath.Join(out, backend+"-survey-drops"), true)
 				})
 			}
 			t.Run("attach", func(t *testing.T) { checkTimings(t, out) })
@@ -225,6 +233,31 @@ func checkDropsOnlyRun(t *testing.T, dir, backend string) {
 	for _, line := range strings.Split(log, "\n") {
 		if strings.Contains(line, "final stats") {
 			t.Logf("%s", line)
+		}
+	}
+}
+
+// checkSurveyRun checks the survey's healthy traffic and drops (CheckSurvey) and logs
+// its table of frees, the README's "What counts as a drop" for this kernel.
+func checkSurveyRun(t *testing.T, dir string, dropsOnly bool) {
+	f, err := os.Open(filepath.Join(dir, "spans.jsonl"))
+	if err != nil {
+		t.Fatalf("no spans from the survey: %v", err)
+	}
+	defer f.Close()
+	spans, err := ReadSpans(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range CheckSurvey(spans, dropsOnly) {
+		t.Error(err)
+	}
+	t.Logf("how the kernel freed each scenario's packets:\n%s", FreeTable(spans))
+	if log, err := os.ReadFile(filepath.Join(dir, "pktspan.log")); err == nil {
+		for _, line := range strings.Split(string(log), "\n") {
+			if strings.Contains(line, "final stats") {
+				t.Logf("%s", line)
+			}
 		}
 	}
 }

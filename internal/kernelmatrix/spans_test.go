@@ -271,3 +271,48 @@ func TestCheckVLANWantsBothWaysOnTheFollowedLinkOnly(t *testing.T) {
 		})
 	}
 }
+
+// A survey run passes when healthy traffic has no error and every drop scenario its
+// reason; a healthy packet's error or a missing drop is named.
+func TestCheckSurveyNamesHealthyErrorsAndMissingDrops(t *testing.T) {
+	r := newRecorder()
+	drops := map[int]string{}
+	for port, sc := range scenariosByPort {
+		if !sc.Healthy {
+			drops[port] = sc.Reason
+		}
+	}
+	skb := uint64(0x100)
+	for port, reason := range drops {
+		skb++
+		r.ev(skb, uint16(port), spanner.KindInstant, "net:netif_receive_skb", nil)
+		r.ev(skb, uint16(port), spanner.KindInstant, "skb:kfree_skb", func(ev *spanner.Event) { ev.Drop, ev.DropReason = true, reason })
+	}
+	r.ev(0x200, PortClientCloses, spanner.KindInstant, "net:netif_receive_skb", nil)
+	r.ev(0x200, PortClientCloses, spanner.KindInstant, "skb:kfree_skb", func(ev *spanner.Event) {
+		ev.NormalFree, ev.DropReason = true, "QUEUE_PURGE"
+	})
+	r.sp.Flush(r.t + 1e9)
+	spans, err := ReadSpans(&r.out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs := CheckSurvey(spans, false); len(errs) > 0 {
+		t.Errorf("a passing survey: %v", errs)
+	}
+	if errs := CheckSurvey(spans, true); len(errs) != 1 || !strings.Contains(errs[0].Error(), "drops-only") {
+		t.Errorf("a healthy packet in drops-only mode: %v, want it named", errs)
+	}
+
+	r = newRecorder()
+	r.ev(0x300, PortKeepAlive, spanner.KindInstant, "net:netif_receive_skb", nil)
+	r.ev(0x300, PortKeepAlive, spanner.KindInstant, "skb:kfree_skb", func(ev *spanner.Event) { ev.Drop, ev.DropReason = true, "NOT_SPECIFIED" })
+	r.sp.Flush(r.t + 1e9)
+	if spans, err = ReadSpans(&r.out); err != nil {
+		t.Fatal(err)
+	}
+	errs := CheckSurvey(spans, false)
+	if len(errs) != 1+len(drops) || !strings.Contains(errs[0].Error()+errs[len(errs)-1].Error(), "keep-alive") {
+		t.Errorf("a healthy error and no drops: %v", errs)
+	}
+}

@@ -55,7 +55,7 @@ func run(bin, backend string, dropsOnly, vlan, survey bool, out string) error {
 		return runVLAN(ctx, lab, bin, out)
 	}
 	if survey {
-		return runSurvey(ctx, lab, bin, backend, out)
+		return runSurvey(ctx, lab, bin, backend, dropsOnly, out)
 	}
 	return runBackend(ctx, lab, bin, backend, dropsOnly, out)
 }

@@ -28,10 +28,10 @@ var (
 	surveyUnrouted = netip.MustParseAddr("198.18.3.1")
 )
 
-// runSurvey makes every kind of traffic of kernelmatrix.Survey once, in the lab and the
-// NAT lab, under pktspan with backend, then prints the table of how each scenario's
-// packets were freed.
-func runSurvey(ctx context.Context, lab *netns.Lab, bin, backend, out string) error {
+// runSurvey makes every kind of traffic of kernelmatrix's survey scenarios once, in the
+// lab and the NAT lab, under pktspan with backend, then prints the table of how each
+// scenario's packets were freed (kernelmatrix.FreeTable).
+func runSurvey(ctx context.Context, lab *netns.Lab, bin, backend string, dropsOnly bool, out string) error {
 	nat, err := netns.NewNATLab(ctx)
 	if err != nil {
 		return err
@@ -53,6 +53,9 @@ func runSurvey(ctx context.Context, lab *netns.Lab, bin, backend, out string) er
 		}
 	}()
 	args := []string{"--backend", backend, "--filter-addr", "198.18.0.0/15", "--filter-addr", "2001:db8:18::/64"}
+	if dropsOnly {
+		args = append(args, "--drops-only")
+	}
 	err = withPktspan(ctx, bin, out, args, func() error { return surveyTraffic(ctx, lab, nat) })
 	if err != nil {
 		return err
