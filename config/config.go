@@ -48,8 +48,8 @@ type Probes struct {
 	// PendingSize is the number of skbs whose events the kernel holds back under
 	// filter.drops_only until their free says whether they were dropped.
 	PendingSize int `koanf:"pending_size"`
-	// NormalFreeReasons are kfree_skb drop reasons this kernel uses on its normal path
-	// (6.18 frees the handshake's last ACK as NOT_SPECIFIED): treated as frees, not drops.
+	// NormalFreeReasons are kfree_skb drop reasons treated as normal ends wherever they
+	// happen, on top of pktspan's own rule (collector/frees.go).
 	NormalFreeReasons []string `koanf:"normal_free_reasons"`
 }
 

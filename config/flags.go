@@ -52,7 +52,7 @@ var flagGroups = []flagGroup{
 		{"ring-size", "probes.ring_size", "ring buffer `BYTES`: a power of two, at least 4096"},
 		{"track-size", "probes.track_size", "remember up to `N` skbs in the kernel as matching the filters"},
 		{"pending-size", "probes.pending_size", "with --drops-only, hold back the events of up to `N` skbs in the kernel"},
-		{"normal-free-reasons", "probes.normal_free_reasons", "treat the kfree_skb drop reasons `A,B` as normal frees, not drops (e.g. NOT_SPECIFIED)"},
+		{"normal-free-reasons", "probes.normal_free_reasons", "treat the kfree_skb drop reasons `A,B` as normal ends anywhere, not drops (e.g. NO_SOCKET)"},
 	}},
 	{"Filters (repeat a flag or give a comma list to OR values; different filters are AND-ed)", []flagDef{
 		{"filter-addr", "filter.addr", "source or destination address or `CIDR`, IPv4 or IPv6"},

@@ -22,8 +22,8 @@ const (
 	MaxFilterNetns  = 8
 	MaxFilterVLANs  = 8
 	MaxFilterMarks  = 8
-	// MaxNormalFreeReasons leaves room in the kernel's table of 16 for the two reasons
-	// every kernel frees normally with (NOT_DROPPED_YET, CONSUMED).
+	// MaxNormalFreeReasons leaves room in the kernel's table of normal frees (24) for
+	// the consumed reasons and pktspan's own kinds (collector/frees.go).
 	MaxNormalFreeReasons = 14
 )
 
