@@ -134,7 +134,7 @@ type TracepointsKernelCfg struct {
 	CtProtonum    uint16
 	N_normalFrees uint32
 	Pad           uint32
-	NormalFrees   [24]struct {
+	NormalFrees   [32]struct {
 		_      structs.HostLayout
 		Lo     uint64
 		Hi     uint64
@@ -157,7 +157,7 @@ const (
 	TracepointsLimitsFILTER_MAX_VLANS  TracepointsLimits = 8
 	TracepointsLimitsFILTER_MAX_MARKS  TracepointsLimits = 8
 	TracepointsLimitsCT_TUPLE_READ     TracepointsLimits = 40
-	TracepointsLimitsNORMAL_FREES_MAX  TracepointsLimits = 24
+	TracepointsLimitsNORMAL_FREES_MAX  TracepointsLimits = 32
 	TracepointsLimitsVLAN_VID_MASK     TracepointsLimits = 4095
 )
 

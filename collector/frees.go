@@ -41,6 +41,11 @@ var normalFrees = []normalFree{
 	// discovery): 6.1 ends them all as NOT_SPECIFIED; its real discards there carry
 	// their own reasons (ICMP_CSUM, XFRM_POLICY, …).
 	{reasons: []string{"NOT_SPECIFIED"}, functions: []string{"icmpv6_rcv"}, need: bpf.TracepointsFreeNeedFREE_NEED_NOTHING},
+	// A segment all of whose bytes had arrived already (a retransmission an earlier copy
+	// made needless, as a slow receiver provokes): nothing is lost. 6.1 names an old
+	// segment TCP_INVALID_SEQUENCE, as it does one beyond the window: a drop there.
+	{reasons: []string{"TCP_OLD_DATA", "TCP_OFOMERGE"}, functions: []string{"tcp_data_queue", "tcp_data_queue_ofo"}, need: bpf.TracepointsFreeNeedFREE_NEED_NOTHING},
+	{reasons: []string{"TCP_OLD_SEQUENCE"}, functions: []string{"tcp_validate_incoming"}, need: bpf.TracepointsFreeNeedFREE_NEED_NOTHING},
 }
 
 // FunctionText finds a kernel function's text.

@@ -50,7 +50,7 @@ func functionsAt(base uint64, names ...string) map[string][2]uint64 {
 
 var allFunctions = []string{"tcp_rcv_state_process", "sk_stream_kill_queues", "ping_rcv", "icmp_rcv", "icmpv6_rcv",
 	"tcp_v4_rcv", "__udp4_lib_rcv", "udp_queue_rcv_one_skb", "ip_forward", "ip_error", "ip_rcv_finish_core", "nft_do_chain",
-	"skb_release_data"}
+	"skb_release_data", "tcp_data_queue", "tcp_validate_incoming"}
 
 // The kernels of the survey (README, "What counts as a drop"), with the reasons they
 // use there.
@@ -58,7 +58,8 @@ var surveyKernels = map[string]surveyKernel{
 	"6.1": {
 		reasons: map[uint32]string{0: "SKB_NOT_DROPPED_YET", 1: "SKB_DROP_REASON_NOT_SPECIFIED", 2: "SKB_DROP_REASON_NO_SOCKET",
 			6: "SKB_DROP_REASON_SOCKET_RCVBUFF", 11: "SKB_DROP_REASON_NETFILTER_DROP", 20: "SKB_DROP_REASON_TCP_FLAGS",
-			40: "SKB_DROP_REASON_IP_INHDR", 41: "SKB_DROP_REASON_IP_RPFILTER", 45: "SKB_DROP_REASON_IP_INNOROUTES"},
+			40: "SKB_DROP_REASON_IP_INHDR", 41: "SKB_DROP_REASON_IP_RPFILTER", 45: "SKB_DROP_REASON_IP_INNOROUTES",
+			27: "SKB_DROP_REASON_TCP_OLD_DATA", 33: "SKB_DROP_REASON_TCP_INVALID_SEQUENCE"},
 		functions: functionsAt(0xffffffff81000000, allFunctions...),
 	},
 	"6.12": {
@@ -72,7 +73,8 @@ var surveyKernels = map[string]surveyKernel{
 		reasons: map[uint32]string{0: "SKB_NOT_DROPPED_YET", 1: "SKB_CONSUMED", 2: "SKB_DROP_REASON_NOT_SPECIFIED",
 			3: "SKB_DROP_REASON_NO_SOCKET", 8: "SKB_DROP_REASON_SOCKET_RCVBUFF", 14: "SKB_DROP_REASON_NETFILTER_DROP",
 			25: "SKB_DROP_REASON_TCP_FLAGS", 50: "SKB_DROP_REASON_IP_INHDR", 51: "SKB_DROP_REASON_IP_RPFILTER",
-			55: "SKB_DROP_REASON_IP_INNOROUTES", 84: "SKB_DROP_REASON_QUEUE_PURGE"},
+			55: "SKB_DROP_REASON_IP_INNOROUTES", 84: "SKB_DROP_REASON_QUEUE_PURGE",
+			31: "SKB_DROP_REASON_TCP_OLD_DATA", 39: "SKB_DROP_REASON_TCP_OLD_SEQUENCE", 40: "SKB_DROP_REASON_TCP_INVALID_SEQUENCE"},
 		functions: functionsAt(0xffffffff83000000, allFunctions...),
 	},
 }
@@ -114,6 +116,8 @@ func TestFreeClassificationOverKernelReasonLocationAndHistory(t *testing.T) {
 		{kernel: "6.1", what: "ICMPv6 echo request answered, neighbour discovery", reason: "NOT_SPECIFIED", loc: "icmpv6_rcv+0x258", want: normal},
 		{kernel: "6.18", what: "consumed", reason: "CONSUMED", loc: "skb_release_data+0x10", want: consumed},
 		{kernel: "6.1", what: "consume_skb", consumeSKB: true, want: consumed},
+		{kernel: "6.1", what: "a needless retransmission's bytes, all arrived", reason: "TCP_OLD_DATA", loc: "tcp_data_queue+0x6fd", want: normal},
+		{kernel: "6.18", what: "a needless retransmission, before the window", reason: "TCP_OLD_SEQUENCE", loc: "tcp_validate_incoming+0x151", want: normal},
 		// Real drops.
 		{kernel: "6.18", what: "segment with unread bytes purged at close", reason: "QUEUE_PURGE", loc: "sk_stream_kill_queues+0x5e", skb: unread, want: drop},
 		{kernel: "6.1", what: "segment with unread bytes purged at close", reason: "NOT_SPECIFIED", loc: "sk_stream_kill_queues+0x5e", skb: unread, want: drop},
@@ -126,6 +130,8 @@ func TestFreeClassificationOverKernelReasonLocationAndHistory(t *testing.T) {
 		{kernel: "6.1", what: "no route", reason: "IP_INNOROUTES", loc: "ip_error+0x90", want: drop},
 		{kernel: "6.18", what: "rp_filter", reason: "IP_RPFILTER", loc: "ip_rcv_finish_core+0x1a0", want: drop},
 		{kernel: "6.18", what: "the state machine's own discard", reason: "TCP_FLAGS", loc: "tcp_rcv_state_process+0x120", want: drop},
+		{kernel: "6.18", what: "a segment beyond the window", reason: "TCP_INVALID_SEQUENCE", loc: "tcp_validate_incoming+0x151", want: drop},
+		{kernel: "6.1", what: "an old or beyond-window segment, which 6.1 does not tell apart", reason: "TCP_INVALID_SEQUENCE", loc: "tcp_validate_incoming+0x151", want: drop},
 		{kernel: "6.18", what: "NOT_SPECIFIED outside the state machine", reason: "NOT_SPECIFIED", loc: "tcp_v4_rcv+0x1c0", want: drop},
 		{kernel: "6.18", what: "NOT_SPECIFIED at a queue purge elsewhere", reason: "QUEUE_PURGE", loc: "udp_queue_rcv_one_skb+0x10", skb: fin, want: drop},
 		// Where a function ends: a return address is never its first byte, and is the

@@ -22,7 +22,7 @@ const (
 	MaxFilterNetns  = 8
 	MaxFilterVLANs  = 8
 	MaxFilterMarks  = 8
-	// MaxNormalFreeReasons leaves room in the kernel's table of normal frees (24) for
+	// MaxNormalFreeReasons leaves room in the kernel's table of normal frees (32) for
 	// the consumed reasons and pktspan's own kinds (collector/frees.go).
 	MaxNormalFreeReasons = 14
 )

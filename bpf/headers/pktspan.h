@@ -152,7 +152,7 @@ enum limits {
 	FILTER_MAX_MARKS = 8,
 	/* Bytes of struct nf_conntrack_tuple read: the fields kernel_cfg locates lie within. */
 	CT_TUPLE_READ = 40,
-	NORMAL_FREES_MAX = 24,
+	NORMAL_FREES_MAX = 32,
 	VLAN_VID_MASK = 0x0fff, /* the 802.1Q tag's VLAN ID bits: the largest VLAN ID */
 };
 
