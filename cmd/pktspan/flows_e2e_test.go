@@ -213,10 +213,8 @@ func TestLongFlowBecomesLinkedTracesWithinTheLimit(t *testing.T) {
 }
 
 // In drops mode only flow windows holding a drop leave pktspan, with the packets that
-// went before the drop; the other flows are counted as not exported. (The TCP flows all
-// hold a drop on this kernel: it reports the handshake's last ACK freed as
-// NOT_SPECIFIED, and an echo reply reaching no ping socket as NO_SOCKET. A datagram to
-// a listening UDP socket is the flow without one.)
+// went before the drop; the other flows (a datagram to a listening UDP socket) are
+// counted as not exported.
 func TestDropsModeExportsOnlyFlowsWithADropAndThePathToIt(t *testing.T) {
 	w := setup(t)
 	const udpPort = 5353

@@ -220,10 +220,10 @@ func (g *generator) segment(f *genFlow, fromClient bool, flags uint8, payload ui
 	switch end {
 	case segDelivered:
 		at(dst, probeCopyDatagram)
-		ev.DropReason = reasonConsumed
+		ev.DropReason, ev.FreeClass = reasonConsumed, uint8(bpf.TracepointsFreeClassFREE_CONSUMED)
 		at(dst, probeConsumeSKB)
 	case segConsumed:
-		ev.DropReason = reasonConsumed
+		ev.DropReason, ev.FreeClass = reasonConsumed, uint8(bpf.TracepointsFreeClassFREE_CONSUMED)
 		at(dst, probeConsumeSKB)
 	case segDropped:
 		// kfree_skb runs where the netfilter hook ran: no device, the namespace kept.
