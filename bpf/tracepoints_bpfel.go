@@ -27,7 +27,8 @@ const (
 	TracepointsCounterIdCOUNTER_HELD_DISCARDED TracepointsCounterId = 8
 	TracepointsCounterIdCOUNTER_HELD_OVERFLOW  TracepointsCounterId = 9
 	TracepointsCounterIdCOUNTER_HELD_EVICTED   TracepointsCounterId = 10
-	TracepointsCounterIdCOUNTER_MAX            TracepointsCounterId = 11
+	TracepointsCounterIdCOUNTER_STACK_FAIL     TracepointsCounterId = 11
+	TracepointsCounterIdCOUNTER_MAX            TracepointsCounterId = 12
 )
 
 type TracepointsEvent struct {
@@ -65,6 +66,8 @@ type TracepointsEvent struct {
 	GsoSegs    uint16
 	CtL3       uint8
 	CtL4       uint8
+	StackId    int32
+	PadStack   [4]uint8
 }
 
 type TracepointsEventKind uint32
@@ -132,6 +135,7 @@ const (
 	TracepointsLimitsCT_TUPLE_READ     TracepointsLimits = 40
 	TracepointsLimitsNOT_DROPS_MAX     TracepointsLimits = 16
 	TracepointsLimitsVLAN_VID_MASK     TracepointsLimits = 4095
+	TracepointsLimitsSTACK_DEPTH       TracepointsLimits = 64
 )
 
 type TracepointsNfVerdict uint32
@@ -204,6 +208,7 @@ const (
 	TracepointsMapEvents                     = "events"
 	TracepointsMapPending                    = "pending"
 	TracepointsMapPendingScratch             = "pending_scratch"
+	TracepointsMapStacks                     = "stacks"
 	TracepointsMapTracked                    = "tracked"
 	TracepointsProgRawTpConsumeSkb           = "raw_tp_consume_skb"
 	TracepointsProgRawTpKfreeSkb             = "raw_tp_kfree_skb"
@@ -222,6 +227,7 @@ const (
 	TracepointsVarBtfAnchor                  = "btf_anchor"
 	TracepointsVarFilter                     = "filter"
 	TracepointsVarKcfg                       = "kcfg"
+	TracepointsVarWantStack                  = "want_stack"
 )
 
 // LoadTracepoints returns the embedded CollectionSpec for Tracepoints.
@@ -290,6 +296,7 @@ type TracepointsMapSpecs struct {
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	Pending        *ebpf.MapSpec `ebpf:"pending"`
 	PendingScratch *ebpf.MapSpec `ebpf:"pending_scratch"`
+	Stacks         *ebpf.MapSpec `ebpf:"stacks"`
 	Tracked        *ebpf.MapSpec `ebpf:"tracked"`
 }
 
@@ -300,6 +307,7 @@ type TracepointsVariableSpecs struct {
 	BtfAnchor *ebpf.VariableSpec `ebpf:"btf_anchor"`
 	Filter    *ebpf.VariableSpec `ebpf:"filter"`
 	Kcfg      *ebpf.VariableSpec `ebpf:"kcfg"`
+	WantStack *ebpf.VariableSpec `ebpf:"want_stack"`
 }
 
 // TracepointsObjects contains all objects after they have been loaded into the kernel.
@@ -326,6 +334,7 @@ type TracepointsMaps struct {
 	Events         *ebpf.Map `ebpf:"events"`
 	Pending        *ebpf.Map `ebpf:"pending"`
 	PendingScratch *ebpf.Map `ebpf:"pending_scratch"`
+	Stacks         *ebpf.Map `ebpf:"stacks"`
 	Tracked        *ebpf.Map `ebpf:"tracked"`
 }
 
@@ -335,6 +344,7 @@ func (m *TracepointsMaps) Close() error {
 		m.Events,
 		m.Pending,
 		m.PendingScratch,
+		m.Stacks,
 		m.Tracked,
 	)
 }
@@ -346,6 +356,7 @@ type TracepointsVariables struct {
 	BtfAnchor *ebpf.Variable `ebpf:"btf_anchor"`
 	Filter    *ebpf.Variable `ebpf:"filter"`
 	Kcfg      *ebpf.Variable `ebpf:"kcfg"`
+	WantStack *ebpf.Variable `ebpf:"want_stack"`
 }
 
 // TracepointsPrograms contains all programs after they have been loaded into the kernel.

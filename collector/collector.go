@@ -33,6 +33,7 @@ type Collector struct {
 	ringSize    int
 	trackSize   int
 	pendingSize int
+	stackSize   int // drop stacks kept in the kernel until read; 0: --stack is off
 	btfPath     string
 	kallsyms    string
 	backend     Backend
@@ -70,6 +71,10 @@ func WithTrackSize(n int) Option { return func(c *Collector) { c.trackSize = n }
 // WithPendingSize sets for how many skbs the kernel holds events back in drops-only
 // mode (config.Filter.DropsOnly) until their free says whether they were dropped.
 func WithPendingSize(n int) Option { return func(c *Collector) { c.pendingSize = n } }
+
+// WithStack records the kernel stack of each drop of a followed skb (--stack); the
+// kernel keeps up to size of them until the decoder reads them.
+func WithStack(size int) Option { return func(c *Collector) { c.stackSize = size } }
 
 // WithBTF uses a kernel BTF file instead of /sys/kernel/btf/vmlinux.
 func WithBTF(path string) Option { return func(c *Collector) { c.btfPath = path } }
@@ -151,7 +156,7 @@ func (c *Collector) Start(ctx context.Context) (err error) {
 		return err
 	}
 	consts := probeConsts{fcfg, facts.kcfg}
-	if err := setConsts(spec, consts, nil); err != nil {
+	if err := setConsts(spec, consts, map[string]any{bpf.TracepointsVarWantStack: c.wantStack()}); err != nil {
 		return err
 	}
 	c.summary.Filter = describeFilter(c.filter, c.pendingSize)
@@ -174,8 +179,12 @@ func (c *Collector) Start(ctx context.Context) (err error) {
 	c.closers = append(c.closers, fn.closers...)
 	c.summary.Attached = append(tp.attached, fn.attached...)
 	c.summary.Skipped = append(c.summary.Skipped, append(tp.skipped, fn.skipped...)...)
+	c.summary.NoBackend = fn.noBackend
 	if err := errors.Join(fn.err, tp.err); err != nil {
 		return err
+	}
+	if c.stackSize > 0 {
+		c.decoder.stacks = newStackTable(c.coll.Maps[bpf.TracepointsMapStacks], c.decoder.symbols)
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("attaching probes: %w", err)
@@ -244,6 +253,18 @@ func (c *Collector) sizeMaps(spec *ebpf.CollectionSpec) {
 	if c.filter.DropsOnly {
 		spec.Maps[bpf.TracepointsMapPending].MaxEntries = uint32(c.pendingSize)
 	}
+	spec.Maps[bpf.TracepointsMapStacks].MaxEntries = 1
+	if c.stackSize > 0 {
+		spec.Maps[bpf.TracepointsMapStacks].MaxEntries = uint32(c.stackSize)
+	}
+}
+
+// wantStack is the probes' want_stack constant: 1 under --stack.
+func (c *Collector) wantStack() uint8 {
+	if c.stackSize > 0 {
+		return 1
+	}
+	return 0
 }
 
 func (c *Collector) isAttached(name string) bool {

@@ -52,6 +52,7 @@ const (
 	offGSOSegs    = unsafe.Offsetof(rawEvent{}.GsoSegs)
 	offCTL3       = unsafe.Offsetof(rawEvent{}.CtL3)
 	offCTL4       = unsafe.Offsetof(rawEvent{}.CtL4)
+	offStackID    = unsafe.Offsetof(rawEvent{}.StackId)
 )
 
 // Decoder turns ring buffer records into spanner events. Its tables (stage names,
@@ -63,6 +64,7 @@ type Decoder struct {
 	symbols Symbolizer
 	clock   Clock
 	ifnames map[[16]byte]string
+	stacks  *stackTable // nil without --stack
 }
 
 // Symbolizer names kernel text addresses as `symbol+0xoff`.
@@ -175,12 +177,16 @@ func (d *Decoder) Decode(raw []byte, ev *spanner.Event) error {
 	return nil
 }
 
-// decodeFree reads kfree_skb's drop reason and where the kernel freed the skb.
+// decodeFree reads kfree_skb's drop reason and where the kernel freed the skb, and
+// under --stack the stack of a drop.
 func (d *Decoder) decodeFree(raw []byte, ev *spanner.Event) {
 	le := binary.LittleEndian
 	ev.DropReason, ev.Drop = d.reasons.Name(le.Uint32(raw[offDropReason:]))
 	if loc := le.Uint64(raw[offLocation:]); loc != 0 {
 		ev.Location = d.symbols.Symbolize(loc)
+	}
+	if id := int32(le.Uint32(raw[offStackID:])); id >= 0 && d.stacks != nil {
+		ev.Stack = d.stacks.stack(uint32(id))
 	}
 }
 

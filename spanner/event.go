@@ -83,5 +83,8 @@ type Event struct {
 	DropReason string
 	Drop       bool
 	Location   string // symbolized `nft_do_chain+0x1f3`, for skb:kfree_skb
-	Retval     int64  // return value, on KindExit
+	// Stack is a drop's kernel stack under --stack, innermost frame first, one
+	// symbolized frame per line; "" otherwise.
+	Stack  string
+	Retval int64 // return value, on KindExit
 }

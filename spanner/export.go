@@ -32,6 +32,14 @@ func (b *exportBuf) appendTuple(t Tuple) {
 	}
 }
 
+// appendDrop appends the reason and, when known, the location of p's drop.
+func (b *exportBuf) appendDrop(p *packet) {
+	b.attrs = append(b.attrs, attrkey.DropReason.String(p.dropReason))
+	if p.dropLocation != "" {
+		b.attrs = append(b.attrs, attrkey.DropLocation.String(p.dropLocation))
+	}
+}
+
 // carve returns the attributes appended since from, capped so that a sink appending to
 // them cannot overwrite the next span's.
 func (b *exportBuf) carve(from int) []attribute.KeyValue {
@@ -84,17 +92,21 @@ func (s *Spanner) exportPacket(p *packet) {
 		RandomTraceID: w.random,
 	}
 	if p.drop {
-		from := len(b.attrs)
-		b.attrs = append(b.attrs, attrkey.DropReason.String(p.dropReason))
-		if p.dropLocation != "" {
-			b.attrs = append(b.attrs, attrkey.DropLocation.String(p.dropLocation))
-		}
-		b.events = append(b.events, SpanEvent{Name: dropEventName, TimeUnixNano: p.dropAt, Attrs: b.carve(from)})
-		pkt.Events = b.events[:1:1]
+		b.appendDrop(p)
 		b.attrs = append(b.attrs, attrkey.ErrorType.String(p.dropReason))
 		pkt.Status, pkt.StatusDescription = StatusError, p.dropReason
 	}
 	pkt.Attrs = b.carve(0)
+	if p.drop {
+		// The drop event repeats the reason and location, and alone carries the stack.
+		from := len(b.attrs)
+		b.appendDrop(p)
+		if p.dropStack != "" {
+			b.attrs = append(b.attrs, attrkey.DropStack.String(p.dropStack))
+		}
+		b.events = append(b.events, SpanEvent{Name: dropEventName, TimeUnixNano: p.dropAt, Attrs: b.carve(from)})
+		pkt.Events = b.events[:1:1]
+	}
 	if p.linkSpan != (SpanID{}) {
 		b.links = append(b.links[:0], Link{TraceID: w.trace, SpanID: p.linkSpan, RandomTraceID: w.random})
 		pkt.Links = b.links[:1:1]

@@ -138,6 +138,11 @@ func drop(reason, location string) mod {
 	return func(ev *Event) { ev.Drop, ev.DropReason, ev.Location = true, reason, location }
 }
 
+// stack sets the drop's kernel stack (--stack).
+func stack(frames string) mod {
+	return func(ev *Event) { ev.Stack = frames }
+}
+
 func nf(hook, pf uint8, verdict int32) mod {
 	return func(ev *Event) { ev.Netfilter = Netfilter{Hook: hook, PF: pf, Verdict: verdict, Valid: true} }
 }

@@ -74,6 +74,7 @@ type packet struct {
 
 	drop                     bool
 	dropReason, dropLocation string
+	dropStack                string // --stack: the kernel stack, a frame per line
 	dropAt                   int64
 
 	stages []stage

@@ -94,6 +94,17 @@ var scenarios = []struct {
 		},
 	},
 	{
+		// Under --stack the stack is on the drop event only, not on the packet span.
+		name: "drop_stack_is_on_the_drop_event",
+		run: func(h *harness) {
+			p := onServer(0xffff888100000480, tcpClient, TCP{Flags: tcpSYN, Seq: 1000})
+			h.ev(0, p, stRecv)
+			h.ev(8*us, p, stKfree, drop("NETFILTER_DROP", "nft_do_chain+0x1f3"),
+				stack("sk_skb_reason_drop+0x5e\nnft_do_chain+0x1f3\nnf_hook_slow+0x44"))
+			h.flush(sec)
+		},
+	},
+	{
 		name: "consumed_packet_has_unset_status",
 		run: func(h *harness) {
 			p := pkt{skb: 0xffff888100000500, tuple: udp6, ifindex: 1, ifname: "lo", netns: nsServer, len: 80, mark: 7}

@@ -120,6 +120,7 @@ func (s *Spanner) HandleEvent(ev *Event) {
 		p.freed = true
 		if ev.Drop {
 			p.drop, p.dropAt, p.dropReason, p.dropLocation = true, t, ev.DropReason, ev.Location
+			p.dropStack = ev.Stack
 			if p.dropReason == "" {
 				p.dropReason = unknownDropReason
 			}

@@ -50,7 +50,8 @@ enum counter_id {
 	COUNTER_HELD_DISCARDED = 8, /* events discarded because their skb was not dropped */
 	COUNTER_HELD_OVERFLOW = 9,  /* skbs with more events than an entry holds: the later ones lost */
 	COUNTER_HELD_EVICTED = 10,  /* skbs whose held events were lost from a full pending map */
-	COUNTER_MAX = 11,
+	COUNTER_STACK_FAIL = 11,    /* --stack: drops whose stack could not be stored (table full, collision) */
+	COUNTER_MAX = 12,
 };
 
 /* What the kernel remembers of a followed skb: enough to tell it from the next skb
@@ -133,6 +134,8 @@ struct event {
 	__u16 gso_segs; /* skb_shinfo(skb)->gso_segs: 0 when the skb is not GSO */
 	__u8 ct_l3;     /* 4, 6, or 0 when the skb has no conntrack entry */
 	__u8 ct_l4;
+	__s32 stack_id; /* kfree_skb of a drop under --stack: its id in the stacks map; -1 for none */
+	__u8 _pad_stack[4];
 };
 
 /* Sizes of the fixed arrays below, which user space checks its input against. */
@@ -151,6 +154,7 @@ enum limits {
 	CT_TUPLE_READ = 40,
 	NOT_DROPS_MAX = 16,
 	VLAN_VID_MASK = 0x0fff, /* the 802.1Q tag's VLAN ID bits: the largest VLAN ID */
+	STACK_DEPTH = 64,       /* frames kept of a drop's kernel stack */
 };
 
 enum pending_state {

@@ -154,6 +154,16 @@ func dropGroup() []spanner.Span {
 	}
 }
 
+// stackedDropGroup is dropGroup under --stack: its drop event carries the kernel stack.
+func stackedDropGroup() []spanner.Span {
+	g := dropGroup()
+	ev := g[0].Events[0]
+	ev.Attrs = append(ev.Attrs[:len(ev.Attrs):len(ev.Attrs)], attribute.String("pktspan.drop.stack",
+		"sk_skb_reason_drop+0x5e\nnft_do_chain+0x1f3\nnft_do_chain_ipv4+0x6c\nnf_hook_slow+0x44\nip_local_deliver+0xd9"))
+	g[0].Events = []spanner.SpanEvent{ev}
+	return g
+}
+
 // natCloneGroup is a clone of tcpGroup's skb (GSO, two wire packets) leaving through a
 // masquerade: the POSTROUTING nf_hook_slow stage rewrote its source. Its packet span
 // links to the packet span of the skb it was cloned from.
