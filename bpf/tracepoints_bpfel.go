@@ -109,16 +109,20 @@ type TracepointsFilterCfg struct {
 }
 
 type TracepointsKernelCfg struct {
-	_          structs.HostLayout
-	CtTuple    uint32
-	CtSrcAddr  uint16
-	CtSrcPort  uint16
-	CtL3num    uint16
-	CtDstAddr  uint16
-	CtDstPort  uint16
-	CtProtonum uint16
-	N_notDrops uint32
-	NotDrops   [16]uint32
+	_             structs.HostLayout
+	CtTuple       uint32
+	CtSrcAddr     uint16
+	CtSrcPort     uint16
+	CtL3num       uint16
+	CtDstAddr     uint16
+	CtDstPort     uint16
+	CtProtonum    uint16
+	N_notDrops    uint32
+	NotDrops      [16]uint32
+	NftPktSkb     uint16
+	NftChainTable uint16
+	NftChainName  uint16
+	NftTableName  uint16
 }
 
 type TracepointsLimits uint32
@@ -135,6 +139,9 @@ const (
 	TracepointsLimitsCT_TUPLE_READ     TracepointsLimits = 40
 	TracepointsLimitsNOT_DROPS_MAX     TracepointsLimits = 16
 	TracepointsLimitsVLAN_VID_MASK     TracepointsLimits = 4095
+	TracepointsLimitsNF_VERDICT_MASK   TracepointsLimits = 255
+	TracepointsLimitsNFT_NAME_READ     TracepointsLimits = 32
+	TracepointsLimitsNFT_DROPS_MAX     TracepointsLimits = 4096
 	TracepointsLimitsSTACK_DEPTH       TracepointsLimits = 64
 )
 
@@ -145,6 +152,12 @@ const (
 	TracepointsNfVerdictNF_ACCEPT TracepointsNfVerdict = 1
 	TracepointsNfVerdictNF_STOLEN TracepointsNfVerdict = 2
 )
+
+type TracepointsNftNames struct {
+	_     structs.HostLayout
+	Table [32]int8
+	Chain [32]int8
+}
 
 type TracepointsPending struct {
 	_        structs.HostLayout
@@ -181,6 +194,7 @@ const (
 	TracepointsProbeIdPROBE_SKB_COPY_DATAGRAM_IOVEC TracepointsProbeId = 6
 	TracepointsProbeIdPROBE_TCP_RETRANSMIT_SKB      TracepointsProbeId = 7
 	TracepointsProbeIdPROBE_SKB_CLONE               TracepointsProbeId = 8
+	TracepointsProbeIdPROBE_NFT_DO_CHAIN            TracepointsProbeId = 9
 	TracepointsProbeIdPROBE_FUNC_BASE               TracepointsProbeId = 64
 )
 

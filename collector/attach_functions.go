@@ -35,7 +35,8 @@ type functionsResult struct {
 	attached  []Attached
 	skipped   []Skipped
 	noBackend []Unavailable // when no backend runs here: each one, and why
-	functions int           // configured functions attached (skb_clone not counted)
+	functions int           // configured functions attached (skb_clone, nft_do_chain not counted)
+	nftDrops  *ebpf.Map     // where nft_do_chain leaves a drop's table and chain
 	err       error
 }
 
@@ -61,15 +62,23 @@ func (c *Collector) attachFunctions(ctx context.Context, cache *btf.Cache, tpMap
 		return r
 	}
 	r.closers = append(r.closers, calls.Close)
+	nftDrops, err := ebpf.NewMap(spec.Maps[bpf.FunctionsMapNftDrops])
+	if err != nil {
+		r.err = fmt.Errorf("creating the nft drop map: %w", err)
+		return r
+	}
+	r.closers = append(r.closers, nftDrops.Close)
+	r.nftDrops = nftDrops
 	// The two families name the maps they share alike (skb.h declares them).
 	shared := maps.Clone(tpMaps)
 	shared[bpf.FunctionsMapCalls] = calls
+	shared[bpf.FunctionsMapNftDrops] = nftDrops
 	// A replacement must match its spec, sizes included: ring, track and pending
 	// sizes come from the configuration.
 	for name, m := range shared {
 		spec.Maps[name].MaxEntries = m.MaxEntries()
 	}
-	targets := append(slices.Clone(functions), cloneProbe(kb.types))
+	targets := append(slices.Clone(functions), cloneProbe(kb.types), nftProbe(c.nftUnusable))
 	// Every fentry load copies the spec: it keeps only what some target may load.
 	var used []string
 	for _, t := range targets {
@@ -101,8 +110,8 @@ func (c *Collector) attachFunctions(ctx context.Context, cache *btf.Cache, tpMap
 			if res.close != nil {
 				r.closers = append(r.closers, res.close)
 			}
-			r.attached = append(r.attached, Attached{t.name(), viaOf(*res.backend, t.id == probeSKBClone)})
-			if t.id != probeSKBClone {
+			r.attached = append(r.attached, Attached{t.name(), viaOf(*res.backend, t.fentry.enter == "")})
+			if t.id >= probeFuncBase {
 				r.functions++
 			}
 		case res.noBackend:
@@ -279,10 +288,11 @@ func ftraceRefusal(tracefs string) string {
 	return ""
 }
 
-// viaOf names how a function is traced, for the summary.
-func viaOf(backend Backend, clone bool) string {
+// viaOf names how a function is traced, for the summary; exitOnly: with no fentry
+// program (skb_clone, nft_do_chain: their fexit sees the arguments).
+func viaOf(backend Backend, exitOnly bool) string {
 	switch {
-	case backend == BackendFentry && clone:
+	case backend == BackendFentry && exitOnly:
 		return "fexit"
 	case backend == BackendFentry:
 		return "fentry/fexit"

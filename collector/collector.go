@@ -50,6 +50,8 @@ type Collector struct {
 	clock    *MonoClock
 	summary  Summary
 	detached atomic.Bool
+	// nftUnusable says why the table and chain of nft drops cannot be read here.
+	nftUnusable error
 
 	eventsRead   atomic.Uint64
 	decodeErrors atomic.Uint64
@@ -180,11 +182,23 @@ func (c *Collector) Start(ctx context.Context) (err error) {
 	c.summary.Attached = append(tp.attached, fn.attached...)
 	c.summary.Skipped = append(c.summary.Skipped, append(tp.skipped, fn.skipped...)...)
 	c.summary.NoBackend = fn.noBackend
+	switch {
+	case c.isAttached(nftDoChain):
+	case c.backend == BackendTracepoint || len(fn.noBackend) > 0:
+		c.summary.Netfilter = "the nft table and chain of a drop are not read: they need fentry or kprobes"
+	case c.nftUnusable != nil:
+		c.summary.Netfilter = "the nft table and chain of a drop are not read: " + c.nftUnusable.Error()
+	default:
+		c.summary.Netfilter = "the nft table and chain of a drop are not read: " + nftDoChain + " could not be traced (see skipped)"
+	}
 	if err := errors.Join(fn.err, tp.err); err != nil {
 		return err
 	}
 	if c.stackSize > 0 {
 		c.decoder.stacks = newStackTable(c.coll.Maps[bpf.TracepointsMapStacks], c.decoder.symbols)
+	}
+	if fn.nftDrops != nil && c.isAttached(nftDoChain) {
+		c.decoder.nft = newNftTable(fn.nftDrops)
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("attaching probes: %w", err)
@@ -232,6 +246,15 @@ func (c *Collector) kernelFacts(kb kernelBTF) (kernelFacts, error) {
 		return kernelFacts{}, err
 	}
 	c.summary.Conntrack = conntrack
+	if c.backend != BackendTracepoint {
+		source, err := nftLayout(kb.types, kb.inKernel, c.summary.BTF, &kcfg)
+		if err != nil {
+			kcfg.NftPktSkb, kcfg.NftChainTable, kcfg.NftChainName, kcfg.NftTableName = 0, 0, 0, 0
+			c.nftUnusable = err
+		} else {
+			c.summary.Netfilter = "the nft table and chain of a drop read (struct nft_chain from " + source + ")"
+		}
+	}
 	syms, err := NewKallsyms(c.kallsyms, defaultModules)
 	if err != nil {
 		return kernelFacts{}, err

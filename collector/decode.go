@@ -65,6 +65,7 @@ type Decoder struct {
 	clock   Clock
 	ifnames map[[16]byte]string
 	stacks  *stackTable // nil without --stack
+	nft     *nftTable   // nil when nft_do_chain is not traced
 }
 
 // Symbolizer names kernel text addresses as `symbol+0xoff`.
@@ -178,7 +179,7 @@ func (d *Decoder) Decode(raw []byte, ev *spanner.Event) error {
 }
 
 // decodeFree reads kfree_skb's drop reason and where the kernel freed the skb, and
-// under --stack the stack of a drop.
+// for a drop, its stack under --stack and the nft table and chain that decided it.
 func (d *Decoder) decodeFree(raw []byte, ev *spanner.Event) {
 	le := binary.LittleEndian
 	ev.DropReason, ev.Drop = d.reasons.Name(le.Uint32(raw[offDropReason:]))
@@ -187,6 +188,9 @@ func (d *Decoder) decodeFree(raw []byte, ev *spanner.Event) {
 	}
 	if id := int32(le.Uint32(raw[offStackID:])); id >= 0 && d.stacks != nil {
 		ev.Stack = d.stacks.stack(uint32(id))
+	}
+	if ev.Drop && d.nft != nil && ev.DropReason == netfilterDrop {
+		ev.NFT.Table, ev.NFT.Chain = d.nft.lookup(ev.SKB)
 	}
 }
 

@@ -21,6 +21,9 @@ type Summary struct {
 	// Conntrack says whether events carry their conntrack entry's original tuple, and
 	// where struct nf_conn's layout came from, or why not.
 	Conntrack string `json:"conntrack"`
+	// Netfilter says whether a netfilter drop names the nft table and chain that
+	// decided it, or why not.
+	Netfilter string `json:"netfilter"`
 	// NoBackend lists, when no function backend could run on this kernel, each one
 	// tried and why the kernel cannot run it.
 	NoBackend  []Unavailable `json:"no_function_backend,omitempty"`
@@ -59,6 +62,9 @@ func (s Summary) String() string {
 		b.WriteString(", tracefs not mounted (not needed: tracepoints attach through BTF)")
 	}
 	fmt.Fprintf(&b, "\nconntrack: %s", s.Conntrack)
+	if s.Netfilter != "" {
+		fmt.Fprintf(&b, "\nnetfilter: %s", s.Netfilter)
+	}
 	if len(s.NoBackend) > 0 {
 		b.WriteString("\nfunction probes: none on this kernel, tracepoints only:")
 		for _, u := range s.NoBackend {

@@ -40,6 +40,14 @@ func (b *exportBuf) appendDrop(p *packet) {
 	}
 }
 
+// appendNFT appends the nft table and chain of a drop, when known.
+func (b *exportBuf) appendNFT(nft NFT) {
+	if nft.Table == "" && nft.Chain == "" {
+		return
+	}
+	b.attrs = append(b.attrs, attrkey.NetfilterTable.String(nft.Table), attrkey.NetfilterChain.String(nft.Chain))
+}
+
 // carve returns the attributes appended since from, capped so that a sink appending to
 // them cannot overwrite the next span's.
 func (b *exportBuf) carve(from int) []attribute.KeyValue {
@@ -93,6 +101,7 @@ func (s *Spanner) exportPacket(p *packet) {
 	}
 	if p.drop {
 		b.appendDrop(p)
+		b.appendNFT(p.nft)
 		b.attrs = append(b.attrs, attrkey.ErrorType.String(p.dropReason))
 		pkt.Status, pkt.StatusDescription = StatusError, p.dropReason
 	}
@@ -149,6 +158,7 @@ func (s *Spanner) exportPacket(p *packet) {
 				attrkey.NetfilterVerdict.String(nfVerdictName(st.nf.Verdict)),
 			)
 		}
+		b.appendNFT(st.nft)
 		switch {
 		case st.hasRetval && st.retPtr:
 			b.attrs = append(b.attrs, attrkey.Retval.String(b.hex.get(uint64(st.retval))))

@@ -120,7 +120,10 @@ func (s *Spanner) HandleEvent(ev *Event) {
 		p.freed = true
 		if ev.Drop {
 			p.drop, p.dropAt, p.dropReason, p.dropLocation = true, t, ev.DropReason, ev.Location
-			p.dropStack = ev.Stack
+			p.dropStack, p.nft = ev.Stack, ev.NFT
+			if ev.NFT.Table != "" {
+				p.markNFT(ev.NFT)
+			}
 			if p.dropReason == "" {
 				p.dropReason = unknownDropReason
 			}

@@ -19,6 +19,7 @@ enum probe_id {
 	PROBE_SKB_COPY_DATAGRAM_IOVEC = 6,
 	PROBE_TCP_RETRANSMIT_SKB = 7,
 	PROBE_SKB_CLONE = 8, /* skb_clone's return (fexit or kretprobe): the new skb's first event */
+	PROBE_NFT_DO_CHAIN = 9, /* nft_do_chain: the table and chain a followed skb is in, in nft_drops */
 	PROBE_FUNC_BASE = 64,
 };
 
@@ -154,6 +155,9 @@ enum limits {
 	CT_TUPLE_READ = 40,
 	NOT_DROPS_MAX = 16,
 	VLAN_VID_MASK = 0x0fff, /* the 802.1Q tag's VLAN ID bits: the largest VLAN ID */
+	NF_VERDICT_MASK = 0xff, /* the verdict's bits of a netfilter hook's return (NF_DROP_ERR adds an errno above) */
+	NFT_NAME_READ = 32,     /* bytes kept of an nft table's or chain's name, its NUL included */
+	NFT_DROPS_MAX = 4096,   /* skbs whose nft drop awaits user space in nft_drops */
 	STACK_DEPTH = 64,       /* frames kept of a drop's kernel stack */
 };
 
@@ -221,6 +225,20 @@ struct kernel_cfg {
 	 * user names (normal_free_reasons). */
 	__u32 n_not_drops;
 	__u32 not_drops[NOT_DROPS_MAX];
+	/* Offsets in nf_tables' structs (its module's BTF, beyond CO-RE's reach, so read
+	 * by user space); nft_chain_name 0 when they are unknown. */
+	__u16 nft_pkt_skb;     /* struct nft_pktinfo: skb */
+	__u16 nft_chain_table; /* struct nft_chain: table */
+	__u16 nft_chain_name;  /* struct nft_chain: name */
+	__u16 nft_table_name;  /* struct nft_table: name */
+};
+
+/* The nft table and base chain a followed skb is in: written when nft_do_chain starts,
+ * deleted when it lets the skb on, else left for user space, which reads (and deletes)
+ * it with the skb's free as a netfilter drop. */
+struct nft_names {
+	char table[NFT_NAME_READ];
+	char chain[NFT_NAME_READ];
 };
 
 /* Never instantiated: a pointer to it keeps these types in each object's BTF, where
@@ -235,6 +253,7 @@ struct btf_anchor {
 	enum nf_verdict verdict;
 	enum skb_identity identity;
 	enum limits limits;
+	struct nft_names nft_names;
 };
 
 #endif

@@ -105,6 +105,7 @@ func summaryFixture() collector.Summary {
 	return collector.Summary{
 		Kernel: "6.18.44", BTF: "/sys/kernel/btf/vmlinux", Tracefs: "/sys/kernel/tracing", DropReasons: 129,
 		Conntrack: "from BTF",
+		Netfilter: "the nft table and chain of a drop are not read: they need fentry or kprobes",
 		NoBackend: []collector.Unavailable{
 			{Backend: "fentry", Reason: "the kernel refuses fentry programs"},
 			{Backend: "kprobe", Reason: "kernel has no kprobes (CONFIG_KPROBES)"},
@@ -121,6 +122,7 @@ func TestTextLogsPrintTheSummaryAsTheREADMEsBlockOfLines(t *testing.T) {
 	logSummary(newLogger(&out, "info", "text"), &out, "text", summaryFixture())
 	want := `kernel 6.18.44, BTF from /sys/kernel/btf/vmlinux, 129 drop reasons
 conntrack: from BTF
+netfilter: the nft table and chain of a drop are not read: they need fentry or kprobes
 function probes: none on this kernel, tracepoints only:
   fentry the kernel refuses fentry programs
   kprobe kernel has no kprobes (CONFIG_KPROBES)
@@ -152,6 +154,7 @@ func TestJSONLogsGiveTheSummaryAsOneStructuredRecord(t *testing.T) {
 		Component string `json:"component"`
 		Summary   struct {
 			Kernel      string                  `json:"kernel"`
+			Netfilter   string                  `json:"netfilter"`
 			DropReasons int                     `json:"drop_reasons"`
 			NoBackend   []collector.Unavailable `json:"no_function_backend"`
 			Attached    []collector.Attached    `json:"attached"`
@@ -165,7 +168,7 @@ func TestJSONLogsGiveTheSummaryAsOneStructuredRecord(t *testing.T) {
 	}
 	f := summaryFixture()
 	s := rec.Summary
-	if rec.Msg != "probes attached" || rec.Component != "pktspan" || s.Kernel != f.Kernel || s.DropReasons != f.DropReasons ||
+	if rec.Msg != "probes attached" || rec.Component != "pktspan" || s.Kernel != f.Kernel || s.Netfilter != f.Netfilter || s.DropReasons != f.DropReasons ||
 		!slices.Equal(s.NoBackend, f.NoBackend) || !slices.Equal(s.Attached, f.Attached) || !slices.Equal(s.Skipped, f.Skipped) ||
 		s.AttachTime != f.AttachTime || s.Filter != f.Filter {
 		t.Errorf("JSON record %+v does not carry the summary %+v", rec, f)

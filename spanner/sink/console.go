@@ -267,6 +267,12 @@ func appendStageInfo(b *strings.Builder, st *spanner.Span) {
 	if verdict := attrString(st.Attrs, attrkey.NetfilterVerdict); verdict != "" {
 		addField(b, "verdict="+verdict)
 	}
+	if table := attrString(st.Attrs, attrkey.NetfilterTable); table != "" {
+		addField(b, "table="+table)
+	}
+	if chain := attrString(st.Attrs, attrkey.NetfilterChain); chain != "" {
+		addField(b, "chain="+chain)
+	}
 	if ret := attrString(st.Attrs, attrkey.Retval); ret != "" {
 		addField(b, "ret="+ret)
 	}
