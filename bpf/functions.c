@@ -74,6 +74,98 @@ static __always_inline void on_exit(__u16 probe, bool nf_hook, __s64 ret, __u64 
 	send(&ev, false);
 }
 
+/* The nft table and base chain each followed skb is in while nft_do_chain runs, and
+ * after it dropped the skb until user space reads them with the free. LRU: an entry
+ * user space never reads (a stolen skb's) must not stay. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, NFT_DROPS_MAX);
+	__type(key, __u64);
+	__type(value, struct nft_names);
+} nft_drops SEC(".maps");
+
+/*
+ * nft_do_chain(struct nft_pktinfo *pkt, void *priv) starts: priv is the base chain the
+ * hook runs (a rule in a chain it jumped to shows as this base chain). A followed skb's
+ * table and chain are noted before any rule runs: since 6.4 a drop frees the skb inside
+ * nft_do_chain, so its free comes before the return. Returns the skb, or 0 when it is
+ * not followed or nf_tables' layout is unknown.
+ */
+static __always_inline __u64 on_nft_enter(void *pkt, void *chain)
+{
+	if (!kcfg.nft_chain_name || !pkt || !chain)
+		return 0;
+	__u64 skb = 0;
+	bpf_probe_read_kernel(&skb, sizeof(skb), pkt + kcfg.nft_pkt_skb);
+	if (!bpf_map_lookup_elem(&tracked, &skb))
+		return 0;
+	struct nft_names n = {};
+	const char *name = NULL;
+	void *table = NULL;
+	bpf_probe_read_kernel(&name, sizeof(name), chain + kcfg.nft_chain_name);
+	bpf_probe_read_kernel_str(n.chain, sizeof(n.chain), name);
+	bpf_probe_read_kernel(&table, sizeof(table), chain + kcfg.nft_chain_table);
+	if (table) {
+		bpf_probe_read_kernel(&name, sizeof(name), table + kcfg.nft_table_name);
+		bpf_probe_read_kernel_str(n.table, sizeof(n.table), name);
+	}
+	bpf_map_update_elem(&nft_drops, &skb, &n, BPF_ANY);
+	return skb;
+}
+
+/* nft_do_chain returns: an skb it let on forgets its chain; one it dropped (NF_DROP, or
+ * NF_STOLEN after freeing it itself) keeps it for user space. */
+static __always_inline void on_nft_exit(__u64 skb, __u64 verdict)
+{
+	__u32 v = verdict & NF_VERDICT_MASK;
+	if (skb && v != NF_DROP && v != NF_STOLEN)
+		bpf_map_delete_elem(&nft_drops, &skb);
+}
+
+SEC("fentry")
+int fentry_nft_do_chain(__u64 *ctx)
+{
+	on_nft_enter((void *)ctx[0], (void *)ctx[1]);
+	return 0;
+}
+
+SEC("fexit")
+int fexit_nft_do_chain(__u64 *ctx)
+{
+	__u64 ret = 0, skb = 0;
+	bpf_get_func_ret(ctx, &ret);
+	if (kcfg.nft_chain_name && ctx[0])
+		bpf_probe_read_kernel(&skb, sizeof(skb), (void *)ctx[0] + kcfg.nft_pkt_skb);
+	on_nft_exit(skb, ret);
+	return 0;
+}
+
+/* kretprobe sees no arguments: the entry leaves it the followed skb. */
+SEC("kprobe")
+int kprobe_nft_do_chain(struct pt_regs *ctx)
+{
+	__u64 skb = on_nft_enter((void *)PT_REGS_PARM1(ctx), (void *)PT_REGS_PARM2(ctx));
+	if (!skb)
+		return 0;
+	struct call_key key = { .pid_tgid = bpf_get_current_pid_tgid(), .probe = PROBE_NFT_DO_CHAIN };
+	struct call c = { .skb = skb };
+	if (bpf_map_update_elem(&calls, &key, &c, BPF_ANY))
+		count(COUNTER_CALLS_FULL);
+	return 0;
+}
+
+SEC("kretprobe")
+int kretprobe_nft_do_chain(struct pt_regs *ctx)
+{
+	struct call_key key = { .pid_tgid = bpf_get_current_pid_tgid(), .probe = PROBE_NFT_DO_CHAIN };
+	struct call *c = bpf_map_lookup_elem(&calls, &key);
+	if (!c)
+		return 0;
+	on_nft_exit(c->skb, PT_REGS_RC(ctx));
+	bpf_map_delete_elem(&calls, &key);
+	return 0;
+}
+
 /*
  * One entry (and fexit) program per position of the skb argument, each reading a fixed
  * argument: an index chosen at run time would make clang compute the context

@@ -16,36 +16,41 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	FunctionsMapCalls              = "calls"
-	FunctionsMapCounters           = "counters"
-	FunctionsMapEvents             = "events"
-	FunctionsMapPending            = "pending"
-	FunctionsMapPendingScratch     = "pending_scratch"
-	FunctionsMapTracked            = "tracked"
-	FunctionsProgFentrySkb0        = "fentry_skb_0"
-	FunctionsProgFentrySkb1        = "fentry_skb_1"
-	FunctionsProgFentrySkb2        = "fentry_skb_2"
-	FunctionsProgFentrySkb3        = "fentry_skb_3"
-	FunctionsProgFentrySkb4        = "fentry_skb_4"
-	FunctionsProgFexitSkb0         = "fexit_skb_0"
-	FunctionsProgFexitSkb1         = "fexit_skb_1"
-	FunctionsProgFexitSkb2         = "fexit_skb_2"
-	FunctionsProgFexitSkb3         = "fexit_skb_3"
-	FunctionsProgFexitSkb4         = "fexit_skb_4"
-	FunctionsProgFexitSkbClone     = "fexit_skb_clone"
-	FunctionsProgKprobeSkb0        = "kprobe_skb_0"
-	FunctionsProgKprobeSkb1        = "kprobe_skb_1"
-	FunctionsProgKprobeSkb2        = "kprobe_skb_2"
-	FunctionsProgKprobeSkb3        = "kprobe_skb_3"
-	FunctionsProgKprobeSkb4        = "kprobe_skb_4"
-	FunctionsProgKprobeSkbClone    = "kprobe_skb_clone"
-	FunctionsProgKretprobeSkb      = "kretprobe_skb"
-	FunctionsProgKretprobeSkbClone = "kretprobe_skb_clone"
-	FunctionsVarBtfAnchor          = "btf_anchor"
-	FunctionsVarFilter             = "filter"
-	FunctionsVarIsNfHook           = "is_nf_hook"
-	FunctionsVarKcfg               = "kcfg"
-	FunctionsVarProbeId            = "probe_id"
+	FunctionsMapCalls                = "calls"
+	FunctionsMapCounters             = "counters"
+	FunctionsMapEvents               = "events"
+	FunctionsMapNftDrops             = "nft_drops"
+	FunctionsMapPending              = "pending"
+	FunctionsMapPendingScratch       = "pending_scratch"
+	FunctionsMapTracked              = "tracked"
+	FunctionsProgFentryNftDoChain    = "fentry_nft_do_chain"
+	FunctionsProgFentrySkb0          = "fentry_skb_0"
+	FunctionsProgFentrySkb1          = "fentry_skb_1"
+	FunctionsProgFentrySkb2          = "fentry_skb_2"
+	FunctionsProgFentrySkb3          = "fentry_skb_3"
+	FunctionsProgFentrySkb4          = "fentry_skb_4"
+	FunctionsProgFexitNftDoChain     = "fexit_nft_do_chain"
+	FunctionsProgFexitSkb0           = "fexit_skb_0"
+	FunctionsProgFexitSkb1           = "fexit_skb_1"
+	FunctionsProgFexitSkb2           = "fexit_skb_2"
+	FunctionsProgFexitSkb3           = "fexit_skb_3"
+	FunctionsProgFexitSkb4           = "fexit_skb_4"
+	FunctionsProgFexitSkbClone       = "fexit_skb_clone"
+	FunctionsProgKprobeNftDoChain    = "kprobe_nft_do_chain"
+	FunctionsProgKprobeSkb0          = "kprobe_skb_0"
+	FunctionsProgKprobeSkb1          = "kprobe_skb_1"
+	FunctionsProgKprobeSkb2          = "kprobe_skb_2"
+	FunctionsProgKprobeSkb3          = "kprobe_skb_3"
+	FunctionsProgKprobeSkb4          = "kprobe_skb_4"
+	FunctionsProgKprobeSkbClone      = "kprobe_skb_clone"
+	FunctionsProgKretprobeNftDoChain = "kretprobe_nft_do_chain"
+	FunctionsProgKretprobeSkb        = "kretprobe_skb"
+	FunctionsProgKretprobeSkbClone   = "kretprobe_skb_clone"
+	FunctionsVarBtfAnchor            = "btf_anchor"
+	FunctionsVarFilter               = "filter"
+	FunctionsVarIsNfHook             = "is_nf_hook"
+	FunctionsVarKcfg                 = "kcfg"
+	FunctionsVarProbeId              = "probe_id"
 )
 
 // LoadFunctions returns the embedded CollectionSpec for Functions.
@@ -90,25 +95,29 @@ type FunctionsSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type FunctionsProgramSpecs struct {
-	FentrySkb0        *ebpf.ProgramSpec `ebpf:"fentry_skb_0"`
-	FentrySkb1        *ebpf.ProgramSpec `ebpf:"fentry_skb_1"`
-	FentrySkb2        *ebpf.ProgramSpec `ebpf:"fentry_skb_2"`
-	FentrySkb3        *ebpf.ProgramSpec `ebpf:"fentry_skb_3"`
-	FentrySkb4        *ebpf.ProgramSpec `ebpf:"fentry_skb_4"`
-	FexitSkb0         *ebpf.ProgramSpec `ebpf:"fexit_skb_0"`
-	FexitSkb1         *ebpf.ProgramSpec `ebpf:"fexit_skb_1"`
-	FexitSkb2         *ebpf.ProgramSpec `ebpf:"fexit_skb_2"`
-	FexitSkb3         *ebpf.ProgramSpec `ebpf:"fexit_skb_3"`
-	FexitSkb4         *ebpf.ProgramSpec `ebpf:"fexit_skb_4"`
-	FexitSkbClone     *ebpf.ProgramSpec `ebpf:"fexit_skb_clone"`
-	KprobeSkb0        *ebpf.ProgramSpec `ebpf:"kprobe_skb_0"`
-	KprobeSkb1        *ebpf.ProgramSpec `ebpf:"kprobe_skb_1"`
-	KprobeSkb2        *ebpf.ProgramSpec `ebpf:"kprobe_skb_2"`
-	KprobeSkb3        *ebpf.ProgramSpec `ebpf:"kprobe_skb_3"`
-	KprobeSkb4        *ebpf.ProgramSpec `ebpf:"kprobe_skb_4"`
-	KprobeSkbClone    *ebpf.ProgramSpec `ebpf:"kprobe_skb_clone"`
-	KretprobeSkb      *ebpf.ProgramSpec `ebpf:"kretprobe_skb"`
-	KretprobeSkbClone *ebpf.ProgramSpec `ebpf:"kretprobe_skb_clone"`
+	FentryNftDoChain    *ebpf.ProgramSpec `ebpf:"fentry_nft_do_chain"`
+	FentrySkb0          *ebpf.ProgramSpec `ebpf:"fentry_skb_0"`
+	FentrySkb1          *ebpf.ProgramSpec `ebpf:"fentry_skb_1"`
+	FentrySkb2          *ebpf.ProgramSpec `ebpf:"fentry_skb_2"`
+	FentrySkb3          *ebpf.ProgramSpec `ebpf:"fentry_skb_3"`
+	FentrySkb4          *ebpf.ProgramSpec `ebpf:"fentry_skb_4"`
+	FexitNftDoChain     *ebpf.ProgramSpec `ebpf:"fexit_nft_do_chain"`
+	FexitSkb0           *ebpf.ProgramSpec `ebpf:"fexit_skb_0"`
+	FexitSkb1           *ebpf.ProgramSpec `ebpf:"fexit_skb_1"`
+	FexitSkb2           *ebpf.ProgramSpec `ebpf:"fexit_skb_2"`
+	FexitSkb3           *ebpf.ProgramSpec `ebpf:"fexit_skb_3"`
+	FexitSkb4           *ebpf.ProgramSpec `ebpf:"fexit_skb_4"`
+	FexitSkbClone       *ebpf.ProgramSpec `ebpf:"fexit_skb_clone"`
+	KprobeNftDoChain    *ebpf.ProgramSpec `ebpf:"kprobe_nft_do_chain"`
+	KprobeSkb0          *ebpf.ProgramSpec `ebpf:"kprobe_skb_0"`
+	KprobeSkb1          *ebpf.ProgramSpec `ebpf:"kprobe_skb_1"`
+	KprobeSkb2          *ebpf.ProgramSpec `ebpf:"kprobe_skb_2"`
+	KprobeSkb3          *ebpf.ProgramSpec `ebpf:"kprobe_skb_3"`
+	KprobeSkb4          *ebpf.ProgramSpec `ebpf:"kprobe_skb_4"`
+	KprobeSkbClone      *ebpf.ProgramSpec `ebpf:"kprobe_skb_clone"`
+	KretprobeNftDoChain *ebpf.ProgramSpec `ebpf:"kretprobe_nft_do_chain"`
+	KretprobeSkb        *ebpf.ProgramSpec `ebpf:"kretprobe_skb"`
+	KretprobeSkbClone   *ebpf.ProgramSpec `ebpf:"kretprobe_skb_clone"`
 }
 
 // FunctionsMapSpecs contains maps before they are loaded into the kernel.
@@ -118,6 +127,7 @@ type FunctionsMapSpecs struct {
 	Calls          *ebpf.MapSpec `ebpf:"calls"`
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
+	NftDrops       *ebpf.MapSpec `ebpf:"nft_drops"`
 	Pending        *ebpf.MapSpec `ebpf:"pending"`
 	PendingScratch *ebpf.MapSpec `ebpf:"pending_scratch"`
 	Tracked        *ebpf.MapSpec `ebpf:"tracked"`
@@ -157,6 +167,7 @@ type FunctionsMaps struct {
 	Calls          *ebpf.Map `ebpf:"calls"`
 	Counters       *ebpf.Map `ebpf:"counters"`
 	Events         *ebpf.Map `ebpf:"events"`
+	NftDrops       *ebpf.Map `ebpf:"nft_drops"`
 	Pending        *ebpf.Map `ebpf:"pending"`
 	PendingScratch *ebpf.Map `ebpf:"pending_scratch"`
 	Tracked        *ebpf.Map `ebpf:"tracked"`
@@ -167,6 +178,7 @@ func (m *FunctionsMaps) Close() error {
 		m.Calls,
 		m.Counters,
 		m.Events,
+		m.NftDrops,
 		m.Pending,
 		m.PendingScratch,
 		m.Tracked,
@@ -188,46 +200,54 @@ type FunctionsVariables struct {
 //
 // It can be passed to LoadFunctionsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type FunctionsPrograms struct {
-	FentrySkb0        *ebpf.Program `ebpf:"fentry_skb_0"`
-	FentrySkb1        *ebpf.Program `ebpf:"fentry_skb_1"`
-	FentrySkb2        *ebpf.Program `ebpf:"fentry_skb_2"`
-	FentrySkb3        *ebpf.Program `ebpf:"fentry_skb_3"`
-	FentrySkb4        *ebpf.Program `ebpf:"fentry_skb_4"`
-	FexitSkb0         *ebpf.Program `ebpf:"fexit_skb_0"`
-	FexitSkb1         *ebpf.Program `ebpf:"fexit_skb_1"`
-	FexitSkb2         *ebpf.Program `ebpf:"fexit_skb_2"`
-	FexitSkb3         *ebpf.Program `ebpf:"fexit_skb_3"`
-	FexitSkb4         *ebpf.Program `ebpf:"fexit_skb_4"`
-	FexitSkbClone     *ebpf.Program `ebpf:"fexit_skb_clone"`
-	KprobeSkb0        *ebpf.Program `ebpf:"kprobe_skb_0"`
-	KprobeSkb1        *ebpf.Program `ebpf:"kprobe_skb_1"`
-	KprobeSkb2        *ebpf.Program `ebpf:"kprobe_skb_2"`
-	KprobeSkb3        *ebpf.Program `ebpf:"kprobe_skb_3"`
-	KprobeSkb4        *ebpf.Program `ebpf:"kprobe_skb_4"`
-	KprobeSkbClone    *ebpf.Program `ebpf:"kprobe_skb_clone"`
-	KretprobeSkb      *ebpf.Program `ebpf:"kretprobe_skb"`
-	KretprobeSkbClone *ebpf.Program `ebpf:"kretprobe_skb_clone"`
+	FentryNftDoChain    *ebpf.Program `ebpf:"fentry_nft_do_chain"`
+	FentrySkb0          *ebpf.Program `ebpf:"fentry_skb_0"`
+	FentrySkb1          *ebpf.Program `ebpf:"fentry_skb_1"`
+	FentrySkb2          *ebpf.Program `ebpf:"fentry_skb_2"`
+	FentrySkb3          *ebpf.Program `ebpf:"fentry_skb_3"`
+	FentrySkb4          *ebpf.Program `ebpf:"fentry_skb_4"`
+	FexitNftDoChain     *ebpf.Program `ebpf:"fexit_nft_do_chain"`
+	FexitSkb0           *ebpf.Program `ebpf:"fexit_skb_0"`
+	FexitSkb1           *ebpf.Program `ebpf:"fexit_skb_1"`
+	FexitSkb2           *ebpf.Program `ebpf:"fexit_skb_2"`
+	FexitSkb3           *ebpf.Program `ebpf:"fexit_skb_3"`
+	FexitSkb4           *ebpf.Program `ebpf:"fexit_skb_4"`
+	FexitSkbClone       *ebpf.Program `ebpf:"fexit_skb_clone"`
+	KprobeNftDoChain    *ebpf.Program `ebpf:"kprobe_nft_do_chain"`
+	KprobeSkb0          *ebpf.Program `ebpf:"kprobe_skb_0"`
+	KprobeSkb1          *ebpf.Program `ebpf:"kprobe_skb_1"`
+	KprobeSkb2          *ebpf.Program `ebpf:"kprobe_skb_2"`
+	KprobeSkb3          *ebpf.Program `ebpf:"kprobe_skb_3"`
+	KprobeSkb4          *ebpf.Program `ebpf:"kprobe_skb_4"`
+	KprobeSkbClone      *ebpf.Program `ebpf:"kprobe_skb_clone"`
+	KretprobeNftDoChain *ebpf.Program `ebpf:"kretprobe_nft_do_chain"`
+	KretprobeSkb        *ebpf.Program `ebpf:"kretprobe_skb"`
+	KretprobeSkbClone   *ebpf.Program `ebpf:"kretprobe_skb_clone"`
 }
 
 func (p *FunctionsPrograms) Close() error {
 	return _FunctionsClose(
+		p.FentryNftDoChain,
 		p.FentrySkb0,
 		p.FentrySkb1,
 		p.FentrySkb2,
 		p.FentrySkb3,
 		p.FentrySkb4,
+		p.FexitNftDoChain,
 		p.FexitSkb0,
 		p.FexitSkb1,
 		p.FexitSkb2,
 		p.FexitSkb3,
 		p.FexitSkb4,
 		p.FexitSkbClone,
+		p.KprobeNftDoChain,
 		p.KprobeSkb0,
 		p.KprobeSkb1,
 		p.KprobeSkb2,
 		p.KprobeSkb3,
 		p.KprobeSkb4,
 		p.KprobeSkbClone,
+		p.KretprobeNftDoChain,
 		p.KretprobeSkb,
 		p.KretprobeSkbClone,
 	)

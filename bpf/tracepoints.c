@@ -9,6 +9,19 @@
  */
 #include "skb.h"
 
+/* --stack: drops of followed skbs record their kernel stack. Set by user space before
+ * load; off, the verifier prunes the stack code. */
+volatile const __u8 want_stack = 0;
+
+/* Drop stacks until user space reads and deletes them; sized from probes.stack_size
+ * (1 entry when --stack is off). */
+struct {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(max_entries, 1);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, STACK_DEPTH * sizeof(__u64));
+} stacks SEC(".maps");
+
 /* A packet at a device, received or queued for transmit. On the receive path skb->data
  * is the IP header and network_header is not yet reset: hint says where to look. */
 static __always_inline int on_dev(struct sk_buff *skb, __u16 probe, enum l3_hint hint)
@@ -40,16 +53,33 @@ static __always_inline int on_xmit(struct sk_buff *skb, int rc, struct net_devic
 	return 0;
 }
 
-static __always_inline int on_free(struct sk_buff *skb, __u16 probe, void *location, __u32 reason)
+/* A free; under --stack, the drop of a followed skb also records where in the kernel
+ * it happened (only then: the stacks map holds what user space has yet to read). */
+static __always_inline int on_free(void *ctx, struct sk_buff *skb, __u16 probe, void *location, __u32 reason)
 {
 	struct event ev;
 	init_event(&ev, skb, probe, EVENT_INSTANT);
 	ev.location = (__u64)location;
 	ev.drop_reason = reason;
+	ev.stack_id = -1;
 	read_tuple(&ev, skb, L3_NETWORK_HEADER);
 	read_dev(&ev, BPF_CORE_READ(skb, dev));
 	read_sock_netns(&ev, BPF_CORE_READ(skb, sk));
-	follow_and_send(&ev, skb, FOLLOW_FREE);
+	bool fresh, delivered;
+	if (!follow(&ev, skb, FOLLOW_FREE, &fresh, &delivered))
+		return 0;
+	read_followed(&ev, skb);
+	ev.free_class = free_class(&kcfg, probe == PROBE_KFREE_SKB, reason, ev.location, ev.len, delivered);
+	if (ev.free_class == FREE_NORMAL)
+		count(COUNTER_FREES_NORMAL);
+	if (want_stack && ev.free_class == FREE_DROP) {
+		long id = bpf_get_stackid(ctx, &stacks, 0);
+		if (id < 0)
+			count(COUNTER_STACK_FAIL);
+		else
+			ev.stack_id = id;
+	}
+	send_free(&ev, fresh);
 	return 0;
 }
 
@@ -90,7 +120,7 @@ static __always_inline int on_retransmit(struct sock *sk, struct sk_buff *skb)
 TRACEPOINT(netif_receive_skb, on_dev(skb, PROBE_NETIF_RECEIVE_SKB, L3_DATA), struct sk_buff *skb)
 TRACEPOINT(net_dev_queue, on_dev(skb, PROBE_NET_DEV_QUEUE, L3_NETWORK_HEADER), struct sk_buff *skb)
 TRACEPOINT(net_dev_xmit, on_xmit(skb, rc, dev, len), struct sk_buff *skb, int rc, struct net_device *dev, unsigned int len)
-TRACEPOINT(kfree_skb, on_free(skb, PROBE_KFREE_SKB, location, reason), struct sk_buff *skb, void *location, int reason)
-TRACEPOINT(consume_skb, on_free(skb, PROBE_CONSUME_SKB, 0, 0), struct sk_buff *skb)
+TRACEPOINT(kfree_skb, on_free(ctx, skb, PROBE_KFREE_SKB, location, reason), struct sk_buff *skb, void *location, int reason)
+TRACEPOINT(consume_skb, on_free(ctx, skb, PROBE_CONSUME_SKB, 0, 0), struct sk_buff *skb)
 TRACEPOINT(skb_copy_datagram_iovec, on_copy_datagram(skb, len), struct sk_buff *skb, int len)
 TRACEPOINT(tcp_retransmit_skb, on_retransmit(sk, skb), struct sock *sk, struct sk_buff *skb)

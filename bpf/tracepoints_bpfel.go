@@ -28,7 +28,8 @@ const (
 	TracepointsCounterIdCOUNTER_HELD_OVERFLOW  TracepointsCounterId = 9
 	TracepointsCounterIdCOUNTER_HELD_EVICTED   TracepointsCounterId = 10
 	TracepointsCounterIdCOUNTER_FREES_NORMAL   TracepointsCounterId = 11
-	TracepointsCounterIdCOUNTER_MAX            TracepointsCounterId = 12
+	TracepointsCounterIdCOUNTER_STACK_FAIL     TracepointsCounterId = 12
+	TracepointsCounterIdCOUNTER_MAX            TracepointsCounterId = 13
 )
 
 type TracepointsEvent struct {
@@ -67,7 +68,8 @@ type TracepointsEvent struct {
 	CtL3       uint8
 	CtL4       uint8
 	FreeClass  uint8
-	PadFree    [7]uint8
+	PadFree    [3]uint8
+	StackId    int32
 }
 
 type TracepointsEventKind uint32
@@ -143,6 +145,10 @@ type TracepointsKernelCfg struct {
 		Class  uint8
 		Pad    [2]uint8
 	}
+	NftPktSkb     uint16
+	NftChainTable uint16
+	NftChainName  uint16
+	NftTableName  uint16
 }
 
 type TracepointsLimits uint32
@@ -159,6 +165,10 @@ const (
 	TracepointsLimitsCT_TUPLE_READ     TracepointsLimits = 40
 	TracepointsLimitsNORMAL_FREES_MAX  TracepointsLimits = 32
 	TracepointsLimitsVLAN_VID_MASK     TracepointsLimits = 4095
+	TracepointsLimitsNF_VERDICT_MASK   TracepointsLimits = 255
+	TracepointsLimitsNFT_NAME_READ     TracepointsLimits = 32
+	TracepointsLimitsNFT_DROPS_MAX     TracepointsLimits = 4096
+	TracepointsLimitsSTACK_DEPTH       TracepointsLimits = 64
 )
 
 type TracepointsNfVerdict uint32
@@ -168,6 +178,12 @@ const (
 	TracepointsNfVerdictNF_ACCEPT TracepointsNfVerdict = 1
 	TracepointsNfVerdictNF_STOLEN TracepointsNfVerdict = 2
 )
+
+type TracepointsNftNames struct {
+	_     structs.HostLayout
+	Table [32]int8
+	Chain [32]int8
+}
 
 type TracepointsNormalFree struct {
 	_      structs.HostLayout
@@ -214,6 +230,7 @@ const (
 	TracepointsProbeIdPROBE_SKB_COPY_DATAGRAM_IOVEC TracepointsProbeId = 6
 	TracepointsProbeIdPROBE_TCP_RETRANSMIT_SKB      TracepointsProbeId = 7
 	TracepointsProbeIdPROBE_SKB_CLONE               TracepointsProbeId = 8
+	TracepointsProbeIdPROBE_NFT_DO_CHAIN            TracepointsProbeId = 9
 	TracepointsProbeIdPROBE_FUNC_BASE               TracepointsProbeId = 64
 )
 
@@ -241,6 +258,7 @@ const (
 	TracepointsMapEvents                     = "events"
 	TracepointsMapPending                    = "pending"
 	TracepointsMapPendingScratch             = "pending_scratch"
+	TracepointsMapStacks                     = "stacks"
 	TracepointsMapTracked                    = "tracked"
 	TracepointsProgRawTpConsumeSkb           = "raw_tp_consume_skb"
 	TracepointsProgRawTpKfreeSkb             = "raw_tp_kfree_skb"
@@ -259,6 +277,7 @@ const (
 	TracepointsVarBtfAnchor                  = "btf_anchor"
 	TracepointsVarFilter                     = "filter"
 	TracepointsVarKcfg                       = "kcfg"
+	TracepointsVarWantStack                  = "want_stack"
 )
 
 // LoadTracepoints returns the embedded CollectionSpec for Tracepoints.
@@ -327,6 +346,7 @@ type TracepointsMapSpecs struct {
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	Pending        *ebpf.MapSpec `ebpf:"pending"`
 	PendingScratch *ebpf.MapSpec `ebpf:"pending_scratch"`
+	Stacks         *ebpf.MapSpec `ebpf:"stacks"`
 	Tracked        *ebpf.MapSpec `ebpf:"tracked"`
 }
 
@@ -337,6 +357,7 @@ type TracepointsVariableSpecs struct {
 	BtfAnchor *ebpf.VariableSpec `ebpf:"btf_anchor"`
 	Filter    *ebpf.VariableSpec `ebpf:"filter"`
 	Kcfg      *ebpf.VariableSpec `ebpf:"kcfg"`
+	WantStack *ebpf.VariableSpec `ebpf:"want_stack"`
 }
 
 // TracepointsObjects contains all objects after they have been loaded into the kernel.
@@ -363,6 +384,7 @@ type TracepointsMaps struct {
 	Events         *ebpf.Map `ebpf:"events"`
 	Pending        *ebpf.Map `ebpf:"pending"`
 	PendingScratch *ebpf.Map `ebpf:"pending_scratch"`
+	Stacks         *ebpf.Map `ebpf:"stacks"`
 	Tracked        *ebpf.Map `ebpf:"tracked"`
 }
 
@@ -372,6 +394,7 @@ func (m *TracepointsMaps) Close() error {
 		m.Events,
 		m.Pending,
 		m.PendingScratch,
+		m.Stacks,
 		m.Tracked,
 	)
 }
@@ -383,6 +406,7 @@ type TracepointsVariables struct {
 	BtfAnchor *ebpf.Variable `ebpf:"btf_anchor"`
 	Filter    *ebpf.Variable `ebpf:"filter"`
 	Kcfg      *ebpf.Variable `ebpf:"kcfg"`
+	WantStack *ebpf.Variable `ebpf:"want_stack"`
 }
 
 // TracepointsPrograms contains all programs after they have been loaded into the kernel.

@@ -34,7 +34,9 @@ type functionsResult struct {
 	closers   []func() error
 	attached  []Attached
 	skipped   []Skipped
-	functions int // configured functions attached (skb_clone not counted)
+	noBackend []Unavailable // when no backend runs here: each one, and why
+	functions int           // configured functions attached (skb_clone, nft_do_chain not counted)
+	nftDrops  *ebpf.Map     // where nft_do_chain leaves a drop's table and chain
 	err       error
 }
 
@@ -60,15 +62,23 @@ func (c *Collector) attachFunctions(ctx context.Context, cache *btf.Cache, tpMap
 		return r
 	}
 	r.closers = append(r.closers, calls.Close)
+	nftDrops, err := ebpf.NewMap(spec.Maps[bpf.FunctionsMapNftDrops])
+	if err != nil {
+		r.err = fmt.Errorf("creating the nft drop map: %w", err)
+		return r
+	}
+	r.closers = append(r.closers, nftDrops.Close)
+	r.nftDrops = nftDrops
 	// The two families name the maps they share alike (skb.h declares them).
 	shared := maps.Clone(tpMaps)
 	shared[bpf.FunctionsMapCalls] = calls
+	shared[bpf.FunctionsMapNftDrops] = nftDrops
 	// A replacement must match its spec, sizes included: ring, track and pending
 	// sizes come from the configuration.
 	for name, m := range shared {
 		spec.Maps[name].MaxEntries = m.MaxEntries()
 	}
-	targets := append(slices.Clone(functions), cloneProbe(kb.types))
+	targets := append(slices.Clone(functions), cloneProbe(kb.types), nftProbe(c.nftUnusable))
 	// Every fentry load copies the spec: it keeps only what some target may load.
 	var used []string
 	for _, t := range targets {
@@ -81,7 +91,7 @@ func (c *Collector) attachFunctions(ctx context.Context, cache *btf.Cache, tpMap
 		}
 	}
 	a := &functionAttacher{log: c.log, spec: keepPrograms(spec, used...), opts: kb.collectionOptions(cache, shared),
-		consts: consts, backends: backends, targets: targets, unavailable: map[Backend]string{}}
+		consts: consts, backends: backends, targets: targets, unavailable: map[Backend]string{}, tracefs: c.summary.Tracefs}
 	// A backend the kernel lacks fails for every function alike: say it once.
 	if _, err := os.Stat(kprobePMU); err != nil {
 		a.unavailable[BackendKprobe] = "kernel has no kprobes (CONFIG_KPROBES)"
@@ -100,8 +110,8 @@ func (c *Collector) attachFunctions(ctx context.Context, cache *btf.Cache, tpMap
 			if res.close != nil {
 				r.closers = append(r.closers, res.close)
 			}
-			r.attached = append(r.attached, Attached{t.name(), viaOf(*res.backend, t.id == probeSKBClone)})
-			if t.id != probeSKBClone {
+			r.attached = append(r.attached, Attached{t.name(), viaOf(*res.backend, t.fentry.enter == "")})
+			if t.id >= probeFuncBase {
 				r.functions++
 			}
 		case res.noBackend:
@@ -112,14 +122,13 @@ func (c *Collector) attachFunctions(ctx context.Context, cache *btf.Cache, tpMap
 		}
 	}
 	if len(notTraced) > 0 {
-		var why []string
+		// Said once, in the start-up summary, rather than once per function.
 		for _, b := range backends {
-			why = append(why, b.String()+": "+a.unavailable[b])
+			r.noBackend = append(r.noBackend, Unavailable{b.String(), a.unavailable[b]})
 		}
 		for _, name := range notTraced {
 			r.skipped = append(r.skipped, Skipped{name, "no function backend on this kernel"})
 		}
-		c.log.Warn("function probes unavailable, tracing with tracepoints only", "functions", len(notTraced), "reason", strings.Join(why, "; "))
 	}
 	if err := ctx.Err(); err != nil {
 		r.err = fmt.Errorf("attaching functions: %w", err)
@@ -173,6 +182,8 @@ type functionAttacher struct {
 
 	mu          sync.Mutex
 	unavailable map[Backend]string // why the kernel cannot run a backend
+
+	tracefs string // where tracefs is mounted, to look further into a refusal; "" if not
 }
 
 // functionResult is what became of one function: attached with backend, or why not.
@@ -211,13 +222,9 @@ func (a *functionAttacher) attach(t probe) functionResult {
 			return functionResult{backend: &backend, links: links, close: closer}
 		}
 		if kernelLacks(err) || errors.Is(err, errKprobeLoad) {
-			// Say the kernel's error, without the step that met it.
-			why := errors.Unwrap(err)
-			if why == nil {
-				why = err
-			}
+			why := whyUnavailable(backend, err, a.tracefs)
 			a.mu.Lock()
-			a.unavailable[backend] = fmt.Sprintf("this kernel cannot attach %s programs (%v)", backend, why)
+			a.unavailable[backend] = why
 			a.mu.Unlock()
 		}
 		reasons = append(reasons, fmt.Sprintf("%s: %v", backend, err))
@@ -246,10 +253,46 @@ func kernelLacks(err error) bool {
 		errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, syscall.Errno(524)) // the kernel's internal ENOTSUPP
 }
 
-// viaOf names how a function is traced, for the summary.
-func viaOf(backend Backend, clone bool) string {
+// whyUnavailable says why the kernel cannot run backend, from the error of its first
+// load or attach. EPERM gets words of its own: cilium/ebpf's hint at the locked-memory
+// limit would mislead, as pktspan lifted that limit, holds the privileges tracing needs
+// (checked at start) and loaded its tracepoint programs (or it would not be running).
+func whyUnavailable(backend Backend, err error, tracefs string) string {
+	if errors.Is(err, unix.EPERM) {
+		why := fmt.Sprintf("the kernel refuses %s programs: it answers EPERM although the tracepoint programs load with the same privileges and memory limit, so a policy of this kernel forbids them", backend)
+		return why + ftraceRefusal(tracefs)
+	}
+	// The kernel's error, without the step that met it.
+	cause := errors.Unwrap(err)
+	if cause == nil {
+		cause = err
+	}
+	return fmt.Sprintf("this kernel cannot attach %s programs (%v)", backend, cause)
+}
+
+// ftraceRefusal adds what tracefs shows of ftrace's function hooks, which fentry
+// trampolines attach through: when the kernel refuses to list them as well, it forbids
+// hooking its functions at run time altogether.
+func ftraceRefusal(tracefs string) string {
+	if tracefs == "" {
+		return ""
+	}
+	f, err := os.Open(tracefs + "/available_filter_functions")
+	if err == nil {
+		f.Close()
+		return ""
+	}
+	if errors.Is(err, os.ErrPermission) {
+		return "; it refuses its ftrace function hooks too (" + err.Error() + "): hooking kernel functions at run time is disabled"
+	}
+	return ""
+}
+
+// viaOf names how a function is traced, for the summary; exitOnly: with no fentry
+// program (skb_clone, nft_do_chain: their fexit sees the arguments).
+func viaOf(backend Backend, exitOnly bool) string {
 	switch {
-	case backend == BackendFentry && clone:
+	case backend == BackendFentry && exitOnly:
 		return "fexit"
 	case backend == BackendFentry:
 		return "fentry/fexit"

@@ -33,6 +33,7 @@ type Collector struct {
 	ringSize    int
 	trackSize   int
 	pendingSize int
+	stackSize   int // drop stacks kept in the kernel until read; 0: --stack is off
 	btfPath     string
 	kallsyms    string
 	backend     Backend
@@ -49,6 +50,8 @@ type Collector struct {
 	clock    *MonoClock
 	summary  Summary
 	detached atomic.Bool
+	// nftUnusable says why the table and chain of nft drops cannot be read here.
+	nftUnusable error
 
 	eventsRead   atomic.Uint64
 	decodeErrors atomic.Uint64
@@ -70,6 +73,10 @@ func WithTrackSize(n int) Option { return func(c *Collector) { c.trackSize = n }
 // WithPendingSize sets for how many skbs the kernel holds events back in drops-only
 // mode (config.Filter.DropsOnly) until their free says whether they were dropped.
 func WithPendingSize(n int) Option { return func(c *Collector) { c.pendingSize = n } }
+
+// WithStack records the kernel stack of each drop of a followed skb (--stack); the
+// kernel keeps up to size of them until the decoder reads them.
+func WithStack(size int) Option { return func(c *Collector) { c.stackSize = size } }
 
 // WithBTF uses a kernel BTF file instead of /sys/kernel/btf/vmlinux.
 func WithBTF(path string) Option { return func(c *Collector) { c.btfPath = path } }
@@ -151,7 +158,7 @@ func (c *Collector) Start(ctx context.Context) (err error) {
 		return err
 	}
 	consts := probeConsts{fcfg, facts.kcfg}
-	if err := setConsts(spec, consts, nil); err != nil {
+	if err := setConsts(spec, consts, map[string]any{bpf.TracepointsVarWantStack: c.wantStack()}); err != nil {
 		return err
 	}
 	c.summary.Filter = describeFilter(c.filter, c.pendingSize)
@@ -174,8 +181,24 @@ func (c *Collector) Start(ctx context.Context) (err error) {
 	c.closers = append(c.closers, fn.closers...)
 	c.summary.Attached = append(tp.attached, fn.attached...)
 	c.summary.Skipped = append(c.summary.Skipped, append(tp.skipped, fn.skipped...)...)
+	c.summary.NoBackend = fn.noBackend
+	switch {
+	case c.isAttached(nftDoChain):
+	case c.backend == BackendTracepoint || len(fn.noBackend) > 0:
+		c.summary.Netfilter = "the nft table and chain of a drop are not read: they need fentry or kprobes"
+	case c.nftUnusable != nil:
+		c.summary.Netfilter = "the nft table and chain of a drop are not read: " + c.nftUnusable.Error()
+	default:
+		c.summary.Netfilter = "the nft table and chain of a drop are not read: " + nftDoChain + " could not be traced (see skipped)"
+	}
 	if err := errors.Join(fn.err, tp.err); err != nil {
 		return err
+	}
+	if c.stackSize > 0 {
+		c.decoder.stacks = newStackTable(c.coll.Maps[bpf.TracepointsMapStacks], c.decoder.symbols)
+	}
+	if fn.nftDrops != nil && c.isAttached(nftDoChain) {
+		c.decoder.nft = newNftTable(fn.nftDrops)
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("attaching probes: %w", err)
@@ -228,6 +251,15 @@ func (c *Collector) kernelFacts(kb kernelBTF) (kernelFacts, error) {
 	}
 	kcfg, conntrack := newKernelCfg(kb.types, kb.inKernel, c.summary.BTF, frees)
 	c.summary.Conntrack = conntrack
+	if c.backend != BackendTracepoint {
+		source, err := nftLayout(kb.types, kb.inKernel, c.summary.BTF, &kcfg)
+		if err != nil {
+			kcfg.NftPktSkb, kcfg.NftChainTable, kcfg.NftChainName, kcfg.NftTableName = 0, 0, 0, 0
+			c.nftUnusable = err
+		} else {
+			c.summary.Netfilter = "the nft table and chain of a drop read (struct nft_chain from " + source + ")"
+		}
+	}
 	if c.clock, err = NewMonoClock(); err != nil {
 		return kernelFacts{}, err
 	}
@@ -245,6 +277,18 @@ func (c *Collector) sizeMaps(spec *ebpf.CollectionSpec) {
 	if c.filter.DropsOnly {
 		spec.Maps[bpf.TracepointsMapPending].MaxEntries = uint32(c.pendingSize)
 	}
+	spec.Maps[bpf.TracepointsMapStacks].MaxEntries = 1
+	if c.stackSize > 0 {
+		spec.Maps[bpf.TracepointsMapStacks].MaxEntries = uint32(c.stackSize)
+	}
+}
+
+// wantStack is the probes' want_stack constant: 1 under --stack.
+func (c *Collector) wantStack() uint8 {
+	if c.stackSize > 0 {
+		return 1
+	}
+	return 0
 }
 
 func (c *Collector) isAttached(name string) bool {

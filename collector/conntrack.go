@@ -3,8 +3,6 @@ package collector
 import (
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 
 	"github.com/cilium/ebpf/btf"
 
@@ -135,26 +133,7 @@ func conntrackTypes(kernel *btf.Spec, inKernel bool, kernelSource string) (*btf.
 	if !inKernel {
 		return nil, "", fmt.Errorf("struct nf_conn is not in %s", kernelSource)
 	}
-	return moduleConntrackTypes(kernel)
-}
-
-// moduleConntrackTypes reads the loaded nf_conntrack module's BTF, split on top of the
-// running kernel's.
-func moduleConntrackTypes(kernel *btf.Spec) (*btf.Spec, string, error) {
-	path := moduleBTFDir + "/nf_conntrack"
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, "", fmt.Errorf("the nf_conntrack module is not loaded (%s is missing); load it before pktspan starts", path)
-	}
-	if err != nil {
-		return nil, "", fmt.Errorf("reading the nf_conntrack module's BTF: %w", err)
-	}
-	defer f.Close()
-	mod, err := btf.LoadSplitSpecFromReader(f, kernel)
-	if err != nil {
-		return nil, "", fmt.Errorf("reading %s: %w", path, err)
-	}
-	return mod, path, nil
+	return moduleTypes(kernel, "nf_conntrack")
 }
 
 // newKernelCfg gathers the probes' kernel facts: conntrack's layout (or why tuples

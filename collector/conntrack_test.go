@@ -64,7 +64,7 @@ func TestConntrackLayoutWhereConntrackIsAModule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := moduleConntrackTypes(types); err != nil {
+	if _, _, err := moduleTypes(types, "nf_conntrack"); err != nil {
 		t.Fatal(err)
 	}
 	holder, source, err := conntrackTypes(types, true, kernelBTFPath)

@@ -53,6 +53,7 @@ const (
 	offCTL3       = unsafe.Offsetof(rawEvent{}.CtL3)
 	offCTL4       = unsafe.Offsetof(rawEvent{}.CtL4)
 	offFreeClass  = unsafe.Offsetof(rawEvent{}.FreeClass)
+	offStackID    = unsafe.Offsetof(rawEvent{}.StackId)
 )
 
 // Decoder turns ring buffer records into spanner events. Its tables (stage names,
@@ -64,6 +65,8 @@ type Decoder struct {
 	symbols Symbolizer
 	clock   Clock
 	ifnames map[[16]byte]string
+	stacks  *stackTable // nil without --stack
+	nft     *nftTable   // nil when nft_do_chain is not traced
 }
 
 // Symbolizer names kernel text addresses as `symbol+0xoff`.
@@ -177,7 +180,8 @@ func (d *Decoder) Decode(raw []byte, ev *spanner.Event) error {
 }
 
 // decodeFree reads kfree_skb's drop reason, where the kernel freed the skb and whether
-// the probes called that a drop (bpf/headers/drops.h).
+// the probes called that a drop (bpf/headers/drops.h), and for a drop, its stack under
+// --stack and the nft table and chain that decided it.
 func (d *Decoder) decodeFree(raw []byte, ev *spanner.Event) {
 	le := binary.LittleEndian
 	ev.DropReason = d.reasons.Name(le.Uint32(raw[offDropReason:]))
@@ -189,6 +193,12 @@ func (d *Decoder) decodeFree(raw []byte, ev *spanner.Event) {
 	}
 	if loc := le.Uint64(raw[offLocation:]); loc != 0 {
 		ev.Location = d.symbols.Symbolize(loc)
+	}
+	if id := int32(le.Uint32(raw[offStackID:])); id >= 0 && d.stacks != nil {
+		ev.Stack = d.stacks.stack(uint32(id))
+	}
+	if ev.Drop && d.nft != nil && ev.DropReason == netfilterDrop {
+		ev.NFT.Table, ev.NFT.Chain = d.nft.lookup(ev.SKB)
 	}
 }
 

@@ -137,7 +137,7 @@ func TestDecodeTurnsKernelRecordsIntoEvents(t *testing.T) {
 			name: "nf_hook_slow_exit_accepting",
 			raw:  bpf.TracepointsEvent{Skb: 0xffff6, Probe: probeFuncBase + 1, Kind: 2, NfHook: 4, NfPf: 10, NfVerdict: 1, Retval: 1},
 			want: spanner.Event{
-				TimeUnixNano: 1_000_000_000, SKB: 0xffff6, Stage: &spanner.Stage{Name: "nf_hook_slow"}, Kind: spanner.KindExit,
+				TimeUnixNano: 1_000_000_000, SKB: 0xffff6, Stage: &spanner.Stage{Name: "nf_hook_slow", NFHook: true}, Kind: spanner.KindExit,
 				Netfilter: spanner.Netfilter{Hook: 4, PF: 10, Verdict: 1, Valid: true}, Retval: 1,
 			},
 		},
@@ -148,7 +148,7 @@ func TestDecodeTurnsKernelRecordsIntoEvents(t *testing.T) {
 				Skb: 0xffff6, Probe: probeFuncBase + 1, Kind: 2, NfHook: 1, NfPf: 2, NfVerdict: 0, Retval: 0xffffffff,
 			},
 			want: spanner.Event{
-				TimeUnixNano: 1_000_000_000, SKB: 0xffff6, Stage: &spanner.Stage{Name: "nf_hook_slow"}, Kind: spanner.KindExit,
+				TimeUnixNano: 1_000_000_000, SKB: 0xffff6, Stage: &spanner.Stage{Name: "nf_hook_slow", NFHook: true}, Kind: spanner.KindExit,
 				Netfilter: spanner.Netfilter{Hook: 1, PF: 2, Verdict: 0, Valid: true}, Retval: -1,
 			},
 		},

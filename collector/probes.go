@@ -2,6 +2,7 @@ package collector
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/pktspan/pktspan/bpf"
 	"github.com/pktspan/pktspan/spanner"
@@ -18,6 +19,7 @@ const (
 	probeSKBCopyDatagramIovec = uint16(bpf.TracepointsProbeIdPROBE_SKB_COPY_DATAGRAM_IOVEC)
 	probeTCPRetransmitSKB     = uint16(bpf.TracepointsProbeIdPROBE_TCP_RETRANSMIT_SKB)
 	probeSKBClone             = uint16(bpf.TracepointsProbeIdPROBE_SKB_CLONE)
+	probeNftDoChain           = uint16(bpf.TracepointsProbeIdPROBE_NFT_DO_CHAIN)
 	probeFuncBase             = uint16(bpf.TracepointsProbeIdPROBE_FUNC_BASE)
 )
 
@@ -94,6 +96,14 @@ var fixedProbes = []probe{
 		stage:  spanner.Stage{Name: cloneFunction, Clone: true},
 		ret:    RetPointer,
 	},
+	// nft_do_chain sends no event: it leaves the table and chain of an skb it drops in
+	// nft_drops, for the decoder to add to the skb's free.
+	{
+		id: probeNftDoChain, family: familyFunction, target: nftDoChain,
+		fentry: programs{bpf.FunctionsProgFentryNftDoChain, bpf.FunctionsProgFexitNftDoChain},
+		kprobe: programs{bpf.FunctionsProgKprobeNftDoChain, bpf.FunctionsProgKretprobeNftDoChain},
+		stage:  spanner.Stage{Name: nftDoChain},
+	},
 }
 
 // cloneFunction is the kernel function whose return is a clone's first sighting.
@@ -110,6 +120,13 @@ func tracepointProbe(id uint16, subsystem, event, tpBTF, rawTP string, stage spa
 
 func withDecode(p probe, decode func(d *Decoder, raw []byte, ev *spanner.Event)) probe {
 	p.decode = decode
+	return p
+}
+
+// nftProbe is nft_do_chain's row; unusable says why it cannot be traced, if so.
+func nftProbe(unusable error) probe {
+	p := fixedProbes[slices.IndexFunc(fixedProbes, func(p probe) bool { return p.id == probeNftDoChain })]
+	p.unusable = unusable
 	return p
 }
 
@@ -132,7 +149,7 @@ func functionProbe(i int, name string, skbArg int, ret RetKind) probe {
 		id: probeFuncBase + uint16(i), family: familyFunction, target: name,
 		fentry: programs{fmt.Sprintf("fentry_skb_%d", skbArg), fmt.Sprintf("fexit_skb_%d", skbArg)},
 		kprobe: programs{fmt.Sprintf("kprobe_skb_%d", skbArg), bpf.FunctionsProgKretprobeSkb},
-		stage:  spanner.Stage{Name: name, Void: ret == RetVoid, Pointer: ret == RetPointer},
+		stage:  spanner.Stage{Name: name, Void: ret == RetVoid, Pointer: ret == RetPointer, NFHook: name == nfHookFunction},
 		ret:    ret,
 		nfHook: name == nfHookFunction,
 	}

@@ -26,7 +26,10 @@ type Stats struct {
 	HeldDiscarded uint64 // events discarded because their skb was freed normally (or unseen)
 	HeldOverflow  uint64 // skbs with more events than the kernel holds per skb: the later ones lost
 	HeldEvicted   uint64 // skbs whose held events were lost from a full pending map
-	DetachTime    time.Duration
+	// StackMissed counts drops left without a stack under --stack: the kernel could
+	// not store it (table full, hash collision) or user space could not read it.
+	StackMissed uint64
+	DetachTime  time.Duration
 }
 
 // Stats reads the counters, summing the kernel's per-CPU values.
@@ -58,5 +61,9 @@ func (c *Collector) Stats() Stats {
 	s.HeldOverflow = sum(bpf.TracepointsCounterIdCOUNTER_HELD_OVERFLOW)
 	s.HeldEvicted = sum(bpf.TracepointsCounterIdCOUNTER_HELD_EVICTED)
 	s.FreesNormal = sum(bpf.TracepointsCounterIdCOUNTER_FREES_NORMAL)
+	s.StackMissed = sum(bpf.TracepointsCounterIdCOUNTER_STACK_FAIL)
+	if c.decoder != nil && c.decoder.stacks != nil {
+		s.StackMissed += c.decoder.stacks.missed.Load()
+	}
 	return s
 }

@@ -10,29 +10,48 @@ import (
 	"github.com/pktspan/pktspan/config"
 )
 
-// Summary says what Start found and attached.
+// Summary says what Start found and attached. Its JSON names are the fields of the
+// start-up record under --log-format json.
 type Summary struct {
-	Kernel      string
-	BTF         string   // where kernel types came from
-	Tracefs     string   // mount point, or "" when not mounted
-	DropReasons int      // values of enum skb_drop_reason known
-	NormalFrees []string // reasons configured as normal frees, not drops
+	Kernel      string   `json:"kernel"`
+	BTF         string   `json:"btf"`          // where kernel types came from
+	Tracefs     string   `json:"tracefs"`      // mount point, or "" when not mounted
+	DropReasons int      `json:"drop_reasons"` // values of enum skb_drop_reason known
+	NormalFrees []string `json:"normal_frees"` // reasons configured as normal frees, not drops
 	// Conntrack says whether events carry their conntrack entry's original tuple, and
 	// where struct nf_conn's layout came from, or why not.
-	Conntrack  string
-	Attached   []Attached
-	Skipped    []Skipped
-	AttachTime time.Duration
-	Filter     string
+	Conntrack string `json:"conntrack"`
+	// Netfilter says whether a netfilter drop names the nft table and chain that
+	// decided it, or why not.
+	Netfilter string `json:"netfilter"`
+	// NoBackend lists, when no function backend could run on this kernel, each one
+	// tried and why the kernel cannot run it.
+	NoBackend  []Unavailable `json:"no_function_backend,omitempty"`
+	Attached   []Attached    `json:"attached"`
+	Skipped    []Skipped     `json:"skipped"`
+	AttachTime time.Duration `json:"attach_time_ns"`
+	Filter     string        `json:"filter"`
 }
 
 // Attached is one probe in place.
-type Attached struct{ Name, Via string }
+type Attached struct {
+	Name string `json:"name"`
+	Via  string `json:"via"`
+}
 
 // Skipped is one probe that could not be attached, and why.
-type Skipped struct{ Name, Reason string }
+type Skipped struct {
+	Name   string `json:"name"`
+	Reason string `json:"reason"`
+}
 
-// String renders the summary as the lines pktspan prints at start.
+// Unavailable is a function backend this kernel cannot run, and why.
+type Unavailable struct {
+	Backend string `json:"backend"`
+	Reason  string `json:"reason"`
+}
+
+// String renders the summary as the block of lines pktspan prints at start.
 func (s Summary) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "kernel %s, BTF from %s, %d drop reasons", s.Kernel, s.BTF, s.DropReasons)
@@ -43,6 +62,15 @@ func (s Summary) String() string {
 		b.WriteString(", tracefs not mounted (not needed: tracepoints attach through BTF)")
 	}
 	fmt.Fprintf(&b, "\nconntrack: %s", s.Conntrack)
+	if s.Netfilter != "" {
+		fmt.Fprintf(&b, "\nnetfilter: %s", s.Netfilter)
+	}
+	if len(s.NoBackend) > 0 {
+		b.WriteString("\nfunction probes: none on this kernel, tracepoints only:")
+		for _, u := range s.NoBackend {
+			fmt.Fprintf(&b, "\n  %-6s %s", u.Backend, u.Reason)
+		}
+	}
 	fmt.Fprintf(&b, "\nattached %d probes in %s:", len(s.Attached), s.AttachTime.Round(100*time.Microsecond))
 	for _, a := range s.Attached {
 		fmt.Fprintf(&b, "\n  %-30s %s", a.Name, a.Via)

@@ -11,9 +11,12 @@ type Config struct {
 	Output      string `koanf:"output"`
 	ServiceName string `koanf:"service_name"`
 	// BTF is a kernel BTF file to use when /sys/kernel/btf/vmlinux is missing.
-	BTF       string        `koanf:"btf"`
-	ReadyFile string        `koanf:"ready_file"`
-	LogLevel  string        `koanf:"log_level"` // debug, info, warn, error
+	BTF       string `koanf:"btf"`
+	ReadyFile string `koanf:"ready_file"`
+	LogLevel  string `koanf:"log_level"` // debug, info, warn, error
+	// LogFormat is text (the start-up summary as a block of lines, key=value records)
+	// or json (one JSON object per record, the summary as one structured record).
+	LogFormat string        `koanf:"log_format"`
 	Stats     time.Duration `koanf:"stats_interval"`
 
 	OTLP   OTLP   `koanf:"otlp"`
@@ -51,6 +54,11 @@ type Probes struct {
 	// NormalFreeReasons are kfree_skb drop reasons treated as normal ends wherever they
 	// happen, on top of pktspan's own rule (collector/frees.go).
 	NormalFreeReasons []string `koanf:"normal_free_reasons"`
+	// Stack puts the kernel stack of each drop on its drop event.
+	Stack bool `koanf:"stack"`
+	// StackSize is the number of drop stacks the kernel keeps until user space reads
+	// them; a drop finding the table full is counted and has no stack.
+	StackSize int `koanf:"stack_size"`
 }
 
 // Filter selects packets in the kernel at an skb's first sighting. Values of one field
@@ -113,6 +121,7 @@ func Default() Config {
 		Output:      "console",
 		ServiceName: "pktspan",
 		LogLevel:    "info",
+		LogFormat:   "text",
 		Stats:       10 * time.Second,
 		OTLP: OTLP{
 			Compression: "gzip",
@@ -127,6 +136,7 @@ func Default() Config {
 			RingSize:    8 << 20,
 			TrackSize:   65536,
 			PendingSize: 8192,
+			StackSize:   1024,
 		},
 		Trace: Trace{
 			IdleTimeout:   30 * time.Second,

@@ -32,6 +32,7 @@ var flagGroups = []flagGroup{
 		{"output", "output", "local output `MODE`: console (one line per stage), json (JSON lines) or none"},
 		{"service-name", "service_name", "OpenTelemetry service.name `NAME` of the spans' resource"},
 		{"log-level", "log_level", "`LEVEL` of pktspan's own log: debug, info, warn or error"},
+		{"log-format", "log_format", "`FORMAT` of pktspan's own log: text (the start-up summary as a block of lines) or json (one object per record)"},
 		{"stats-interval", "stats_interval", "report loss and queue counters every `DURATION`"},
 		{"ready-file", "ready_file", "write `PATH` once every probe is attached (for scripts and tests)"},
 		{"btf", "btf", "kernel BTF `FILE` to use when /sys/kernel/btf/vmlinux is missing"},
@@ -53,6 +54,8 @@ var flagGroups = []flagGroup{
 		{"track-size", "probes.track_size", "remember up to `N` skbs in the kernel as matching the filters"},
 		{"pending-size", "probes.pending_size", "with --drops-only, hold back the events of up to `N` skbs in the kernel"},
 		{"normal-free-reasons", "probes.normal_free_reasons", "treat the kfree_skb drop reasons `A,B` as normal ends anywhere, not drops (e.g. NO_SOCKET)"},
+		{"stack", "probes.stack", "put the kernel stack of each drop on its drop event and under its console line"},
+		{"stack-size", "probes.stack_size", "with --stack, keep up to `N` drop stacks in the kernel until read"},
 	}},
 	{"Filters (repeat a flag or give a comma list to OR values; different filters are AND-ed)", []flagDef{
 		{"filter-addr", "filter.addr", "source or destination address or `CIDR`, IPv4 or IPv6"},

@@ -53,6 +53,7 @@ func (c Config) Validate() error {
 		}
 	}
 	v.oneOf("log_level", c.LogLevel, "debug", "info", "warn", "error")
+	v.oneOf("log_format", c.LogFormat, "text", "json")
 	v.positiveDuration("stats_interval", c.Stats)
 
 	o := c.OTLP
@@ -90,6 +91,7 @@ func (c Config) Validate() error {
 	}
 	v.positive("probes.track_size", p.TrackSize)
 	v.positive("probes.pending_size", p.PendingSize)
+	v.positive("probes.stack_size", p.StackSize)
 	v.maxLen("probes.normal_free_reasons", len(p.NormalFreeReasons), MaxNormalFreeReasons)
 	for _, r := range p.NormalFreeReasons {
 		if !isReasonName(r) {

@@ -43,6 +43,8 @@ func TestValidateRejectsEachBadValueWithItsReason(t *testing.T) {
 			`config: ready_file: "/nonexistent/ready" is not in an existing directory`},
 		{"log level", func(c *Config) { c.LogLevel = "verbose" },
 			`config: log_level: "verbose" is not allowed (use debug, info, warn or error)`},
+		{"log format", func(c *Config) { c.LogFormat = "logfmt" },
+			`config: log_format: "logfmt" is not allowed (use text or json)`},
 		{"stats interval", func(c *Config) { c.Stats = 0 },
 			`config: stats_interval: 0s must be greater than zero`},
 		{"endpoint scheme", func(c *Config) { c.OTLP.Endpoint = "http://localhost:4317" },
@@ -140,6 +142,8 @@ func TestValidateRejectsEachBadValueWithItsReason(t *testing.T) {
 			`config: filter.mark: 9 values are more than the kernel filter holds (at most 8)`},
 		{"pending size", func(c *Config) { c.Probes.PendingSize = 0 },
 			`config: probes.pending_size: 0 must be greater than zero`},
+		{"stack size", func(c *Config) { c.Probes.StackSize = 0 },
+			`config: probes.stack_size: 0 must be greater than zero`},
 		{"normal free reason in lower case", func(c *Config) { c.Probes.NormalFreeReasons = []string{"not_specified"} },
 			`config: probes.normal_free_reasons: "not_specified" is not a drop reason name (upper case, digits and _, as NOT_SPECIFIED)`},
 		{"too many normal free reasons", func(c *Config) {

@@ -27,6 +27,9 @@ type Stage struct {
 	Deliver bool
 	// Clone marks skb_clone's return: the event's SKB is a new skb cloned from Parent.
 	Clone bool
+	// NFHook marks nf_hook_slow: the nft table and chain of a netfilter drop inside it
+	// go on its stage.
+	NFHook bool
 }
 
 // Tuple is the L3/L4 header of a packet as one hook saw it.
@@ -51,6 +54,12 @@ type Netfilter struct {
 	PF      uint8 // NFPROTO_IPV4=2, NFPROTO_IPV6=10
 	Verdict int32
 	Valid   bool
+}
+
+// NFT names the nftables table and base chain whose verdict dropped a packet (function
+// backends only); set on the free of a netfilter drop.
+type NFT struct {
+	Table, Chain string
 }
 
 // Event is one sighting of one skb at one kernel hook, decoded from the kernel's record.
@@ -86,5 +95,9 @@ type Event struct {
 	Drop       bool
 	NormalFree bool
 	Location   string // symbolized `nft_do_chain+0x1f3`, for skb:kfree_skb
-	Retval     int64  // return value, on KindExit
+	// Stack is a drop's kernel stack under --stack, innermost frame first, one
+	// symbolized frame per line; "" otherwise.
+	Stack  string
+	NFT    NFT
+	Retval int64 // return value, on KindExit
 }

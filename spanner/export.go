@@ -32,6 +32,22 @@ func (b *exportBuf) appendTuple(t Tuple) {
 	}
 }
 
+// appendDrop appends the reason and, when known, the location of p's drop.
+func (b *exportBuf) appendDrop(p *packet) {
+	b.attrs = append(b.attrs, attrkey.DropReason.String(p.dropReason))
+	if p.dropLocation != "" {
+		b.attrs = append(b.attrs, attrkey.DropLocation.String(p.dropLocation))
+	}
+}
+
+// appendNFT appends the nft table and chain of a drop, when known.
+func (b *exportBuf) appendNFT(nft NFT) {
+	if nft.Table == "" && nft.Chain == "" {
+		return
+	}
+	b.attrs = append(b.attrs, attrkey.NetfilterTable.String(nft.Table), attrkey.NetfilterChain.String(nft.Chain))
+}
+
 // carve returns the attributes appended since from, capped so that a sink appending to
 // them cannot overwrite the next span's.
 func (b *exportBuf) carve(from int) []attribute.KeyValue {
@@ -84,13 +100,8 @@ func (s *Spanner) exportPacket(p *packet) {
 		RandomTraceID: w.random,
 	}
 	if p.drop {
-		from := len(b.attrs)
-		b.attrs = append(b.attrs, attrkey.DropReason.String(p.dropReason))
-		if p.dropLocation != "" {
-			b.attrs = append(b.attrs, attrkey.DropLocation.String(p.dropLocation))
-		}
-		b.events = append(b.events, SpanEvent{Name: dropEventName, TimeUnixNano: p.dropAt, Attrs: b.carve(from)})
-		pkt.Events = b.events[:1:1]
+		b.appendDrop(p)
+		b.appendNFT(p.nft)
 		b.attrs = append(b.attrs, attrkey.ErrorType.String(p.dropReason))
 		pkt.Status, pkt.StatusDescription = StatusError, p.dropReason
 	} else if p.dropReason != "" {
@@ -100,6 +111,16 @@ func (s *Spanner) exportPacket(p *packet) {
 		}
 	}
 	pkt.Attrs = b.carve(0)
+	if p.drop {
+		// The drop event repeats the reason and location, and alone carries the stack.
+		from := len(b.attrs)
+		b.appendDrop(p)
+		if p.dropStack != "" {
+			b.attrs = append(b.attrs, attrkey.DropStack.String(p.dropStack))
+		}
+		b.events = append(b.events, SpanEvent{Name: dropEventName, TimeUnixNano: p.dropAt, Attrs: b.carve(from)})
+		pkt.Events = b.events[:1:1]
+	}
 	if p.linkSpan != (SpanID{}) {
 		b.links = append(b.links[:0], Link{TraceID: w.trace, SpanID: p.linkSpan, RandomTraceID: w.random})
 		pkt.Links = b.links[:1:1]
@@ -142,6 +163,7 @@ func (s *Spanner) exportPacket(p *packet) {
 				attrkey.NetfilterVerdict.String(nfVerdictName(st.nf.Verdict)),
 			)
 		}
+		b.appendNFT(st.nft)
 		switch {
 		case st.hasRetval && st.retPtr:
 			b.attrs = append(b.attrs, attrkey.Retval.String(b.hex.get(uint64(st.retval))))

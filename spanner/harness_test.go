@@ -143,6 +143,16 @@ func normalFree(reason, location string) mod {
 	return func(ev *Event) { ev.NormalFree, ev.DropReason, ev.Location = true, reason, location }
 }
 
+// stack sets the drop's kernel stack (--stack).
+func stack(frames string) mod {
+	return func(ev *Event) { ev.Stack = frames }
+}
+
+// nft sets the nft table and chain of a drop (function backends).
+func nft(table, chain string) mod {
+	return func(ev *Event) { ev.NFT = NFT{table, chain} }
+}
+
 func nf(hook, pf uint8, verdict int32) mod {
 	return func(ev *Event) { ev.Netfilter = Netfilter{Hook: hook, PF: pf, Verdict: verdict, Valid: true} }
 }
@@ -168,7 +178,7 @@ func noTuple(ev *Event) { ev.Tuple, ev.TCP = Tuple{}, TCP{} }
 var (
 	stRecv    = &Stage{Name: "net:netif_receive_skb"}
 	stIPRcv   = &Stage{Name: "ip_rcv_core", Pointer: true}
-	stNF      = &Stage{Name: "nf_hook_slow"}
+	stNF      = &Stage{Name: "nf_hook_slow", NFHook: true}
 	stLocal   = &Stage{Name: "ip_local_deliver"}
 	stTCPRcv  = &Stage{Name: "tcp_v4_rcv"}
 	stUDPRcv  = &Stage{Name: "udp_rcv"}

@@ -31,6 +31,8 @@ type stage struct {
 	// invalid when the hook could not read it.
 	tuple     Tuple
 	nf        Netfilter
+	nfHook    bool // nf_hook_slow: a netfilter drop inside it names its nft table and chain here
+	nft       NFT
 	retval    int64
 	hasRetval bool
 	retPtr    bool // retval is a pointer
@@ -76,6 +78,8 @@ type packet struct {
 	// dropReason and dropLocation are the free's reason and location, of a drop or of a
 	// normal end with a drop reason (the event's NormalFree).
 	dropReason, dropLocation string
+	dropStack                string // --stack: the kernel stack, a frame per line
+	nft                      NFT    // the nft table and chain that dropped it
 	dropAt                   int64
 
 	stages []stage
@@ -174,6 +178,7 @@ func (s *Spanner) addStage(p *packet, ev *Event, name string) {
 		ifname:    ifname,
 		tuple:     ev.Tuple,
 		nf:        ev.Netfilter,
+		nfHook:    ev.Stage.NFHook,
 		retval:    ev.Retval,
 		hasRetval: ev.Kind == KindExit && !ev.Stage.Void,
 		retPtr:    ev.Stage.Pointer,
@@ -181,6 +186,17 @@ func (s *Spanner) addStage(p *packet, ev *Event, name string) {
 	})
 	if ev.Kind == KindEnter {
 		p.stack = append(p.stack, int32(len(p.stages)-1))
+	}
+}
+
+// markNFT puts the nft table and chain of p's drop on the innermost open netfilter hook
+// stage: the free happened inside it.
+func (p *packet) markNFT(nft NFT) {
+	for k := len(p.stack) - 1; k >= 0; k-- {
+		if st := &p.stages[p.stack[k]]; st.nfHook {
+			st.nft = nft
+			return
+		}
 	}
 }
 

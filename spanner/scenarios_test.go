@@ -107,6 +107,30 @@ var scenarios = []struct {
 		},
 	},
 	{
+		// With a function backend, the nft table and chain of the drop go on the packet
+		// span and on the nf_hook_slow stage the free happened in.
+		name: "nft_drop_names_its_table_and_chain_on_packet_and_hook_stage",
+		run: func(h *harness) {
+			p := onServer(0xffff888100000440, tcpClient, TCP{Flags: tcpSYN, Seq: 1000})
+			h.ev(0, p, stRecv)
+			h.ev(5*us, p, stNF, enter)
+			h.ev(8*us, p, stKfree, drop("NETFILTER_DROP", "nft_do_chain+0x1f3"), nft("pktspan_lab", "input"))
+			h.ev(9*us, p, stNF, exit(-1), nf(1, 2, 0))
+			h.flush(sec)
+		},
+	},
+	{
+		// Under --stack the stack is on the drop event only, not on the packet span.
+		name: "drop_stack_is_on_the_drop_event",
+		run: func(h *harness) {
+			p := onServer(0xffff888100000480, tcpClient, TCP{Flags: tcpSYN, Seq: 1000})
+			h.ev(0, p, stRecv)
+			h.ev(8*us, p, stKfree, drop("NETFILTER_DROP", "nft_do_chain+0x1f3"),
+				stack("sk_skb_reason_drop+0x5e\nnft_do_chain+0x1f3\nnf_hook_slow+0x44"))
+			h.flush(sec)
+		},
+	},
+	{
 		name: "consumed_packet_has_unset_status",
 		run: func(h *harness) {
 			p := pkt{skb: 0xffff888100000500, tuple: udp6, ifindex: 1, ifname: "lo", netns: nsServer, len: 80, mark: 7}

@@ -121,6 +121,10 @@ func (s *Spanner) HandleEvent(ev *Event) {
 		switch {
 		case ev.Drop:
 			p.drop, p.dropAt, p.dropReason, p.dropLocation = true, t, ev.DropReason, ev.Location
+			p.dropStack, p.nft = ev.Stack, ev.NFT
+			if ev.NFT.Table != "" {
+				p.markNFT(ev.NFT)
+			}
 			if p.dropReason == "" {
 				p.dropReason = unknownDropReason
 			}

@@ -19,6 +19,7 @@ enum probe_id {
 	PROBE_SKB_COPY_DATAGRAM_IOVEC = 6,
 	PROBE_TCP_RETRANSMIT_SKB = 7,
 	PROBE_SKB_CLONE = 8, /* skb_clone's return (fexit or kretprobe): the new skb's first event */
+	PROBE_NFT_DO_CHAIN = 9, /* nft_do_chain: the table and chain a followed skb is in, in nft_drops */
 	PROBE_FUNC_BASE = 64,
 };
 
@@ -51,7 +52,8 @@ enum counter_id {
 	COUNTER_HELD_OVERFLOW = 9,  /* skbs with more events than an entry holds: the later ones lost */
 	COUNTER_HELD_EVICTED = 10,  /* skbs whose held events were lost from a full pending map */
 	COUNTER_FREES_NORMAL = 11,  /* kfree_skb frees with a drop reason that are a normal end (drops.h) */
-	COUNTER_MAX = 12,
+	COUNTER_STACK_FAIL = 12,    /* --stack: drops whose stack could not be stored (table full, collision) */
+	COUNTER_MAX = 13,
 };
 
 /* What the kernel remembers of a followed skb: enough to tell it from the next skb
@@ -135,7 +137,8 @@ struct event {
 	__u8 ct_l3;     /* 4, 6, or 0 when the skb has no conntrack entry */
 	__u8 ct_l4;
 	__u8 free_class; /* enum free_class: frees only */
-	__u8 _pad_free[7];
+	__u8 _pad_free[3];
+	__s32 stack_id; /* kfree_skb of a drop under --stack: its id in the stacks map; -1 for none */
 };
 
 /* Sizes of the fixed arrays below, which user space checks its input against. */
@@ -154,6 +157,10 @@ enum limits {
 	CT_TUPLE_READ = 40,
 	NORMAL_FREES_MAX = 32,
 	VLAN_VID_MASK = 0x0fff, /* the 802.1Q tag's VLAN ID bits: the largest VLAN ID */
+	NF_VERDICT_MASK = 0xff, /* the verdict's bits of a netfilter hook's return (NF_DROP_ERR adds an errno above) */
+	NFT_NAME_READ = 32,     /* bytes kept of an nft table's or chain's name, its NUL included */
+	NFT_DROPS_MAX = 4096,   /* skbs whose nft drop awaits user space in nft_drops */
+	STACK_DEPTH = 64,       /* frames kept of a drop's kernel stack */
 };
 
 enum pending_state {
@@ -247,6 +254,20 @@ struct kernel_cfg {
 	__u32 n_normal_frees;
 	__u32 _pad;
 	struct normal_free normal_frees[NORMAL_FREES_MAX];
+	/* Offsets in nf_tables' structs (its module's BTF, beyond CO-RE's reach, so read
+	 * by user space); nft_chain_name 0 when they are unknown. */
+	__u16 nft_pkt_skb;     /* struct nft_pktinfo: skb */
+	__u16 nft_chain_table; /* struct nft_chain: table */
+	__u16 nft_chain_name;  /* struct nft_chain: name */
+	__u16 nft_table_name;  /* struct nft_table: name */
+};
+
+/* The nft table and base chain a followed skb is in: written when nft_do_chain starts,
+ * deleted when it lets the skb on, else left for user space, which reads (and deletes)
+ * it with the skb's free as a netfilter drop. */
+struct nft_names {
+	char table[NFT_NAME_READ];
+	char chain[NFT_NAME_READ];
 };
 
 /* Never instantiated: a pointer to it keeps these types in each object's BTF, where
@@ -263,6 +284,7 @@ struct btf_anchor {
 	enum limits limits;
 	enum free_class free_class;
 	enum free_need free_need;
+	struct nft_names nft_names;
 };
 
 #endif

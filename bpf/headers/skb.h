@@ -577,8 +577,8 @@ static __always_inline void init_event(struct event *ev, struct sk_buff *skb, __
 
 /*
  * The end of a probe whose event is complete but for what only a followed skb needs:
- * follow() decides, and a followed skb's event gets the rest and is sent (as a free
- * when mode says so). mode is a constant at each call: each probe keeps its branch.
+ * follow() decides, and a followed skb's event gets the rest and is sent. mode is a
+ * constant at each call. The frees end their own way (on_free): a drop may add its stack.
  */
 static __always_inline void follow_and_send(struct event *ev, struct sk_buff *skb, enum follow_mode mode)
 {
@@ -586,15 +586,7 @@ static __always_inline void follow_and_send(struct event *ev, struct sk_buff *sk
 	if (!follow(ev, skb, mode, &fresh, &delivered))
 		return;
 	read_followed(ev, skb);
-	if (mode == FOLLOW_FREE) {
-		ev->free_class = free_class(&kcfg, ev->probe == PROBE_KFREE_SKB, ev->drop_reason, ev->location, ev->len,
-					    delivered);
-		if (ev->free_class == FREE_NORMAL)
-			count(COUNTER_FREES_NORMAL);
-		send_free(ev, fresh);
-	} else {
-		send(ev, fresh);
-	}
+	send(ev, fresh);
 }
 
 #endif

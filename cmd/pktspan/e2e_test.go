@@ -376,7 +376,7 @@ func TestUnreachableCollectorGivesOneClearLineAndACleanStop(t *testing.T) {
 			t.Errorf("stderr does not say %q:\n%s", want, stderr)
 		}
 	}
-	if statValue(t, stderr, "spans_dropped") == 0 {
+	if statValue(t, stderr, "otlp_dropped") == 0 {
 		t.Errorf("spans that could not be sent were not counted as dropped:\n%s", stderr)
 	}
 }

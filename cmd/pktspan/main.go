@@ -60,16 +60,17 @@ func main() {
 // run wires collector → spanner → sinks and runs until ctx ends, then stops in order:
 // detach and drain the kernel side, end open spans, flush the sinks.
 func run(ctx context.Context, cfg config.Config) error {
-	log := newLogger(os.Stderr, cfg.LogLevel)
+	log := newLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat)
 
 	backend, err := collector.ParseBackend(cfg.Probes.Backend)
 	if err != nil {
 		return &config.Error{Key: "probes.backend", Value: cfg.Probes.Backend, Reason: err.Error()}
 	}
-	out, err := newSink(ctx, cfg, log)
+	sinks, err := newSinks(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
+	out := sinks.multi()
 	sp := spanner.New(out,
 		spanner.WithLimits(cfg.Limits.Flows, cfg.Limits.Packets, cfg.Limits.Stages),
 		spanner.WithWindow(cfg.Trace.IdleTimeout, cfg.Trace.MaxDuration, cfg.Trace.MaxPackets, cfg.Trace.CloseGrace),
@@ -78,7 +79,7 @@ func run(ctx context.Context, cfg config.Config) error {
 		spanner.WithNATAliases(cfg.Limits.Aliases),
 		spanner.WithLogger(log),
 	)
-	col := collector.New(
+	colOpts := []collector.Option{
 		collector.WithFilter(cfg.Filter),
 		collector.WithRingSize(cfg.Probes.RingSize),
 		collector.WithTrackSize(cfg.Probes.TrackSize),
@@ -88,7 +89,11 @@ func run(ctx context.Context, cfg config.Config) error {
 		collector.WithFunctions(cfg.Probes.Functions),
 		collector.WithNormalFreeReasons(cfg.Probes.NormalFreeReasons),
 		collector.WithLogger(log),
-	)
+	}
+	if cfg.Probes.Stack {
+		colOpts = append(colOpts, collector.WithStack(cfg.Probes.StackSize))
+	}
+	col := collector.New(colOpts...)
 	// Whatever Start made stays no longer than this run, also when Start fails.
 	defer stopCollector(col, log)
 	if err := col.Start(ctx); err != nil {
@@ -99,7 +104,7 @@ func run(ctx context.Context, cfg config.Config) error {
 		}
 		return err
 	}
-	log.Info("probes attached\n"+col.Summary().String(), "component", "pktspan")
+	logSummary(log, os.Stderr, cfg.LogFormat, col.Summary())
 	if cfg.ReadyFile != "" {
 		if err := os.WriteFile(cfg.ReadyFile, []byte(fmt.Sprintln(os.Getpid())), 0o644); err != nil {
 			shutdownSink(out, log)
@@ -107,7 +112,7 @@ func run(ctx context.Context, cfg config.Config) error {
 		}
 	}
 
-	stats := func(msg string) { logStats(log, msg, cfg.Filter.DropsOnly, col.Stats(), sp.Stats(), out.Stats()) }
+	stats := func(msg string) { logStats(log, msg, cfg, col.Stats(), sp.Stats(), sinks.stats()) }
 	statsDone := make(chan struct{})
 	// The stats stop with Run, also when Run fails before the signal.
 	statsCtx, stopStats := context.WithCancel(ctx)
@@ -143,13 +148,43 @@ func stopCollector(col *collector.Collector, log *slog.Logger) {
 	}
 }
 
-func newSink(ctx context.Context, cfg config.Config, log *slog.Logger) (spanner.Sink, error) {
-	var sinks []spanner.Sink
+// namedSink is one destination, named for its counters in the stats lines.
+type namedSink struct {
+	name string
+	spanner.Sink
+}
+
+type sinkList []namedSink
+
+func (l sinkList) multi() spanner.Sink {
+	s := make([]spanner.Sink, len(l))
+	for i := range l {
+		s[i] = l[i].Sink
+	}
+	return sink.Multi(s...)
+}
+
+// stats are each sink's counters, by name: a span sent to two sinks counts in both.
+func (l sinkList) stats() []sinkStats {
+	out := make([]sinkStats, len(l))
+	for i := range l {
+		out[i] = sinkStats{l[i].name, l[i].Stats()}
+	}
+	return out
+}
+
+type sinkStats struct {
+	name string
+	spanner.SinkStats
+}
+
+func newSinks(ctx context.Context, cfg config.Config, log *slog.Logger) (sinkList, error) {
+	var sinks sinkList
 	switch cfg.Output {
 	case "console":
-		sinks = append(sinks, sink.NewConsole(os.Stdout))
+		sinks = append(sinks, namedSink{"console", sink.NewConsole(os.Stdout)})
 	case "json":
-		sinks = append(sinks, sink.NewJSON(os.Stdout))
+		sinks = append(sinks, namedSink{"json", sink.NewJSON(os.Stdout)})
 	}
 	if cfg.OTLPEnabled(os.Environ()) {
 		o, err := sink.NewOTLP(ctx,
@@ -167,9 +202,9 @@ func newSink(ctx context.Context, cfg config.Config, log *slog.Logger) (spanner.
 		if err != nil {
 			return nil, fmt.Errorf("setting up OTLP export: %w", err)
 		}
-		sinks = append(sinks, o)
+		sinks = append(sinks, namedSink{"otlp", o})
 	}
-	return sink.Multi(sinks...), nil
+	return sinks, nil
 }
 
 func shutdownSink(s spanner.Sink, log *slog.Logger) {
@@ -197,14 +232,17 @@ func exportPolicy(cfg config.Config) spanner.ExportPolicy {
 
 // logStats prints what went through and everything lost or left out on the way, by
 // cause: a bounded table that overflowed, a policy that chose not to export, a
-// destination that refused.
-func logStats(log *slog.Logger, msg string, dropsOnly bool, c collector.Stats, s spanner.Stats, out spanner.SinkStats) {
+// destination that refused. Each sink counts its own: `otlp_exported`, `console_dropped`.
+func logStats(log *slog.Logger, msg string, cfg config.Config, c collector.Stats, s spanner.Stats, sinks []sinkStats) {
 	args := []any{"component", "pktspan",
 		"events_read", c.EventsRead,
 		"events_lost", c.EventsLost,
 		"frees_normal", c.FreesNormal,
-		"spans_exported", out.Exported,
-		"spans_dropped", out.Dropped,
+	}
+	for _, o := range sinks {
+		args = append(args, o.name+"_exported", o.Exported, o.name+"_dropped", o.Dropped)
+	}
+	args = append(args,
 		"packets", s.PacketsStarted,
 		"flows", s.FlowsOpened,
 		"windows", s.WindowsOpened,
@@ -218,8 +256,8 @@ func logStats(log *slog.Logger, msg string, dropsOnly bool, c collector.Stats, s
 		"nat_aliases_evicted", s.AliasesEvicted,
 		"track_failed", c.TrackFailed,
 		"calls_full", c.CallsFull,
-	}
-	if dropsOnly {
+	)
+	if cfg.Filter.DropsOnly {
 		args = append(args,
 			"held_events", c.HeldEvents,
 			"held_sent", c.HeldSent,
@@ -228,11 +266,32 @@ func logStats(log *slog.Logger, msg string, dropsOnly bool, c collector.Stats, s
 			"held_evicted", c.HeldEvicted,
 		)
 	}
+	if cfg.Probes.Stack {
+		args = append(args, "stack_missed", c.StackMissed)
+	}
 	log.Info(msg, append(args, "detach", c.DetachTime)...)
 }
 
-func newLogger(w io.Writer, level string) *slog.Logger {
+// logSummary reports what the collector attached: under --log-format text as the block
+// of lines the README shows, written as it is (a record would escape its line breaks);
+// under json as one record whose fields are the summary's.
+func logSummary(log *slog.Logger, w io.Writer, format string, s collector.Summary) {
+	if !log.Enabled(context.Background(), slog.LevelInfo) {
+		return
+	}
+	if format == "json" {
+		log.Info("probes attached", "component", "pktspan", "summary", s)
+		return
+	}
+	fmt.Fprintln(w, s.String())
+}
+
+func newLogger(w io.Writer, level, format string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+	opts := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }

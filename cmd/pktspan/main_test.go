@@ -1,12 +1,20 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/pktspan/pktspan/collector"
+	"github.com/pktspan/pktspan/config"
+	"github.com/pktspan/pktspan/spanner"
 )
 
 // buildPktspan builds the command into dir, as a user's `make build` does.
@@ -89,5 +97,94 @@ func TestWithoutPrivilegesPktspanSaysToRunAsRoot(t *testing.T) {
 	}
 	if n := strings.Count(strings.TrimSpace(string(out)), "\n"); n != 0 {
 		t.Errorf("want one line, got %d:\n%s", n+1, out)
+	}
+}
+
+// summaryFixture is a start-up on a kernel without function backends.
+func summaryFixture() collector.Summary {
+	return collector.Summary{
+		Kernel: "6.18.44", BTF: "/sys/kernel/btf/vmlinux", Tracefs: "/sys/kernel/tracing", DropReasons: 129,
+		Conntrack: "from BTF",
+		Netfilter: "the nft table and chain of a drop are not read: they need fentry or kprobes",
+		NoBackend: []collector.Unavailable{
+			{Backend: "fentry", Reason: "the kernel refuses fentry programs"},
+			{Backend: "kprobe", Reason: "kernel has no kprobes (CONFIG_KPROBES)"},
+		},
+		Attached:   []collector.Attached{{Name: "net:netif_receive_skb", Via: "tp_btf"}, {Name: "skb:kfree_skb", Via: "tp_btf"}},
+		Skipped:    []collector.Skipped{{Name: "ip_rcv_core", Reason: "no function backend on this kernel"}},
+		AttachTime: 44 * time.Millisecond,
+		Filter:     "addr=198.18.0.0/30",
+	}
+}
+
+func TestTextLogsPrintTheSummaryAsTheREADMEsBlockOfLines(t *testing.T) {
+	var out bytes.Buffer
+	logSummary(newLogger(&out, "info", "text"), &out, "text", summaryFixture())
+	want := `kernel 6.18.44, BTF from /sys/kernel/btf/vmlinux, 129 drop reasons
+conntrack: from BTF
+netfilter: the nft table and chain of a drop are not read: they need fentry or kprobes
+function probes: none on this kernel, tracepoints only:
+  fentry the kernel refuses fentry programs
+  kprobe kernel has no kprobes (CONFIG_KPROBES)
+attached 2 probes in 44ms:
+  net:netif_receive_skb          tp_btf
+  skb:kfree_skb                  tp_btf
+  ip_rcv_core                    skipped: no function backend on this kernel
+filter: addr=198.18.0.0/30
+`
+	if out.String() != want {
+		t.Errorf("text summary:\n%s\nwant:\n%s", out.String(), want)
+	}
+	out.Reset()
+	logSummary(newLogger(&out, "warn", "text"), &out, "text", summaryFixture())
+	if out.Len() != 0 {
+		t.Errorf("summary printed at log level warn:\n%s", out.String())
+	}
+}
+
+func TestJSONLogsGiveTheSummaryAsOneStructuredRecord(t *testing.T) {
+	var out bytes.Buffer
+	logSummary(newLogger(&out, "info", "json"), &out, "json", summaryFixture())
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 1 {
+		t.Fatalf("want one record, got %d lines:\n%s", len(lines), out.String())
+	}
+	var rec struct {
+		Msg       string `json:"msg"`
+		Component string `json:"component"`
+		Summary   struct {
+			Kernel      string                  `json:"kernel"`
+			Netfilter   string                  `json:"netfilter"`
+			DropReasons int                     `json:"drop_reasons"`
+			NoBackend   []collector.Unavailable `json:"no_function_backend"`
+			Attached    []collector.Attached    `json:"attached"`
+			Skipped     []collector.Skipped     `json:"skipped"`
+			AttachTime  time.Duration           `json:"attach_time_ns"`
+			Filter      string                  `json:"filter"`
+		} `json:"summary"`
+	}
+	if err := json.Unmarshal([]byte(lines[0]), &rec); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, lines[0])
+	}
+	f := summaryFixture()
+	s := rec.Summary
+	if rec.Msg != "probes attached" || rec.Component != "pktspan" || s.Kernel != f.Kernel || s.Netfilter != f.Netfilter || s.DropReasons != f.DropReasons ||
+		!slices.Equal(s.NoBackend, f.NoBackend) || !slices.Equal(s.Attached, f.Attached) || !slices.Equal(s.Skipped, f.Skipped) ||
+		s.AttachTime != f.AttachTime || s.Filter != f.Filter {
+		t.Errorf("JSON record %+v does not carry the summary %+v", rec, f)
+	}
+}
+
+func TestStatsCountEachSinkOnItsOwn(t *testing.T) {
+	var out bytes.Buffer
+	sinks := []sinkStats{{"console", spanner.SinkStats{Exported: 7}}, {"otlp", spanner.SinkStats{Exported: 5, Dropped: 2}}}
+	logStats(newLogger(&out, "info", "text"), "stats", config.Default(), collector.Stats{}, spanner.Stats{}, sinks)
+	for _, want := range []string{" console_exported=7 console_dropped=0 ", " otlp_exported=5 otlp_dropped=2 "} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("stats line lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "spans_exported") || strings.Contains(out.String(), "stack_missed") {
+		t.Errorf("stats line sums the sinks or counts stacks without --stack:\n%s", out.String())
 	}
 }

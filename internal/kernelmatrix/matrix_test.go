@@ -56,7 +56,7 @@ func TestFunctionBackendsOnDebianKernels(t *testing.T) {
 			res, err := vm.Run(ctx, k, vm.RunOptions{
 				Files: map[string]string{"/bin/pktspan": pktspan, "/bin/scenario": scenario, "/bin/collector.test": collectorTests},
 				Script: `set -x
-collector.test -test.v -test.run 'TestConntrackLayout' > "$OUT/collector-tests" 2>&1 || echo "collector tests failed: $?"
+collector.test -test.v -test.run 'TestConntrackLayout|TestNftLayout' > "$OUT/collector-tests" 2>&1 || echo "collector tests failed: $?"
 for b in fentry kprobe; do
 	scenario --pktspan /bin/pktspan --backend $b --out "$OUT/$b" || echo "scenario $b failed: $?"
 	scenario --pktspan /bin/pktspan --backend $b --drops-only --out "$OUT/$b-drops" || echo "scenario $b --drops-only failed: $?"
@@ -120,11 +120,12 @@ func checkCollectorTests(t *testing.T, path string) {
 	if err != nil {
 		t.Fatalf("no collector test output from the VM: %v", err)
 	}
-	if !strings.Contains(string(out), "--- PASS: TestConntrackLayoutWhereConntrackIsAModule ") || strings.Contains(string(out), "--- FAIL") {
-		t.Errorf("the conntrack layout tests did not all pass in the VM, the module one among them:\n%s", out)
+	if !strings.Contains(string(out), "--- PASS: TestConntrackLayoutWhereConntrackIsAModule ") ||
+		!strings.Contains(string(out), "--- PASS: TestNftLayoutFindsTheSkbAndTheNamesWhereverNfTablesIs ") || strings.Contains(string(out), "--- FAIL") {
+		t.Errorf("the conntrack and nf_tables layout tests did not all pass in the VM, the module ones among them:\n%s", out)
 	}
 	for _, line := range strings.Split(string(out), "\n") {
-		if strings.Contains(line, "ct_tuple at") {
+		if strings.Contains(line, "ct_tuple at") || strings.Contains(line, "nft_pktinfo.skb") {
 			t.Log(strings.TrimSpace(line))
 		}
 	}
@@ -150,7 +151,7 @@ func checkVLANRun(t *testing.T, dir string) {
 }
 
 // readRun returns pktspan's log and spans from one scenario run, after checking what
-// every run must show at start-up: the functions and skb_clone attached with the
+// every run must show at start-up: the functions, skb_clone and nft_do_chain attached with the
 // backend, conntrack tuples read.
 func readRun(t *testing.T, dir, backend string) (string, *Spans) {
 	t.Helper()
@@ -168,6 +169,9 @@ func readRun(t *testing.T, dir, backend string) (string, *Spans) {
 	}
 	if cloneVia := map[string]string{"fentry": "fexit", "kprobe": "kprobe/kretprobe"}[backend]; !AttachedVia(summary, "skb_clone", cloneVia) {
 		t.Errorf("skb_clone was not attached with %s; log:\n%s", cloneVia, summary)
+	}
+	if !AttachedVia(summary, "nft_do_chain", via) {
+		t.Errorf("nft_do_chain was not attached with %s; log:\n%s", via, summary)
 	}
 	if !strings.Contains(Startup(summary), conntrackRead) {
 		t.Errorf("pktspan does not say %q…; log:\n%s", conntrackRead, summary)
@@ -191,6 +195,15 @@ func checkRun(t *testing.T, dir, backend string) {
 	}
 	for _, err := range CheckFunctionSpans(spans, netns.ReplyPort, netns.DroppedPort, netns.ClosedPort) {
 		t.Error(err)
+	}
+	for _, err := range CheckNftDrop(spans, netns.DroppedPort, netns.LabNftTable, netns.LabNftChain) {
+		t.Error(err)
+	}
+	for _, p := range spans.Packets(netns.DroppedPort) {
+		if p.Description == "NETFILTER_DROP" {
+			t.Logf("the nft drop (%s): table %q chain %q\n%s", backend, p.Attr("pktspan.netfilter.table"), p.Attr("pktspan.netfilter.chain"), spans.Tree(p))
+			break
+		}
 	}
 	for _, err := range CheckClones(spans) {
 		t.Error(err)
@@ -263,7 +276,7 @@ func checkSurveyRun(t *testing.T, dir string, dropsOnly bool) {
 }
 
 // checkTimings checks that every function backend run attached all default probes (the
-// tracepoints, the default functions and skb_clone) and reports each run's attach and
+// tracepoints, the default functions, skb_clone and nft_do_chain) and reports each run's attach and
 // detach times, the function backends' as a ratio to the tracepoint-only attach of the
 // VLAN run in the same VM: qemu's software emulation makes the seconds themselves
 // several times what a real machine takes.
@@ -282,7 +295,7 @@ func checkTimings(t *testing.T, out string) {
 			continue
 		}
 		timings[run] = tm
-		if want := tracepointProbes + len(config.DefaultFunctions) + 1; run != "vlan" && (tm.Probes != want || tm.Skipped != 0) {
+		if want := tracepointProbes + len(config.DefaultFunctions) + 2; run != "vlan" && (tm.Probes != want || tm.Skipped != 0) {
 			t.Errorf("%s: %d probes attached and %d skipped, want all %d attached; log:\n%s", run, tm.Probes, tm.Skipped, want, log)
 		}
 	}

@@ -96,6 +96,30 @@ func (s *Spans) Find(p *Span, name string) *Span {
 
 // findHook returns p's nf_hook_slow stage at the given netfilter hook: a packet passes
 // several (the client's POSTROUTING, the server's INPUT).
+// CheckNftDrop checks that the packet an nft rule dropped (to droppedPort) names the
+// nft table and chain of the rule, on its packet span and on the nf_hook_slow stage
+// (INPUT) it was dropped in: function backends read them at nft_do_chain's return.
+func CheckNftDrop(s *Spans, droppedPort int, table, chain string) []error {
+	var errs []error
+	for _, p := range s.Packets(droppedPort) {
+		if p.Status != "error" || p.Description != "NETFILTER_DROP" {
+			continue
+		}
+		nf := s.findHook(p, "INPUT")
+		for _, sp := range []*Span{p, nf} {
+			if sp == nil {
+				errs = append(errs, fmt.Errorf("the nft-dropped packet has no nf_hook_slow stage at the INPUT hook"))
+				continue
+			}
+			if t, c := sp.Attr("pktspan.netfilter.table"), sp.Attr("pktspan.netfilter.chain"); t != table || c != chain {
+				errs = append(errs, fmt.Errorf("the nft drop's %s span names table %q chain %q, want %q %q", sp.Name, t, c, table, chain))
+			}
+		}
+		return errs
+	}
+	return []error{fmt.Errorf("no packet to port %d is an error span with NETFILTER_DROP", droppedPort)}
+}
+
 func (s *Spans) findHook(p *Span, hook string) *Span {
 	return s.find(p, func(c *Span) bool {
 		return c.Name == "nf_hook_slow" && c.Attr("pktspan.netfilter.hook") == hook

@@ -8,12 +8,20 @@ import (
 	"time"
 )
 
-// Startup extracts the "probes attached" summary from pktspan's log, one line per line.
+// Startup extracts the start-up summary from pktspan's log: the block of lines, from
+// "kernel …" to "filter: …", that pktspan writes under --log-format text.
 func Startup(log string) string {
-	for _, line := range strings.Split(log, "\n") {
-		if i := strings.Index(line, `msg="probes attached\n`); i >= 0 {
-			return strings.ReplaceAll(line[i:], `\n`, "\n")
+	lines := strings.Split(log, "\n")
+	for i, line := range lines {
+		if !strings.HasPrefix(line, "kernel ") || !strings.Contains(line, ", BTF from ") {
+			continue
 		}
+		for j := i; j < len(lines); j++ {
+			if strings.HasPrefix(lines[j], "filter: ") {
+				return strings.Join(lines[i:j+1], "\n")
+			}
+		}
+		return strings.Join(lines[i:], "\n")
 	}
 	return log
 }

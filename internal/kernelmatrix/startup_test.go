@@ -5,8 +5,15 @@ import (
 	"time"
 )
 
-// A pktspan log as the scenario keeps it: text slog, the summary's lines escaped.
-const sampleLog = `time=2026-11-22T11:22:08.892Z level=INFO msg="probes attached\nkernel 6.12.117+deb12-cloud-amd64, BTF from /sys/kernel/btf/vmlinux, 105 drop reasons\nattached 3 probes in 860.4ms:\n  skb:kfree_skb                  tp_btf\n  ip_rcv_core                    fentry/fexit\n  skb_clone                      fexit\n  udpv6_rcv                      skipped: not in BTF\nfilter: none (every IP packet)" component=pktspan
+// A pktspan log as the scenario keeps it: the summary's block of lines, then text slog.
+const sampleLog = `kernel 6.12.117+deb12-cloud-amd64, BTF from /sys/kernel/btf/vmlinux, 105 drop reasons
+conntrack: from BTF
+attached 3 probes in 860.4ms:
+  skb:kfree_skb                  tp_btf
+  ip_rcv_core                    fentry/fexit
+  skb_clone                      fexit
+  udpv6_rcv                      skipped: not in BTF
+filter: none (every IP packet)
 time=2026-11-22T11:22:18.902Z level=INFO msg=stats component=pktspan events_read=0 detach=0s
 time=2026-11-22T11:22:31.782Z level=INFO msg="final stats" component=pktspan events_read=12 detach=2.270397356s
 `
@@ -28,7 +35,7 @@ func TestReadTimingFindsAttachAndDetachInPktspansLog(t *testing.T) {
 func TestReadTimingFailsOnALogWithoutThem(t *testing.T) {
 	for name, log := range map[string]string{
 		"no summary":     `level=INFO msg="final stats" detach=1s`,
-		"no final stats": `level=INFO msg="probes attached\nattached 3 probes in 1s:\n"`,
+		"no final stats": "kernel 6.18, BTF from /sys/kernel/btf/vmlinux, 1 drop reasons\nattached 3 probes in 1s:\nfilter: none",
 	} {
 		if _, err := ReadTiming(log); err == nil {
 			t.Errorf("%s: no error", name)

@@ -19,6 +19,13 @@ const (
 	DataDropLen  = 200
 )
 
+// The nft table and base chain in the server namespace whose rules drop the lab's
+// DroppedPort and DataDropPort traffic.
+const (
+	LabNftTable = "pktspan_lab"
+	LabNftChain = "input"
+)
+
 // The lab's two hosts.
 var (
 	LabClient = netip.MustParsePrefix("198.18.0.1/30")
@@ -99,8 +106,8 @@ func NewLab(ctx context.Context) (_ *Lab, err error) {
 			_ = lab.Close()
 		}
 	}()
-	rules := fmt.Sprintf("table inet pktspan_lab {\n chain input {\n  type filter hook input priority 0; policy accept;\n"+
-		"  tcp dport %d drop\n  tcp dport %d meta length > %d drop\n }\n}\n", DroppedPort, DataDropPort, DataDropLen)
+	rules := fmt.Sprintf("table inet %s {\n chain %s {\n  type filter hook input priority 0; policy accept;\n"+
+		"  tcp dport %d drop\n  tcp dport %d meta length > %d drop\n }\n}\n", LabNftTable, LabNftChain, DroppedPort, DataDropPort, DataDropLen)
 	if err = lab.Server.Nft(ctx, rules); err != nil {
 		return nil, err
 	}

@@ -58,7 +58,8 @@ func WithLocation(loc *time.Location) ConsoleOption {
 // the skb it was cloned from (clone_of=) and the wire packets a GSO skb stands for
 // (segs=) when they apply. From a stage where NAT rewrote the tuple on, TUPLE shows the
 // translated one. A dropped packet's skb:kfree_skb line reads `DROP <reason>
-// <location>`, in red on a terminal. A flow's line says why its window closed.
+// <location>`, in red on a terminal, followed under --stack by the drop's kernel stack,
+// a frame per line. A flow's line says why its window closed.
 type Console struct {
 	lines // Shutdown reports the first write error; Stats counts spans printed and lost
 	color bool
@@ -202,7 +203,42 @@ func (c *Console) appendPacket(group []spanner.Span) {
 		}
 		c.appendRow([]string{c.clock(st.StartUnixNano), v.skb, v.netns, v.iface, v.tupleString(), st.Name, info.String()},
 			drop && c.color)
+		if drop {
+			c.appendStack(dropStack(pkt))
+		}
 	}
+}
+
+// stackIndent puts a drop's stack frames under the SKB column, clear of the time.
+var stackIndent = strings.Repeat(" ", consoleColumns[0].width+3)
+
+// appendStack prints a drop's kernel stack (--stack) under its line, a frame per line,
+// innermost first, red on a terminal as the drop line is.
+func (c *Console) appendStack(stack string) {
+	for frame := range strings.SplitSeq(stack, "\n") {
+		if frame == "" {
+			continue
+		}
+		if c.color {
+			c.buf = append(c.buf, ansiRed...)
+		}
+		c.buf = append(c.buf, stackIndent...)
+		c.buf = append(c.buf, frame...)
+		if c.color {
+			c.buf = append(c.buf, ansiReset...)
+		}
+		c.buf = append(c.buf, '\n')
+	}
+}
+
+// dropStack is the stack on pkt's drop event, or "".
+func dropStack(pkt *spanner.Span) string {
+	for i := range pkt.Events {
+		if s := attrString(pkt.Events[i].Attrs, attrkey.DropStack); s != "" {
+			return s
+		}
+	}
+	return ""
 }
 
 // appendDrop writes `DROP <reason> <location>`, preferring what the stage itself says.
@@ -242,6 +278,12 @@ func appendStageInfo(b *strings.Builder, st *spanner.Span) {
 	}
 	if verdict := attrString(st.Attrs, attrkey.NetfilterVerdict); verdict != "" {
 		addField(b, "verdict="+verdict)
+	}
+	if table := attrString(st.Attrs, attrkey.NetfilterTable); table != "" {
+		addField(b, "table="+table)
+	}
+	if chain := attrString(st.Attrs, attrkey.NetfilterChain); chain != "" {
+		addField(b, "chain="+chain)
 	}
 	if ret := attrString(st.Attrs, attrkey.Retval); ret != "" {
 		addField(b, "ret="+ret)

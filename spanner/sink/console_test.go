@@ -41,6 +41,7 @@ func TestConsolePrintsEachGroupAsItsGolden(t *testing.T) {
 		{"console_tcp.golden", [][]spanner.Span{tcpGroup()}},
 		{"console_drop.golden", [][]spanner.Span{dropGroup()}},
 		{"console_normal_free.golden", [][]spanner.Span{normalFreeGroup()}},
+		{"console_drop_stack.golden", [][]spanner.Span{stackedDropGroup(), tcpGroup()}},
 		{"console_flow.golden", [][]spanner.Span{tcpGroup(), rootGroup()}},
 		{"console_nat_clone.golden", [][]spanner.Span{natCloneGroup()}},
 	} {

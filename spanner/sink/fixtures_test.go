@@ -184,6 +184,19 @@ func normalFreeGroup() []spanner.Span {
 	}
 }
 
+// stackedDropGroup is dropGroup under --stack, with a function backend: its drop event
+// carries the kernel stack, its nf_hook_slow stage the nft table and chain.
+func stackedDropGroup() []spanner.Span {
+	g := dropGroup()
+	g[2].Attrs = append(g[2].Attrs[:len(g[2].Attrs):len(g[2].Attrs)],
+		attribute.String("pktspan.netfilter.table", "filter"), attribute.String("pktspan.netfilter.chain", "input"))
+	ev := g[0].Events[0]
+	ev.Attrs = append(ev.Attrs[:len(ev.Attrs):len(ev.Attrs)], attribute.String("pktspan.drop.stack",
+		"sk_skb_reason_drop+0x5e\nnft_do_chain+0x1f3\nnft_do_chain_ipv4+0x6c\nnf_hook_slow+0x44\nip_local_deliver+0xd9"))
+	g[0].Events = []spanner.SpanEvent{ev}
+	return g
+}
+
 // natCloneGroup is a clone of tcpGroup's skb (GSO, two wire packets) leaving through a
 // masquerade: the POSTROUTING nf_hook_slow stage rewrote its source. Its packet span
 // links to the packet span of the skb it was cloned from.

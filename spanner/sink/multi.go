@@ -41,7 +41,8 @@ func (m multi) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Stats sums the sinks' counts.
+// Stats sums the sinks' counts: a span sent to two sinks counts twice. pktspan's stats
+// lines report each sink's own counts instead.
 func (m multi) Stats() spanner.SinkStats {
 	var total spanner.SinkStats
 	for _, s := range m {

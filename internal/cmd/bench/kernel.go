@@ -122,13 +122,13 @@ func kernelCase(r *report, o options) error {
 	r.add("  no tracing (baseline):  %6.2f Gbit/s  (first %.2f, last %.2f: %.0f%% apart)", base/1e9, base1/1e9, base2/1e9, 100*abs(base1-base2)/base)
 	r.add("  (a) filter matching nothing:      %.3f of baseline (goal ≥0.97: %s), events_lost=%s",
 		nomatch/base, met(nomatch/base >= 0.97), trA.finalStats["events_lost"])
-	r.add("  (b) --drops-only on all traffic:  %.3f of baseline (goal ≥0.90: %s), events_lost=%s, held_discarded=%s, spans_exported=%s",
-		dropsOnly/base, met(dropsOnly/base >= 0.9), trB.finalStats["events_lost"], trB.finalStats["held_discarded"], trB.finalStats["spans_exported"])
+	r.add("  (b) --drops-only on all traffic:  %.3f of baseline (goal ≥0.90: %s), events_lost=%s, held_discarded=%s, otlp_exported=%s",
+		dropsOnly/base, met(dropsOnly/base >= 0.9), trB.finalStats["events_lost"], trB.finalStats["held_discarded"], trB.finalStats["otlp_exported"])
 	lost, _ := strconv.ParseFloat(trC.finalStats["events_lost"], 64)
 	read, _ := strconv.ParseFloat(trC.finalStats["events_read"], 64)
-	r.add("  (c) every packet traced, OTLP:    %.3f of baseline (goal ≥0.60: %s), events_read=%s events_lost=%s (%.1f%% lost) spans_exported=%s spans_dropped=%s, pktspan CPU %.0f%% of a core",
+	r.add("  (c) every packet traced, OTLP:    %.3f of baseline (goal ≥0.60: %s), events_read=%s events_lost=%s (%.1f%% lost) otlp_exported=%s otlp_dropped=%s, pktspan CPU %.0f%% of a core",
 		all/base, met(all/base >= 0.6), trC.finalStats["events_read"], trC.finalStats["events_lost"], 100*lost/max(1, lost+read),
-		trC.finalStats["spans_exported"], trC.finalStats["spans_dropped"], 100*trC.cpu.Seconds()/d.Seconds())
+		trC.finalStats["otlp_exported"], trC.finalStats["otlp_dropped"], 100*trC.cpu.Seconds()/d.Seconds())
 	attachLines = append(attachLines, trA.attached, trB.attached, trC.attached)
 	stopTimes = append(stopTimes, trA.stopDuration, trB.stopDuration, trC.stopDuration)
 	return nil
