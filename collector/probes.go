@@ -16,7 +16,6 @@ const (
 	probeKfreeSKB             = uint16(bpf.TracepointsProbeIdPROBE_KFREE_SKB)
 	probeConsumeSKB           = uint16(bpf.TracepointsProbeIdPROBE_CONSUME_SKB)
 	probeSKBCopyDatagramIovec = uint16(bpf.TracepointsProbeIdPROBE_SKB_COPY_DATAGRAM_IOVEC)
-	probeTCPRetransmitSKB     = uint16(bpf.TracepointsProbeIdPROBE_TCP_RETRANSMIT_SKB)
 	probeSKBClone             = uint16(bpf.TracepointsProbeIdPROBE_SKB_CLONE)
 	probeFuncBase             = uint16(bpf.TracepointsProbeIdPROBE_FUNC_BASE)
 )
@@ -85,8 +84,6 @@ var fixedProbes = []probe{
 		bpf.TracepointsProgTpBtfConsumeSkb, bpf.TracepointsProgRawTpConsumeSkb, spanner.Stage{Free: true}),
 	tracepointProbe(probeSKBCopyDatagramIovec, "skb", "skb_copy_datagram_iovec",
 		bpf.TracepointsProgTpBtfSkbCopyDatagramIovec, bpf.TracepointsProgRawTpSkbCopyDatagramIovec, spanner.Stage{Deliver: true}),
-	tracepointProbe(probeTCPRetransmitSKB, "tcp", "tcp_retransmit_skb",
-		bpf.TracepointsProgTpBtfTcpRetransmitSkb, bpf.TracepointsProgRawTpTcpRetransmitSkb, spanner.Stage{}),
 	{
 		id: probeSKBClone, family: familyFunction, target: cloneFunction,
 		fentry: programs{exit: bpf.FunctionsProgFexitSkbClone},
