@@ -215,6 +215,8 @@ func logStats(log *slog.Logger, msg string, dropsOnly bool, c collector.Stats, s
 		"windows_evicted", s.WindowsEvicted,
 		"nat_aliases", s.AliasesLearned,
 		"nat_aliases_evicted", s.AliasesEvicted,
+		"retransmits", s.Retransmits,
+		"segments_forgotten", s.SegmentsForgotten,
 		"track_failed", c.TrackFailed,
 		"calls_full", c.CallsFull,
 	}
