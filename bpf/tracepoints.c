@@ -98,21 +98,6 @@ static __always_inline int on_copy_datagram(struct sk_buff *skb, int len)
 	return 0;
 }
 
-/*
- * The skb here sits on the retransmit queue with no headers built (the copy on the
- * wire is a clone), so the tuple comes from the socket, and it is reported only,
- * never remembered.
- */
-static __always_inline int on_retransmit(struct sock *sk, struct sk_buff *skb)
-{
-	struct event ev;
-	init_event(&ev, skb, PROBE_TCP_RETRANSMIT_SKB, EVENT_INSTANT);
-	read_sock_tuple(&ev, sk);
-	read_sock_netns(&ev, sk);
-	follow_and_send(&ev, skb, FOLLOW_PEEK);
-	return 0;
-}
-
 #define TRACEPOINT(tp, body_args, ...)                                   \
 	SEC("tp_btf/" #tp) int BPF_PROG(tp_btf_##tp, __VA_ARGS__) { return body_args; } \
 	SEC("raw_tp/" #tp) int BPF_PROG(raw_tp_##tp, __VA_ARGS__) { return body_args; }
@@ -123,4 +108,3 @@ TRACEPOINT(net_dev_xmit, on_xmit(skb, rc, dev, len), struct sk_buff *skb, int rc
 TRACEPOINT(kfree_skb, on_free(ctx, skb, PROBE_KFREE_SKB, location, reason), struct sk_buff *skb, void *location, int reason)
 TRACEPOINT(consume_skb, on_free(ctx, skb, PROBE_CONSUME_SKB, 0, 0), struct sk_buff *skb)
 TRACEPOINT(skb_copy_datagram_iovec, on_copy_datagram(skb, len), struct sk_buff *skb, int len)
-TRACEPOINT(tcp_retransmit_skb, on_retransmit(sk, skb), struct sock *sk, struct sk_buff *skb)

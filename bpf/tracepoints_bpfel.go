@@ -33,43 +33,52 @@ const (
 )
 
 type TracepointsEvent struct {
-	_          structs.HostLayout
-	TsNs       uint64
-	Skb        uint64
-	Parent     uint64
-	Location   uint64
-	Retval     int64
-	Netns      uint32
-	Ifindex    uint32
-	Len        uint32
-	Mark       uint32
-	TcpSeq     uint32
-	TcpAck     uint32
-	DropReason uint32
-	Cpu        uint32
-	Probe      uint16
-	Sport      uint16
-	Dport      uint16
-	Kind       uint8
-	L3         uint8
-	L4         uint8
-	TcpFlags   uint8
-	NfHook     uint8
-	NfPf       uint8
-	NfVerdict  int32
-	Saddr      [16]uint8
-	Daddr      [16]uint8
-	Ifname     [16]int8
-	CtSaddr    [16]uint8
-	CtDaddr    [16]uint8
-	CtSport    uint16
-	CtDport    uint16
-	GsoSegs    uint16
-	CtL3       uint8
-	CtL4       uint8
-	FreeClass  uint8
-	PadFree    [3]uint8
-	StackId    int32
+	_           structs.HostLayout
+	TsNs        uint64
+	Skb         uint64
+	Parent      uint64
+	Location    uint64
+	Retval      int64
+	Netns       uint32
+	Ifindex     uint32
+	Len         uint32
+	Mark        uint32
+	TcpSeq      uint32
+	TcpAck      uint32
+	DropReason  uint32
+	Cpu         uint32
+	Probe       uint16
+	Sport       uint16
+	Dport       uint16
+	Kind        uint8
+	L3          uint8
+	L4          uint8
+	TcpFlags    uint8
+	NfHook      uint8
+	NfPf        uint8
+	NfVerdict   int32
+	Saddr       [16]uint8
+	Daddr       [16]uint8
+	Ifname      [16]int8
+	CtSaddr     [16]uint8
+	CtDaddr     [16]uint8
+	CtSport     uint16
+	CtDport     uint16
+	GsoSegs     uint16
+	CtL3        uint8
+	CtL4        uint8
+	FreeClass   uint8
+	IcmpType    uint8
+	IcmpCode    uint8
+	QuotedL3    uint8
+	StackId     int32
+	TcpDataLen  uint16
+	QuotedL4    uint8
+	PadQuoted   uint8
+	QuotedSaddr [16]uint8
+	QuotedDaddr [16]uint8
+	QuotedSport uint16
+	QuotedDport uint16
 }
 
 type TracepointsEventKind uint32
@@ -228,7 +237,6 @@ const (
 	TracepointsProbeIdPROBE_KFREE_SKB               TracepointsProbeId = 4
 	TracepointsProbeIdPROBE_CONSUME_SKB             TracepointsProbeId = 5
 	TracepointsProbeIdPROBE_SKB_COPY_DATAGRAM_IOVEC TracepointsProbeId = 6
-	TracepointsProbeIdPROBE_TCP_RETRANSMIT_SKB      TracepointsProbeId = 7
 	TracepointsProbeIdPROBE_SKB_CLONE               TracepointsProbeId = 8
 	TracepointsProbeIdPROBE_NFT_DO_CHAIN            TracepointsProbeId = 9
 	TracepointsProbeIdPROBE_FUNC_BASE               TracepointsProbeId = 64
@@ -266,14 +274,12 @@ const (
 	TracepointsProgRawTpNetDevXmit           = "raw_tp_net_dev_xmit"
 	TracepointsProgRawTpNetifReceiveSkb      = "raw_tp_netif_receive_skb"
 	TracepointsProgRawTpSkbCopyDatagramIovec = "raw_tp_skb_copy_datagram_iovec"
-	TracepointsProgRawTpTcpRetransmitSkb     = "raw_tp_tcp_retransmit_skb"
 	TracepointsProgTpBtfConsumeSkb           = "tp_btf_consume_skb"
 	TracepointsProgTpBtfKfreeSkb             = "tp_btf_kfree_skb"
 	TracepointsProgTpBtfNetDevQueue          = "tp_btf_net_dev_queue"
 	TracepointsProgTpBtfNetDevXmit           = "tp_btf_net_dev_xmit"
 	TracepointsProgTpBtfNetifReceiveSkb      = "tp_btf_netif_receive_skb"
 	TracepointsProgTpBtfSkbCopyDatagramIovec = "tp_btf_skb_copy_datagram_iovec"
-	TracepointsProgTpBtfTcpRetransmitSkb     = "tp_btf_tcp_retransmit_skb"
 	TracepointsVarBtfAnchor                  = "btf_anchor"
 	TracepointsVarFilter                     = "filter"
 	TracepointsVarKcfg                       = "kcfg"
@@ -328,14 +334,12 @@ type TracepointsProgramSpecs struct {
 	RawTpNetDevXmit           *ebpf.ProgramSpec `ebpf:"raw_tp_net_dev_xmit"`
 	RawTpNetifReceiveSkb      *ebpf.ProgramSpec `ebpf:"raw_tp_netif_receive_skb"`
 	RawTpSkbCopyDatagramIovec *ebpf.ProgramSpec `ebpf:"raw_tp_skb_copy_datagram_iovec"`
-	RawTpTcpRetransmitSkb     *ebpf.ProgramSpec `ebpf:"raw_tp_tcp_retransmit_skb"`
 	TpBtfConsumeSkb           *ebpf.ProgramSpec `ebpf:"tp_btf_consume_skb"`
 	TpBtfKfreeSkb             *ebpf.ProgramSpec `ebpf:"tp_btf_kfree_skb"`
 	TpBtfNetDevQueue          *ebpf.ProgramSpec `ebpf:"tp_btf_net_dev_queue"`
 	TpBtfNetDevXmit           *ebpf.ProgramSpec `ebpf:"tp_btf_net_dev_xmit"`
 	TpBtfNetifReceiveSkb      *ebpf.ProgramSpec `ebpf:"tp_btf_netif_receive_skb"`
 	TpBtfSkbCopyDatagramIovec *ebpf.ProgramSpec `ebpf:"tp_btf_skb_copy_datagram_iovec"`
-	TpBtfTcpRetransmitSkb     *ebpf.ProgramSpec `ebpf:"tp_btf_tcp_retransmit_skb"`
 }
 
 // TracepointsMapSpecs contains maps before they are loaded into the kernel.
@@ -419,14 +423,12 @@ type TracepointsPrograms struct {
 	RawTpNetDevXmit           *ebpf.Program `ebpf:"raw_tp_net_dev_xmit"`
 	RawTpNetifReceiveSkb      *ebpf.Program `ebpf:"raw_tp_netif_receive_skb"`
 	RawTpSkbCopyDatagramIovec *ebpf.Program `ebpf:"raw_tp_skb_copy_datagram_iovec"`
-	RawTpTcpRetransmitSkb     *ebpf.Program `ebpf:"raw_tp_tcp_retransmit_skb"`
 	TpBtfConsumeSkb           *ebpf.Program `ebpf:"tp_btf_consume_skb"`
 	TpBtfKfreeSkb             *ebpf.Program `ebpf:"tp_btf_kfree_skb"`
 	TpBtfNetDevQueue          *ebpf.Program `ebpf:"tp_btf_net_dev_queue"`
 	TpBtfNetDevXmit           *ebpf.Program `ebpf:"tp_btf_net_dev_xmit"`
 	TpBtfNetifReceiveSkb      *ebpf.Program `ebpf:"tp_btf_netif_receive_skb"`
 	TpBtfSkbCopyDatagramIovec *ebpf.Program `ebpf:"tp_btf_skb_copy_datagram_iovec"`
-	TpBtfTcpRetransmitSkb     *ebpf.Program `ebpf:"tp_btf_tcp_retransmit_skb"`
 }
 
 func (p *TracepointsPrograms) Close() error {
@@ -437,14 +439,12 @@ func (p *TracepointsPrograms) Close() error {
 		p.RawTpNetDevXmit,
 		p.RawTpNetifReceiveSkb,
 		p.RawTpSkbCopyDatagramIovec,
-		p.RawTpTcpRetransmitSkb,
 		p.TpBtfConsumeSkb,
 		p.TpBtfKfreeSkb,
 		p.TpBtfNetDevQueue,
 		p.TpBtfNetDevXmit,
 		p.TpBtfNetifReceiveSkb,
 		p.TpBtfSkbCopyDatagramIovec,
-		p.TpBtfTcpRetransmitSkb,
 	)
 }
 

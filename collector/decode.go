@@ -54,6 +54,15 @@ const (
 	offCTL4       = unsafe.Offsetof(rawEvent{}.CtL4)
 	offFreeClass  = unsafe.Offsetof(rawEvent{}.FreeClass)
 	offStackID    = unsafe.Offsetof(rawEvent{}.StackId)
+	offICMPType   = unsafe.Offsetof(rawEvent{}.IcmpType)
+	offICMPCode   = unsafe.Offsetof(rawEvent{}.IcmpCode)
+	offTCPDataLen = unsafe.Offsetof(rawEvent{}.TcpDataLen)
+	offQSaddr     = unsafe.Offsetof(rawEvent{}.QuotedSaddr)
+	offQDaddr     = unsafe.Offsetof(rawEvent{}.QuotedDaddr)
+	offQSport     = unsafe.Offsetof(rawEvent{}.QuotedSport)
+	offQDport     = unsafe.Offsetof(rawEvent{}.QuotedDport)
+	offQL3        = unsafe.Offsetof(rawEvent{}.QuotedL3)
+	offQL4        = unsafe.Offsetof(rawEvent{}.QuotedL4)
 )
 
 // Decoder turns ring buffer records into spanner events. Its tables (stage names,
@@ -164,12 +173,17 @@ func (d *Decoder) Decode(raw []byte, ev *spanner.Event) error {
 		ev.Ifname = d.ifname((*[16]byte)(raw[offIfname : offIfname+16]))
 	}
 	if decodeTuple(&ev.Tuple, raw, offL3, offSaddr, offDaddr, offSport, offDport, offL4) {
-		if ev.Tuple.Proto == protoTCP {
+		switch ev.Tuple.Proto {
+		case protoTCP:
 			ev.TCP = spanner.TCP{
-				Flags: raw[offTCPFlags],
-				Seq:   le.Uint32(raw[offTCPSeq:]),
-				Ack:   le.Uint32(raw[offTCPAck:]),
+				Flags:   raw[offTCPFlags],
+				Seq:     le.Uint32(raw[offTCPSeq:]),
+				Ack:     le.Uint32(raw[offTCPAck:]),
+				DataLen: le.Uint16(raw[offTCPDataLen:]),
 			}
+		case protoICMP, protoICMPv6:
+			ev.ICMP = spanner.ICMP{Type: raw[offICMPType], Code: raw[offICMPCode]}
+			decodeTuple(&ev.Quoted, raw, offQL3, offQSaddr, offQDaddr, offQSport, offQDport, offQL4)
 		}
 	}
 	decodeTuple(&ev.CT, raw, offCTL3, offCTSaddr, offCTDaddr, offCTSport, offCTDport, offCTL4)
@@ -217,8 +231,10 @@ func (d *Decoder) decodeVerdict(raw []byte, ev *spanner.Event) {
 }
 
 const (
-	protoTCP = 6
-	protoUDP = 17
+	protoICMP   = 1
+	protoTCP    = 6
+	protoUDP    = 17
+	protoICMPv6 = 58
 )
 
 // decodeTuple fills t from the tuple fields at the given offsets; it reports whether the

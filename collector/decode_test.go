@@ -230,6 +230,64 @@ func TestDecodeTurnsKernelRecordsIntoEvents(t *testing.T) {
 			},
 		},
 		{
+			name: "tcp_data_carries_its_payload_length",
+			raw: bpf.TracepointsEvent{
+				Skb: 0xfff10, Probe: probeNetDevQueue, Len: 166, L3: 4, L4: 6, Sport: 40000, Dport: 80,
+				TcpFlags: 0x18, TcpSeq: 1001, TcpAck: 5001, TcpDataLen: 100,
+				Saddr: addr16("198.18.0.1"), Daddr: addr16("198.18.0.2"),
+			},
+			want: spanner.Event{
+				TimeUnixNano: 1_000_000_000, SKB: 0xfff10, Stage: stageOf(probeNetDevQueue), Len: 166,
+				Tuple: spanner.Tuple{Src: netip.MustParseAddr("198.18.0.1"), Dst: netip.MustParseAddr("198.18.0.2"), SrcPort: 40000, DstPort: 80, Proto: 6},
+				TCP:   spanner.TCP{Flags: 0x18, Seq: 1001, Ack: 5001, DataLen: 100},
+			},
+		},
+		{
+			// The server's port unreachable goes back to the client and quotes the
+			// client's datagram, source first.
+			name: "icmp_port_unreachable_quotes_the_udp_datagram",
+			raw: bpf.TracepointsEvent{
+				Skb: 0xfff11, Probe: probeNetDevQueue, Len: 70, L3: 4, L4: 1, IcmpType: 3, IcmpCode: 3,
+				Saddr: addr16("198.18.0.2"), Daddr: addr16("198.18.0.1"),
+				QuotedL3: 4, QuotedL4: 17, QuotedSport: 40000, QuotedDport: 9,
+				QuotedSaddr: addr16("198.18.0.1"), QuotedDaddr: addr16("198.18.0.2"),
+			},
+			want: spanner.Event{
+				TimeUnixNano: 1_000_000_000, SKB: 0xfff11, Stage: stageOf(probeNetDevQueue), Len: 70,
+				Tuple:  spanner.Tuple{Src: netip.MustParseAddr("198.18.0.2"), Dst: netip.MustParseAddr("198.18.0.1"), Proto: 1},
+				ICMP:   spanner.ICMP{Type: 3, Code: 3},
+				Quoted: spanner.Tuple{Src: netip.MustParseAddr("198.18.0.1"), Dst: netip.MustParseAddr("198.18.0.2"), SrcPort: 40000, DstPort: 9, Proto: 17},
+			},
+		},
+		{
+			name: "icmpv6_packet_too_big_quotes_the_tcp_segment",
+			raw: bpf.TracepointsEvent{
+				Skb: 0xfff12, Probe: probeNetifReceiveSKB, Len: 1280, L3: 6, L4: 58, IcmpType: 2,
+				Saddr: addr16("fd00::fe"), Daddr: addr16("fd00::1"),
+				QuotedL3: 6, QuotedL4: 6, QuotedSport: 43210, QuotedDport: 443,
+				QuotedSaddr: addr16("fd00::1"), QuotedDaddr: addr16("fd00:1::2"),
+			},
+			want: spanner.Event{
+				TimeUnixNano: 1_000_000_000, SKB: 0xfff12, Stage: stageOf(probeNetifReceiveSKB), Len: 1280,
+				Tuple:  spanner.Tuple{Src: netip.MustParseAddr("fd00::fe"), Dst: netip.MustParseAddr("fd00::1"), Proto: 58},
+				ICMP:   spanner.ICMP{Type: 2},
+				Quoted: spanner.Tuple{Src: netip.MustParseAddr("fd00::1"), Dst: netip.MustParseAddr("fd00:1::2"), SrcPort: 43210, DstPort: 443, Proto: 6},
+			},
+		},
+		{
+			// An echo has no quoted header; what the probe left there is not read.
+			name: "icmp_echo_has_type_and_code_and_no_quoted_header",
+			raw: bpf.TracepointsEvent{
+				Skb: 0xfff13, Probe: probeNetDevQueue, L3: 4, L4: 1, IcmpType: 8,
+				Saddr: addr16("198.18.0.1"), Daddr: addr16("198.18.0.2"), QuotedL4: 17, TcpDataLen: 9,
+			},
+			want: spanner.Event{
+				TimeUnixNano: 1_000_000_000, SKB: 0xfff13, Stage: stageOf(probeNetDevQueue),
+				Tuple: spanner.Tuple{Src: netip.MustParseAddr("198.18.0.1"), Dst: netip.MustParseAddr("198.18.0.2"), Proto: 1},
+				ICMP:  spanner.ICMP{Type: 8},
+			},
+		},
+		{
 			name: "void_function_exit_has_no_return_value",
 			raw:  bpf.TracepointsEvent{Skb: 0xffff8, Probe: probeFuncBase + 3, Kind: 2, Retval: 42},
 			want: spanner.Event{TimeUnixNano: 1_000_000_000, SKB: 0xffff8, Stage: &spanner.Stage{Name: "kfree_skb_list", Void: true}, Kind: spanner.KindExit},
@@ -308,7 +366,8 @@ func TestDecodeDoesNotAllocateOnceCachesAreWarm(t *testing.T) {
 
 func FuzzDecodeNeverPanics(f *testing.F) {
 	for _, name := range []string{"tcp_syn_on_receive", "nft_drop_with_module_location", "udp_ipv6",
-		"clone_names_its_parent", "conntrack_keeps_the_tuple_before_nat", "conntrack_ipv6", "gso_skb_counts_its_segments"} {
+		"clone_names_its_parent", "conntrack_keeps_the_tuple_before_nat", "conntrack_ipv6", "gso_skb_counts_its_segments",
+		"icmp_port_unreachable_quotes_the_udp_datagram", "icmpv6_packet_too_big_quotes_the_tcp_segment"} {
 		if b, err := os.ReadFile(filepath.Join("testdata", name+".bin")); err == nil {
 			f.Add(b)
 		}

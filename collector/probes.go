@@ -17,7 +17,6 @@ const (
 	probeKfreeSKB             = uint16(bpf.TracepointsProbeIdPROBE_KFREE_SKB)
 	probeConsumeSKB           = uint16(bpf.TracepointsProbeIdPROBE_CONSUME_SKB)
 	probeSKBCopyDatagramIovec = uint16(bpf.TracepointsProbeIdPROBE_SKB_COPY_DATAGRAM_IOVEC)
-	probeTCPRetransmitSKB     = uint16(bpf.TracepointsProbeIdPROBE_TCP_RETRANSMIT_SKB)
 	probeSKBClone             = uint16(bpf.TracepointsProbeIdPROBE_SKB_CLONE)
 	probeNftDoChain           = uint16(bpf.TracepointsProbeIdPROBE_NFT_DO_CHAIN)
 	probeFuncBase             = uint16(bpf.TracepointsProbeIdPROBE_FUNC_BASE)
@@ -87,8 +86,6 @@ var fixedProbes = []probe{
 		bpf.TracepointsProgTpBtfConsumeSkb, bpf.TracepointsProgRawTpConsumeSkb, spanner.Stage{Free: true}),
 	tracepointProbe(probeSKBCopyDatagramIovec, "skb", "skb_copy_datagram_iovec",
 		bpf.TracepointsProgTpBtfSkbCopyDatagramIovec, bpf.TracepointsProgRawTpSkbCopyDatagramIovec, spanner.Stage{Deliver: true}),
-	tracepointProbe(probeTCPRetransmitSKB, "tcp", "tcp_retransmit_skb",
-		bpf.TracepointsProgTpBtfTcpRetransmitSkb, bpf.TracepointsProgRawTpTcpRetransmitSkb, spanner.Stage{}),
 	{
 		id: probeSKBClone, family: familyFunction, target: cloneFunction,
 		fentry: programs{exit: bpf.FunctionsProgFexitSkbClone},

@@ -46,6 +46,12 @@ func (t Tuple) Valid() bool { return t.Src.IsValid() && t.Dst.IsValid() }
 type TCP struct {
 	Flags    uint8 // FIN=0x01 SYN=0x02 RST=0x04 PSH=0x08 ACK=0x10 URG=0x20 ECE=0x40 CWR=0x80
 	Seq, Ack uint32
+	DataLen  uint16 // payload bytes
+}
+
+// ICMP holds the ICMP or ICMPv6 header's type and code, when the packet is ICMP.
+type ICMP struct {
+	Type, Code uint8
 }
 
 // Netfilter is what an nf_hook_slow stage reports.
@@ -79,8 +85,12 @@ type Event struct {
 	Tuple        Tuple
 	// CT is the original-direction tuple of the skb's conntrack entry (the tuple before
 	// any NAT), invalid when the kernel had no conntrack entry for it.
-	CT  Tuple
-	TCP TCP
+	CT   Tuple
+	TCP  TCP
+	ICMP ICMP
+	// Quoted is the header an ICMP or ICMPv6 error quotes: the packet it answers, as that
+	// packet was sent (so in the other direction). Invalid when the packet is no error.
+	Quoted Tuple
 	// Segments is the number of wire packets a GSO/GRO skb stands for; 0 means one.
 	Segments uint16
 	// Parent is the skb this one was cloned from, on a Clone stage's event.

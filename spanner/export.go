@@ -84,6 +84,12 @@ func (s *Spanner) exportPacket(p *packet) {
 			b.attrs = append(b.attrs, attrkey.TCPFlags.String(tcpFlags[p.tcp.Flags]))
 		}
 		b.attrs = append(b.attrs, attrkey.TCPSeq.Int64(int64(p.tcp.Seq)), attrkey.TCPAck.Int64(int64(p.tcp.Ack)))
+		if p.retransmitOf.SpanID != (SpanID{}) {
+			b.attrs = append(b.attrs, attrkey.TCPRetransmit.Bool(true))
+		}
+	}
+	if proto == protoICMP || proto == protoICMPv6 {
+		b.attrs = append(b.attrs, attrkey.ICMPType.Int64(int64(p.icmp.Type)), attrkey.ICMPCode.Int64(int64(p.icmp.Code)))
 	}
 	b.attrs = append(b.attrs, attrkey.PacketEnd.String(endNames[p.cause]))
 
@@ -121,8 +127,14 @@ func (s *Spanner) exportPacket(p *packet) {
 		b.events = append(b.events, SpanEvent{Name: dropEventName, TimeUnixNano: p.dropAt, Attrs: b.carve(from)})
 		pkt.Events = b.events[:1:1]
 	}
-	if p.linkSpan != (SpanID{}) {
+	// A clone links to the skb it was cloned from, a retransmission to the segment's first
+	// sighting; no packet is both.
+	switch {
+	case p.linkSpan != (SpanID{}):
 		b.links = append(b.links[:0], Link{TraceID: w.trace, SpanID: p.linkSpan, RandomTraceID: w.random})
+		pkt.Links = b.links[:1:1]
+	case p.retransmitOf.SpanID != (SpanID{}):
+		b.links = append(b.links[:0], p.retransmitOf)
 		pkt.Links = b.links[:1:1]
 	}
 	g := append(b.group[:0], pkt)

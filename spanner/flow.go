@@ -112,13 +112,19 @@ type window struct {
 }
 
 // join attaches p to a flow window. The flow is that of ev's conntrack tuple when it
-// has one, so both sides of a NAT land in one trace, else that of its tuple, found as a
-// flow of its own or as an alias learned from a translation.
+// has one, so both sides of a NAT land in one trace; else, for an ICMP error, that of
+// the header it quotes, so the error lands in the trace of the flow it answers (the
+// quoted packet went the other way, and its source, the client, is the flow's); else
+// that of its tuple. The flow is found as a flow of its own or as an alias learned from
+// a translation (a quoted header seen before the NAT box undid it).
 func (s *Spanner) join(p *packet, ev *Event) {
 	t := ev.TimeUnixNano
 	kt := ev.Tuple
-	if ev.CT.Valid() {
+	switch {
+	case ev.CT.Valid():
 		kt = ev.CT
+	case ev.Quoted.Valid():
+		kt = ev.Quoted
 	}
 	key, srcIsA := newFlowKey(kt)
 	fi, ok := s.flows.index[key]

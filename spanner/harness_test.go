@@ -167,6 +167,11 @@ func ct(tu Tuple) mod { return func(ev *Event) { ev.CT = tu } }
 // seenAs sets the packet's tuple as this hook saw it (after a translation).
 func seenAs(tu Tuple) mod { return func(ev *Event) { ev.Tuple = tu } }
 
+// icmp sets the ICMP header's type and code, and the header an error quotes.
+func icmp(typ, code uint8, quoted Tuple) mod {
+	return func(ev *Event) { ev.ICMP, ev.Quoted = ICMP{Type: typ, Code: code}, quoted }
+}
+
 func segs(n uint16) mod { return func(ev *Event) { ev.Segments = n } }
 
 // cloneOf marks the event as skb_clone's return, for a clone of parent.

@@ -16,6 +16,7 @@ type settings struct {
 	grace, packetTimeout   int64 // nanoseconds
 	export                 ExportPolicy
 	aliases                int
+	segments               int
 	traceID                func() TraceID
 	spanID                 func() SpanID
 	log                    *slog.Logger
@@ -35,6 +36,7 @@ func defaultSettings() settings {
 		packetTimeout: int64(5 * time.Second),
 		export:        ExportPolicy{Mode: ExportAll, DropContext: 32, SampleRatio: 1, Held: 16384},
 		aliases:       16384,
+		segments:      65536,
 		netnsNamer:    unnamedNetns{},
 	}
 }
@@ -110,6 +112,12 @@ func WithExport(p ExportPolicy) Option {
 // (default 16384); the least recently used go first.
 func WithNATAliases(n int) Option {
 	return func(s *settings) { setPositive(&s.aliases, n) }
+}
+
+// WithSegmentMemory bounds the TCP segments remembered to recognise their
+// retransmissions (default 65536); the least recently seen go first.
+func WithSegmentMemory(n int) Option {
+	return func(s *settings) { setPositive(&s.segments, n) }
 }
 
 // WithIDSource replaces the random trace and span ID generators, so tests get stable IDs.

@@ -54,6 +54,7 @@ type packet struct {
 	// From the first event with a valid tuple.
 	tuple                     Tuple
 	tcp                       TCP
+	icmp                      ICMP
 	ifname                    string
 	ifindex, netns, len, mark uint32
 
@@ -65,6 +66,9 @@ type packet struct {
 	// the clone joined that window, so the span is in the clone's own trace.
 	cloneOf  uint64
 	linkSpan SpanID
+	// The packet span of the segment's first sighting, when this packet is a TCP
+	// retransmission (noteSegment); zero otherwise.
+	retransmitOf Link
 
 	// freed is set by skb:kfree_skb or skb:consume_skb. The packet then ends at once,
 	// unless function stages are still open: the functions that freed the skb (udp_rcv,
@@ -91,7 +95,7 @@ func (p *packet) spans() uint64 { return 1 + uint64(len(p.stages)) }
 
 // setHeaders takes the packet span's header attributes from ev, whose tuple is valid.
 func (p *packet) setHeaders(ev *Event) {
-	p.tuple, p.lastTuple, p.tcp = ev.Tuple, ev.Tuple, ev.TCP
+	p.tuple, p.lastTuple, p.tcp, p.icmp = ev.Tuple, ev.Tuple, ev.TCP, ev.ICMP
 	p.ifname, p.ifindex, p.netns, p.len, p.mark = ev.Ifname, ev.Ifindex, ev.Netns, ev.Len, ev.Mark
 }
 

@@ -20,6 +20,11 @@ var (
 	udpServer = Tuple{Src: addr("10.0.0.2"), Dst: addr("10.0.0.1"), SrcPort: 9999, DstPort: 5353, Proto: protoUDP}
 	udp6      = Tuple{Src: addr("fd00::1"), Dst: addr("fd00::2"), SrcPort: 40000, DstPort: 53, Proto: protoUDP}
 	icmpEcho  = Tuple{Src: addr("10.0.0.1"), Dst: addr("10.0.0.2"), Proto: protoICMP}
+	// The server's answer to the client's UDP datagram, and a router's on a TCP flow.
+	icmpFromServer = Tuple{Src: addr("10.0.0.2"), Dst: addr("10.0.0.1"), Proto: protoICMP}
+	tcp6Client     = Tuple{Src: addr("fd00::1"), Dst: addr("fd00:1::2"), SrcPort: 43210, DstPort: 443, Proto: protoTCP}
+	tcp6Server     = Tuple{Src: addr("fd00:1::2"), Dst: addr("fd00::1"), SrcPort: 443, DstPort: 43210, Proto: protoTCP}
+	icmp6FromHop   = Tuple{Src: addr("fd00::fe"), Dst: addr("fd00::1"), Proto: protoICMPv6}
 
 	// A client reaching a service address through a NAT box that translates the
 	// destination to a backend (DNAT) and the source to its own address (masquerade),
@@ -524,8 +529,118 @@ var scenarios = []struct {
 	},
 }
 
+// Retransmissions and ICMP errors: a packet span of its own in the trace of the flow it
+// belongs to, linked to what it repeats, or filed by the header it quotes.
+var retransmitAndICMPScenarios = []struct {
+	name string
+	opts []Option
+	run  func(h *harness)
+}{
+	{
+		// The client's SYN is dropped by an nft rule in the server's namespace; a second
+		// later TCP sends it again as a new skb: a packet span of its own with its real
+		// headers, marked as a retransmission and linked to the first. Before the first
+		// went out, the neighbour code cloned it to choose its ARP probe's source and
+		// consumed the clone at once: that copy carried the SYN nowhere, so the first
+		// SYN is no retransmission of it.
+		name: "retransmitted_syn_links_to_the_dropped_first",
+		run: func(h *harness) {
+			probe := onClient(0xffff888100004f00, tcpClient, TCP{Flags: tcpSYN, Seq: 1000})
+			probe.len = 60
+			h.ev(0, probe, stConsume)
+			for n, at := range []time.Duration{35 * us, sec + 35*us} {
+				syn := onClient(0xffff888100005000+uint64(n)<<8, tcpClient, TCP{Flags: tcpSYN, Seq: 1000})
+				h.ev(at, syn, stQueue)
+				h.ev(at+2*us, syn, stXmit)
+				h.ev(at+10*us, syn, stRecv, dev(3, "veth1", nsServer))
+				h.ev(at+15*us, syn, stKfree, dev(3, "veth1", nsServer), drop("NETFILTER_DROP", "nft_do_chain+0x1f3"))
+			}
+			h.flush(3 * sec)
+		},
+	},
+	{
+		// A data segment lost on the way is sent again twice: both repeats link to the
+		// first sighting. Pure ACKs repeat their sequence number and are not repeats; a
+		// copy of a segment still on its way (a clone no probe saw) is not one either.
+		name: "retransmitted_data_segment_links_to_its_first_sighting",
+		run: func(h *harness) {
+			data := TCP{Flags: tcpACK | 0x08, Seq: 1001, Ack: 5001, DataLen: 100}
+			first := onClient(0xffff888100005100, tcpClient, data)
+			first.len = 166
+			h.ev(0, first, stQueue)
+			copyOf := onClient(0xffff888100005200, tcpClient, data)
+			copyOf.len = 166
+			h.ev(1*us, copyOf, stCopy)
+			h.ev(2*us, copyOf, stConsume)
+			h.ev(5*us, first, stKfree, drop("QDISC_DROP", "__dev_queue_xmit+0x7d"))
+			ack := onClient(0xffff888100005300, tcpClient, TCP{Flags: tcpACK, Seq: 1101, Ack: 5001})
+			h.ev(10*ms, ack, stQueue)
+			h.ev(10*ms+5*us, ack, stConsume)
+			ackAgain := onClient(0xffff888100005400, tcpClient, TCP{Flags: tcpACK, Seq: 1101, Ack: 5001})
+			h.ev(20*ms, ackAgain, stQueue)
+			h.ev(20*ms+5*us, ackAgain, stConsume)
+			for n, at := range []time.Duration{200 * ms, 600 * ms} {
+				again := onClient(0xffff888100005500+uint64(n)<<8, tcpClient, data)
+				again.len = 166
+				h.ev(at, again, stQueue)
+				h.ev(at+5*us, again, stConsume)
+			}
+			h.flush(2 * sec)
+		},
+	},
+	{
+		// Only the most recent segments are remembered: the oldest, forgotten, is not
+		// recognised when sent again, and the forgetting is counted.
+		name: "segment_memory_full_forgets_the_oldest_and_counts",
+		opts: []Option{WithSegmentMemory(2)},
+		run: func(h *harness) {
+			for n, seq := range []uint32{1001, 1101, 1201, 1001} {
+				p := onClient(0xffff888100005600+uint64(n)<<8, tcpClient, TCP{Flags: tcpACK, Seq: seq, Ack: 5001, DataLen: 100})
+				h.ev(time.Duration(n)*ms, p, stQueue)
+				h.ev(time.Duration(n)*ms+5*us, p, stConsume)
+			}
+			h.flush(sec)
+		},
+	},
+	{
+		// The server answers a datagram to its closed port with an ICMP port unreachable
+		// quoting it: the answer is a packet span in the UDP flow's trace, with its type
+		// and code. An echo request is ICMP too, with its own type.
+		name: "icmp_port_unreachable_joins_the_udp_flow_it_answers",
+		run: func(h *harness) {
+			dgram := onServer(0xffff888100005a00, udpClient, TCP{})
+			h.ev(0, dgram, stRecv)
+			h.ev(5*us, dgram, stKfree, drop("NO_SOCKET", "__udp4_lib_rcv+0x5a1"))
+			unreach := onServer(0xffff888100005b00, icmpFromServer, TCP{})
+			unreach.len = 70
+			h.ev(10*us, unreach, stQueue, icmp(3, 3, udpClient))
+			h.ev(12*us, unreach, stRecv, dev(2, "veth0", nsClient), icmp(3, 3, udpClient))
+			h.ev(15*us, unreach, stConsume, dev(2, "veth0", nsClient), icmp(3, 3, udpClient))
+			echo := onClient(0xffff888100005c00, icmpEcho, TCP{})
+			h.ev(ms, echo, stQueue, icmp(8, 0, Tuple{}))
+			h.ev(ms+5*us, echo, stConsume, icmp(8, 0, Tuple{}))
+			h.flush(sec)
+		},
+	},
+	{
+		// A router on the way cannot forward a full-sized IPv6 segment and answers with
+		// packet too big: its ICMPv6 error is a packet span in the TCP flow's trace, even
+		// seen before any packet of the flow.
+		name: "icmpv6_packet_too_big_joins_the_tcp_flow_it_answers",
+		run: func(h *harness) {
+			tooBig := pkt{skb: 0xffff888100005d00, tuple: icmp6FromHop, ifindex: 2, ifname: "veth0", netns: nsClient, len: 1280}
+			h.ev(0, tooBig, stRecv, icmp(2, 0, tcp6Client))
+			h.ev(5*us, tooBig, stConsume, icmp(2, 0, tcp6Client))
+			ack := pkt{skb: 0xffff888100005e00, tuple: tcp6Server, tcp: TCP{Flags: tcpACK, Seq: 9001, Ack: 2001}, ifindex: 2, ifname: "veth0", netns: nsClient, len: 72}
+			h.ev(ms, ack, stRecv)
+			h.ev(ms+5*us, ack, stConsume)
+			h.flush(sec)
+		},
+	},
+}
+
 func TestScenariosExportTheirGoldenSpanTrees(t *testing.T) {
-	for _, sc := range scenarios {
+	for _, sc := range append(scenarios, retransmitAndICMPScenarios...) {
 		t.Run(sc.name, func(t *testing.T) {
 			h := newHarness(sc.opts...)
 			sc.run(h)

@@ -18,9 +18,11 @@ type Spanner struct {
 	// packet of it still open.
 	windows slots[window]
 	aliases table[flowKey, alias]
-	held    heldStore
-	rate    tokenBucket
-	now     int64 // the latest time the Spanner was given
+	// segments remembers recent TCP segments, to recognise their retransmissions.
+	segments table[segmentKey, segment]
+	held     heldStore
+	rate     tokenBucket
+	now      int64 // the latest time the Spanner was given
 
 	out   exportBuf
 	stats counters
@@ -46,14 +48,15 @@ func New(sink Sink, opts ...Option) *Spanner {
 		cfg.log = slog.Default()
 	}
 	return &Spanner{
-		sink:    sink,
-		cfg:     cfg,
-		log:     cfg.log.With("component", "spanner"),
-		packets: newPacketTable(cfg.packets),
-		flows:   newFlowTable(cfg.flows),
-		aliases: newTable[flowKey, alias](cfg.aliases),
-		held:    newHeldStore(cfg.export.Held),
-		rate:    newTokenBucket(cfg.export.MaxSpansPerSecond, cfg.stages+1),
+		sink:     sink,
+		cfg:      cfg,
+		log:      cfg.log.With("component", "spanner"),
+		packets:  newPacketTable(cfg.packets),
+		flows:    newFlowTable(cfg.flows),
+		aliases:  newTable[flowKey, alias](cfg.aliases),
+		segments: newTable[segmentKey, segment](cfg.segments),
+		held:     newHeldStore(cfg.export.Held),
+		rate:     newTokenBucket(cfg.export.MaxSpansPerSecond, cfg.stages+1),
 	}
 }
 
@@ -96,6 +99,7 @@ func (s *Spanner) HandleEvent(ev *Event) {
 	if p.win < 0 {
 		if hasTuple {
 			s.join(p, ev)
+			s.noteSegment(p, st.Free && !ev.Drop && p.events == 1)
 		}
 	} else {
 		w := &s.windows.slab[p.win]
@@ -170,7 +174,7 @@ func (s *Spanner) startClone(p *packet, ev *Event) {
 	p.linkSpan = parent.id
 	if !ev.Tuple.Valid() {
 		// A clone shares its parent's headers.
-		p.tuple, p.lastTuple, p.tcp = parent.lastTuple, parent.lastTuple, parent.tcp
+		p.tuple, p.lastTuple, p.tcp, p.icmp = parent.lastTuple, parent.lastTuple, parent.tcp, parent.icmp
 		p.ifname, p.ifindex, p.netns, p.len, p.mark = parent.ifname, parent.ifindex, parent.netns, parent.len, parent.mark
 	}
 	p.lastCT = parent.lastCT

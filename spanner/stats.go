@@ -48,6 +48,12 @@ type Stats struct {
 	AliasesLearned uint64
 	AliasesEvicted uint64
 
+	// Retransmits counts TCP packets recognised as retransmissions of a segment seen
+	// before; SegmentsForgotten the segments forgotten early because the segment table
+	// was full, whose retransmission is then not recognised.
+	Retransmits       uint64
+	SegmentsForgotten uint64
+
 	StagesTruncated uint64 // stage spans not kept: over the per-packet stage limit
 	Spans           uint64 // spans handed to the sink
 
@@ -75,6 +81,7 @@ type counters struct {
 	windowsRandom                                  atomic.Uint64
 	windowsClosed                                  [closeCauses]atomic.Uint64
 	aliasesLearned, aliasesEvicted                 atomic.Uint64
+	retransmits, segmentsForgotten                 atomic.Uint64
 	stagesTruncated, spans                         atomic.Uint64
 	spansSampledOut, spansNoDrop, spansHeldEvicted atomic.Uint64
 	spansRateLimited                               atomic.Uint64
@@ -109,6 +116,8 @@ func (c *counters) snapshot() Stats {
 		WindowsShutdown:      c.windowsClosed[closeShutdown].Load(),
 		AliasesLearned:       c.aliasesLearned.Load(),
 		AliasesEvicted:       c.aliasesEvicted.Load(),
+		Retransmits:          c.retransmits.Load(),
+		SegmentsForgotten:    c.segmentsForgotten.Load(),
 		StagesTruncated:      c.stagesTruncated.Load(),
 		Spans:                c.spans.Load(),
 		SpansSampledOut:      c.spansSampledOut.Load(),

@@ -20,7 +20,6 @@ enum follow_mode {
 	FOLLOW = 0,      /* remember a matching skb */
 	FOLLOW_FREE = 1, /* the skb's last hook: forget it */
 	FOLLOW_DELIVER = 2, /* delivery to a socket: only copies and the free come after */
-	FOLLOW_PEEK = 3, /* report a match, remember nothing */
 };
 
 /* Whether ev can be the skb t was remembered for, rather than a new skb at its address.

@@ -17,7 +17,6 @@ enum probe_id {
 	PROBE_KFREE_SKB = 4,
 	PROBE_CONSUME_SKB = 5,
 	PROBE_SKB_COPY_DATAGRAM_IOVEC = 6,
-	PROBE_TCP_RETRANSMIT_SKB = 7,
 	PROBE_SKB_CLONE = 8, /* skb_clone's return (fexit or kretprobe): the new skb's first event */
 	PROBE_NFT_DO_CHAIN = 9, /* nft_do_chain: the table and chain a followed skb is in, in nft_drops */
 	PROBE_FUNC_BASE = 64,
@@ -137,8 +136,18 @@ struct event {
 	__u8 ct_l3;     /* 4, 6, or 0 when the skb has no conntrack entry */
 	__u8 ct_l4;
 	__u8 free_class; /* enum free_class: frees only */
-	__u8 _pad_free[3];
+	__u8 icmp_type;  /* ICMP and ICMPv6 */
+	__u8 icmp_code;
+	__u8 quoted_l3; /* 4, 6, or 0 when the packet is no ICMP error */
 	__s32 stack_id; /* kfree_skb of a drop under --stack: its id in the stacks map; -1 for none */
+	__u16 tcp_data_len; /* TCP payload bytes: the IP length less the IP and TCP headers */
+	__u8 quoted_l4;
+	__u8 _pad_quoted;
+	/* An ICMP error's quoted header: the packet it answers, as that packet was sent. */
+	__u8 quoted_saddr[16];
+	__u8 quoted_daddr[16];
+	__u16 quoted_sport; /* host byte order */
+	__u16 quoted_dport;
 };
 
 /* Sizes of the fixed arrays below, which user space checks its input against. */

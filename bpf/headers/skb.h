@@ -97,8 +97,56 @@ enum l3_hint {
 	L3_DATA = 1,           /* skb->data: receive path before network_header is reset */
 };
 
-/* Ports, and for TCP seq, ack and flags, from the transport header at l4 (ev->l4 set). */
-static __always_inline void read_l4(struct event *ev, const unsigned char *l4)
+/* ICMP and ICMPv6 types whose message quotes the packet it answers (RFC 792, 4443). */
+#define ICMP_DEST_UNREACH 3
+#define ICMP_TIME_EXCEEDED 11
+#define ICMP_PARAMETERPROB 12
+#define ICMPV6_ERROR_MAX 127 /* types 0-127 are errors */
+
+/* The ports of a quoted TCP or UDP header: its first four bytes. */
+static __always_inline void read_quoted_ports(struct event *ev, const unsigned char *l4)
+{
+	__u8 ph[4];
+	if ((ev->quoted_l4 == IPPROTO_TCP || ev->quoted_l4 == IPPROTO_UDP) &&
+	    !bpf_probe_read_kernel(ph, sizeof(ph), l4)) {
+		ev->quoted_sport = (ph[0] << 8) | ph[1];
+		ev->quoted_dport = (ph[2] << 8) | ph[3];
+	}
+}
+
+/* The IP header and ports an ICMP error quotes, at q (RFC 792: the header and 8 bytes).
+ * Not inlined, and read into the event rather than into a header on the stack: the
+ * probes' stack is nearly full. */
+static __noinline void read_quoted4(struct event *ev, const unsigned char *q)
+{
+	__u8 vh[10]; /* version and header length .. protocol */
+	if (bpf_probe_read_kernel(vh, sizeof(vh), q) || (vh[0] >> 4) != 4 || (vh[0] & 0xf) < 5)
+		return;
+	if (bpf_probe_read_kernel(ev->quoted_saddr, 4, q + 12) || bpf_probe_read_kernel(ev->quoted_daddr, 4, q + 16))
+		return;
+	ev->quoted_l3 = 4;
+	ev->quoted_l4 = vh[9];
+	/* Ports exist only in the first fragment. */
+	if (!(((vh[6] & 0x1f) << 8) | vh[7]))
+		read_quoted_ports(ev, q + (vh[0] & 0xf) * 4);
+}
+
+static __noinline void read_quoted6(struct event *ev, const unsigned char *q)
+{
+	__u8 vh[8]; /* version .. hop limit */
+	if (bpf_probe_read_kernel(vh, sizeof(vh), q) || (vh[0] >> 4) != 6)
+		return;
+	if (bpf_probe_read_kernel(ev->quoted_saddr, 16, q + 8) || bpf_probe_read_kernel(ev->quoted_daddr, 16, q + 24))
+		return;
+	ev->quoted_l3 = 6;
+	ev->quoted_l4 = vh[6];
+	read_quoted_ports(ev, q + 40);
+}
+
+/* Ports; for TCP seq, ack, flags and the payload length (l3_data: the IP length less
+ * the IP header); for ICMP type, code and an error's quoted header; from the transport
+ * header at l4 (ev->l4 set). */
+static __always_inline void read_l4(struct event *ev, const unsigned char *l4, int l3_data)
 {
 	if (ev->l4 == IPPROTO_TCP) {
 		__u8 th[14];
@@ -108,6 +156,8 @@ static __always_inline void read_l4(struct event *ev, const unsigned char *l4)
 			ev->tcp_seq = bpf_ntohl(*(__u32 *)&th[4]);
 			ev->tcp_ack = bpf_ntohl(*(__u32 *)&th[8]);
 			ev->tcp_flags = th[13];
+			int data = l3_data - (th[12] >> 4) * 4;
+			ev->tcp_data_len = data > 0 ? data : 0;
 		}
 	} else if (ev->l4 == IPPROTO_UDP) {
 		__u8 uh[4];
@@ -115,6 +165,18 @@ static __always_inline void read_l4(struct event *ev, const unsigned char *l4)
 			ev->sport = (uh[0] << 8) | uh[1];
 			ev->dport = (uh[2] << 8) | uh[3];
 		}
+	} else if (ev->l4 == IPPROTO_ICMP || ev->l4 == IPPROTO_ICMPV6) {
+		__u8 ih[2];
+		if (bpf_probe_read_kernel(ih, sizeof(ih), l4))
+			return;
+		ev->icmp_type = ih[0];
+		ev->icmp_code = ih[1];
+		/* The quoted header follows the 8-byte ICMP header. */
+		if (ev->l4 == IPPROTO_ICMP && ev->l3 == 4 &&
+		    (ih[0] == ICMP_DEST_UNREACH || ih[0] == ICMP_TIME_EXCEEDED || ih[0] == ICMP_PARAMETERPROB))
+			read_quoted4(ev, l4 + 8);
+		else if (ev->l4 == IPPROTO_ICMPV6 && ev->l3 == 6 && ih[0] <= ICMPV6_ERROR_MAX)
+			read_quoted6(ev, l4 + 8);
 	}
 }
 
@@ -131,7 +193,7 @@ static __always_inline bool read_ipv4(struct event *ev, const unsigned char *l3)
 	if (ip.frag_off & bpf_htons(0x1fff))
 		return true;
 	const unsigned char *l4 = l3 + ip.ihl * 4;
-	read_l4(ev, l4);
+	read_l4(ev, l4, bpf_ntohs(ip.tot_len) - ip.ihl * 4);
 	return true;
 }
 
@@ -146,7 +208,7 @@ static __always_inline bool read_ipv6(struct event *ev, const unsigned char *l3)
 	__builtin_memcpy(ev->daddr, ip6.daddr, 16);
 	/* Extension headers are not walked: the protocol is then the first one's number. */
 	const unsigned char *l4 = l3 + sizeof(ip6);
-	read_l4(ev, l4);
+	read_l4(ev, l4, bpf_ntohs(ip6.payload_len));
 	return true;
 }
 
@@ -172,22 +234,6 @@ static __always_inline bool read_tuple(struct event *ev, struct sk_buff *skb, en
 	if (read_ipv6(ev, l3))
 		return true;
 	return l3 != data && read_ipv6(ev, data);
-}
-
-/* A TCP socket's own tuple, for hooks whose skb has no headers built yet. */
-static __always_inline bool read_sock_tuple(struct event *ev, struct sock *sk)
-{
-	if (!sk || BPF_CORE_READ(sk, __sk_common.skc_family) != AF_INET)
-		return false;
-	__be32 saddr = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-	__be32 daddr = BPF_CORE_READ(sk, __sk_common.skc_daddr);
-	ev->l3 = 4;
-	ev->l4 = IPPROTO_TCP;
-	__builtin_memcpy(ev->saddr, &saddr, 4);
-	__builtin_memcpy(ev->daddr, &daddr, 4);
-	ev->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	ev->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	return true;
 }
 
 /* ct_l3 by address family: 4 at AF_INET (2), 6 at AF_INET6 (10), a nibble each. */
@@ -283,6 +329,10 @@ static __always_inline bool match_addr(const struct event *ev)
 	return false;
 }
 
+/* The filters on ports and protocols also match an ICMP error by the header it quotes, so
+ * that a port unreachable is followed with the flow it answers. Addresses are not: the
+ * probes' stack has no room for a second address comparison, and the host answering
+ * with an error usually is the quoted destination. */
 static __always_inline bool match_port(const struct event *ev)
 {
 	if (!filter.n_ports)
@@ -290,7 +340,8 @@ static __always_inline bool match_port(const struct event *ev)
 	for (__u32 i = 0; i < FILTER_MAX_PORTS; i++) {
 		if (i >= filter.n_ports)
 			break;
-		if (filter.ports[i] == ev->sport || filter.ports[i] == ev->dport)
+		__u16 p = filter.ports[i];
+		if (p == ev->sport || p == ev->dport || (ev->quoted_l3 && (p == ev->quoted_sport || p == ev->quoted_dport)))
 			return true;
 	}
 	return false;
@@ -303,7 +354,7 @@ static __always_inline bool match_proto(const struct event *ev)
 	for (__u32 i = 0; i < FILTER_MAX_PROTOS; i++) {
 		if (i >= filter.n_protos)
 			break;
-		if (filter.protos[i] == ev->l4)
+		if (filter.protos[i] == ev->l4 || (ev->quoted_l3 && filter.protos[i] == ev->quoted_l4))
 			return true;
 	}
 	return false;
@@ -410,8 +461,6 @@ static __always_inline bool follow(struct event *ev, struct sk_buff *skb, enum f
 	__u64 key = ev->skb;
 	struct track *t = bpf_map_lookup_elem(&tracked, &key);
 	if (t) {
-		if (mode == FOLLOW_PEEK)
-			return true;
 		if (same_skb(t, ev, mode)) {
 			*delivered = t->delivered;
 			if (mode == FOLLOW_FREE && !bpf_map_delete_elem(&tracked, &key))
@@ -427,7 +476,7 @@ static __always_inline bool follow(struct event *ev, struct sk_buff *skb, enum f
 	    !match_iface(ev) || !match_netns(ev) || !match_mark(ev) || !match_vlan(skb))
 		return false;
 	*fresh = true;
-	if (mode == FOLLOW_FREE || mode == FOLLOW_PEEK)
+	if (mode == FOLLOW_FREE)
 		return true;
 	struct track nt = {
 		.tcp_seq = ev->tcp_seq,

@@ -130,7 +130,8 @@ func TestLabTrafficBecomesFlowTracesAndDropSpansInJaeger(t *testing.T) {
 	t.Logf("pktspan console output (first lines):\n%s", head(all.stdout.String(), 40))
 
 	spans := w.waitFor(t, all.service, since, func(s *traceSet) bool {
-		return s.dropped(droppedPort, "NETFILTER_DROP") != nil && s.dropped(closedPort, "NO_SOCKET") != nil && s.root("tcp", replyPort) != nil
+		return s.dropped(droppedPort, "NETFILTER_DROP") != nil && s.dropped(closedPort, "NO_SOCKET") != nil && s.root("tcp", replyPort) != nil &&
+			s.retransmitted(droppedPort) != nil && s.icmpErrorsOf(closedPort) != nil
 	})
 
 	t.Run("tcp request and reply are one trace with both directions and stage spans", func(t *testing.T) {
@@ -194,6 +195,66 @@ func TestLabTrafficBecomesFlowTracesAndDropSpansInJaeger(t *testing.T) {
 		}
 		if got := attr(p, "network.transport"); got != "udp" {
 			t.Errorf("network.transport = %q, want udp", got)
+		}
+	})
+
+	// The connect to the dropped port waits 1.5 s: TCP sends its SYN again after 1 s.
+	t.Run("retransmitted SYN is a packet span with real headers linked to the first", func(t *testing.T) {
+		again := spans.retransmitted(droppedPort)
+		if again == nil {
+			t.Fatalf("no packet span to port %d with pktspan.tcp.retransmit=true; spans: %s", droppedPort, spans)
+		}
+		links := again.GetLinks()
+		if len(links) != 1 {
+			t.Fatalf("retransmitted SYN has %d links, want 1 to the first SYN", len(links))
+		}
+		first := spans.byID(links[0].TraceId, links[0].SpanId)
+		if first == nil {
+			t.Fatalf("the retransmitted SYN links to span %x, not among the exported spans: %s", links[0].SpanId, spans)
+		}
+		if attr(first, "pktspan.tcp.retransmit") != "" {
+			t.Errorf("the first SYN is marked as a retransmission")
+		}
+		for name, p := range map[string]*tracepb.Span{"first": first, "retransmitted": again} {
+			if got := attr(p, "pktspan.tcp.flags"); got != "SYN" {
+				t.Errorf("%s SYN: pktspan.tcp.flags = %q, want SYN", name, got)
+			}
+			if attr(p, "pktspan.tcp.seq") == "0" || attr(p, "pktspan.skb.len") == "0" || attr(p, "network.interface.name") == "" {
+				t.Errorf("%s SYN has zeroed headers: seq %s, len %s, interface %q", name,
+					attr(p, "pktspan.tcp.seq"), attr(p, "pktspan.skb.len"), attr(p, "network.interface.name"))
+			}
+			if p.GetStatus().GetMessage() != "NETFILTER_DROP" {
+				t.Errorf("%s SYN: status %q, want NETFILTER_DROP", name, p.GetStatus().GetMessage())
+			}
+		}
+		if attr(first, "pktspan.tcp.seq") != attr(again, "pktspan.tcp.seq") || attr(first, "source.port") != attr(again, "source.port") {
+			t.Errorf("the retransmission (seq %s, port %s) repeats another segment (seq %s, port %s)",
+				attr(again, "pktspan.tcp.seq"), attr(again, "source.port"), attr(first, "pktspan.tcp.seq"), attr(first, "source.port"))
+		}
+		for _, p := range spans.packets(droppedPort) {
+			if attr(p, "pktspan.tcp.seq") == "0" {
+				t.Errorf("packet span %x to port %d has seq 0 (an orphan of the retransmit queue)", p.SpanId, droppedPort)
+			}
+		}
+	})
+
+	t.Run("ICMP port unreachable is a packet span in the UDP flow's trace", func(t *testing.T) {
+		root := spans.root("udp", closedPort)
+		if root == nil {
+			t.Fatalf("no `flow udp` root span for port %d; spans: %s", closedPort, spans)
+		}
+		icmp := spans.icmpErrorsOf(closedPort)
+		if icmp == nil {
+			t.Fatalf("no ICMP packet span in the trace of the UDP flow to port %d; spans: %s", closedPort, spans)
+		}
+		if string(icmp.ParentSpanId) != string(root.SpanId) {
+			t.Errorf("ICMP packet span has parent %x, want the UDP flow's root %x", icmp.ParentSpanId, root.SpanId)
+		}
+		if typ, code := attr(icmp, "pktspan.icmp.type"), attr(icmp, "pktspan.icmp.code"); typ != "3" || code != "3" {
+			t.Errorf("ICMP packet span: type %s code %s, want 3/3 (port unreachable)", typ, code)
+		}
+		if got := attr(icmp, "source.address"); got != serverAddr.Addr().String() {
+			t.Errorf("ICMP packet span from %s, want from the server %s", got, serverAddr.Addr())
 		}
 	})
 
@@ -291,6 +352,39 @@ func (s *traceSet) dropped(port int, reason string) *tracepb.Span {
 	for _, p := range s.packets(port) {
 		if p.GetStatus().GetCode() == tracepb.Status_STATUS_CODE_ERROR && p.GetStatus().GetMessage() == reason {
 			return p
+		}
+	}
+	return nil
+}
+
+// retransmitted is a packet span to port marked as a TCP retransmission.
+func (s *traceSet) retransmitted(port int) *tracepb.Span {
+	for _, p := range s.packets(port) {
+		if attr(p, "pktspan.tcp.retransmit") == "true" {
+			return p
+		}
+	}
+	return nil
+}
+
+// icmpErrorsOf is an ICMP packet span in the trace of the UDP flow to port.
+func (s *traceSet) icmpErrorsOf(port int) *tracepb.Span {
+	root := s.root("udp", port)
+	if root == nil {
+		return nil
+	}
+	for _, sp := range s.all {
+		if sp.Name == "packet" && string(sp.TraceId) == string(root.TraceId) && attr(sp, "network.transport") == "icmp" {
+			return sp
+		}
+	}
+	return nil
+}
+
+func (s *traceSet) byID(traceID, spanID []byte) *tracepb.Span {
+	for _, sp := range s.all {
+		if string(sp.TraceId) == string(traceID) && string(sp.SpanId) == string(spanID) {
+			return sp
 		}
 	}
 	return nil

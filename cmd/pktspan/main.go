@@ -254,6 +254,8 @@ func logStats(log *slog.Logger, msg string, cfg config.Config, c collector.Stats
 		"windows_evicted", s.WindowsEvicted,
 		"nat_aliases", s.AliasesLearned,
 		"nat_aliases_evicted", s.AliasesEvicted,
+		"retransmits", s.Retransmits,
+		"segments_forgotten", s.SegmentsForgotten,
 		"track_failed", c.TrackFailed,
 		"calls_full", c.CallsFull,
 	)

@@ -106,7 +106,7 @@ scenario --pktspan /bin/pktspan --vlan --out "$OUT/vlan" || echo "scenario --vla
 }
 
 // tracepointProbes is how many tracepoints pktspan attaches on every kernel here.
-const tracepointProbes = 7
+const tracepointProbes = 6
 
 // conntrackRead is how pktspan's start-up summary says it reads conntrack tuples. On
 // Debian's kernels conntrack is a module, yet struct nf_conn is in vmlinux's BTF:
@@ -206,6 +206,9 @@ func checkRun(t *testing.T, dir, backend string) {
 		}
 	}
 	for _, err := range CheckClones(spans) {
+		t.Error(err)
+	}
+	for _, err := range CheckRetransmitAndICMP(spans, netns.DroppedPort, netns.ClosedPort) {
 		t.Error(err)
 	}
 	for _, err := range CheckConntrack(spans, NATPublic, NATServer) {

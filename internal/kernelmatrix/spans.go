@@ -35,6 +35,13 @@ type Span struct {
 	Attrs       map[string]any `json:"attributes"`
 	Status      string         `json:"status"`
 	Description string         `json:"status_description"`
+	Links       []Link         `json:"links"`
+}
+
+// Link is one of a span's links.
+type Link struct {
+	TraceID string `json:"trace_id"`
+	SpanID  string `json:"span_id"`
 }
 
 // Attr renders an attribute as text ("" when absent).
@@ -280,6 +287,71 @@ func CheckClones(s *Spans) []error {
 	}
 	if !found {
 		errs = append(errs, errors.New("no packet span starts with an skb_clone stage, though a packet tap cloned the client's packets"))
+	}
+	return errs
+}
+
+// CheckRetransmitAndICMP checks what the lab's retransmitted SYN and its closed UDP port
+// make: the SYN the nft rule drops is sent again after a second, as a packet span with
+// its real headers marked pktspan.tcp.retransmit and linked to the first SYN's (same
+// sequence number); the ICMP port unreachable answering the UDP datagram is a packet
+// span in that datagram's trace, with its type and code.
+func CheckRetransmitAndICMP(s *Spans, droppedPort, closedPort int) []error {
+	var errs []error
+	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	byID := map[string]*Span{}
+	for _, sp := range s.All {
+		byID[sp.TraceID+"/"+sp.SpanID] = sp
+	}
+	var again *Span
+	for _, p := range s.Packets(droppedPort) {
+		if p.Attr("pktspan.tcp.seq") == "0" || p.Attr("pktspan.skb.len") == "0" {
+			fail("packet %s to port %d has zeroed headers (seq %s, len %s)", p.SpanID, droppedPort, p.Attr("pktspan.tcp.seq"), p.Attr("pktspan.skb.len"))
+		}
+		if p.Attr("pktspan.tcp.retransmit") == "true" && again == nil {
+			again = p
+		}
+	}
+	switch {
+	case again == nil:
+		fail("no packet to port %d is marked pktspan.tcp.retransmit, though the dropped SYN was sent again", droppedPort)
+	case len(again.Links) != 1:
+		fail("the retransmitted SYN has %d links, want 1 to the first SYN", len(again.Links))
+	default:
+		first := byID[again.Links[0].TraceID+"/"+again.Links[0].SpanID]
+		switch {
+		case first == nil:
+			fail("the retransmitted SYN links to %s, which is no span of the run", again.Links[0].SpanID)
+		case first.Attr("pktspan.tcp.seq") != again.Attr("pktspan.tcp.seq") || first.Attr("pktspan.tcp.flags") != "SYN" ||
+			again.Attr("pktspan.tcp.flags") != "SYN" || first.Attr("source.port") != again.Attr("source.port"):
+			fail("the retransmitted SYN (seq %s, flags %s) links to a packet that is not its first sighting (seq %s, flags %s)",
+				again.Attr("pktspan.tcp.seq"), again.Attr("pktspan.tcp.flags"), first.Attr("pktspan.tcp.seq"), first.Attr("pktspan.tcp.flags"))
+		}
+		// With function probes a sent packet is first seen before it has a device: the
+		// stage where it reached one names it.
+		if again.Attr("network.interface.name") == "" && s.find(again, func(c *Span) bool { return c.Attr("network.interface.name") != "" }) == nil {
+			fail("neither the retransmitted SYN nor any of its stages names an interface")
+		}
+	}
+
+	udpTraces := map[string]bool{}
+	for _, p := range s.Packets(closedPort) {
+		if p.Attr("network.transport") == "udp" {
+			udpTraces[p.TraceID] = true
+		}
+	}
+	icmp := false
+	for _, p := range s.All {
+		if p.Name == "packet" && p.Attr("network.transport") == "icmp" && udpTraces[p.TraceID] {
+			icmp = true
+			if p.Attr("pktspan.icmp.type") != "3" || p.Attr("pktspan.icmp.code") != "3" {
+				fail("the ICMP packet in the UDP flow's trace has type %s code %s, want 3/3 (port unreachable)",
+					p.Attr("pktspan.icmp.type"), p.Attr("pktspan.icmp.code"))
+			}
+		}
+	}
+	if !icmp {
+		fail("no ICMP packet span is in the trace of the UDP datagram to port %d", closedPort)
 	}
 	return errs
 }

@@ -159,6 +159,58 @@ func TestCheckClonesFindsAPacketBornInSkbClone(t *testing.T) {
 	}
 }
 
+// retransmitted records the lab's SYN to the dropped port, dropped twice (the second
+// time as a retransmission unless broken says "retransmit"), and the UDP datagram to the
+// closed port with the server's ICMP port unreachable (none when broken says "icmp").
+func retransmitted(broken string) *Spans {
+	r := newRecorder()
+	synAt := func(skb uint64) func(*spanner.Event) {
+		return func(ev *spanner.Event) {
+			ev.TCP.Seq, ev.Len, ev.Ifname = 4711, 60, "veth1a"
+			if skb == 5 && broken == "retransmit" {
+				ev.TCP.Seq = 4712
+			}
+		}
+	}
+	for _, skb := range []uint64{4, 5} {
+		r.ev(skb, netns.DroppedPort, spanner.KindInstant, "net:net_dev_queue", synAt(skb))
+		r.ev(skb, netns.DroppedPort, spanner.KindInstant, "skb:kfree_skb", func(ev *spanner.Event) { synAt(skb)(ev); nfDrop(ev) })
+	}
+	udp := func(ev *spanner.Event) { ev.Tuple.Proto, ev.TCP = 17, spanner.TCP{} }
+	r.ev(6, netns.ClosedPort, spanner.KindInstant, "skb:kfree_skb", func(ev *spanner.Event) {
+		udp(ev)
+		ev.Drop, ev.DropReason = true, "NO_SOCKET"
+	})
+	if broken != "icmp" {
+		r.ev(7, 0, spanner.KindInstant, "skb:consume_skb", func(ev *spanner.Event) {
+			quoted := ev.Tuple
+			quoted.DstPort = netns.ClosedPort
+			quoted.Proto = 17
+			ev.Tuple = spanner.Tuple{Src: server, Dst: client, Proto: 1}
+			ev.TCP, ev.ICMP, ev.Quoted = spanner.TCP{}, spanner.ICMP{Type: 3, Code: 3}, quoted
+		})
+	}
+	return r.spans()
+}
+
+func TestCheckRetransmitAndICMPAcceptsALinkedSYNAndAnICMPErrorInTheUDPTrace(t *testing.T) {
+	if errs := CheckRetransmitAndICMP(retransmitted(""), netns.DroppedPort, netns.ClosedPort); len(errs) > 0 {
+		t.Errorf("a correct run was rejected: %v", errs)
+	}
+}
+
+func TestCheckRetransmitAndICMPRejectsAnUnmarkedRepeatAndAMissingICMPError(t *testing.T) {
+	cases := map[string]string{
+		"retransmit": "is marked pktspan.tcp.retransmit",
+		"icmp":       "no ICMP packet span",
+	}
+	for broken, want := range cases {
+		if errs := CheckRetransmitAndICMP(retransmitted(broken), netns.DroppedPort, netns.ClosedPort); !mentions(errs, want) {
+			t.Errorf("%s: want an error containing %q, got %v", broken, want, errs)
+		}
+	}
+}
+
 // spansFrom parses JSON lines written by hand, for what the spanner never writes.
 func spansFrom(t *testing.T, lines ...string) *Spans {
 	t.Helper()
