@@ -38,11 +38,7 @@ func newDropLab(t *testing.T, w *world) *dropLab {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	nat, err := netns.NewNATLab(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = nat.Close() })
+	nat := newNATLab(ctx, t)
 	// The router forwards the HTTP ports to the server as it does port 80.
 	rules := fmt.Sprintf("table ip pktspan_http {\n chain pre {\n  type nat hook prerouting priority dstnat; policy accept;\n"+
 		"  ip daddr %s tcp dport { %d, %d } dnat to %s\n }\n}\n", netns.NATRouterPublic.Addr(), httpKeepAlivePort, httpServerClosePort, netns.NATServer.Addr())

@@ -28,11 +28,7 @@ func TestNATConnectionIsOneTraceWithBothSidesOfTheTranslation(t *testing.T) {
 	w := setup(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	nat, err := netns.NewNATLab(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = nat.Close() })
+	nat := newNATLab(ctx, t)
 
 	run := w.run(t, "nat", []string{"--filter-addr", netns.NATClient.Masked().String(), "--filter-addr", netns.NATServer.Masked().String()},
 		func(ctx context.Context) error { return nat.Request(ctx, []byte("through the router")) })
@@ -409,4 +405,15 @@ func statValue(t *testing.T, stderr, key string) uint64 {
 	}
 	n, _ := strconv.ParseUint(m[1], 10, 64)
 	return n
+}
+
+// newNATLab builds the NAT lab (client, router, server), removed when the test ends.
+func newNATLab(ctx context.Context, t *testing.T) *netns.NATLab {
+	t.Helper()
+	nat, err := netns.NewNATLab(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = nat.Close() })
+	return nat
 }

@@ -137,10 +137,10 @@ func TCPRequest(ctx context.Context, ns *NS, addr netip.Addr, port uint16, paylo
 	return reply, nil
 }
 
-// dial connects from inside ns to addr:port over network ("tcp", "udp") and runs fn on
+// Dial connects from inside ns to addr:port over network ("tcp", "udp") and runs fn on
 // the connection, all bounded by ctx's deadline (default 5 s); its error reads
 // "to ADDR:PORT: cause".
-func dial(ctx context.Context, ns *NS, network string, addr netip.Addr, port uint16, fn func(c net.Conn) error) error {
+func Dial(ctx context.Context, ns *NS, network string, addr netip.Addr, port uint16, fn func(c net.Conn) error) error {
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
 	dst := netip.AddrPortFrom(addr, port).String()
@@ -163,7 +163,7 @@ func dial(ctx context.Context, ns *NS, network string, addr netip.Addr, port uin
 
 // dialTCP is dial for TCP, with the connection's TCP half-close at hand.
 func dialTCP(ctx context.Context, ns *NS, addr netip.Addr, port uint16, fn func(c *net.TCPConn) error) error {
-	return dial(ctx, ns, "tcp", addr, port, func(c net.Conn) error { return fn(c.(*net.TCPConn)) })
+	return Dial(ctx, ns, "tcp", addr, port, func(c net.Conn) error { return fn(c.(*net.TCPConn)) })
 }
 
 // TCPConnectExpectTimeout tries to connect from inside ns to addr:port and succeeds only
@@ -198,7 +198,7 @@ func TCPConnectExpectTimeout(ctx context.Context, ns *NS, addr netip.Addr, port 
 // UDPSend sends one datagram from inside ns to addr:port and returns once it is sent;
 // no answer is awaited, so a closed port (ICMP port unreachable) is not an error.
 func UDPSend(ctx context.Context, ns *NS, addr netip.Addr, port uint16, payload []byte) error {
-	err := dial(ctx, ns, "udp", addr, port, func(c net.Conn) error {
+	err := Dial(ctx, ns, "udp", addr, port, func(c net.Conn) error {
 		_, err := c.Write(payload)
 		return err
 	})

@@ -222,23 +222,12 @@ func serveUDP(ns *netns.NS, addr netip.Addr, port uint16, rcvbuf int) (*udpServe
 	return s, nil
 }
 
-// inNS runs fn on a connection from ns to addr:port.
+// inNS runs fn on a connection from ns to addr:port, within 5 s.
 func inNS(ctx context.Context, ns *netns.NS, network string, addr netip.Addr, port uint16, fn func(net.Conn) error) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	err := ns.Do(func() error {
-		var d net.Dialer
-		c, err := d.DialContext(ctx, network, netip.AddrPortFrom(addr, port).String())
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		deadline, _ := ctx.Deadline()
-		_ = c.SetDeadline(deadline)
-		return fn(c)
-	})
-	if err != nil {
-		return fmt.Errorf("%s to %s port %d: %w", network, addr, port, err)
+	if err := netns.Dial(ctx, ns, network, addr, port, fn); err != nil {
+		return fmt.Errorf("%s %w", network, err)
 	}
 	return nil
 }
