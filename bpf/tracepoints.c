@@ -98,6 +98,37 @@ static __always_inline int on_copy_datagram(struct sk_buff *skb, int len)
 	return 0;
 }
 
+/* 6.18 and later pass tcp_retransmit_skb's outcome as a third argument and fire for
+ * failed attempts too; older kernels have two arguments and fire only when the copy went
+ * out. Set by user space from the tracepoint's prototype: off, the verifier prunes the
+ * read of an argument the kernel does not have. */
+volatile const __u8 retransmit_has_err = 0;
+
+/*
+ * A segment sent again. The skb is the write-queue skb, which never leaves the host (the
+ * copy on the wire is a clone, seen by the other hooks before this one), so it is not
+ * followed: the event names the segment by the socket's tuple and the control block's
+ * seq and flags, for the spanner to put on the packet span of the copy. Drops-only mode
+ * holds the copy's events until its free, after this: there is nothing to put it on.
+ */
+static __always_inline int on_retransmit(unsigned long long *ctx, struct sock *sk, struct sk_buff *skb)
+{
+	if (filter.drops_only)
+		return 0;
+	/* volatile: the read must stay behind the test, not be hoisted above it. */
+	if (retransmit_has_err && (int)*(volatile unsigned long long *)&ctx[2])
+		return 0;
+	struct event ev;
+	init_event(&ev, skb, PROBE_TCP_RETRANSMIT_SKB, EVENT_INSTANT);
+	if (!read_sock_tuple(&ev, sk))
+		return 0;
+	read_tcp_cb(&ev, skb);
+	read_sock_netns(&ev, sk);
+	if (matches(&ev, skb))
+		emit(&ev);
+	return 0;
+}
+
 #define TRACEPOINT(tp, body_args, ...)                                   \
 	SEC("tp_btf/" #tp) int BPF_PROG(tp_btf_##tp, __VA_ARGS__) { return body_args; } \
 	SEC("raw_tp/" #tp) int BPF_PROG(raw_tp_##tp, __VA_ARGS__) { return body_args; }
@@ -108,3 +139,4 @@ TRACEPOINT(net_dev_xmit, on_xmit(skb, rc, dev, len), struct sk_buff *skb, int rc
 TRACEPOINT(kfree_skb, on_free(ctx, skb, PROBE_KFREE_SKB, location, reason), struct sk_buff *skb, void *location, int reason)
 TRACEPOINT(consume_skb, on_free(ctx, skb, PROBE_CONSUME_SKB, 0, 0), struct sk_buff *skb)
 TRACEPOINT(skb_copy_datagram_iovec, on_copy_datagram(skb, len), struct sk_buff *skb, int len)
+TRACEPOINT(tcp_retransmit_skb, on_retransmit(ctx, sk, skb), struct sock *sk, struct sk_buff *skb)

@@ -237,6 +237,7 @@ const (
 	TracepointsProbeIdPROBE_KFREE_SKB               TracepointsProbeId = 4
 	TracepointsProbeIdPROBE_CONSUME_SKB             TracepointsProbeId = 5
 	TracepointsProbeIdPROBE_SKB_COPY_DATAGRAM_IOVEC TracepointsProbeId = 6
+	TracepointsProbeIdPROBE_TCP_RETRANSMIT_SKB      TracepointsProbeId = 7
 	TracepointsProbeIdPROBE_SKB_CLONE               TracepointsProbeId = 8
 	TracepointsProbeIdPROBE_NFT_DO_CHAIN            TracepointsProbeId = 9
 	TracepointsProbeIdPROBE_FUNC_BASE               TracepointsProbeId = 64
@@ -274,15 +275,18 @@ const (
 	TracepointsProgRawTpNetDevXmit           = "raw_tp_net_dev_xmit"
 	TracepointsProgRawTpNetifReceiveSkb      = "raw_tp_netif_receive_skb"
 	TracepointsProgRawTpSkbCopyDatagramIovec = "raw_tp_skb_copy_datagram_iovec"
+	TracepointsProgRawTpTcpRetransmitSkb     = "raw_tp_tcp_retransmit_skb"
 	TracepointsProgTpBtfConsumeSkb           = "tp_btf_consume_skb"
 	TracepointsProgTpBtfKfreeSkb             = "tp_btf_kfree_skb"
 	TracepointsProgTpBtfNetDevQueue          = "tp_btf_net_dev_queue"
 	TracepointsProgTpBtfNetDevXmit           = "tp_btf_net_dev_xmit"
 	TracepointsProgTpBtfNetifReceiveSkb      = "tp_btf_netif_receive_skb"
 	TracepointsProgTpBtfSkbCopyDatagramIovec = "tp_btf_skb_copy_datagram_iovec"
+	TracepointsProgTpBtfTcpRetransmitSkb     = "tp_btf_tcp_retransmit_skb"
 	TracepointsVarBtfAnchor                  = "btf_anchor"
 	TracepointsVarFilter                     = "filter"
 	TracepointsVarKcfg                       = "kcfg"
+	TracepointsVarRetransmitHasErr           = "retransmit_has_err"
 	TracepointsVarWantStack                  = "want_stack"
 )
 
@@ -334,12 +338,14 @@ type TracepointsProgramSpecs struct {
 	RawTpNetDevXmit           *ebpf.ProgramSpec `ebpf:"raw_tp_net_dev_xmit"`
 	RawTpNetifReceiveSkb      *ebpf.ProgramSpec `ebpf:"raw_tp_netif_receive_skb"`
 	RawTpSkbCopyDatagramIovec *ebpf.ProgramSpec `ebpf:"raw_tp_skb_copy_datagram_iovec"`
+	RawTpTcpRetransmitSkb     *ebpf.ProgramSpec `ebpf:"raw_tp_tcp_retransmit_skb"`
 	TpBtfConsumeSkb           *ebpf.ProgramSpec `ebpf:"tp_btf_consume_skb"`
 	TpBtfKfreeSkb             *ebpf.ProgramSpec `ebpf:"tp_btf_kfree_skb"`
 	TpBtfNetDevQueue          *ebpf.ProgramSpec `ebpf:"tp_btf_net_dev_queue"`
 	TpBtfNetDevXmit           *ebpf.ProgramSpec `ebpf:"tp_btf_net_dev_xmit"`
 	TpBtfNetifReceiveSkb      *ebpf.ProgramSpec `ebpf:"tp_btf_netif_receive_skb"`
 	TpBtfSkbCopyDatagramIovec *ebpf.ProgramSpec `ebpf:"tp_btf_skb_copy_datagram_iovec"`
+	TpBtfTcpRetransmitSkb     *ebpf.ProgramSpec `ebpf:"tp_btf_tcp_retransmit_skb"`
 }
 
 // TracepointsMapSpecs contains maps before they are loaded into the kernel.
@@ -358,10 +364,11 @@ type TracepointsMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type TracepointsVariableSpecs struct {
-	BtfAnchor *ebpf.VariableSpec `ebpf:"btf_anchor"`
-	Filter    *ebpf.VariableSpec `ebpf:"filter"`
-	Kcfg      *ebpf.VariableSpec `ebpf:"kcfg"`
-	WantStack *ebpf.VariableSpec `ebpf:"want_stack"`
+	BtfAnchor        *ebpf.VariableSpec `ebpf:"btf_anchor"`
+	Filter           *ebpf.VariableSpec `ebpf:"filter"`
+	Kcfg             *ebpf.VariableSpec `ebpf:"kcfg"`
+	RetransmitHasErr *ebpf.VariableSpec `ebpf:"retransmit_has_err"`
+	WantStack        *ebpf.VariableSpec `ebpf:"want_stack"`
 }
 
 // TracepointsObjects contains all objects after they have been loaded into the kernel.
@@ -407,10 +414,11 @@ func (m *TracepointsMaps) Close() error {
 //
 // It can be passed to LoadTracepointsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TracepointsVariables struct {
-	BtfAnchor *ebpf.Variable `ebpf:"btf_anchor"`
-	Filter    *ebpf.Variable `ebpf:"filter"`
-	Kcfg      *ebpf.Variable `ebpf:"kcfg"`
-	WantStack *ebpf.Variable `ebpf:"want_stack"`
+	BtfAnchor        *ebpf.Variable `ebpf:"btf_anchor"`
+	Filter           *ebpf.Variable `ebpf:"filter"`
+	Kcfg             *ebpf.Variable `ebpf:"kcfg"`
+	RetransmitHasErr *ebpf.Variable `ebpf:"retransmit_has_err"`
+	WantStack        *ebpf.Variable `ebpf:"want_stack"`
 }
 
 // TracepointsPrograms contains all programs after they have been loaded into the kernel.
@@ -423,12 +431,14 @@ type TracepointsPrograms struct {
 	RawTpNetDevXmit           *ebpf.Program `ebpf:"raw_tp_net_dev_xmit"`
 	RawTpNetifReceiveSkb      *ebpf.Program `ebpf:"raw_tp_netif_receive_skb"`
 	RawTpSkbCopyDatagramIovec *ebpf.Program `ebpf:"raw_tp_skb_copy_datagram_iovec"`
+	RawTpTcpRetransmitSkb     *ebpf.Program `ebpf:"raw_tp_tcp_retransmit_skb"`
 	TpBtfConsumeSkb           *ebpf.Program `ebpf:"tp_btf_consume_skb"`
 	TpBtfKfreeSkb             *ebpf.Program `ebpf:"tp_btf_kfree_skb"`
 	TpBtfNetDevQueue          *ebpf.Program `ebpf:"tp_btf_net_dev_queue"`
 	TpBtfNetDevXmit           *ebpf.Program `ebpf:"tp_btf_net_dev_xmit"`
 	TpBtfNetifReceiveSkb      *ebpf.Program `ebpf:"tp_btf_netif_receive_skb"`
 	TpBtfSkbCopyDatagramIovec *ebpf.Program `ebpf:"tp_btf_skb_copy_datagram_iovec"`
+	TpBtfTcpRetransmitSkb     *ebpf.Program `ebpf:"tp_btf_tcp_retransmit_skb"`
 }
 
 func (p *TracepointsPrograms) Close() error {
@@ -439,12 +449,14 @@ func (p *TracepointsPrograms) Close() error {
 		p.RawTpNetDevXmit,
 		p.RawTpNetifReceiveSkb,
 		p.RawTpSkbCopyDatagramIovec,
+		p.RawTpTcpRetransmitSkb,
 		p.TpBtfConsumeSkb,
 		p.TpBtfKfreeSkb,
 		p.TpBtfNetDevQueue,
 		p.TpBtfNetDevXmit,
 		p.TpBtfNetifReceiveSkb,
 		p.TpBtfSkbCopyDatagramIovec,
+		p.TpBtfTcpRetransmitSkb,
 	)
 }
 

@@ -59,3 +59,23 @@ func (kb kernelBTF) hasTracepoint(event string) bool {
 	var typedef *btf.Typedef
 	return kb.types.TypeByName("btf_trace_"+event, &typedef) == nil
 }
+
+// retransmitHasErr is the probes' retransmit_has_err constant: 1 when the kernel's
+// tcp_retransmit_skb tracepoint passes the retransmission's outcome, a third argument
+// after the socket and the skb (6.18), so that its program may read it.
+func (kb kernelBTF) retransmitHasErr() uint8 {
+	var typedef *btf.Typedef
+	if kb.types.TypeByName("btf_trace_tcp_retransmit_skb", &typedef) != nil {
+		return 0
+	}
+	ptr, ok := typedef.Type.(*btf.Pointer)
+	if !ok {
+		return 0
+	}
+	proto, ok := ptr.Target.(*btf.FuncProto)
+	// The prototype's first parameter is the tracepoint's context.
+	if !ok || len(proto.Params) < 4 {
+		return 0
+	}
+	return 1
+}

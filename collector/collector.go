@@ -158,7 +158,10 @@ func (c *Collector) Start(ctx context.Context) (err error) {
 		return err
 	}
 	consts := probeConsts{fcfg, facts.kcfg}
-	if err := setConsts(spec, consts, map[string]any{bpf.TracepointsVarWantStack: c.wantStack()}); err != nil {
+	if err := setConsts(spec, consts, map[string]any{
+		bpf.TracepointsVarWantStack:        c.wantStack(),
+		bpf.TracepointsVarRetransmitHasErr: kb.retransmitHasErr(),
+	}); err != nil {
 		return err
 	}
 	c.summary.Filter = describeFilter(c.filter, c.pendingSize)

@@ -243,6 +243,22 @@ func TestDecodeTurnsKernelRecordsIntoEvents(t *testing.T) {
 			},
 		},
 		{
+			// A retransmitted data segment as the kernel names it: the socket's tuple, the
+			// control block's seq, flags and payload, the socket's namespace; no device,
+			// no ack (the write-queue skb has no header), and a Retransmit stage.
+			name: "tcp_retransmit_skb_names_the_segment_from_socket_and_control_block",
+			raw: bpf.TracepointsEvent{
+				TsNs: 7, Skb: 0xfff20, Probe: probeTCPRetransmitSKB, Cpu: 1, Netns: 4026532001, Len: 100,
+				L3: 4, L4: 6, Sport: 40000, Dport: 80, TcpFlags: 0x18, TcpSeq: 1001, TcpDataLen: 100,
+				Saddr: addr16("198.18.0.1"), Daddr: addr16("198.18.0.2"),
+			},
+			want: spanner.Event{
+				TimeUnixNano: 1_000_000_007, SKB: 0xfff20, Stage: stageOf(probeTCPRetransmitSKB), CPU: 1, Netns: 4026532001, Len: 100,
+				Tuple: spanner.Tuple{Src: netip.MustParseAddr("198.18.0.1"), Dst: netip.MustParseAddr("198.18.0.2"), SrcPort: 40000, DstPort: 80, Proto: 6},
+				TCP:   spanner.TCP{Flags: 0x18, Seq: 1001, DataLen: 100},
+			},
+		},
+		{
 			// The server's port unreachable goes back to the client and quotes the
 			// client's datagram, source first.
 			name: "icmp_port_unreachable_quotes_the_udp_datagram",

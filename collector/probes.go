@@ -17,6 +17,7 @@ const (
 	probeKfreeSKB             = uint16(bpf.TracepointsProbeIdPROBE_KFREE_SKB)
 	probeConsumeSKB           = uint16(bpf.TracepointsProbeIdPROBE_CONSUME_SKB)
 	probeSKBCopyDatagramIovec = uint16(bpf.TracepointsProbeIdPROBE_SKB_COPY_DATAGRAM_IOVEC)
+	probeTCPRetransmitSKB     = uint16(bpf.TracepointsProbeIdPROBE_TCP_RETRANSMIT_SKB)
 	probeSKBClone             = uint16(bpf.TracepointsProbeIdPROBE_SKB_CLONE)
 	probeNftDoChain           = uint16(bpf.TracepointsProbeIdPROBE_NFT_DO_CHAIN)
 	probeFuncBase             = uint16(bpf.TracepointsProbeIdPROBE_FUNC_BASE)
@@ -86,6 +87,10 @@ var fixedProbes = []probe{
 		bpf.TracepointsProgTpBtfConsumeSkb, bpf.TracepointsProgRawTpConsumeSkb, spanner.Stage{Free: true}),
 	tracepointProbe(probeSKBCopyDatagramIovec, "skb", "skb_copy_datagram_iovec",
 		bpf.TracepointsProgTpBtfSkbCopyDatagramIovec, bpf.TracepointsProgRawTpSkbCopyDatagramIovec, spanner.Stage{Deliver: true}),
+	// Its event names a segment sent again, not an skb to follow: the spanner puts it on
+	// the packet span of the copy that went out.
+	tracepointProbe(probeTCPRetransmitSKB, "tcp", "tcp_retransmit_skb",
+		bpf.TracepointsProgTpBtfTcpRetransmitSkb, bpf.TracepointsProgRawTpTcpRetransmitSkb, spanner.Stage{Retransmit: true}),
 	{
 		id: probeSKBClone, family: familyFunction, target: cloneFunction,
 		fentry: programs{exit: bpf.FunctionsProgFexitSkbClone},

@@ -30,6 +30,11 @@ type Stage struct {
 	// NFHook marks nf_hook_slow: the nft table and chain of a netfilter drop inside it
 	// go on its stage.
 	NFHook bool
+	// Retransmit marks tcp:tcp_retransmit_skb: its event names a TCP segment the kernel
+	// sent again (tuple, seq, flags; its SKB is the write-queue skb, which never leaves
+	// the host), and it is a stage of the packet span recognised as that retransmission,
+	// never a packet span of its own.
+	Retransmit bool
 }
 
 // Tuple is the L3/L4 header of a packet as one hook saw it.

@@ -195,6 +195,7 @@ var (
 	stConsume = &Stage{Name: "skb:consume_skb", Free: true}
 	stForward = &Stage{Name: "ip_forward"}
 	stClone   = &Stage{Name: "skb_clone", Clone: true}
+	stRetx    = &Stage{Name: "tcp:tcp_retransmit_skb", Retransmit: true}
 )
 
 func addr(s string) netip.Addr { return netip.MustParseAddr(s) }

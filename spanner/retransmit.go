@@ -66,3 +66,30 @@ func (s *Spanner) onItsWay(skb uint64, id SpanID) bool {
 	p := &s.packets.slab[i]
 	return p.id == id && !p.freed && !p.delivered
 }
+
+// retransmitStage puts ev, the kernel's word that it sent a segment again
+// (tcp:tcp_retransmit_skb), on the packet span of that retransmission: the open packet
+// noteSegment recognised as the latest sighting of the same segment, same tuple and
+// direction. The copy's own events come first: the kernel reports after sending it. With
+// no such packet (the copy went unseen or already ended, its segment forgotten, a
+// translated tuple the sender's socket does not name) the event is dropped and counted:
+// its SKB is the write-queue skb, never on the wire, so it starts no packet span.
+func (s *Spanner) retransmitStage(ev *Event) {
+	k := segmentKey{tuple: ev.Tuple, seq: ev.TCP.Seq, syn: ev.TCP.Flags&tcpSYN != 0}
+	si, ok := s.segments.index[k]
+	if !ok {
+		s.stats.retransmitsUnmatched.Add(1)
+		return
+	}
+	seg := &s.segments.slab[si]
+	pi, ok := s.packets.index[seg.lastSKB]
+	if !ok || s.packets.slab[pi].id != seg.lastSpanID || s.packets.slab[pi].retransmitOf.SpanID == (SpanID{}) {
+		s.stats.retransmitsUnmatched.Add(1)
+		return
+	}
+	s.packets.lru.moveFront(pi)
+	p := &s.packets.slab[pi]
+	p.events++
+	p.last = max(p.last, ev.TimeUnixNano)
+	s.addStage(p, ev, ev.Stage.Name)
+}

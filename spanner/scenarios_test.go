@@ -559,6 +559,32 @@ var retransmitAndICMPScenarios = []struct {
 		},
 	},
 	{
+		// As above, with the kernel's word: after the second SYN's copy went out,
+		// tcp:tcp_retransmit_skb names the segment (the socket's tuple, the seq and flags
+		// of the write-queue skb, which is not on the wire) and becomes a stage of that
+		// copy's packet span. The same word for a segment no packet span was recognised
+		// as repeating (a first sighting; a segment whose copy was never seen) starts no
+		// packet span: it is dropped and counted.
+		name: "retransmitted_syn_has_the_tcp_retransmit_skb_stage",
+		run: func(h *harness) {
+			// The write-queue skb: no device, no length on the wire.
+			const queued = 0xffff888100007000
+			synAgain := pkt{skb: queued, tuple: tcpClient, tcp: TCP{Flags: tcpSYN, Seq: 1000}, netns: nsClient}
+			for n, at := range []time.Duration{0, sec} {
+				syn := onClient(0xffff888100005000+uint64(n)<<8, tcpClient, TCP{Flags: tcpSYN, Seq: 1000})
+				h.ev(at, syn, stQueue)
+				h.ev(at+2*us, syn, stXmit)
+				// The first time, the SYN's only packet span is its first sighting.
+				h.ev(at+5*us, synAgain, stRetx)
+				h.ev(at+10*us, syn, stRecv, dev(3, "veth1", nsServer))
+				h.ev(at+15*us, syn, stKfree, dev(3, "veth1", nsServer), drop("NETFILTER_DROP", "nft_do_chain+0x1f3"))
+			}
+			unseen := pkt{skb: queued, tuple: tcpClient, tcp: TCP{Flags: tcpACK | 0x08, Seq: 1001, Ack: 5001, DataLen: 100}, netns: nsClient}
+			h.ev(2*sec, unseen, stRetx)
+			h.flush(3 * sec)
+		},
+	},
+	{
 		// A data segment lost on the way is sent again twice: both repeats link to the
 		// first sighting. Pure ACKs repeat their sequence number and are not repeats; a
 		// copy of a segment still on its way (a clone no probe saw) is not one either.

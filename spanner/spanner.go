@@ -69,6 +69,10 @@ func (s *Spanner) HandleEvent(ev *Event) {
 	}
 	t := ev.TimeUnixNano
 	s.now = max(s.now, t)
+	if st.Retransmit {
+		s.retransmitStage(ev)
+		return
+	}
 
 	i, ok := s.packets.index[ev.SKB]
 	if ok && (st.Clone || !s.packets.slab[i].freed && isNewSKB(&s.packets.slab[i], ev)) {

@@ -53,6 +53,9 @@ type Stats struct {
 	// was full, whose retransmission is then not recognised.
 	Retransmits       uint64
 	SegmentsForgotten uint64
+	// RetransmitsUnmatched counts tcp:tcp_retransmit_skb events dropped because no open
+	// packet span was recognised as their retransmission.
+	RetransmitsUnmatched uint64
 
 	StagesTruncated uint64 // stage spans not kept: over the per-packet stage limit
 	Spans           uint64 // spans handed to the sink
@@ -82,6 +85,7 @@ type counters struct {
 	windowsClosed                                  [closeCauses]atomic.Uint64
 	aliasesLearned, aliasesEvicted                 atomic.Uint64
 	retransmits, segmentsForgotten                 atomic.Uint64
+	retransmitsUnmatched                           atomic.Uint64
 	stagesTruncated, spans                         atomic.Uint64
 	spansSampledOut, spansNoDrop, spansHeldEvicted atomic.Uint64
 	spansRateLimited                               atomic.Uint64
@@ -118,6 +122,7 @@ func (c *counters) snapshot() Stats {
 		AliasesEvicted:       c.aliasesEvicted.Load(),
 		Retransmits:          c.retransmits.Load(),
 		SegmentsForgotten:    c.segmentsForgotten.Load(),
+		RetransmitsUnmatched: c.retransmitsUnmatched.Load(),
 		StagesTruncated:      c.stagesTruncated.Load(),
 		Spans:                c.spans.Load(),
 		SpansSampledOut:      c.spansSampledOut.Load(),

@@ -17,6 +17,7 @@ enum probe_id {
 	PROBE_KFREE_SKB = 4,
 	PROBE_CONSUME_SKB = 5,
 	PROBE_SKB_COPY_DATAGRAM_IOVEC = 6,
+	PROBE_TCP_RETRANSMIT_SKB = 7, /* a segment sent again: no skb of its own, see on_retransmit */
 	PROBE_SKB_CLONE = 8, /* skb_clone's return (fexit or kretprobe): the new skb's first event */
 	PROBE_NFT_DO_CHAIN = 9, /* nft_do_chain: the table and chain a followed skb is in, in nft_drops */
 	PROBE_FUNC_BASE = 64,

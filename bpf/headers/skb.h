@@ -236,6 +236,56 @@ static __always_inline bool read_tuple(struct event *ev, struct sk_buff *skb, en
 	return l3 != data && read_ipv6(ev, data);
 }
 
+/* A TCP socket's own tuple, for hooks whose skb has no headers built. An IPv6 socket
+ * talking to an IPv4-mapped address sends IPv4 packets: it is named as they are. */
+static __always_inline bool read_sock_tuple(struct event *ev, struct sock *sk)
+{
+	if (!sk)
+		return false;
+	unsigned short family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	bool v4 = family == AF_INET;
+	if (family == AF_INET6) {
+		__u32 d[4];
+		BPF_CORE_READ_INTO(&d, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		v4 = !d[0] && !d[1] && d[2] == bpf_htonl(0xffff);
+	} else if (!v4) {
+		return false;
+	}
+	if (v4) {
+		__be32 saddr = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__be32 daddr = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__builtin_memcpy(ev->saddr, &saddr, 4);
+		__builtin_memcpy(ev->daddr, &daddr, 4);
+		ev->l3 = 4;
+	} else {
+		BPF_CORE_READ_INTO(&ev->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&ev->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		ev->l3 = 6;
+	}
+	ev->l4 = IPPROTO_TCP;
+	ev->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	ev->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	return true;
+}
+
+/* TCP flag bits that occupy sequence space. */
+#define TCPHDR_FIN 0x01
+#define TCPHDR_SYN 0x02
+
+/* A write-queue skb's segment, from its control block: the sequence number, the flags
+ * the header gets (its flags byte) and the payload, the span less SYN and FIN. */
+static __always_inline void read_tcp_cb(struct event *ev, struct sk_buff *skb)
+{
+	struct tcp_skb_cb *cb = (struct tcp_skb_cb *)skb->cb;
+	__u32 seq = BPF_CORE_READ(cb, seq);
+	__u32 span = BPF_CORE_READ(cb, end_seq) - seq;
+	__u8 flags = BPF_CORE_READ_BITFIELD_PROBED(cb, tcp_flags) & 0xff;
+	span -= !!(flags & TCPHDR_SYN) + !!(flags & TCPHDR_FIN);
+	ev->tcp_seq = seq;
+	ev->tcp_flags = flags;
+	ev->tcp_data_len = span;
+}
+
 /* ct_l3 by address family: 4 at AF_INET (2), 6 at AF_INET6 (10), a nibble each. */
 #define CT_L3_BY_FAMILY ((6ULL << (AF_INET6 * 4)) | (4ULL << (AF_INET * 4)))
 
@@ -435,6 +485,13 @@ static __always_inline bool match_mark(const struct event *ev)
 	return false;
 }
 
+/* Whether ev, an IP packet, passes every filter. */
+static __always_inline bool matches(const struct event *ev, struct sk_buff *skb)
+{
+	return ev->l3 && match_addr(ev) && match_port(ev) && match_proto(ev) && match_iface(ev) &&
+	       match_netns(ev) && match_mark(ev) && match_vlan(skb);
+}
+
 /* Remembers an skb as followed, counting the outcome. */
 static __always_inline void remember(__u64 key, const struct track *t)
 {
@@ -472,8 +529,7 @@ static __always_inline bool follow(struct event *ev, struct sk_buff *skb, enum f
 		bpf_map_delete_elem(&tracked, &key);
 		count(COUNTER_TRACK_STALE);
 	}
-	if (!ev->l3 || !match_addr(ev) || !match_port(ev) || !match_proto(ev) ||
-	    !match_iface(ev) || !match_netns(ev) || !match_mark(ev) || !match_vlan(skb))
+	if (!matches(ev, skb))
 		return false;
 	*fresh = true;
 	if (mode == FOLLOW_FREE)

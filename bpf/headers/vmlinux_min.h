@@ -55,6 +55,12 @@ struct net_device {
 	possible_net_t nd_net;
 } __attribute__((preserve_access_index));
 
+struct in6_addr {
+	union {
+		__u8 u6_addr8[16];
+	} in6_u;
+} __attribute__((preserve_access_index));
+
 struct sock_common {
 	__be32 skc_daddr;
 	__be32 skc_rcv_saddr;
@@ -62,6 +68,8 @@ struct sock_common {
 	__u16 skc_num;
 	unsigned short skc_family;
 	possible_net_t skc_net;
+	struct in6_addr skc_v6_daddr;
+	struct in6_addr skc_v6_rcv_saddr;
 } __attribute__((preserve_access_index));
 
 struct sock {
@@ -84,6 +92,15 @@ struct sk_buff {
 	unsigned int end; /* sk_buff_data_t: an offset from head on 64-bit kernels */
 	unsigned char *head;
 	unsigned char *data;
+	char cb[48];
+} __attribute__((preserve_access_index));
+
+/* In skb->cb of a TCP socket's write-queue skb. tcp_flags is a __u8 on older kernels and
+ * a __u16 on 6.18 (AccECN's AE bit above the header's flags byte): read by its size. */
+struct tcp_skb_cb {
+	__u32 seq;
+	__u32 end_seq;
+	__u16 tcp_flags;
 } __attribute__((preserve_access_index));
 
 /* At skb->head + skb->end. */

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -214,6 +215,17 @@ func TestLabTrafficBecomesFlowTracesAndDropSpansInJaeger(t *testing.T) {
 		}
 		if attr(first, "pktspan.tcp.retransmit") != "" {
 			t.Errorf("the first SYN is marked as a retransmission")
+		}
+		// The kernel's own word, tcp:tcp_retransmit_skb, is a stage of the copy it sent
+		// again, never of the first SYN nor a packet span of its own.
+		hasRetransmitStage := func(p *tracepb.Span) bool {
+			return slices.ContainsFunc(spans.children(p), func(c *tracepb.Span) bool { return c.Name == "tcp:tcp_retransmit_skb" })
+		}
+		if !hasRetransmitStage(again) {
+			t.Errorf("the retransmitted SYN has no tcp:tcp_retransmit_skb stage")
+		}
+		if hasRetransmitStage(first) {
+			t.Errorf("the first SYN has a tcp:tcp_retransmit_skb stage")
 		}
 		for name, p := range map[string]*tracepb.Span{"first": first, "retransmitted": again} {
 			if got := attr(p, "pktspan.tcp.flags"); got != "SYN" {

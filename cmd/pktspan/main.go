@@ -256,6 +256,7 @@ func logStats(log *slog.Logger, msg string, cfg config.Config, c collector.Stats
 		"nat_aliases_evicted", s.AliasesEvicted,
 		"retransmits", s.Retransmits,
 		"segments_forgotten", s.SegmentsForgotten,
+		"retransmits_unmatched", s.RetransmitsUnmatched,
 		"track_failed", c.TrackFailed,
 		"calls_full", c.CallsFull,
 	)

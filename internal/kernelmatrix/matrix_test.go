@@ -106,7 +106,7 @@ scenario --pktspan /bin/pktspan --vlan --out "$OUT/vlan" || echo "scenario --vla
 }
 
 // tracepointProbes is how many tracepoints pktspan attaches on every kernel here.
-const tracepointProbes = 6
+const tracepointProbes = 7
 
 // conntrackRead is how pktspan's start-up summary says it reads conntrack tuples. On
 // Debian's kernels conntrack is a module, yet struct nf_conn is in vmlinux's BTF:

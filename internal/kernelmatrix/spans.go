@@ -294,8 +294,12 @@ func CheckClones(s *Spans) []error {
 // CheckRetransmitAndICMP checks what the lab's retransmitted SYN and its closed UDP port
 // make: the SYN the nft rule drops is sent again after a second, as a packet span with
 // its real headers marked pktspan.tcp.retransmit and linked to the first SYN's (same
-// sequence number); the ICMP port unreachable answering the UDP datagram is a packet
+// sequence number), with the kernel's tcp:tcp_retransmit_skb as a stage that no other
+// packet span has; the ICMP port unreachable answering the UDP datagram is a packet
 // span in that datagram's trace, with its type and code.
+// retransmitStage is the kernel's word that it sent a segment again.
+const retransmitStage = "tcp:tcp_retransmit_skb"
+
 func CheckRetransmitAndICMP(s *Spans, droppedPort, closedPort int) []error {
 	var errs []error
 	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
@@ -310,6 +314,8 @@ func CheckRetransmitAndICMP(s *Spans, droppedPort, closedPort int) []error {
 		}
 		if p.Attr("pktspan.tcp.retransmit") == "true" && again == nil {
 			again = p
+		} else if s.Find(p, retransmitStage) != nil {
+			fail("packet %s to port %d has a %s stage but is no recognised retransmission", p.SpanID, droppedPort, retransmitStage)
 		}
 	}
 	switch {
@@ -326,6 +332,9 @@ func CheckRetransmitAndICMP(s *Spans, droppedPort, closedPort int) []error {
 			again.Attr("pktspan.tcp.flags") != "SYN" || first.Attr("source.port") != again.Attr("source.port"):
 			fail("the retransmitted SYN (seq %s, flags %s) links to a packet that is not its first sighting (seq %s, flags %s)",
 				again.Attr("pktspan.tcp.seq"), again.Attr("pktspan.tcp.flags"), first.Attr("pktspan.tcp.seq"), first.Attr("pktspan.tcp.flags"))
+		}
+		if s.Find(again, retransmitStage) == nil {
+			fail("the retransmitted SYN has no %s stage", retransmitStage)
 		}
 		// With function probes a sent packet is first seen before it has a device: the
 		// stage where it reached one names it.

@@ -21,7 +21,8 @@ func stage(name string) *spanner.Stage {
 	if s, ok := stages[name]; ok {
 		return s
 	}
-	s := &spanner.Stage{Name: name, Free: name == "skb:kfree_skb" || name == "skb:consume_skb", Clone: name == "skb_clone"}
+	s := &spanner.Stage{Name: name, Free: name == "skb:kfree_skb" || name == "skb:consume_skb", Clone: name == "skb_clone",
+		Retransmit: name == retransmitStage}
 	stages[name] = s
 	return s
 }
@@ -160,8 +161,9 @@ func TestCheckClonesFindsAPacketBornInSkbClone(t *testing.T) {
 }
 
 // retransmitted records the lab's SYN to the dropped port, dropped twice (the second
-// time as a retransmission unless broken says "retransmit"), and the UDP datagram to the
-// closed port with the server's ICMP port unreachable (none when broken says "icmp").
+// time as a retransmission unless broken says "retransmit", with the kernel's
+// tcp:tcp_retransmit_skb unless it says "stage"), and the UDP datagram to the closed
+// port with the server's ICMP port unreachable (none when broken says "icmp").
 func retransmitted(broken string) *Spans {
 	r := newRecorder()
 	synAt := func(skb uint64) func(*spanner.Event) {
@@ -174,6 +176,9 @@ func retransmitted(broken string) *Spans {
 	}
 	for _, skb := range []uint64{4, 5} {
 		r.ev(skb, netns.DroppedPort, spanner.KindInstant, "net:net_dev_queue", synAt(skb))
+		if skb == 5 && broken != "stage" {
+			r.ev(99, netns.DroppedPort, spanner.KindInstant, retransmitStage, synAt(skb))
+		}
 		r.ev(skb, netns.DroppedPort, spanner.KindInstant, "skb:kfree_skb", func(ev *spanner.Event) { synAt(skb)(ev); nfDrop(ev) })
 	}
 	udp := func(ev *spanner.Event) { ev.Tuple.Proto, ev.TCP = 17, spanner.TCP{} }
@@ -199,9 +204,10 @@ func TestCheckRetransmitAndICMPAcceptsALinkedSYNAndAnICMPErrorInTheUDPTrace(t *t
 	}
 }
 
-func TestCheckRetransmitAndICMPRejectsAnUnmarkedRepeatAndAMissingICMPError(t *testing.T) {
+func TestCheckRetransmitAndICMPRejectsAnUnmarkedRepeatAMissingStageAndAMissingICMPError(t *testing.T) {
 	cases := map[string]string{
 		"retransmit": "is marked pktspan.tcp.retransmit",
+		"stage":      "has no " + retransmitStage,
 		"icmp":       "no ICMP packet span",
 	}
 	for broken, want := range cases {
