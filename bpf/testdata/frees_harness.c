@@ -9,6 +9,16 @@
 #define __always_inline inline __attribute__((always_inline))
 #endif
 
+/* The kernel's bpf_loop, for the host: calls fn until it returns non-zero. */
+static long bpf_loop(__u32 nr_loops, void *fn, void *ctx, __u64 flags)
+{
+	(void)flags;
+	for (__u32 i = 0; i < nr_loops; i++)
+		if (((long (*)(__u32, void *))fn)(i, ctx))
+			return i + 1;
+	return nr_loops;
+}
+
 #include "drops.h"
 
 int main(void)
