@@ -179,34 +179,46 @@ func (c *Collector) Start(ctx context.Context) (err error) {
 	go func() { tpDone <- c.attachTracepoints(ctx, spec, opts, chosen) }()
 	fn := c.attachFunctions(ctx, cache, shared, kb, facts.functions, consts)
 	tp := <-tpDone
+	c.adopt(tp, fn)
+	if err := errors.Join(fn.err, tp.err); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("attaching probes: %w", err)
+	}
+	c.summary.AttachTime = time.Since(start)
+	if err := c.checkAttached(fn); err != nil {
+		return err
+	}
+	r, err := ringbuf.NewReader(shared[bpf.TracepointsMapEvents])
+	if err != nil {
+		return fmt.Errorf("opening the ring buffer: %w", err)
+	}
+	c.reader = r
+	return nil
+}
+
+// adopt takes what the two families made, so that release frees it whatever happens
+// next, and gives the decoder the maps a drop's free reads beside the ring.
+func (c *Collector) adopt(tp tracepointsResult, fn functionsResult) {
 	c.coll = tp.coll
 	c.links = append(tp.links, fn.links...)
 	c.closers = append(c.closers, fn.closers...)
 	c.summary.Attached = append(tp.attached, fn.attached...)
 	c.summary.Skipped = append(c.summary.Skipped, append(tp.skipped, fn.skipped...)...)
 	c.summary.NoBackend = fn.noBackend
-	switch {
-	case c.isAttached(nftDoChain):
-	case c.backend == BackendTracepoint || len(fn.noBackend) > 0:
-		c.summary.Netfilter = "the nft table and chain of a drop are not read: they need fentry or kprobes"
-	case c.nftUnusable != nil:
-		c.summary.Netfilter = "the nft table and chain of a drop are not read: " + c.nftUnusable.Error()
-	default:
-		c.summary.Netfilter = "the nft table and chain of a drop are not read: " + nftDoChain + " could not be traced (see skipped)"
-	}
-	if err := errors.Join(fn.err, tp.err); err != nil {
-		return err
-	}
-	if c.stackSize > 0 {
+	c.summary.Netfilter = c.netfilterSummary(len(fn.noBackend) > 0)
+	if c.coll != nil && c.stackSize > 0 {
 		c.decoder.stacks = newStackTable(c.coll.Maps[bpf.TracepointsMapStacks], c.decoder.symbols)
 	}
 	if fn.nftDrops != nil && c.isAttached(nftDoChain) {
 		c.decoder.nft = newNftTable(fn.nftDrops)
 	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("attaching probes: %w", err)
-	}
-	c.summary.AttachTime = time.Since(start)
+}
+
+// checkAttached fails when what was attached cannot do the job, and warns when packet
+// spans can only end by timeout.
+func (c *Collector) checkAttached(fn functionsResult) error {
 	if len(c.links) == 0 {
 		return errors.New("no probe could be attached: see the warnings above")
 	}
@@ -218,11 +230,6 @@ func (c *Collector) Start(ctx context.Context) (err error) {
 			c.log.Warn("packet spans will end by timeout only", "missing", p.name())
 		}
 	}
-	r, err := ringbuf.NewReader(shared[bpf.TracepointsMapEvents])
-	if err != nil {
-		return fmt.Errorf("opening the ring buffer: %w", err)
-	}
-	c.reader = r
 	return nil
 }
 

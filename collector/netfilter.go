@@ -131,3 +131,18 @@ func cString(b []int8) string {
 	}
 	return string(out)
 }
+
+// netfilterSummary says whether drops will name their nft table and chain, and if not,
+// why.
+func (c *Collector) netfilterSummary(noBackend bool) string {
+	const notRead = "the nft table and chain of a drop are not read: "
+	switch {
+	case c.isAttached(nftDoChain):
+		return c.summary.Netfilter
+	case c.backend == BackendTracepoint || noBackend:
+		return notRead + "they need fentry or kprobes"
+	case c.nftUnusable != nil:
+		return notRead + c.nftUnusable.Error()
+	}
+	return notRead + nftDoChain + " could not be traced (see skipped)"
+}
