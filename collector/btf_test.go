@@ -1,7 +1,6 @@
 package collector
 
 import (
-	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf/btf"
@@ -11,7 +10,6 @@ import (
 // args arguments after its context; none when args is negative.
 func retransmitTypes(t *testing.T, args int) *btf.Spec {
 	t.Helper()
-	var b btf.Builder
 	params := []btf.FuncParam{{Name: "__data", Type: &btf.Pointer{Target: &btf.Void{}}}}
 	argTypes := []btf.Type{
 		&btf.Pointer{Target: &btf.Struct{Name: "sock"}},
@@ -27,20 +25,7 @@ func retransmitTypes(t *testing.T, args int) *btf.Spec {
 		types = append(types, &btf.Typedef{Name: "btf_trace_tcp_retransmit_skb",
 			Type: &btf.Pointer{Target: &btf.FuncProto{Return: &btf.Void{}, Params: params}}})
 	}
-	for _, typ := range types {
-		if _, err := b.Add(typ); err != nil {
-			t.Fatal(err)
-		}
-	}
-	raw, err := b.Marshal(nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec, err := btf.LoadSpecFromReader(strings.NewReader(string(raw)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return spec
+	return specOf(t, types...)
 }
 
 // On 6.18 the tracepoint passes the outcome as a third argument; before, the program must

@@ -117,11 +117,17 @@ func tupleTypes(t *testing.T, withNfct, withConn bool) *btf.Spec {
 	if withNfct {
 		skbMembers = append(skbMembers, btf.Member{Name: "_nfct", Type: ulong, Offset: 8 * 8})
 	}
-	var b btf.Builder
 	types := []btf.Type{&btf.Struct{Name: "sk_buff", Size: 16, Members: skbMembers}}
 	if withConn {
 		types = append(types, conn)
 	}
+	return specOf(t, types...)
+}
+
+// specOf is a BTF spec holding types, as a kernel's would be read.
+func specOf(t *testing.T, types ...btf.Type) *btf.Spec {
+	t.Helper()
+	var b btf.Builder
 	for _, typ := range types {
 		if _, err := b.Add(typ); err != nil {
 			t.Fatal(err)
