@@ -310,7 +310,7 @@ func attachFentry(spec *ebpf.CollectionSpec, opts ebpf.CollectionOptions, consts
 	}
 	if err := setConsts(cs, consts, map[string]any{
 		bpf.FunctionsVarProbeId:  t.id,
-		bpf.FunctionsVarIsNfHook: boolByte(t.nfHook),
+		bpf.FunctionsVarIsNfHook: boolByte(t.stage.NFHook),
 	}); err != nil {
 		return nil, nil, err
 	}

@@ -57,9 +57,6 @@ type probe struct {
 	stage spanner.Stage
 	// ret is how a function's exit reports its return value.
 	ret RetKind
-	// nfHook marks nf_hook_slow: its probes read the hook state, its exit decodes the
-	// verdict, and its kprobe cookie says so.
-	nfHook bool
 	// decode reads what this probe's records carry beyond the fields every record has.
 	decode func(d *Decoder, raw []byte, ev *spanner.Event)
 	// needed: without it packet spans can only end by timeout.
@@ -153,9 +150,8 @@ func functionProbe(i int, name string, skbArg int, ret RetKind) probe {
 		kprobe: programs{fmt.Sprintf("kprobe_skb_%d", skbArg), bpf.FunctionsProgKretprobeSkb},
 		stage:  spanner.Stage{Name: name, Void: ret == RetVoid, Pointer: ret == RetPointer, NFHook: name == nfHookFunction},
 		ret:    ret,
-		nfHook: name == nfHookFunction,
 	}
-	if p.nfHook {
+	if p.stage.NFHook {
 		p.decode = (*Decoder).decodeVerdict
 	}
 	return p
@@ -173,7 +169,7 @@ func (p *probe) programsFor(b Backend) programs {
 // the programs must read nf_hook_slow's hook state.
 func (p *probe) cookie() uint64 {
 	c := uint64(p.id) & uint64(bpf.TracepointsProbeCookieCOOKIE_PROBE_MASK)
-	if p.nfHook {
+	if p.stage.NFHook {
 		c |= uint64(bpf.TracepointsProbeCookieCOOKIE_NF_HOOK)
 	}
 	return c

@@ -94,11 +94,11 @@ func TestFunctionProbesTakeIdsAfterTheFixedOnesAndNfHookSlowIsMarked(t *testing.
 			t.Errorf("function %d has id %d, want %d", i, p.id, probeFuncBase+uint16(i))
 		}
 	}
-	if probes[0].nfHook || probes[0].decode != nil {
+	if probes[0].stage.NFHook || probes[0].decode != nil {
 		t.Error("ip_rcv_core is marked as nf_hook_slow")
 	}
 	nf := probes[1]
-	if !nf.nfHook || nf.decode == nil {
+	if !nf.stage.NFHook || nf.decode == nil {
 		t.Fatal("nf_hook_slow is not marked: its verdict would not be decoded")
 	}
 	if got, want := nf.cookie(), uint64(nf.id)|uint64(bpf.TracepointsProbeCookieCOOKIE_NF_HOOK); got != want {
