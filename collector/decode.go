@@ -123,8 +123,9 @@ func newDecoder(reasons *DropReasons, symbols Symbolizer, clock Clock, functions
 	return d
 }
 
-// kinds maps enum event_kind to the spanner's kinds.
-var kinds = map[bpf.TracepointsEventKind]spanner.Kind{
+// kinds maps enum event_kind to the spanner's kinds: an array, as every record
+// looks its kind up.
+var kinds = [...]spanner.Kind{
 	bpf.TracepointsEventKindEVENT_INSTANT: spanner.KindInstant,
 	bpf.TracepointsEventKindEVENT_ENTER:   spanner.KindEnter,
 	bpf.TracepointsEventKindEVENT_EXIT:    spanner.KindExit,
@@ -141,10 +142,10 @@ func (d *Decoder) Decode(raw []byte, ev *spanner.Event) error {
 		return fmt.Errorf("record from unknown probe %d", id)
 	}
 	p := d.probes[id]
-	kind, ok := kinds[bpf.TracepointsEventKind(raw[offKind])]
-	if !ok {
+	if int(raw[offKind]) >= len(kinds) {
 		return fmt.Errorf("record with unknown kind %d", raw[offKind])
 	}
+	kind := kinds[raw[offKind]]
 	*ev = spanner.Event{
 		TimeUnixNano: d.clock.WallNano(le.Uint64(raw[offTs:])),
 		SKB:          le.Uint64(raw[offSkb:]),
