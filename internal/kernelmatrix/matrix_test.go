@@ -94,10 +94,10 @@ scenario --pktspan /bin/pktspan --vlan --out "$OUT/vlan" || echo "scenario --vla
 					checkDropsOnlyRun(t, filepath.Join(out, backend+"-drops"), backend)
 				})
 				t.Run(backend+"-survey", func(t *testing.T) {
-					checkSurveyRun(t, filepath.Join(out, backend+"-survey"), false)
+					checkSurveyRun(t, series, filepath.Join(out, backend+"-survey"), false)
 				})
 				t.Run(backend+"-survey-drops-only", func(t *testing.T) {
-					checkSurveyRun(t, filepath.Join(out, backend+"-survey-drops"), true)
+					checkSurveyRun(t, series, filepath.Join(out, backend+"-survey-drops"), true)
 				})
 			}
 			t.Run("attach", func(t *testing.T) { checkTimings(t, out) })
@@ -255,7 +255,7 @@ func checkDropsOnlyRun(t *testing.T, dir, backend string) {
 
 // checkSurveyRun checks the survey's healthy traffic and drops (CheckSurvey) and logs
 // its table of frees, the README's "What counts as a drop" for this kernel.
-func checkSurveyRun(t *testing.T, dir string, dropsOnly bool) {
+func checkSurveyRun(t *testing.T, series, dir string, dropsOnly bool) {
 	f, err := os.Open(filepath.Join(dir, "spans.jsonl"))
 	if err != nil {
 		t.Fatalf("no spans from the survey: %v", err)
@@ -265,7 +265,7 @@ func checkSurveyRun(t *testing.T, dir string, dropsOnly bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, err := range CheckSurvey(spans, dropsOnly) {
+	for _, err := range CheckSurvey(spans, series, dropsOnly) {
 		t.Error(err)
 	}
 	t.Logf("how the kernel freed each scenario's packets:\n%s", FreeTable(spans))

@@ -101,8 +101,6 @@ func (s *Spans) Find(p *Span, name string) *Span {
 	return s.find(p, func(c *Span) bool { return c.Name == name })
 }
 
-// findHook returns p's nf_hook_slow stage at the given netfilter hook: a packet passes
-// several (the client's POSTROUTING, the server's INPUT).
 // CheckNftDrop checks that the packet an nft rule dropped (to droppedPort) names the
 // nft table and chain of the rule, on its packet span and on the nf_hook_slow stage
 // (INPUT) it was dropped in: function backends read them at nft_do_chain's return.
@@ -127,6 +125,8 @@ func CheckNftDrop(s *Spans, droppedPort int, table, chain string) []error {
 	return []error{fmt.Errorf("no packet to port %d is an error span with NETFILTER_DROP", droppedPort)}
 }
 
+// findHook returns p's nf_hook_slow stage at the given netfilter hook: a packet passes
+// several (the client's POSTROUTING, the server's INPUT).
 func (s *Spans) findHook(p *Span, hook string) *Span {
 	return s.find(p, func(c *Span) bool {
 		return c.Name == "nf_hook_slow" && c.Attr("pktspan.netfilter.hook") == hook
@@ -291,15 +291,15 @@ func CheckClones(s *Spans) []error {
 	return errs
 }
 
+// retransmitStage is the kernel's word that it sent a segment again.
+const retransmitStage = "tcp:tcp_retransmit_skb"
+
 // CheckRetransmitAndICMP checks what the lab's retransmitted SYN and its closed UDP port
 // make: the SYN the nft rule drops is sent again after a second, as a packet span with
 // its real headers marked pktspan.tcp.retransmit and linked to the first SYN's (same
 // sequence number), with the kernel's tcp:tcp_retransmit_skb as a stage that no other
 // packet span has; the ICMP port unreachable answering the UDP datagram is a packet
 // span in that datagram's trace, with its type and code.
-// retransmitStage is the kernel's word that it sent a segment again.
-const retransmitStage = "tcp:tcp_retransmit_skb"
-
 func CheckRetransmitAndICMP(s *Spans, droppedPort, closedPort int) []error {
 	var errs []error
 	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
