@@ -22,10 +22,9 @@ type batchExporter interface {
 }
 
 // wireBatch is one batch being filled: the encoded spans, each a ScopeSpans.spans
-// field, after head bytes left free for the exporter.
+// field, after the exporter's headroom left free for it.
 type wireBatch struct {
 	buf   []byte
-	head  int
 	spans int
 }
 
@@ -129,7 +128,6 @@ func (b *batcher) newBatch() *wireBatch {
 		w = &wireBatch{}
 	}
 	w.buf = append(w.buf[:0], make([]byte, b.head)...)
-	w.head = b.head
 	w.spans = 0
 	return w
 }

@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -38,11 +39,11 @@ func newFakeExporter(t *testing.T) *fakeExporter {
 func (f *fakeExporter) headroom() int { return f.head }
 
 func (f *fakeExporter) export(ctx context.Context, b *wireBatch) error {
-	if b.head != f.head {
-		f.t.Errorf("batch head = %d, want the %d asked for", b.head, f.head)
+	if len(b.buf) < f.head || !bytes.Equal(b.buf[:f.head], make([]byte, f.head)) {
+		f.t.Errorf("batch does not leave the %d bytes asked for free in front: %x", f.head, b.buf[:min(len(b.buf), f.head)])
 	}
 	var ss tracepb.ScopeSpans
-	if err := proto.Unmarshal(b.buf[b.head:], &ss); err != nil {
+	if err := proto.Unmarshal(b.buf[f.head:], &ss); err != nil {
 		f.t.Errorf("batch does not decode as spans: %v", err)
 	}
 	if len(ss.Spans) != b.spans {

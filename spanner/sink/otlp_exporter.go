@@ -135,7 +135,7 @@ func (e *otlpExporter) export(ctx context.Context, b *wireBatch) error {
 // request writes the resource and the head of the ScopeSpans into the room left in
 // front of b's spans, so a batch is framed without copying its spans.
 func (e *otlpExporter) request(b *wireBatch) *tracepb.ResourceSpans {
-	start := b.head - len(e.scope)
+	start := e.headroom() - len(e.scope)
 	copy(b.buf[start:], e.scope)
 	var head [scopeSpansHead]byte
 	h := appendTag(head[:0], resourceSpansScopeSpans, wireBytes)

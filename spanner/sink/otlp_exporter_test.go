@@ -20,7 +20,7 @@ func TestOTLPExporterFramesBatchInItsHeadroom(t *testing.T) {
 	}
 	// Enough spans that the ScopeSpans length takes several bytes.
 	group := append(append(append(tcpGroup(), dropGroup()...), rootGroup()...), natCloneGroup()...)
-	b := &wireBatch{buf: make([]byte, e.headroom()), head: e.headroom(), spans: len(group)}
+	b := &wireBatch{buf: make([]byte, e.headroom()), spans: len(group)}
 	for i := range group {
 		b.buf = appendSpan(b.buf, &group[i])
 	}
