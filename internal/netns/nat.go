@@ -11,6 +11,8 @@ import (
 // public address and port, which the router translates (DNAT) to the server's, while
 // masquerading the client behind its own inside address (SNAT).
 var (
+	// NATUnrouted is an address the NAT lab's router has no route to.
+	NATUnrouted     = netip.MustParseAddr("198.18.3.1")
 	NATClient       = netip.MustParsePrefix("198.18.1.1/30")
 	NATRouterPublic = netip.MustParsePrefix("198.18.1.2/30")
 	NATRouterInside = netip.MustParsePrefix("198.18.2.1/30")

@@ -24,8 +24,6 @@ var (
 	// surveySpoofed is a client address the router has no route back to: rp_filter drops
 	// what comes from it.
 	surveySpoofed = netip.MustParsePrefix("198.18.1.5/32")
-	// surveyUnrouted is an address the router has no route to.
-	surveyUnrouted = netip.MustParseAddr("198.18.3.1")
 )
 
 // runSurvey makes every kind of traffic of kernelmatrix's survey scenarios once, in the
@@ -127,7 +125,7 @@ func surveyTraffic(ctx context.Context, lab *netns.Lab, nat *netns.NATLab) error
 		netns.TCPConnectExpectTimeout(ctx, lab.Client, srv4, netns.DroppedPort, time.Second),
 		netns.UDPSend(ctx, lab.Client, srv4, netns.ClosedPort, []byte("anyone?")),
 		refused(ctx, lab.Client, srv4, kernelmatrix.PortClosedTCP),
-		netns.UDPSend(ctx, nat.Client, surveyUnrouted, kernelmatrix.PortNoRoute, []byte("nowhere")),
+		netns.UDPSend(ctx, nat.Client, netns.NATUnrouted, kernelmatrix.PortNoRoute, []byte("nowhere")),
 		fillQueue(ctx, lab.Client, srv4, kernelmatrix.PortFullQueue),
 		udpWithTTL(ctx, nat.Client, netns.NATServer.Addr(), kernelmatrix.PortTTL, 1),
 		spoofed(ctx, nat),
