@@ -83,11 +83,11 @@ func surveyServers(lab *netns.Lab, nat *netns.NATLab) ([]io.Closer, error) {
 	}
 	srv4, srv6 := netns.LabServer.Addr(), surveyServer6.Addr()
 	err := errors.Join(
-		add(serveTCP(lab.Server, srv4, kernelmatrix.PortClientCloses, exchangeClientCloses)),
-		add(serveTCP(lab.Server, srv6, kernelmatrix.PortClientCloses, exchangeClientCloses)),
-		add(serveTCP(lab.Server, srv4, kernelmatrix.PortServerCloses, exchangeServerCloses)),
-		add(serveTCP(lab.Server, srv4, kernelmatrix.PortKeepAlive, exchangeClientCloses)),
-		add(serveTCP(lab.Server, srv4, kernelmatrix.PortAbort, exchangeClientCloses)),
+		add(netns.HTTPServe(lab.Server, srv4, kernelmatrix.PortClientCloses, false)),
+		add(netns.HTTPServe(lab.Server, srv6, kernelmatrix.PortClientCloses, false)),
+		add(netns.HTTPServe(lab.Server, srv4, kernelmatrix.PortServerCloses, true)),
+		add(netns.HTTPServe(lab.Server, srv4, kernelmatrix.PortKeepAlive, false)),
+		add(netns.HTTPServe(lab.Server, srv4, kernelmatrix.PortAbort, false)),
 		add(netns.TCPServe(lab.Server, srv4, kernelmatrix.PortBulk)),
 		add(serveUDP(lab.Server, srv4, kernelmatrix.PortUDPEcho, 0)),
 		add(serveUDP(lab.Server, srv6, kernelmatrix.PortUDPEcho, 0)),
@@ -108,11 +108,11 @@ func surveyServers(lab *netns.Lab, nat *netns.NATLab) ([]io.Closer, error) {
 func surveyTraffic(ctx context.Context, lab *netns.Lab, nat *netns.NATLab) error {
 	srv4, srv6 := netns.LabServer.Addr(), surveyServer6.Addr()
 	errs := []error{
-		clientCloses(ctx, lab.Client, srv4, kernelmatrix.PortClientCloses, 1, false),
-		clientCloses(ctx, lab.Client, srv6, kernelmatrix.PortClientCloses, 1, false),
-		serverCloses(ctx, lab.Client, srv4, kernelmatrix.PortServerCloses),
-		clientCloses(ctx, lab.Client, srv4, kernelmatrix.PortKeepAlive, 5, false),
-		clientCloses(ctx, lab.Client, srv4, kernelmatrix.PortAbort, 1, true),
+		netns.HTTPGets(ctx, lab.Client, srv4, kernelmatrix.PortClientCloses, 1),
+		netns.HTTPGets(ctx, lab.Client, srv6, kernelmatrix.PortClientCloses, 1),
+		netns.HTTPGets(ctx, lab.Client, srv4, kernelmatrix.PortServerCloses, 1),
+		netns.HTTPGets(ctx, lab.Client, srv4, kernelmatrix.PortKeepAlive, 5),
+		abort(ctx, lab.Client, srv4, kernelmatrix.PortAbort),
 		bulk(ctx, lab.Client, srv4, kernelmatrix.PortBulk),
 		udpExchange(ctx, lab.Client, srv4, kernelmatrix.PortUDPEcho),
 		udpExchange(ctx, lab.Client, srv6, kernelmatrix.PortUDPEcho),
@@ -132,60 +132,6 @@ func surveyTraffic(ctx context.Context, lab *netns.Lab, nat *netns.NATLab) error
 	}
 	time.Sleep(500 * time.Millisecond)
 	return errors.Join(errs...)
-}
-
-// exchangeClientCloses answers each request with its echo until the client closes.
-func exchangeClientCloses(c net.Conn) {
-	buf := make([]byte, 4096)
-	for {
-		n, err := c.Read(buf)
-		if err != nil {
-			return
-		}
-		if _, err := c.Write(buf[:n]); err != nil {
-			return
-		}
-	}
-}
-
-// exchangeServerCloses answers one request and closes first.
-func exchangeServerCloses(c net.Conn) {
-	buf := make([]byte, 4096)
-	if n, err := c.Read(buf); err == nil {
-		_, _ = c.Write(buf[:n])
-	}
-}
-
-type tcpServer struct {
-	ln net.Listener
-}
-
-func (s *tcpServer) Close() error { return s.ln.Close() }
-
-func serveTCP(ns *netns.NS, addr netip.Addr, port uint16, handle func(net.Conn)) (*tcpServer, error) {
-	s := &tcpServer{}
-	err := ns.Do(func() error {
-		var err error
-		s.ln, err = net.Listen("tcp", netip.AddrPortFrom(addr, port).String())
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	go func() {
-		for {
-			c, err := s.ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				handle(c)
-			}()
-		}
-	}()
-	return s, nil
 }
 
 type udpServer struct{ c net.PacketConn }
@@ -230,52 +176,24 @@ func inNS(ctx context.Context, ns *netns.NS, network string, addr netip.Addr, po
 	return nil
 }
 
-// clientCloses makes rounds request/reply exchanges on one connection and closes it
-// from the client's side, with a RST when abort.
-func clientCloses(ctx context.Context, ns *netns.NS, addr netip.Addr, port uint16, rounds int, abort bool) error {
+// abort sends a request and closes with a RST, unread.
+func abort(ctx context.Context, ns *netns.NS, addr netip.Addr, port uint16) error {
 	return inNS(ctx, ns, "tcp", addr, port, func(c net.Conn) error {
-		msg := []byte("GET / HTTP/1.1\r\n\r\n")
-		for range rounds {
-			if _, err := c.Write(msg); err != nil {
-				return err
-			}
-			if _, err := io.ReadFull(c, make([]byte, len(msg))); err != nil {
-				return err
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		if abort {
-			return c.(*net.TCPConn).SetLinger(0)
-		}
-		return nil
-	})
-}
-
-// serverCloses sends a request and reads until the server closes.
-func serverCloses(ctx context.Context, ns *netns.NS, addr netip.Addr, port uint16) error {
-	return inNS(ctx, ns, "tcp", addr, port, func(c net.Conn) error {
-		if _, err := c.Write([]byte("GET / HTTP/1.0\r\n\r\n")); err != nil {
+		if _, err := c.Write([]byte("GET / HTTP/1.1\r\nHost: lab\r\n\r\n")); err != nil {
 			return err
 		}
-		_, err := io.ReadAll(c)
-		return err
+		return c.(*net.TCPConn).SetLinger(0)
 	})
 }
 
 // bulk sends 512 KiB, half-closes and reads the echo.
 func bulk(ctx context.Context, ns *netns.NS, addr netip.Addr, port uint16) error {
-	return inNS(ctx, ns, "tcp", addr, port, func(c net.Conn) error {
-		want := 512 << 10
-		go func() {
-			_, _ = c.Write(make([]byte, want))
-			_ = c.(*net.TCPConn).CloseWrite()
-		}()
-		n, err := io.Copy(io.Discard, c)
-		if err == nil && int(n) != want {
-			err = fmt.Errorf("echo of %d bytes, want %d", n, want)
-		}
-		return err
-	})
+	const want = 512 << 10
+	echo, err := netns.TCPRequest(ctx, ns, addr, port, make([]byte, want))
+	if err == nil && len(echo) != want {
+		err = fmt.Errorf("echo of %d bytes, want %d", len(echo), want)
+	}
+	return err
 }
 
 func udpExchange(ctx context.Context, ns *netns.NS, addr netip.Addr, port uint16) error {
