@@ -30,6 +30,10 @@ type Stage struct {
 	// NFHook marks nf_hook_slow: the nft table and chain of a netfilter drop inside it
 	// go on its stage.
 	NFHook bool
+	// Request marks an HTTP/1.x request seen in a TCP segment's first bytes
+	// (--correlate http): the event's Requests say what its headers carried, its tuple
+	// and TCP fields where the segment was seen. It is no packet span of its own.
+	Request bool
 	// Retransmit marks tcp:tcp_retransmit_skb: its event names a TCP segment the kernel
 	// sent again (tuple, seq, flags; its SKB is the write-queue skb, which never leaves
 	// the host), and it is a stage of the packet span recognised as that retransmission,
@@ -115,4 +119,45 @@ type Event struct {
 	Stack  string
 	NFT    NFT
 	Retval int64 // return value, on KindExit
+	// Requests are the HTTP/1.x requests that start in the segment, on a Request stage's
+	// event: more than one when requests are pipelined. The decoder owns the slice.
+	Requests []Request
+}
+
+// HeaderVerdict says what a request's traceparent header was worth.
+type HeaderVerdict uint8
+
+const (
+	HeaderValid     HeaderVerdict = iota
+	HeaderMissing                 // the request's header block has no traceparent
+	HeaderTruncated               // none in the bytes read, and the header block went on past them
+	HeaderMalformed               // not version 00 in lowercase hex with its dashes, or a bad name
+	HeaderZeroID                  // an all-zero trace ID or parent ID
+	HeaderDuplicate               // traceparent given more than once
+	HeaderUntrusted               // it came from where correlate.trust believes no header
+	HeaderVerdicts
+)
+
+// HeaderVerdictNames name the verdicts in stats and logs.
+var HeaderVerdictNames = [HeaderVerdicts]string{"valid", "missing", "truncated", "malformed", "zero_id", "duplicate", "untrusted"}
+
+// TraceFlags are W3C Trace Context trace-flags.
+type TraceFlags uint8
+
+const (
+	FlagSampled TraceFlags = 0x01
+	FlagRandom  TraceFlags = 0x02 // Trace Context level 2: the trace ID is random
+)
+
+// Request is one HTTP/1.x request whose first bytes a probe saw. Only what correlation
+// needs is kept: the bytes themselves never leave the decoder.
+type Request struct {
+	// Offset is where the request line starts, in bytes from the segment's sequence
+	// number (non-zero for a pipelined request after the first).
+	Offset  uint32
+	Verdict HeaderVerdict
+	// The traceparent's IDs and flags, when Verdict is HeaderValid.
+	TraceID  TraceID
+	ParentID SpanID
+	Flags    TraceFlags
 }
