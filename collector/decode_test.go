@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	"github.com/pktspan/pktspan/bpf"
@@ -321,7 +322,7 @@ func TestDecodeTurnsKernelRecordsIntoEvents(t *testing.T) {
 				t.Fatalf("stage = %+v, want %+v", got.Stage, tc.want.Stage)
 			}
 			got.Stage, tc.want.Stage = nil, nil
-			if got != tc.want {
+			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("decoded\n got %+v\nwant %+v", got, tc.want)
 			}
 		})
