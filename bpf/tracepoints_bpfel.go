@@ -79,6 +79,8 @@ type TracepointsEvent struct {
 	QuotedDaddr [16]uint8
 	QuotedSport uint16
 	QuotedDport uint16
+	TcpWindow   uint16
+	PadEnd      [6]uint8
 }
 
 type TracepointsEventKind uint32
@@ -178,6 +180,7 @@ const (
 	TracepointsLimitsNFT_NAME_READ     TracepointsLimits = 32
 	TracepointsLimitsNFT_DROPS_MAX     TracepointsLimits = 4096
 	TracepointsLimitsSTACK_DEPTH       TracepointsLimits = 64
+	TracepointsLimitsREQUEST_BYTES_MAX TracepointsLimits = 4096
 )
 
 type TracepointsNfVerdict uint32
@@ -240,6 +243,8 @@ const (
 	TracepointsProbeIdPROBE_TCP_RETRANSMIT_SKB      TracepointsProbeId = 7
 	TracepointsProbeIdPROBE_SKB_CLONE               TracepointsProbeId = 8
 	TracepointsProbeIdPROBE_NFT_DO_CHAIN            TracepointsProbeId = 9
+	TracepointsProbeIdPROBE_HTTP_EGRESS             TracepointsProbeId = 10
+	TracepointsProbeIdPROBE_HTTP_INGRESS            TracepointsProbeId = 11
 	TracepointsProbeIdPROBE_FUNC_BASE               TracepointsProbeId = 64
 )
 

@@ -39,6 +39,7 @@ type Collector struct {
 	backend     Backend
 	functions   []string
 	normalFrees []string
+	correlate   *Correlation // nil: --correlate none
 
 	// Kernel objects, released by Shutdown (or by a Start that fails).
 	coll    *ebpf.Collection
@@ -93,6 +94,10 @@ func WithFunctions(names []string) Option { return func(c *Collector) { c.functi
 func WithNormalFreeReasons(names []string) Option {
 	return func(c *Collector) { c.normalFrees = names }
 }
+
+// WithCorrelation attaches the request probes of --correlate http and has the decoder
+// read the traceparent of each request they see.
+func WithCorrelation(cr Correlation) Option { return func(c *Collector) { c.correlate = &cr } }
 
 // WithLogger sets the logger; the collector adds component=collector.
 func WithLogger(l *slog.Logger) Option { return func(c *Collector) { c.log = l } }
@@ -183,6 +188,13 @@ func (c *Collector) Start(ctx context.Context) (err error) {
 	if err := errors.Join(fn.err, tp.err); err != nil {
 		return err
 	}
+	if c.correlate != nil {
+		cr := c.attachCorrelate(ctx, opts, consts)
+		c.adoptCorrelate(cr)
+		if cr.err != nil {
+			return cr.err
+		}
+	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("attaching probes: %w", err)
 	}
@@ -213,6 +225,18 @@ func (c *Collector) adopt(tp tracepointsResult, fn functionsResult) {
 	}
 	if fn.nftDrops != nil && c.isAttached(nftDoChain) {
 		c.decoder.nft = newNftTable(fn.nftDrops)
+	}
+}
+
+// adoptCorrelate takes what attachCorrelate made, for Shutdown to release.
+func (c *Collector) adoptCorrelate(cr correlateResult) {
+	if cr.coll != nil {
+		c.closers = append(c.closers, func() error { cr.coll.Close(); return nil })
+	}
+	c.links = append(c.links, cr.links...)
+	c.summary.Attached = append(c.summary.Attached, cr.attached...)
+	if c.correlate != nil {
+		c.decoder.requests = newRequestDecoder(c.correlate.Trust)
 	}
 }
 

@@ -57,6 +57,7 @@ const (
 	offICMPType   = unsafe.Offsetof(rawEvent{}.IcmpType)
 	offICMPCode   = unsafe.Offsetof(rawEvent{}.IcmpCode)
 	offTCPDataLen = unsafe.Offsetof(rawEvent{}.TcpDataLen)
+	offTCPWindow  = unsafe.Offsetof(rawEvent{}.TcpWindow)
 	offQSaddr     = unsafe.Offsetof(rawEvent{}.QuotedSaddr)
 	offQDaddr     = unsafe.Offsetof(rawEvent{}.QuotedDaddr)
 	offQSport     = unsafe.Offsetof(rawEvent{}.QuotedSport)
@@ -76,6 +77,8 @@ type Decoder struct {
 	ifnames map[[16]byte]string
 	stacks  *stackTable // nil without --stack
 	nft     *nftTable   // nil when nft_do_chain is not traced
+	// requests reads --correlate http's request bytes; nil when it is off.
+	requests *requestDecoder
 }
 
 // Symbolizer names kernel text addresses as `symbol+0xoff`.
@@ -181,6 +184,7 @@ func (d *Decoder) Decode(raw []byte, ev *spanner.Event) error {
 				Seq:     le.Uint32(raw[offTCPSeq:]),
 				Ack:     le.Uint32(raw[offTCPAck:]),
 				DataLen: le.Uint16(raw[offTCPDataLen:]),
+				Window:  le.Uint16(raw[offTCPWindow:]),
 			}
 		case protoICMP, protoICMPv6:
 			ev.ICMP = spanner.ICMP{Type: raw[offICMPType], Code: raw[offICMPCode]}

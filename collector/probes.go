@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/cilium/ebpf"
+
 	"github.com/pktspan/pktspan/bpf"
 	"github.com/pktspan/pktspan/spanner"
 )
@@ -20,6 +22,8 @@ const (
 	probeTCPRetransmitSKB     = uint16(bpf.TracepointsProbeIdPROBE_TCP_RETRANSMIT_SKB)
 	probeSKBClone             = uint16(bpf.TracepointsProbeIdPROBE_SKB_CLONE)
 	probeNftDoChain           = uint16(bpf.TracepointsProbeIdPROBE_NFT_DO_CHAIN)
+	probeHTTPEgress           = uint16(bpf.TracepointsProbeIdPROBE_HTTP_EGRESS)
+	probeHTTPIngress          = uint16(bpf.TracepointsProbeIdPROBE_HTTP_INGRESS)
 	probeFuncBase             = uint16(bpf.TracepointsProbeIdPROBE_FUNC_BASE)
 )
 
@@ -33,6 +37,9 @@ const (
 	// familyFunction: entry and exit programs on a kernel function, through the
 	// function backend (fentry/fexit or kprobe/kretprobe).
 	familyFunction
+	// familyCgroup: a cgroup-skb program on the cgroup v2 root, attached under
+	// --correlate http only.
+	familyCgroup
 )
 
 // programs are a function probe's entry and exit programs under one backend; "" where
@@ -52,6 +59,9 @@ type probe struct {
 	tpBTF, rawTP string
 	// Function programs by backend, in bpf.Functions.
 	fentry, kprobe programs
+	// The cgroup-skb program, in bpf.Correlate, and where it attaches.
+	cgroupProg   string
+	cgroupAttach ebpf.AttachType
 	// stage names the probe in spans and on the console, and says what it means for
 	// an skb's life (a free, a delivery, a clone).
 	stage spanner.Stage
@@ -102,6 +112,18 @@ var fixedProbes = []probe{
 		fentry: programs{bpf.FunctionsProgFentryNftDoChain, bpf.FunctionsProgFexitNftDoChain},
 		kprobe: programs{bpf.FunctionsProgKprobeNftDoChain, bpf.FunctionsProgKretprobeNftDoChain},
 		stage:  spanner.Stage{Name: nftDoChain},
+	},
+	// --correlate http: segments that start an HTTP/1.x request, as a socket sends them
+	// and as one receives them. Their events carry the requests' traceparents, not skbs.
+	{
+		id: probeHTTPEgress, family: familyCgroup, target: "egress",
+		cgroupProg: bpf.CorrelateProgRequestEgress, cgroupAttach: ebpf.AttachCGroupInetEgress,
+		stage: spanner.Stage{Name: "cgroup:http_egress", Request: true}, decode: (*Decoder).decodeRequest,
+	},
+	{
+		id: probeHTTPIngress, family: familyCgroup, target: "ingress",
+		cgroupProg: bpf.CorrelateProgRequestIngress, cgroupAttach: ebpf.AttachCGroupInetIngress,
+		stage: spanner.Stage{Name: "cgroup:http_ingress", Request: true, Received: true}, decode: (*Decoder).decodeRequest,
 	},
 }
 

@@ -29,12 +29,17 @@ type Stats struct {
 	// StackMissed counts drops left without a stack under --stack: the kernel could
 	// not store it (table full, hash collision) or user space could not read it.
 	StackMissed uint64
-	DetachTime  time.Duration
+	// Requests is what --correlate http read.
+	Requests   RequestStats
+	DetachTime time.Duration
 }
 
 // Stats reads the counters, summing the kernel's per-CPU values.
 func (c *Collector) Stats() Stats {
 	s := Stats{EventsRead: c.eventsRead.Load(), DecodeErrors: c.decodeErrors.Load(), DetachTime: time.Duration(c.detachTime.Load())}
+	if c.decoder != nil {
+		s.Requests = c.decoder.requests.stats()
+	}
 	if c.coll == nil {
 		return s
 	}

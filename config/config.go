@@ -25,6 +25,8 @@ type Config struct {
 	Trace  Trace  `koanf:"trace"`
 	Export Export `koanf:"export"`
 	Limits Limits `koanf:"limits"`
+
+	Correlate Correlate `koanf:"correlate"`
 }
 
 // OTLP configures the OTLP/gRPC export. An empty Endpoint with none of the standard
@@ -96,6 +98,22 @@ type Export struct {
 	MaxSpansPerSecond int `koanf:"max_spans_per_second"`
 }
 
+// Correlate puts the packets of HTTP/1.x requests into the application's own traces:
+// each request's traceparent header names the client span its exchange span goes under.
+type Correlate struct {
+	Mode  string `koanf:"mode"`  // none or http
+	Bytes int    `koanf:"bytes"` // bytes of a request read to find its traceparent
+	// Trust says whose headers are believed: egress (sent by this host's sockets), all,
+	// or CIDRs whose senders are believed on top of egress.
+	Trust []string `koanf:"trust"`
+	// MaxPackets caps the packet spans put under one exchange; the first and last, and
+	// every drop, retransmission, RST and zero window, always go.
+	MaxPackets int `koanf:"max_packets"`
+	// Linger is how long after its last packet an exchange is exported, once the data
+	// it carried is acknowledged both ways.
+	Linger time.Duration `koanf:"linger"`
+}
+
 // Limits bound user-space memory.
 type Limits struct {
 	Flows   int `koanf:"flows"`   // open flow windows
@@ -106,6 +124,9 @@ type Limits struct {
 	Held int `koanf:"held_packets"`
 	// Aliases is the number of translated tuples (NAT) remembered as another name of a flow.
 	Aliases int `koanf:"nat_aliases"`
+	// Exchanges is the number of open exchanges of correlate.mode http (one per request);
+	// connections remembered with their recent requests are as many.
+	Exchanges int `koanf:"exchanges"`
 }
 
 // DefaultFunctions is the kernel function set traced when none is configured.
@@ -154,8 +175,16 @@ func Default() Config {
 			Flows:   16384,
 			Packets: 65536,
 			Stages:  64,
-			Held:    16384,
-			Aliases: 16384,
+			Held:      16384,
+			Aliases:   16384,
+			Exchanges: 4096,
+		},
+		Correlate: Correlate{
+			Mode:       "none",
+			Bytes:      1024,
+			Trust:      []string{"egress"},
+			MaxPackets: 64,
+			Linger:     time.Second,
 		},
 	}
 }

@@ -86,6 +86,14 @@ var flagGroups = []flagGroup{
 		{"max-stages", "limits.stages", "keep at most `N` stage spans in one packet span"},
 		{"max-held-packets", "limits.held_packets", "in drops mode, hold at most `N` ended packets waiting for a drop"},
 		{"max-nat-aliases", "limits.nat_aliases", "remember at most `N` translated (NAT) tuples of flows"},
+		{"max-exchanges", "limits.exchanges", "with --correlate http, keep at most `N` request exchanges open"},
+	}},
+	{"App-trace correlation (packets of HTTP/1.x requests inside the application's own traces)", []flagDef{
+		{"correlate", "correlate.mode", "`MODE` none, or http: read each HTTP/1.x request's traceparent and put its packets under the app's client span"},
+		{"correlate-bytes", "correlate.bytes", "read up to `N` bytes of a request to find its traceparent (64 to 4096)"},
+		{"correlate-trust", "correlate.trust", "believe traceparent headers from `WHOM`: egress (sent by this host), all, or CIDRs of senders believed too"},
+		{"correlate-max-packets", "correlate.max_packets", "put at most `N` packet spans under one exchange (first, last, drops, retransmits, RSTs always go)"},
+		{"correlate-linger", "correlate.linger", "export an exchange `DURATION` after its last packet, once its data is acknowledged"},
 	}},
 }
 

@@ -168,8 +168,68 @@ func (c Config) Validate() error {
 	v.positive("limits.stages", l.Stages)
 	v.positive("limits.held_packets", l.Held)
 	v.positive("limits.nat_aliases", l.Aliases)
+	v.positive("limits.exchanges", l.Exchanges)
+
+	cr := c.Correlate
+	v.oneOf("correlate.mode", cr.Mode, "none", "http")
+	if cr.Bytes < MinCorrelateBytes || cr.Bytes > MaxCorrelateBytes {
+		v.add("correlate.bytes", cr.Bytes, fmt.Sprintf("must be from %d to %d", MinCorrelateBytes, MaxCorrelateBytes))
+	}
+	if _, err := cr.ParseTrust(); err != nil {
+		v.errs = append(v.errs, err)
+	}
+	v.positive("correlate.max_packets", cr.MaxPackets)
+	v.positiveDuration("correlate.linger", cr.Linger)
 
 	return errors.Join(v.errs...)
+}
+
+// Bounds of correlate.bytes: a request line and a traceparent need about 80 bytes; the
+// kernel reads at most 4096 (REQUEST_BYTES_MAX in bpf/headers/pktspan.h).
+const (
+	MinCorrelateBytes = 64
+	MaxCorrelateBytes = 4096
+)
+
+// Trust is correlate.trust parsed: a header sent by this host's sockets is always
+// believed; one arriving from the network only when All is set or its sender is in
+// Senders.
+type Trust struct {
+	All     bool
+	Senders []netip.Prefix
+}
+
+// Ingress reports whether any header arriving from the network can be believed, that
+// is whether received requests need reading at all.
+func (t Trust) Ingress() bool { return t.All || len(t.Senders) > 0 }
+
+// ParseTrust reads correlate.trust: egress, all, or CIDRs (egress may be listed beside
+// CIDRs; all stands alone).
+func (c Correlate) ParseTrust() (Trust, error) {
+	var t Trust
+	bad := func(value any, reason string) error {
+		return &Error{Key: "correlate.trust", Value: value, Reason: reason}
+	}
+	if len(c.Trust) == 0 {
+		return t, bad("", "must not be empty (use egress, all, or CIDRs)")
+	}
+	for _, w := range c.Trust {
+		switch w = strings.TrimSpace(w); w {
+		case "egress":
+		case "all":
+			if len(c.Trust) > 1 {
+				return Trust{}, bad(strings.Join(c.Trust, ","), "all stands alone: it already believes every sender")
+			}
+			t.All = true
+		default:
+			p, err := parsePrefix(w)
+			if err != nil {
+				return Trust{}, bad(w, "is not egress, all, an address or a CIDR")
+			}
+			t.Senders = append(t.Senders, p)
+		}
+	}
+	return t, nil
 }
 
 // Prefixes returns the address filters as masked prefixes; a plain address becomes a /32

@@ -34,6 +34,9 @@ type Stage struct {
 	// (--correlate http): the event's Requests say what its headers carried, its tuple
 	// and TCP fields where the segment was seen. It is no packet span of its own.
 	Request bool
+	// Received marks a Request stage that saw the segment arrive at a socket of this
+	// host (cgroup ingress) rather than leave one.
+	Received bool
 	// Retransmit marks tcp:tcp_retransmit_skb: its event names a TCP segment the kernel
 	// sent again (tuple, seq, flags; its SKB is the write-queue skb, which never leaves
 	// the host), and it is a stage of the packet span recognised as that retransmission,
@@ -56,6 +59,7 @@ type TCP struct {
 	Flags    uint8 // FIN=0x01 SYN=0x02 RST=0x04 PSH=0x08 ACK=0x10 URG=0x20 ECE=0x40 CWR=0x80
 	Seq, Ack uint32
 	DataLen  uint16 // payload bytes
+	Window   uint16 // the header's window field, unscaled: 0 is a zero window
 }
 
 // ICMP holds the ICMP or ICMPv6 header's type and code, when the packet is ICMP.

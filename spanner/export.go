@@ -55,8 +55,25 @@ func (b *exportBuf) carve(from int) []attribute.KeyValue {
 	return b.attrs[from:n:n]
 }
 
+// place is where a packet span goes: its trace and parent (the flow window's root, or
+// an exchange in the application's trace), and the flow window's trace, which a
+// clone's link to its parent names.
+type place struct {
+	trace      TraceID
+	parent     SpanID
+	random     bool
+	flowTrace  TraceID
+	flowRandom bool
+}
+
+// flowPlace is the place of p in its window's trace.
+func (s *Spanner) flowPlace(p *packet) place {
+	w := &s.windows.slab[p.win]
+	return place{trace: w.trace, parent: w.root, random: w.random, flowTrace: w.trace, flowRandom: w.random}
+}
+
 // exportPacket sends the packet span followed by its stage spans in start-time order.
-func (s *Spanner) exportPacket(p *packet) {
+func (s *Spanner) exportPacket(p *packet, pl place) {
 	b := &s.out
 	b.attrs, b.events = b.attrs[:0], b.events[:0]
 	proto := p.tuple.Proto
@@ -93,17 +110,16 @@ func (s *Spanner) exportPacket(p *packet) {
 	}
 	b.attrs = append(b.attrs, attrkey.PacketEnd.String(endNames[p.cause]))
 
-	w := &s.windows.slab[p.win]
 	pkt := Span{
-		TraceID:       w.trace,
+		TraceID:       pl.trace,
 		SpanID:        p.id,
-		ParentID:      w.root,
+		ParentID:      pl.parent,
 		Name:          packetSpanName,
 		Role:          RolePacket,
 		Kind:          SpanKindInternal,
 		StartUnixNano: p.start,
 		EndUnixNano:   p.end,
-		RandomTraceID: w.random,
+		RandomTraceID: pl.random,
 	}
 	if p.drop {
 		b.appendDrop(p)
@@ -128,14 +144,20 @@ func (s *Spanner) exportPacket(p *packet) {
 		pkt.Events = b.events[:1:1]
 	}
 	// A clone links to the skb it was cloned from, a retransmission to the segment's first
-	// sighting; no packet is both.
+	// sighting; no packet is both. A segment that carries the start of the next request
+	// too (GSO, pipelining) links to that request's exchange.
+	b.links = b.links[:0]
 	switch {
 	case p.linkSpan != (SpanID{}):
-		b.links = append(b.links[:0], Link{TraceID: w.trace, SpanID: p.linkSpan, RandomTraceID: w.random})
-		pkt.Links = b.links[:1:1]
+		b.links = append(b.links, Link{TraceID: pl.flowTrace, SpanID: p.linkSpan, RandomTraceID: pl.flowRandom, Role: RolePacket})
 	case p.retransmitOf.SpanID != (SpanID{}):
-		b.links = append(b.links[:0], p.retransmitOf)
-		pkt.Links = b.links[:1:1]
+		b.links = append(b.links, p.retransmitOf)
+	}
+	if p.nextExchange.SpanID != (SpanID{}) {
+		b.links = append(b.links, p.nextExchange)
+	}
+	if n := len(b.links); n > 0 {
+		pkt.Links = b.links[:n:n]
 	}
 	g := append(b.group[:0], pkt)
 
@@ -238,9 +260,14 @@ func (s *Spanner) exportRoot(w *window) {
 		Attrs:         b.carve(0),
 		RandomTraceID: w.random,
 	}
+	b.links = b.links[:0]
 	if w.prevRoot != (SpanID{}) {
-		b.links = append(b.links[:0], Link{TraceID: w.prevTrace, SpanID: w.prevRoot, RandomTraceID: w.prevRandom})
-		root.Links = b.links[:1:1]
+		b.links = append(b.links, Link{TraceID: w.prevTrace, SpanID: w.prevRoot, RandomTraceID: w.prevRandom, Role: RoleFlow})
+	}
+	// The exchanges that took packets of this window, in the applications' traces.
+	b.links = append(b.links, w.exchanges...)
+	if n := len(b.links); n > 0 {
+		root.Links = b.links[:n:n]
 	}
 	b.group = append(b.group[:0], root)
 	s.sink.Export(b.group)

@@ -109,6 +109,10 @@ type window struct {
 	dropSeen bool     // export mode drops: a packet of it was dropped, so it is exported
 	rootDone bool     // its root span was exported or counted out
 	held     heldList // export mode drops: its ended packets, while it has no drop
+
+	// exchanges are links to the exchanges that took packets of the window
+	// (--correlate http), at most windowExchangeLinks.
+	exchanges []Link
 }
 
 // join attaches p to a flow window. The flow is that of ev's conntrack tuple when it
@@ -212,6 +216,7 @@ func (s *Spanner) openWindow(fi int32, start int64) {
 	f, key := &s.flows.slab[fi], s.flows.keys[fi]
 	w := &s.windows.slab[wi]
 	*w = window{
+		exchanges:  w.exchanges[:0],
 		key:        key,
 		clientIsA:  f.clientIsA,
 		root:       s.cfg.spanID(),
@@ -264,6 +269,7 @@ func (s *Spanner) closeWindow(fi int32, cause closeCause, at int64) {
 	s.stats.windowsClosed[cause].Add(1)
 	s.stats.windowsOpen.Add(decrement)
 	s.flows.lru.moveBack(fi)
+	s.closeExchanges(w.key, cause)
 	s.settle(wi)
 }
 

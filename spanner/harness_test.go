@@ -314,6 +314,8 @@ func roleByName(name string) SpanRole {
 		return RoleFlow
 	case name == packetSpanName:
 		return RolePacket
+	case name == exchangeSpanName:
+		return RoleExchange
 	}
 	return RoleStage
 }

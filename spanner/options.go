@@ -21,6 +21,7 @@ type settings struct {
 	spanID                 func() SpanID
 	log                    *slog.Logger
 	netnsNamer             NetnsNamer
+	correlate              *CorrelateSettings // nil: --correlate none
 }
 
 // defaultSettings mirrors config.Default(); the caller maps its configuration to options.
@@ -143,5 +144,23 @@ func WithLogger(l *slog.Logger) Option {
 func setPositive[T int | int64 | float64](dst *T, v T) {
 	if v > 0 {
 		*dst = v
+	}
+}
+
+// CorrelateSettings are --correlate http's: at most MaxPackets packet spans per
+// exchange, an exchange exported Linger after its last packet once its data is
+// acknowledged, and at most Exchanges exchanges open (and connections remembered).
+type CorrelateSettings struct {
+	MaxPackets int
+	Linger     time.Duration
+	Exchanges  int
+}
+
+// WithCorrelation turns app-trace correlation on: Request events open exchanges in the
+// applications' traces, and their packets go there.
+func WithCorrelation(c CorrelateSettings) Option {
+	return func(s *settings) {
+		c.MaxPackets, c.Linger, c.Exchanges = max(c.MaxPackets, 1), max(c.Linger, 0), max(c.Exchanges, 1)
+		s.correlate = &c
 	}
 }

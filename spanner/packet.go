@@ -69,6 +69,8 @@ type packet struct {
 	// The packet span of the segment's first sighting, when this packet is a TCP
 	// retransmission (noteSegment); zero otherwise.
 	retransmitOf Link
+	// The exchange of the next request when this segment carries its start too.
+	nextExchange Link
 
 	// freed is set by skb:kfree_skb or skb:consume_skb. The packet then ends at once,
 	// unless function stages are still open: the functions that freed the skb (udp_rcv,

@@ -9,6 +9,8 @@ func (s *Spanner) packetDone(p *packet) {
 	wi := p.win
 	w := &s.windows.slab[wi]
 	switch {
+	case s.correlate(p, w):
+		// It went into an application's trace, under its request's exchange.
 	case !w.sampled:
 		s.stats.spansSampledOut.Add(p.spans())
 	case s.cfg.export.Mode == ExportAll || w.dropSeen:
@@ -53,13 +55,16 @@ func (s *Spanner) settle(wi int32) {
 	}
 }
 
-// emitPacket exports p's spans when the rate cap lets them through.
-func (s *Spanner) emitPacket(p *packet) {
+// emitPacket exports p's spans in its window's trace when the rate cap lets them through.
+func (s *Spanner) emitPacket(p *packet) { s.emitPacketAt(p, s.flowPlace(p)) }
+
+// emitPacketAt exports p's spans at pl when the rate cap lets them through.
+func (s *Spanner) emitPacketAt(p *packet, pl place) {
 	if n := p.spans(); !s.rate.take(n, s.now) {
 		s.stats.spansRateLimited.Add(n)
 		return
 	}
-	s.exportPacket(p)
+	s.exportPacket(p, pl)
 }
 
 // emitRoot exports w's root span when the rate cap lets it through.

@@ -50,7 +50,7 @@ func (s *Spanner) noteSegment(p *packet, freeOnly bool) {
 	}
 	w := &s.windows.slab[p.win]
 	s.segments.slab[s.segments.alloc(k)] = segment{
-		first:      Link{TraceID: w.trace, SpanID: p.id, RandomTraceID: w.random},
+		first:      Link{TraceID: w.trace, SpanID: p.id, RandomTraceID: w.random, Role: RolePacket},
 		lastSKB:    p.skb,
 		lastSpanID: p.id,
 	}

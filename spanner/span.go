@@ -43,6 +43,9 @@ type Link struct {
 	Attrs   []attribute.KeyValue
 	// RandomTraceID says whether TraceID was drawn at random (see Span.RandomTraceID).
 	RandomTraceID bool
+	// Role is what the linked span stands for: the previous window's root, the packet
+	// a retransmission repeats or a clone copies, a request's exchange.
+	Role SpanRole
 }
 
 // SpanRole says what a span stands for, so that a sink can tell without reading its name.
@@ -57,6 +60,9 @@ const (
 	// RoleStage is a kernel hook the skb passed, a child of its packet span or of an
 	// enclosing stage.
 	RoleStage
+	// RoleExchange is one HTTP request's packets (--correlate http), a child of the
+	// application's client span; its packet spans are its children.
+	RoleExchange
 )
 
 // Span is a finished span, ready for a sink. Times are Unix nanoseconds.

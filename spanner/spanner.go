@@ -21,6 +21,7 @@ type Spanner struct {
 	// segments remembers recent TCP segments, to recognise their retransmissions.
 	segments table[segmentKey, segment]
 	held     heldStore
+	corr     *correlation // nil unless --correlate http
 	rate     tokenBucket
 	now      int64 // the latest time the Spanner was given
 
@@ -47,7 +48,12 @@ func New(sink Sink, opts ...Option) *Spanner {
 	if cfg.log == nil {
 		cfg.log = slog.Default()
 	}
+	var corr *correlation
+	if cfg.correlate != nil {
+		corr = newCorrelation(*cfg.correlate)
+	}
 	return &Spanner{
+		corr:     corr,
 		sink:     sink,
 		cfg:      cfg,
 		log:      cfg.log.With("component", "spanner"),
@@ -71,6 +77,10 @@ func (s *Spanner) HandleEvent(ev *Event) {
 	s.now = max(s.now, t)
 	if st.Retransmit {
 		s.retransmitStage(ev)
+		return
+	}
+	if st.Request {
+		s.request(ev)
 		return
 	}
 
@@ -213,6 +223,7 @@ func (s *Spanner) Tick(nowUnixNano int64) {
 			s.forgetFlow(int32(i))
 		}
 	}
+	s.tickExchanges(nowUnixNano)
 }
 
 // Flush is for shutdown: after closing what is due at now as Tick would, it ends every
@@ -232,6 +243,7 @@ func (s *Spanner) Flush(nowUnixNano int64) {
 		}
 		s.forgetFlow(i)
 	}
+	s.flushExchanges()
 }
 
 // Stats returns the counters; it is safe to call from any goroutine.

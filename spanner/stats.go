@@ -72,6 +72,24 @@ type Stats struct {
 	// SpansRateLimited are the spans of packet span groups and roots that did not fit
 	// under the spans-per-second cap.
 	SpansRateLimited uint64
+	// SpansCapped are the spans of packets past correlate.max_packets in an exchange.
+	SpansCapped uint64
+
+	// --correlate http. RequestsCorrelated opened an exchange (a valid, sampled
+	// traceparent); RequestsUnsampled had a valid one that was not sampled;
+	// RequestsRepeated were seen before (a retransmission, or both ends on this host).
+	RequestsCorrelated uint64
+	RequestsUnsampled  uint64
+	RequestsRepeated   uint64
+	// ExchangePackets are packets put under an exchange (exported, held or capped).
+	ExchangePackets uint64
+	// Exchanges exported, by why: quiet (linger after the data was acknowledged), idle
+	// (unacknowledged data, the flow idle timeout), flow_close, evicted (table full), shutdown.
+	ExchangesQuiet, ExchangesIdle, ExchangesFlowClose, ExchangesEvicted, ExchangesShutdown uint64
+	// ConnsEvicted are connections forgotten with their requests because the table was
+	// full; ExchangeLinksDropped links from a flow root to an exchange past its bound.
+	ConnsEvicted         uint64
+	ExchangeLinksDropped uint64
 }
 
 // counters are written by the ring reader and read by anyone through Stats.
@@ -88,7 +106,11 @@ type counters struct {
 	retransmitsUnmatched                           atomic.Uint64
 	stagesTruncated, spans                         atomic.Uint64
 	spansSampledOut, spansNoDrop, spansHeldEvicted atomic.Uint64
-	spansRateLimited                               atomic.Uint64
+	spansRateLimited, spansCapped                  atomic.Uint64
+	requestsCorrelated, requestsUnsampled          atomic.Uint64
+	requestsRepeated, exchangePackets              atomic.Uint64
+	exchangesEnded                                 [exchangeEnds]atomic.Uint64
+	connsEvicted, exchangeLinksDropped             atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -129,6 +151,18 @@ func (c *counters) snapshot() Stats {
 		SpansNoDrop:          c.spansNoDrop.Load(),
 		SpansHeldEvicted:     c.spansHeldEvicted.Load(),
 		SpansRateLimited:     c.spansRateLimited.Load(),
+		SpansCapped:          c.spansCapped.Load(),
+		RequestsCorrelated:   c.requestsCorrelated.Load(),
+		RequestsUnsampled:    c.requestsUnsampled.Load(),
+		RequestsRepeated:     c.requestsRepeated.Load(),
+		ExchangePackets:      c.exchangePackets.Load(),
+		ExchangesQuiet:       c.exchangesEnded[exchangeQuiet].Load(),
+		ExchangesIdle:        c.exchangesEnded[exchangeIdle].Load(),
+		ExchangesFlowClose:   c.exchangesEnded[exchangeFlowClose].Load(),
+		ExchangesEvicted:     c.exchangesEnded[exchangeEvicted].Load(),
+		ExchangesShutdown:    c.exchangesEnded[exchangeShutdown].Load(),
+		ConnsEvicted:         c.connsEvicted.Load(),
+		ExchangeLinksDropped: c.exchangeLinksDropped.Load(),
 	}
 }
 

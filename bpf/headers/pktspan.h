@@ -20,6 +20,10 @@ enum probe_id {
 	PROBE_TCP_RETRANSMIT_SKB = 7, /* a segment sent again: no skb of its own, see on_retransmit */
 	PROBE_SKB_CLONE = 8, /* skb_clone's return (fexit or kretprobe): the new skb's first event */
 	PROBE_NFT_DO_CHAIN = 9, /* nft_do_chain: the table and chain a followed skb is in, in nft_drops */
+	/* --correlate http: a TCP segment starting an HTTP/1.x request, sent by a socket of
+	 * this host or received by one; the record goes on with the request's first bytes. */
+	PROBE_HTTP_EGRESS = 10,
+	PROBE_HTTP_INGRESS = 11,
 	PROBE_FUNC_BASE = 64,
 };
 
@@ -149,6 +153,8 @@ struct event {
 	__u8 quoted_daddr[16];
 	__u16 quoted_sport; /* host byte order */
 	__u16 quoted_dport;
+	__u16 tcp_window; /* the TCP header's window field, unscaled: 0 is a zero window */
+	__u8 _pad_end[6];
 };
 
 /* Sizes of the fixed arrays below, which user space checks its input against. */
@@ -171,6 +177,7 @@ enum limits {
 	NFT_NAME_READ = 32,     /* bytes kept of an nft table's or chain's name, its NUL included */
 	NFT_DROPS_MAX = 4096,   /* skbs whose nft drop awaits user space in nft_drops */
 	STACK_DEPTH = 64,       /* frames kept of a drop's kernel stack */
+	REQUEST_BYTES_MAX = 4096, /* bytes of an HTTP request read, at most (correlate.bytes) */
 };
 
 enum pending_state {

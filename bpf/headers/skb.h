@@ -149,13 +149,14 @@ static __noinline void read_quoted6(struct event *ev, const unsigned char *q)
 static __always_inline void read_l4(struct event *ev, const unsigned char *l4, int l3_data)
 {
 	if (ev->l4 == IPPROTO_TCP) {
-		__u8 th[14];
+		__u8 th[16];
 		if (!bpf_probe_read_kernel(th, sizeof(th), l4)) {
 			ev->sport = (th[0] << 8) | th[1];
 			ev->dport = (th[2] << 8) | th[3];
 			ev->tcp_seq = bpf_ntohl(*(__u32 *)&th[4]);
 			ev->tcp_ack = bpf_ntohl(*(__u32 *)&th[8]);
 			ev->tcp_flags = th[13];
+			ev->tcp_window = (th[14] << 8) | th[15];
 			int data = l3_data - (th[12] >> 4) * 4;
 			ev->tcp_data_len = data > 0 ? data : 0;
 		}

@@ -148,4 +148,20 @@ struct ipv6hdr {
 	__u8 daddr[16];
 };
 
+/* The context of cgroup-skb programs (uapi/linux/bpf.h): a stable ABI, so declared
+ * with its real offsets and no relocation; only its leading fields, those read. */
+struct __sk_buff {
+	__u32 len;
+	__u32 pkt_type;
+	__u32 mark;
+	__u32 queue_mapping;
+	__u32 protocol;
+	__u32 vlan_present;
+	__u32 vlan_tci;
+	__u32 vlan_proto;
+	__u32 priority;
+	__u32 ingress_ifindex;
+	__u32 ifindex;
+};
+
 #endif

@@ -71,14 +71,14 @@ func run(ctx context.Context, cfg config.Config) error {
 		return err
 	}
 	out := sinks.multi()
-	sp := spanner.New(out,
+	spOpts := []spanner.Option{
 		spanner.WithLimits(cfg.Limits.Flows, cfg.Limits.Packets, cfg.Limits.Stages),
 		spanner.WithWindow(cfg.Trace.IdleTimeout, cfg.Trace.MaxDuration, cfg.Trace.MaxPackets, cfg.Trace.CloseGrace),
 		spanner.WithPacketTimeout(cfg.Trace.PacketTimeout),
 		spanner.WithExport(exportPolicy(cfg)),
 		spanner.WithNATAliases(cfg.Limits.Aliases),
 		spanner.WithLogger(log),
-	)
+	}
 	colOpts := []collector.Option{
 		collector.WithFilter(cfg.Filter),
 		collector.WithRingSize(cfg.Probes.RingSize),
@@ -93,6 +93,17 @@ func run(ctx context.Context, cfg config.Config) error {
 	if cfg.Probes.Stack {
 		colOpts = append(colOpts, collector.WithStack(cfg.Probes.StackSize))
 	}
+	if cfg.Correlate.Mode == "http" {
+		trust, err := cfg.Correlate.ParseTrust()
+		if err != nil {
+			return err
+		}
+		colOpts = append(colOpts, collector.WithCorrelation(collector.Correlation{Bytes: cfg.Correlate.Bytes, Trust: trust}))
+		spOpts = append(spOpts, spanner.WithCorrelation(spanner.CorrelateSettings{
+			MaxPackets: cfg.Correlate.MaxPackets, Linger: cfg.Correlate.Linger, Exchanges: cfg.Limits.Exchanges,
+		}))
+	}
+	sp := spanner.New(out, spOpts...)
 	col := collector.New(colOpts...)
 	// Whatever Start made stays no longer than this run, also when Start fails.
 	defer stopCollector(col, log)
@@ -271,6 +282,22 @@ func logStats(log *slog.Logger, msg string, cfg config.Config, c collector.Stats
 	}
 	if cfg.Probes.Stack {
 		args = append(args, "stack_missed", c.StackMissed)
+	}
+	if cfg.Correlate.Mode == "http" {
+		args = append(args, "request_segments", c.Requests.Segments)
+		for v, n := range c.Requests.Verdicts {
+			args = append(args, "requests_"+spanner.HeaderVerdictNames[v], n)
+		}
+		args = append(args,
+			"requests_correlated", s.RequestsCorrelated,
+			"requests_unsampled", s.RequestsUnsampled,
+			"requests_repeated", s.RequestsRepeated,
+			"exchange_packets", s.ExchangePackets,
+			"exchange_spans_capped", s.SpansCapped,
+			"exchanges_exported", s.ExchangesQuiet+s.ExchangesIdle+s.ExchangesFlowClose+s.ExchangesEvicted+s.ExchangesShutdown,
+			"exchanges_evicted", s.ExchangesEvicted,
+			"conns_evicted", s.ConnsEvicted,
+		)
 	}
 	log.Info(msg, append(args, "detach", c.DetachTime)...)
 }

@@ -91,6 +91,22 @@ const (
 	FlowClose   = attribute.Key("pktspan.flow.close")
 )
 
+// A request's exchange (--correlate http): its connection as this host's end sees it,
+// the request's first sequence number, what its packets were, and why it was exported.
+const (
+	NetworkLocalAddress   = attribute.Key("network.local.address")
+	NetworkLocalPort      = attribute.Key("network.local.port")
+	NetworkPeerAddress    = attribute.Key("network.peer.address")
+	NetworkPeerPort       = attribute.Key("network.peer.port")
+	ExchangeSeq           = attribute.Key("pktspan.exchange.seq")
+	ExchangePackets       = attribute.Key("pktspan.exchange.packets")
+	ExchangeBytes         = attribute.Key("pktspan.exchange.bytes")
+	ExchangeRetransmits   = attribute.Key("pktspan.exchange.retransmits")
+	ExchangeDrops         = attribute.Key("pktspan.exchange.drops")
+	ExchangePacketsCapped = attribute.Key("pktspan.exchange.packets_capped")
+	ExchangeEnd           = attribute.Key("pktspan.exchange.end")
+)
+
 // The resource every span shares.
 const (
 	HostName    = attribute.Key("host.name")

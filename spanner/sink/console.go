@@ -3,6 +3,7 @@ package sink
 import (
 	"encoding/hex"
 	"io"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -121,9 +122,12 @@ func (c *Console) Export(group []spanner.Span) {
 		c.appendHeader()
 		c.headerDone = true
 	}
-	if group[0].Role == spanner.RolePacket {
+	switch group[0].Role {
+	case spanner.RolePacket:
 		c.appendPacket(group)
-	} else {
+	case spanner.RoleExchange:
+		c.appendExchange(&group[0])
+	default:
 		for i := range group {
 			c.appendFlow(&group[i])
 		}
@@ -320,10 +324,53 @@ func (c *Console) appendFlow(s *spanner.Span) {
 		addField(&info, "error="+s.StatusDescription)
 	}
 	addField(&info, "trace="+hex.EncodeToString(s.TraceID[:]))
+	exchanges := 0
 	for i := range s.Links {
-		addField(&info, "prev="+hex.EncodeToString(s.Links[i].TraceID[:]))
+		switch s.Links[i].Role {
+		case spanner.RoleFlow:
+			addField(&info, "prev="+hex.EncodeToString(s.Links[i].TraceID[:]))
+		case spanner.RoleExchange:
+			exchanges++
+		}
+	}
+	if exchanges > 0 {
+		addField(&info, "exchanges="+strconv.Itoa(exchanges))
 	}
 	c.appendRow([]string{c.clock(s.EndUnixNano), "", v.netns, v.iface, v.tupleString(), s.Name, info.String()}, false)
+}
+
+// appendExchange prints a request's exchange (--correlate http): the connection as
+// this host's end sees it, the application's trace and client span it went under, and
+// what its packets were.
+func (c *Console) appendExchange(s *spanner.Span) {
+	var local, peer, localPort, peerPort string
+	var info strings.Builder
+	for _, kv := range s.Attrs {
+		v := valueString(kv.Value)
+		switch kv.Key {
+		case attrkey.NetworkLocalAddress:
+			local = v
+		case attrkey.NetworkLocalPort:
+			localPort = v
+		case attrkey.NetworkPeerAddress:
+			peer = v
+		case attrkey.NetworkPeerPort:
+			peerPort = v
+		case attrkey.ExchangePackets:
+			addField(&info, "packets="+v)
+		case attrkey.ExchangeDrops:
+			addField(&info, "drops="+v)
+		case attrkey.ExchangeRetransmits:
+			addField(&info, "retransmits="+v)
+		}
+	}
+	if s.Status == spanner.StatusError {
+		addField(&info, "error="+s.StatusDescription)
+	}
+	addField(&info, "trace="+hex.EncodeToString(s.TraceID[:]))
+	addField(&info, "parent="+hex.EncodeToString(s.ParentID[:]))
+	tuple := "tcp " + net.JoinHostPort(local, localPort) + " > " + net.JoinHostPort(peer, peerPort)
+	c.appendRow([]string{c.clock(s.EndUnixNano), "", "", "", tuple, s.Name, info.String()}, s.Status == spanner.StatusError)
 }
 
 func (c *Console) clock(unixNano int64) string {

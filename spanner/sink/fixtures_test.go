@@ -73,6 +73,7 @@ func rootGroup() []spanner.Span {
 			SpanID:        sid(0x99),
 			Attrs:         []attribute.KeyValue{attribute.String("pktspan.link", "previous_window")},
 			RandomTraceID: true,
+			Role:          spanner.RoleFlow,
 		}},
 	}}
 }
@@ -216,7 +217,7 @@ func natCloneGroup() []spanner.Span {
 			attribute.Int("pktspan.skb.mark", 0),
 			attribute.Int("pktspan.skb.segments", 2),
 		),
-		Links: []spanner.Link{{TraceID: traceA, SpanID: sid(1)}},
+		Links: []spanner.Link{{TraceID: traceA, SpanID: sid(1), Role: spanner.RolePacket}},
 	}
 	stage := stageOf(pkt)
 	return []spanner.Span{
