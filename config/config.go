@@ -172,9 +172,9 @@ func Default() Config {
 			SampleRatio: 1,
 		},
 		Limits: Limits{
-			Flows:   16384,
-			Packets: 65536,
-			Stages:  64,
+			Flows:     16384,
+			Packets:   65536,
+			Stages:    64,
 			Held:      16384,
 			Aliases:   16384,
 			Exchanges: 4096,
