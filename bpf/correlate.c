@@ -117,10 +117,11 @@ static __always_inline int on_segment(struct __sk_buff *skb, __u16 probe)
 	ev->tcp_data_len = data > 0xffff ? 0xffff : data;
 
 	__u32 n = data < request_bytes ? data : request_bytes;
-	if (n > REQUEST_BYTES_MAX)
-		n = REQUEST_BYTES_MAX;
-	if (n < REQUEST_LINE_MIN)
+	if (n < REQUEST_LINE_MIN || n > REQUEST_BYTES_MAX)
 		return 1;
+	/* The same n, in a form whose bounds [1, REQUEST_BYTES_MAX] the verifier can see
+	 * (REQUEST_BYTES_MAX is a power of two). */
+	n = ((n - 1) & (REQUEST_BYTES_MAX - 1)) + 1;
 	if (bpf_skb_load_bytes(skb, off, r->data, n))
 		return 1;
 	if (bpf_ringbuf_output(&events, r, sizeof(r->ev) + n, 0))
