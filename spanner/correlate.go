@@ -29,13 +29,14 @@ type exchangeEnd uint8
 const (
 	exchangeQuiet     exchangeEnd = iota // linger passed, its data acknowledged both ways
 	exchangeIdle                         // the flow's idle timeout passed, data still unacknowledged
+	exchangeMaxDuration                  // open for trace.max_duration, still unsettled (a black hole)
 	exchangeFlowClose                    // its flow window closed (FIN, RST, idle, eviction)
 	exchangeEvicted                      // the exchange table was full
 	exchangeShutdown
 	exchangeEnds
 )
 
-var exchangeEndNames = [exchangeEnds]string{"quiet", "idle", "flow_close", "evicted", "shutdown"}
+var exchangeEndNames = [exchangeEnds]string{"quiet", "idle", "max_duration", "flow_close", "evicted", "shutdown"}
 
 // request is one request a connection remembers: the first byte of its range, and its
 // exchange while that is open.
@@ -453,7 +454,9 @@ func (s *Spanner) relinkSegment(p *packet, x *exchange) {
 }
 
 // tickExchanges exports the exchanges that are due at now: quiet for linger with their
-// data acknowledged both ways, or quiet for the flow idle timeout whatever their state.
+// data acknowledged both ways, or, whatever their state, quiet for the flow idle timeout
+// or open for the flow max duration (a peer that never answers keeps retransmissions
+// coming for minutes).
 func (s *Spanner) tickExchanges(now int64) {
 	cr := s.corr
 	if cr == nil {
@@ -468,6 +471,8 @@ func (s *Spanner) tickExchanges(now int64) {
 		switch {
 		case quiet >= s.cfg.idle:
 			s.exportExchange(int32(xi), exchangeIdle)
+		case now-x.start >= s.cfg.maxDuration:
+			s.exportExchange(int32(xi), exchangeMaxDuration)
 		case quiet >= cr.linger && x.settled():
 			s.exportExchange(int32(xi), exchangeQuiet)
 		}

@@ -84,8 +84,9 @@ type Stats struct {
 	// ExchangePackets are packets put under an exchange (exported, held or capped).
 	ExchangePackets uint64
 	// Exchanges exported, by why: quiet (linger after the data was acknowledged), idle
-	// (unacknowledged data, the flow idle timeout), flow_close, evicted (table full), shutdown.
-	ExchangesQuiet, ExchangesIdle, ExchangesFlowClose, ExchangesEvicted, ExchangesShutdown uint64
+	// (unacknowledged data, the flow idle timeout), max_duration (open for the flow max
+	// duration), flow_close, evicted (table full), shutdown.
+	ExchangesQuiet, ExchangesIdle, ExchangesMaxDuration, ExchangesFlowClose, ExchangesEvicted, ExchangesShutdown uint64
 	// ConnsEvicted are connections forgotten with their requests because the table was
 	// full; ExchangeLinksDropped links from a flow root to an exchange past its bound.
 	ConnsEvicted         uint64
@@ -158,6 +159,7 @@ func (c *counters) snapshot() Stats {
 		ExchangePackets:      c.exchangePackets.Load(),
 		ExchangesQuiet:       c.exchangesEnded[exchangeQuiet].Load(),
 		ExchangesIdle:        c.exchangesEnded[exchangeIdle].Load(),
+		ExchangesMaxDuration: c.exchangesEnded[exchangeMaxDuration].Load(),
 		ExchangesFlowClose:   c.exchangesEnded[exchangeFlowClose].Load(),
 		ExchangesEvicted:     c.exchangesEnded[exchangeEvicted].Load(),
 		ExchangesShutdown:    c.exchangesEnded[exchangeShutdown].Load(),

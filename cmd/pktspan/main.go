@@ -294,7 +294,7 @@ func logStats(log *slog.Logger, msg string, cfg config.Config, c collector.Stats
 			"requests_repeated", s.RequestsRepeated,
 			"exchange_packets", s.ExchangePackets,
 			"exchange_spans_capped", s.SpansCapped,
-			"exchanges_exported", s.ExchangesQuiet+s.ExchangesIdle+s.ExchangesFlowClose+s.ExchangesEvicted+s.ExchangesShutdown,
+			"exchanges_exported", s.ExchangesQuiet+s.ExchangesIdle+s.ExchangesMaxDuration+s.ExchangesFlowClose+s.ExchangesEvicted+s.ExchangesShutdown,
 			"exchanges_evicted", s.ExchangesEvicted,
 			"conns_evicted", s.ConnsEvicted,
 		)
