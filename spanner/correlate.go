@@ -27,11 +27,11 @@ const (
 type exchangeEnd uint8
 
 const (
-	exchangeQuiet     exchangeEnd = iota // linger passed, its data acknowledged both ways
-	exchangeIdle                         // the flow's idle timeout passed, data still unacknowledged
-	exchangeMaxDuration                  // open for trace.max_duration, still unsettled (a black hole)
-	exchangeFlowClose                    // its flow window closed (FIN, RST, idle, eviction)
-	exchangeEvicted                      // the exchange table was full
+	exchangeQuiet       exchangeEnd = iota // linger passed, its data acknowledged both ways
+	exchangeIdle                           // the flow's idle timeout passed, data still unacknowledged
+	exchangeMaxDuration                    // open for trace.max_duration, still unsettled (a black hole)
+	exchangeFlowClose                      // its flow window closed (FIN, RST, idle, eviction)
+	exchangeEvicted                        // the exchange table was full
 	exchangeShutdown
 	exchangeEnds
 )
