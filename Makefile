@@ -56,11 +56,14 @@ lint: $(BIN)/staticcheck
 		echo ">> go vet and staticcheck, tags '$$tags'"; \
 		$(GO) vet -tags "$$tags" ./... && $(BIN)/staticcheck -tags "$$tags" ./... || exit 1; \
 	done
+	@echo ">> go vet and staticcheck, examples/demoapp"
+	cd examples/demoapp && $(GO) vet ./... && ../../$(BIN)/staticcheck ./...
 
 # Tier 1 of docs/DESIGN.md: no root, no Jaeger, no kernel features; what needs them is tagged
-# e2e or vmtest.
+# e2e or vmtest. examples/demoapp is a module of its own, which ./... does not reach.
 unit:
 	$(GO) test -race -count=1 ./...
+	cd examples/demoapp && $(GO) test -race -count=1 ./...
 
 # Tier 2 of docs/DESIGN.md: real kernel, namespaces, nftables, Jaeger. Needs root.
 E2E_PACKAGES := ./cmd/pktspan/ ./collector/ ./internal/jaeger/ ./internal/netns/
