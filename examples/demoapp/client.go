@@ -46,6 +46,7 @@ type clientConfig struct {
 	Connections int
 	Timeout     time.Duration
 	Interval    time.Duration // each goroutine's pause between requests
+	Netns       string        // dial from inside this network namespace ("": the process's own)
 }
 
 func clientMain(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) int {
@@ -53,6 +54,7 @@ func clientMain(ctx context.Context, args []string, stdout, stderr io.Writer, lo
 	fs.SetOutput(stderr)
 	var cfg clientConfig
 	fs.StringVar(&cfg.URL, "url", "", "URL to GET (required)")
+	fs.StringVar(&cfg.Netns, "netns", "", "connect from inside the network namespace at this path; spans still go out from the process's own")
 	fs.IntVar(&cfg.Requests, "requests", 1, "requests in all; 0 runs until SIGINT or SIGTERM")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 1, "goroutines sharing the requests")
 	fs.IntVar(&cfg.Connections, "connections", 1, "most TCP connections open at once, kept alive")
@@ -145,7 +147,7 @@ func runRequests(ctx context.Context, cfg clientConfig, tp trace.TracerProvider,
 	base := &http.Transport{
 		// No proxy from the environment: the packets must go where --url says.
 		Proxy:               nil,
-		DialContext:         (&net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:         dialInNetns(cfg.Netns, &net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}),
 		MaxConnsPerHost:     cfg.Connections,
 		MaxIdleConnsPerHost: cfg.Connections,
 		MaxIdleConns:        cfg.Connections,

@@ -32,6 +32,7 @@ func serverMain(ctx context.Context, args []string, stderr io.Writer, log *slog.
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "", "address to listen on, host:port (required)")
 	service := fs.String("service-name", "demo-server", "service.name of the spans (else OTEL_SERVICE_NAME)")
+	ns := fs.String("netns", "", "listen inside the network namespace at this path (e.g. /run/netns/x); spans still go out from the process's own")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -46,7 +47,12 @@ func serverMain(ctx context.Context, args []string, stderr io.Writer, log *slog.
 		return exitError
 	}
 	defer shutdownTracing(tp, log)
-	ln, err := net.Listen("tcp", *listen)
+	var ln net.Listener
+	err = inNetns(*ns, func() error {
+		var err error
+		ln, err = net.Listen("tcp", *listen)
+		return err
+	})
 	if err != nil {
 		log.Error("listening", "err", err)
 		return exitError
