@@ -37,15 +37,36 @@ func (j *Jaeger) Traces(ctx context.Context, service string, since time.Time) (*
 	return td, nil
 }
 
+// Trace returns one trace by its ID (hex), as stored; a trace Jaeger does not have gives
+// an empty result.
+func (j *Jaeger) Trace(ctx context.Context, traceID string) (*tracepb.TracesData, error) {
+	td, err := j.get(ctx, "/api/v3/traces/"+url.PathEscape(traceID)+"?raw_traces=true")
+	if err != nil {
+		return nil, fmt.Errorf("getting trace %s: %w", traceID, err)
+	}
+	return td, nil
+}
+
+// WaitForTrace polls Trace until done accepts the result, and returns that result; like
+// WaitForSpans, the last result comes with the error when ctx ends first.
+func (j *Jaeger) WaitForTrace(ctx context.Context, traceID string, done func(*tracepb.TracesData) bool) (*tracepb.TracesData, error) {
+	return poll(ctx, func() (*tracepb.TracesData, error) { return j.Trace(ctx, traceID) }, done, "trace "+traceID)
+}
+
 // WaitForSpans polls Traces until done accepts the result, and returns that result. When
 // ctx ends first, it returns the last result with an error wrapping ctx.Err(), so a
 // failing test can show what did arrive.
 func (j *Jaeger) WaitForSpans(ctx context.Context, service string, since time.Time, done func(*tracepb.TracesData) bool) (*tracepb.TracesData, error) {
+	return poll(ctx, func() (*tracepb.TracesData, error) { return j.Traces(ctx, service, since) }, done, "spans of "+service)
+}
+
+// poll calls query until done accepts its result or ctx ends.
+func poll(ctx context.Context, query func() (*tracepb.TracesData, error), done func(*tracepb.TracesData) bool, what string) (*tracepb.TracesData, error) {
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	last := &tracepb.TracesData{}
 	for {
-		td, err := j.Traces(ctx, service, since)
+		td, err := query()
 		switch {
 		case err == nil:
 			last = td
@@ -57,7 +78,7 @@ func (j *Jaeger) WaitForSpans(ctx context.Context, service string, since time.Ti
 		}
 		select {
 		case <-ctx.Done():
-			return last, fmt.Errorf("waiting for spans of %s: %w", service, ctx.Err())
+			return last, fmt.Errorf("waiting for %s: %w", what, ctx.Err())
 		case <-tick.C:
 		}
 	}
