@@ -25,14 +25,10 @@ import (
 	"github.com/pktspan/pktspan/internal/netns"
 )
 
-// The demo server's ports in the lab's server namespace: one answers, one sits behind an
-// nft rule in the server that drops every segment carrying data (a black hole after the
-// handshake), one's replies lose one long segment to an nft rule in the client (the
-// sender recovers it).
 const (
-	demoPort      = 8090
-	blackHolePort = 8091
-	lossyPort     = 8092
+	demoPort      = netns.DemoPort
+	blackHolePort = netns.BlackHolePort
+	lossyPort     = netns.LossyPort
 )
 
 // demoApps runs examples/demoapp's client and server, exporting to the test's Jaeger.
@@ -259,16 +255,10 @@ func TestCorrelateHTTPPutsEachRequestsPacketsIntoTheAppsOwnTrace(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	srv := serverAddr.Addr()
-	rules := fmt.Sprintf("table inet pktspan_corr {\n chain input {\n  type filter hook input priority 0; policy accept;\n"+
-		"  tcp dport %d meta length > 100 drop\n }\n}\n", blackHolePort)
-	if err := w.lab.Server.Nft(ctx, rules); err != nil {
+	if err := w.lab.Server.Nft(ctx, netns.BlackHoleRules(blackHolePort)); err != nil {
 		t.Fatal(err)
 	}
-	// The third long segment of the lossy port's replies is dropped, once: its copy gets
-	// through.
-	lossy := fmt.Sprintf("table inet pktspan_corr {\n chain input {\n  type filter hook input priority 0; policy accept;\n"+
-		"  tcp sport %d meta length > 1000 numgen inc mod 1000000 == 2 drop\n }\n}\n", lossyPort)
-	if err := w.lab.Client.Nft(ctx, lossy); err != nil {
+	if err := w.lab.Client.Nft(ctx, netns.LossyRules(lossyPort)); err != nil {
 		t.Fatal(err)
 	}
 	apps := newDemoApps(t, w, run)

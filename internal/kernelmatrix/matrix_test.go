@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pktspan/pktspan/config"
+	"github.com/pktspan/pktspan/internal/demoapp"
 	"github.com/pktspan/pktspan/internal/netns"
 	"github.com/pktspan/pktspan/internal/vm"
 )
@@ -43,6 +44,10 @@ func TestFunctionBackendsOnDebianKernels(t *testing.T) {
 	scenario := build("scenario", "github.com/pktspan/pktspan/internal/cmd/matrix-scenario", false)
 	// The collector's BTF tests, run where conntrack is a loaded module.
 	collectorTests := build("collector.test", "github.com/pktspan/pktspan/collector", true)
+	demo, err := demoapp.Build(context.Background(), bins)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	for _, series := range []string{"6.1", "6.12"} {
 		t.Run(series, func(t *testing.T) {
@@ -54,7 +59,7 @@ func TestFunctionBackendsOnDebianKernels(t *testing.T) {
 			}
 			out := t.TempDir()
 			res, err := vm.Run(ctx, k, vm.RunOptions{
-				Files: map[string]string{"/bin/pktspan": pktspan, "/bin/scenario": scenario, "/bin/collector.test": collectorTests},
+				Files: map[string]string{"/bin/pktspan": pktspan, "/bin/scenario": scenario, "/bin/collector.test": collectorTests, "/bin/demoapp": demo},
 				Script: `set -x
 collector.test -test.v -test.run 'TestConntrackLayout|TestNftLayout' > "$OUT/collector-tests" 2>&1 || echo "collector tests failed: $?"
 for b in fentry kprobe; do
@@ -62,6 +67,7 @@ for b in fentry kprobe; do
 	scenario --pktspan /bin/pktspan --backend $b --drops-only --out "$OUT/$b-drops" || echo "scenario $b --drops-only failed: $?"
 	scenario --pktspan /bin/pktspan --backend $b --survey --out "$OUT/$b-survey" > /dev/null || echo "scenario $b --survey failed: $?"
 	scenario --pktspan /bin/pktspan --backend $b --survey --drops-only --out "$OUT/$b-survey-drops" > /dev/null || echo "scenario $b --survey --drops-only failed: $?"
+	scenario --pktspan /bin/pktspan --backend $b --correlate /bin/demoapp --out "$OUT/$b-correlate" || echo "scenario $b --correlate failed: $?"
 done
 scenario --pktspan /bin/pktspan --vlan --out "$OUT/vlan" || echo "scenario --vlan failed: $?"`,
 				// The NAT lab's router needs conntrack and NAT, modules on Debian's kernels;
@@ -98,6 +104,9 @@ scenario --pktspan /bin/pktspan --vlan --out "$OUT/vlan" || echo "scenario --vla
 				})
 				t.Run(backend+"-survey-drops-only", func(t *testing.T) {
 					checkSurveyRun(t, series, filepath.Join(out, backend+"-survey-drops"), true)
+				})
+				t.Run(backend+"-correlate", func(t *testing.T) {
+					checkCorrelateRun(t, filepath.Join(out, backend+"-correlate"), backend)
 				})
 			}
 			t.Run("attach", func(t *testing.T) { checkTimings(t, out) })
@@ -186,6 +195,25 @@ func readRun(t *testing.T, dir, backend string) (string, *Spans) {
 		t.Fatal(err)
 	}
 	return summary, spans
+}
+
+// checkCorrelateRun checks the --correlate http run against the demo client's reports.
+func checkCorrelateRun(t *testing.T, dir, backend string) {
+	_, spans := readRun(t, dir, backend)
+	var reports [2][]demoapp.Request
+	for i, name := range []string{"report-happy.jsonl", "report-lossy.jsonl"} {
+		rs, err := demoapp.ReadReport(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		reports[i] = rs
+	}
+	for _, err := range CheckCorrelation(spans, reports[0], reports[1]) {
+		t.Error(err)
+	}
+	if x := spans.exchangeOf(reports[1][0]); x != nil {
+		t.Logf("the lossy request's exchange (%s):\n%s", backend, spans.Tree(x))
+	}
 }
 
 func checkRun(t *testing.T, dir, backend string) {

@@ -2,11 +2,14 @@ package kernelmatrix
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/pktspan/pktspan/internal/demoapp"
 	"github.com/pktspan/pktspan/internal/netns"
 	"github.com/pktspan/pktspan/spanner"
 	"github.com/pktspan/pktspan/spanner/sink"
@@ -389,4 +392,52 @@ func TestCheckSurveyNamesHealthyErrorsAndMissingDrops(t *testing.T) {
 			t.Errorf("a healthy %s on %s: %d errors %v, want %d", ambiguousTCPReason, kernel, len(errs), errs, want)
 		}
 	}
+}
+
+func TestCheckCorrelationWantsExchangesUnderClientSpansAndARecoveredDrop(t *testing.T) {
+	span := func(trace, id, parent, name string, attrs map[string]any, status, desc string) string {
+		return fmt.Sprintf(`{"trace_id":%q,"span_id":%q,"parent_span_id":%q,"name":%q,"attributes":%s,"status":%q,"status_description":%q}`,
+			trace, id, parent, name, mustJSON(attrs), status, desc)
+	}
+	happy := demoapp.Request{TraceID: "aa", SpanID: "c1"}
+	lossy := demoapp.Request{TraceID: "bb", SpanID: "c2"}
+	good := strings.Join([]string{
+		span("aa", "x1", "c1", exchangeSpan, nil, "unset", ""),
+		span("aa", "p1", "x1", "packet", nil, "unset", ""),
+		span("bb", "x2", "c2", exchangeSpan, nil, "unset", ""),
+		span("bb", "p2", "x2", "packet", nil, "error", "NETFILTER_DROP"),
+		span("bb", "p3", "x2", "packet", map[string]any{"pktspan.tcp.retransmit": true}, "unset", ""),
+	}, "\n")
+	s, err := ReadSpans(strings.NewReader(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs := CheckCorrelation(s, []demoapp.Request{happy}, []demoapp.Request{lossy}); len(errs) != 0 {
+		t.Errorf("a good run was rejected: %v", errs)
+	}
+	bad := strings.Join([]string{
+		span("aa", "x1", "other", exchangeSpan, nil, "unset", ""), // not under the client span
+		span("bb", "x2", "c2", exchangeSpan, nil, "error", "NETFILTER_DROP"),
+		span("bb", "p2", "x2", "packet", nil, "error", "NETFILTER_DROP"),
+	}, "\n")
+	if s, err = ReadSpans(strings.NewReader(bad)); err != nil {
+		t.Fatal(err)
+	}
+	errs := CheckCorrelation(s, []demoapp.Request{happy}, []demoapp.Request{lossy})
+	for _, want := range []string{"no exchange under its client span", "the exchange is an error", "a retransmission: false"} {
+		if !slices.ContainsFunc(errs, func(e error) bool { return strings.Contains(e.Error(), want) }) {
+			t.Errorf("no error says %q: %v", want, errs)
+		}
+	}
+}
+
+func mustJSON(v map[string]any) string {
+	if v == nil {
+		return "{}"
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
 }

@@ -31,16 +31,17 @@ func main() {
 	dropsOnly := flag.Bool("drops-only", false, "run pktspan with --drops-only")
 	vlan := flag.Bool("vlan", false, "instead, ping over two VLANs and untagged, with pktspan following one VLAN")
 	survey := flag.Bool("survey", false, "instead, make every kind of healthy traffic and of drop once and print how the kernel freed each one's packets")
+	demo := flag.String("correlate", "", "instead, run pktspan with --correlate http over the requests of this demoapp binary (examples/demoapp)")
 	out := flag.String("out", "/out", "directory for spans.jsonl and pktspan.log")
 	flag.Parse()
-	if err := run(*bin, *backend, *dropsOnly, *vlan, *survey, *out); err != nil {
+	if err := run(*bin, *backend, *dropsOnly, *vlan, *survey, *demo, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "scenario:", err)
 		os.Exit(1)
 	}
 }
 
 // run builds the lab and runs one of the scenarios in it.
-func run(bin, backend string, dropsOnly, vlan, survey bool, out string) error {
+func run(bin, backend string, dropsOnly, vlan, survey bool, demo, out string) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
@@ -56,6 +57,9 @@ func run(bin, backend string, dropsOnly, vlan, survey bool, out string) error {
 	}
 	if survey {
 		return runSurvey(ctx, lab, bin, backend, dropsOnly, out)
+	}
+	if demo != "" {
+		return runCorrelate(ctx, lab, bin, backend, demo, out)
 	}
 	return runBackend(ctx, lab, bin, backend, dropsOnly, out)
 }
