@@ -34,7 +34,7 @@ func main() {
 	flag.StringVar(&o.pktspan, "pktspan", "bin/pktspan", "pktspan binary for the kernel cases")
 	flag.StringVar(&o.profile, "cpuprofile", "bin/bench-export.pprof", "where to write case 1's CPU profile")
 	flag.IntVar(&o.events, "events", 200000, "fixture records to generate")
-	flag.StringVar(&o.cases, "cases", "12345", "cases to run, by number")
+	flag.StringVar(&o.cases, "cases", "123456", "cases to run, by number")
 	flag.Parse()
 
 	var err error
@@ -98,6 +98,7 @@ func run(o options) error {
 		{"3", func() error { return kernelCase(&r, o) }},
 		{"4", func() error { return memoryCase(&r) }},
 		{"5", func() error { return attachCase(&r, o) }},
+		{"6", func() error { return correlateCase(&r, o) }},
 	} {
 		if !strings.Contains(o.cases, c.n) {
 			continue
