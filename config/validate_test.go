@@ -163,6 +163,24 @@ func TestValidateRejectsEachBadValueWithItsReason(t *testing.T) {
 			`config: limits.held_packets: 0 must be greater than zero`},
 		{"nat aliases", func(c *Config) { c.Limits.Aliases = 0 },
 			`config: limits.nat_aliases: 0 must be greater than zero`},
+		{"exchanges", func(c *Config) { c.Limits.Exchanges = 0 },
+			`config: limits.exchanges: 0 must be greater than zero`},
+		{"correlate mode", func(c *Config) { c.Correlate.Mode = "grpc" },
+			`config: correlate.mode: "grpc" is not allowed (use none or http)`},
+		{"correlate bytes too few", func(c *Config) { c.Correlate.Bytes = 63 },
+			`config: correlate.bytes: 63 must be from 64 to 4096`},
+		{"correlate bytes too many", func(c *Config) { c.Correlate.Bytes = 4097 },
+			`config: correlate.bytes: 4097 must be from 64 to 4096`},
+		{"correlate trust empty", func(c *Config) { c.Correlate.Trust = nil },
+			`config: correlate.trust: "" must not be empty (use egress, all, or CIDRs)`},
+		{"correlate trust word", func(c *Config) { c.Correlate.Trust = []string{"ingress"} },
+			`config: correlate.trust: "ingress" is not egress, all, an address or a CIDR`},
+		{"correlate trust all and more", func(c *Config) { c.Correlate.Trust = []string{"all", "10.0.0.0/8"} },
+			`config: correlate.trust: "all,10.0.0.0/8" all stands alone: it already believes every sender`},
+		{"correlate max packets", func(c *Config) { c.Correlate.MaxPackets = 0 },
+			`config: correlate.max_packets: 0 must be greater than zero`},
+		{"correlate linger", func(c *Config) { c.Correlate.Linger = 0 },
+			`config: correlate.linger: 0s must be greater than zero`},
 		{"idle timeout", func(c *Config) { c.Trace.IdleTimeout = 0 },
 			`config: trace.idle_timeout: 0s must be greater than zero`},
 		{"max duration", func(c *Config) { c.Trace.MaxDuration = -time.Minute },
@@ -319,6 +337,30 @@ func TestProtoNumbersMapNamesInOrderWithoutDuplicates(t *testing.T) {
 	for _, tt := range tests {
 		if got := (Filter{Proto: tt.proto}).ProtoNumbers(); !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("ProtoNumbers(%v) = %v, want %v", tt.proto, got, tt.want)
+		}
+	}
+}
+
+func TestParseTrustBelievesEgressAlwaysAndSendersItNames(t *testing.T) {
+	tests := []struct {
+		in   []string
+		want Trust
+	}{
+		{[]string{"egress"}, Trust{}},
+		{[]string{"all"}, Trust{All: true}},
+		{[]string{"egress", "198.18.0.0/15", "fd00::1"}, Trust{Senders: []netip.Prefix{
+			netip.MustParsePrefix("198.18.0.0/15"), netip.MustParsePrefix("fd00::1/128")}}},
+	}
+	for _, tc := range tests {
+		got, err := Correlate{Trust: tc.in}.ParseTrust()
+		if err != nil {
+			t.Fatalf("%v: %v", tc.in, err)
+		}
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%v: %+v, want %+v", tc.in, got, tc.want)
+		}
+		if got.Ingress() != (tc.want.All || len(tc.want.Senders) > 0) {
+			t.Errorf("%v: Ingress() = %v", tc.in, got.Ingress())
 		}
 	}
 }
