@@ -31,6 +31,12 @@ struct {
 	__type(value, struct request_record);
 } request_scratch SEC(".maps");
 
+/* A TLS record's first bytes: type handshake (22), version 3.x; the handshake's type
+ * follows the 5-byte record header. */
+#define TLS_HANDSHAKE 22
+#define TLS_MAJOR 3
+#define TLS_CLIENT_HELLO 1
+
 /* The shortest request line there is ("GET / HTTP/1.0\r\n") is 16 bytes. */
 #define REQUEST_LINE_MIN 16
 static __always_inline bool upper(__u8 c)
@@ -83,8 +89,15 @@ static __always_inline int on_segment(struct __sk_buff *skb, __u16 probe)
 	if (skb->len < off + REQUEST_LINE_MIN)
 		return 1;
 	__u8 method[8];
-	if (bpf_skb_load_bytes(skb, off, method, sizeof(method)) || !looks_like_method(method))
+	if (bpf_skb_load_bytes(skb, off, method, sizeof(method)))
 		return 1;
+	if (!looks_like_method(method)) {
+		/* A TLS handshake record holding a ClientHello: a connection whose requests are
+		 * encrypted, counted so that what cannot be correlated is not silent. */
+		if (method[0] == TLS_HANDSHAKE && method[1] == TLS_MAJOR && method[5] == TLS_CLIENT_HELLO)
+			count(COUNTER_TLS_HELLO);
+		return 1;
+	}
 
 	__u32 zero = 0;
 	struct request_record *r = bpf_map_lookup_elem(&request_scratch, &zero);

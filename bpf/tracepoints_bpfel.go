@@ -29,7 +29,8 @@ const (
 	TracepointsCounterIdCOUNTER_HELD_EVICTED   TracepointsCounterId = 10
 	TracepointsCounterIdCOUNTER_FREES_NORMAL   TracepointsCounterId = 11
 	TracepointsCounterIdCOUNTER_STACK_FAIL     TracepointsCounterId = 12
-	TracepointsCounterIdCOUNTER_MAX            TracepointsCounterId = 13
+	TracepointsCounterIdCOUNTER_TLS_HELLO      TracepointsCounterId = 13
+	TracepointsCounterIdCOUNTER_MAX            TracepointsCounterId = 14
 )
 
 type TracepointsEvent struct {

@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"bytes"
 	"sync/atomic"
 
 	"github.com/pktspan/pktspan/config"
@@ -15,7 +16,13 @@ type requestDecoder struct {
 
 	segments atomic.Uint64 // records: segments starting like a request
 	verdicts [spanner.HeaderVerdicts]atomic.Uint64
+	// http2 counts HTTP/2 connection prefaces (whose method-like PRI the probes let
+	// through): connections whose requests cannot be read.
+	http2 atomic.Uint64
 }
+
+// http2Preface starts every HTTP/2 connection over cleartext (RFC 9113 3.4).
+var http2Preface = []byte("PRI * HTTP/2.0\r\n")
 
 func newRequestDecoder(trust config.Trust) *requestDecoder {
 	return &requestDecoder{trust: trust, requests: make([]spanner.Request, 0, maxRequestsPerSegment)}
@@ -29,7 +36,11 @@ func (d *Decoder) decodeRequest(raw []byte, ev *spanner.Event) {
 		return
 	}
 	r.segments.Add(1)
-	reqs := parseRequests(raw[EventSize:], r.requests[:0])
+	payload := raw[EventSize:]
+	reqs := parseRequests(payload, r.requests[:0])
+	if len(reqs) == 0 && bytes.HasPrefix(payload, http2Preface) {
+		r.http2.Add(1)
+	}
 	untrusted := ev.Stage.Received && !r.believes(ev)
 	for i := range reqs {
 		if untrusted && reqs[i].Verdict == spanner.HeaderValid {
@@ -55,11 +66,14 @@ func (r *requestDecoder) believes(ev *spanner.Event) bool {
 	return false
 }
 
-// RequestStats count what --correlate http read: segments starting like a request, and
-// the requests found in them by what their traceparent was worth.
+// RequestStats count what --correlate http read: segments starting like a request, the
+// requests found in them by what their traceparent was worth, and the connections that
+// cannot be read (TLS ClientHellos, HTTP/2 prefaces).
 type RequestStats struct {
-	Segments uint64
-	Verdicts [spanner.HeaderVerdicts]uint64
+	Segments  uint64
+	Verdicts  [spanner.HeaderVerdicts]uint64
+	TLSHellos uint64
+	HTTP2     uint64
 }
 
 func (r *requestDecoder) stats() RequestStats {
@@ -67,7 +81,7 @@ func (r *requestDecoder) stats() RequestStats {
 	if r == nil {
 		return s
 	}
-	s.Segments = r.segments.Load()
+	s.Segments, s.HTTP2 = r.segments.Load(), r.http2.Load()
 	for i := range r.verdicts {
 		s.Verdicts[i] = r.verdicts[i].Load()
 	}

@@ -84,3 +84,20 @@ func TestDecodeRequestWithoutCorrelationReadsNothing(t *testing.T) {
 		t.Errorf("requests %+v, want none", ev.Requests)
 	}
 }
+
+// TestDecodeRequestCountsHTTP2Prefaces: an HTTP/2 connection's preface looks like a
+// request line to the probes, holds no request, and is counted as a connection whose
+// requests cannot be read.
+func TestDecodeRequestCountsHTTP2Prefaces(t *testing.T) {
+	d := testDecoder(t)
+	d.requests = newRequestDecoder(config.Trust{})
+	raw := requestRecord(t, "http_request", probeHTTPEgress, "198.18.0.1")
+	raw = append(raw[:EventSize], "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"...)
+	var ev spanner.Event
+	if err := d.Decode(raw, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if st := d.requests.stats(); len(ev.Requests) != 0 || st.HTTP2 != 1 || st.Segments != 1 {
+		t.Errorf("requests %+v, stats %+v: want none, one HTTP/2 preface in one segment", ev.Requests, st)
+	}
+}

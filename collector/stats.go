@@ -67,6 +67,7 @@ func (c *Collector) Stats() Stats {
 	s.HeldEvicted = sum(bpf.TracepointsCounterIdCOUNTER_HELD_EVICTED)
 	s.FreesNormal = sum(bpf.TracepointsCounterIdCOUNTER_FREES_NORMAL)
 	s.StackMissed = sum(bpf.TracepointsCounterIdCOUNTER_STACK_FAIL)
+	s.Requests.TLSHellos = sum(bpf.TracepointsCounterIdCOUNTER_TLS_HELLO)
 	if c.decoder != nil && c.decoder.stacks != nil {
 		s.StackMissed += c.decoder.stacks.missed.Load()
 	}

@@ -57,7 +57,8 @@ enum counter_id {
 	COUNTER_HELD_EVICTED = 10,  /* skbs whose held events were lost from a full pending map */
 	COUNTER_FREES_NORMAL = 11,  /* kfree_skb frees with a drop reason that are a normal end (drops.h) */
 	COUNTER_STACK_FAIL = 12,    /* --stack: drops whose stack could not be stored (table full, collision) */
-	COUNTER_MAX = 13,
+	COUNTER_TLS_HELLO = 13,     /* --correlate http: TLS ClientHellos seen, connections whose requests cannot be read */
+	COUNTER_MAX = 14,
 };
 
 /* What the kernel remembers of a followed skb: enough to tell it from the next skb

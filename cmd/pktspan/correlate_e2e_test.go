@@ -329,6 +329,7 @@ func TestCorrelateHTTPPutsEachRequestsPacketsIntoTheAppsOwnTrace(t *testing.T) {
 			}
 			return dropped && retx && a.byName("demo-client-"+run, "HTTP GET") != nil
 		})
+		t.Logf("the lossy request's trace as Jaeger returned it:\n%s", tr)
 		if c := tr.byName("demo-client-"+run, "HTTP GET"); c.GetStatus().GetCode() == tracepb.Status_STATUS_CODE_ERROR {
 			t.Errorf("the client span is an error:\n%s", tr)
 		}
@@ -395,6 +396,12 @@ func TestCorrelateHTTPPutsEachRequestsPacketsIntoTheAppsOwnTrace(t *testing.T) {
 		w.waitTrace(t, "0af7651916cd43dd8448eb211c80319c", 30*time.Second, func(a *appTrace) bool {
 			return len(a.exchanges(clientSvc)) == 1
 		})
+		// What cannot be read is counted: a TLS ClientHello's record and an HTTP/2
+		// preface (the server answers neither as the client hopes; the bytes went out).
+		hello := append([]byte{22, 3, 1, 0, 60, 1, 0, 0, 56, 3, 3}, make([]byte, 56)...)
+		for _, b := range [][]byte{hello, []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")} {
+			_, _ = netns.TCPRequest(ctx, w.lab.Client, srv, demoPort, b)
+		}
 	})
 
 	client.stop(t)
@@ -405,6 +412,11 @@ func TestCorrelateHTTPPutsEachRequestsPacketsIntoTheAppsOwnTrace(t *testing.T) {
 	} {
 		if got := statValue(t, client.stderr.String(), key); got != want {
 			t.Errorf("client-side pktspan: %s=%d, want %d", key, got, want)
+		}
+	}
+	for _, key := range []string{"tls_hellos", "http2_prefaces"} {
+		if got := statValue(t, client.stderr.String(), key); got == 0 {
+			t.Errorf("client-side pktspan: %s=0, want the one the test sent counted", key)
 		}
 	}
 	if got := statValue(t, client.stderr.String(), "requests_unsampled"); got < 3 {

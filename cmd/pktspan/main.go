@@ -284,7 +284,7 @@ func logStats(log *slog.Logger, msg string, cfg config.Config, c collector.Stats
 		args = append(args, "stack_missed", c.StackMissed)
 	}
 	if cfg.Correlate.Mode == "http" {
-		args = append(args, "request_segments", c.Requests.Segments)
+		args = append(args, "request_segments", c.Requests.Segments, "tls_hellos", c.Requests.TLSHellos, "http2_prefaces", c.Requests.HTTP2)
 		for v, n := range c.Requests.Verdicts {
 			args = append(args, "requests_"+spanner.HeaderVerdictNames[v], n)
 		}
