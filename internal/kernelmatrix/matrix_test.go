@@ -72,8 +72,8 @@ done
 scenario --pktspan /bin/pktspan --vlan --out "$OUT/vlan" || echo "scenario --vlan failed: $?"`,
 				// The NAT lab's router needs conntrack and NAT, modules on Debian's kernels;
 				// loaded at boot, before pktspan reads nf_conntrack's BTF.
-				// 802.1Q sub-interfaces need 8021q.
-				Modules:  slices.Concat(vm.DefaultModules, []string{"nft_chain_nat", "nft_nat", "nft_masq", "8021q"}),
+				// 802.1Q sub-interfaces need 8021q; the lossy demo port's rule, nft_numgen.
+				Modules:  slices.Concat(vm.DefaultModules, []string{"nft_chain_nat", "nft_nat", "nft_masq", "8021q", "nft_numgen"}),
 				OutDir:   out,
 				Timeout:  8 * time.Minute,
 				MemoryMB: 1024,
