@@ -120,12 +120,7 @@ static __always_inline int on_segment(struct __sk_buff *skb, __u16 probe)
 		__builtin_memcpy(ev->saddr, &ip->saddr, 4);
 		__builtin_memcpy(ev->daddr, &ip->daddr, 4);
 	}
-	ev->sport = (th[0] << 8) | th[1];
-	ev->dport = (th[2] << 8) | th[3];
-	ev->tcp_seq = bpf_ntohl(*(__u32 *)&th[4]);
-	ev->tcp_ack = bpf_ntohl(*(__u32 *)&th[8]);
-	ev->tcp_flags = th[13];
-	ev->tcp_window = (th[14] << 8) | th[15];
+	read_tcp_header(ev, th);
 	__u32 data = skb->len - off;
 	ev->tcp_data_len = data > 0xffff ? 0xffff : data;
 

@@ -143,6 +143,17 @@ static __noinline void read_quoted6(struct event *ev, const unsigned char *q)
 	read_quoted_ports(ev, q + 40);
 }
 
+/* The TCP header's first 16 bytes, copied to the stack: ports, seq, ack, flags, window. */
+static __always_inline void read_tcp_header(struct event *ev, const __u8 th[16])
+{
+	ev->sport = (th[0] << 8) | th[1];
+	ev->dport = (th[2] << 8) | th[3];
+	ev->tcp_seq = bpf_ntohl(*(__u32 *)&th[4]);
+	ev->tcp_ack = bpf_ntohl(*(__u32 *)&th[8]);
+	ev->tcp_flags = th[13];
+	ev->tcp_window = (th[14] << 8) | th[15];
+}
+
 /* Ports; for TCP seq, ack, flags and the payload length (l3_data: the IP length less
  * the IP header); for ICMP type, code and an error's quoted header; from the transport
  * header at l4 (ev->l4 set). */
@@ -151,12 +162,7 @@ static __always_inline void read_l4(struct event *ev, const unsigned char *l4, i
 	if (ev->l4 == IPPROTO_TCP) {
 		__u8 th[16];
 		if (!bpf_probe_read_kernel(th, sizeof(th), l4)) {
-			ev->sport = (th[0] << 8) | th[1];
-			ev->dport = (th[2] << 8) | th[3];
-			ev->tcp_seq = bpf_ntohl(*(__u32 *)&th[4]);
-			ev->tcp_ack = bpf_ntohl(*(__u32 *)&th[8]);
-			ev->tcp_flags = th[13];
-			ev->tcp_window = (th[14] << 8) | th[15];
+			read_tcp_header(ev, th);
 			int data = l3_data - (th[12] >> 4) * 4;
 			ev->tcp_data_len = data > 0 ? data : 0;
 		}

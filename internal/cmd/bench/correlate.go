@@ -35,18 +35,11 @@ func correlateCase(r *report, o options) error {
 		r.add("  skipped: %s", why)
 		return nil
 	}
-	hosts, err := netns.NewPair()
+	hosts, server, stopIperf, err := iperfHosts()
 	if err != nil {
 		return err
 	}
-	defer hosts.Close()
-	server := netns.LabServer.Addr().String()
-	srv := exec.Command("ip", "netns", "exec", hosts.Server.Name(), "iperf3", "-s", "-B", server, "-p", iperfPort)
-	srv.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := srv.Start(); err != nil {
-		return fmt.Errorf("iperf3 server: %w", err)
-	}
-	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
+	defer stopIperf()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

@@ -56,21 +56,11 @@ func kernelCase(r *report, o options) error {
 		r.add("  skipped: %s", why)
 		return nil
 	}
-	// The lab's two hosts without its servers and nft rules, which would add to every
-	// packet's cost.
-	hosts, err := netns.NewPair()
+	hosts, server, stop, err := iperfHosts()
 	if err != nil {
 		return err
 	}
-	defer hosts.Close()
-	server := netns.LabServer.Addr().String()
-	srv := exec.Command("ip", "netns", "exec", hosts.Server.Name(), "iperf3", "-s", "-B", server, "-p", iperfPort)
-	srv.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := srv.Start(); err != nil {
-		return fmt.Errorf("iperf3 server: %w", err)
-	}
-	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
-	time.Sleep(300 * time.Millisecond)
+	defer stop()
 
 	rcv, err := StartReceiver()
 	if err != nil {
@@ -132,6 +122,25 @@ func kernelCase(r *report, o options) error {
 	attachLines = append(attachLines, trA.attached, trB.attached, trC.attached)
 	stopTimes = append(stopTimes, trA.stopDuration, trB.stopDuration, trC.stopDuration)
 	return nil
+}
+
+// iperfHosts builds the lab's two hosts without its servers and nft rules, which would
+// add to every packet's cost, with an iperf3 server in the server's namespace; it
+// returns the server's address and what removes it all.
+func iperfHosts() (*netns.Pair, string, func(), error) {
+	hosts, err := netns.NewPair()
+	if err != nil {
+		return nil, "", nil, err
+	}
+	server := netns.LabServer.Addr().String()
+	srv := exec.Command("ip", "netns", "exec", hosts.Server.Name(), "iperf3", "-s", "-B", server, "-p", iperfPort)
+	srv.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := srv.Start(); err != nil {
+		_ = hosts.Close()
+		return nil, "", nil, fmt.Errorf("iperf3 server: %w", err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	return hosts, server, func() { _ = srv.Process.Kill(); _ = srv.Wait(); _ = hosts.Close() }, nil
 }
 
 // attachLines and stopTimes are what the kernel cases' pktspan runs said and took, for case 5.
