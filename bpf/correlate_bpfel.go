@@ -18,6 +18,8 @@ import (
 const (
 	CorrelateMapCounters        = "counters"
 	CorrelateMapEvents          = "events"
+	CorrelateMapNftDrops        = "nft_drops"
+	CorrelateMapNftFreed        = "nft_freed"
 	CorrelateMapPending         = "pending"
 	CorrelateMapPendingScratch  = "pending_scratch"
 	CorrelateMapRequestScratch  = "request_scratch"
@@ -82,6 +84,8 @@ type CorrelateProgramSpecs struct {
 type CorrelateMapSpecs struct {
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
+	NftDrops       *ebpf.MapSpec `ebpf:"nft_drops"`
+	NftFreed       *ebpf.MapSpec `ebpf:"nft_freed"`
 	Pending        *ebpf.MapSpec `ebpf:"pending"`
 	PendingScratch *ebpf.MapSpec `ebpf:"pending_scratch"`
 	RequestScratch *ebpf.MapSpec `ebpf:"request_scratch"`
@@ -120,6 +124,8 @@ func (o *CorrelateObjects) Close() error {
 type CorrelateMaps struct {
 	Counters       *ebpf.Map `ebpf:"counters"`
 	Events         *ebpf.Map `ebpf:"events"`
+	NftDrops       *ebpf.Map `ebpf:"nft_drops"`
+	NftFreed       *ebpf.Map `ebpf:"nft_freed"`
 	Pending        *ebpf.Map `ebpf:"pending"`
 	PendingScratch *ebpf.Map `ebpf:"pending_scratch"`
 	RequestScratch *ebpf.Map `ebpf:"request_scratch"`
@@ -130,6 +136,8 @@ func (m *CorrelateMaps) Close() error {
 	return _CorrelateClose(
 		m.Counters,
 		m.Events,
+		m.NftDrops,
+		m.NftFreed,
 		m.Pending,
 		m.PendingScratch,
 		m.RequestScratch,

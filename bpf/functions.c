@@ -74,22 +74,13 @@ static __always_inline void on_exit(__u16 probe, bool nf_hook, __s64 ret, __u64 
 	send(&ev, false);
 }
 
-/* The nft table and base chain each followed skb is in while nft_do_chain runs, and
- * after it dropped the skb until user space reads them with the free. LRU: an entry
- * user space never reads (a stolen skb's) must not stay. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, NFT_DROPS_MAX);
-	__type(key, __u64);
-	__type(value, struct nft_names);
-} nft_drops SEC(".maps");
 
 /*
  * nft_do_chain(struct nft_pktinfo *pkt, void *priv) starts: priv is the base chain the
  * hook runs (a rule in a chain it jumped to shows as this base chain). A followed skb's
  * table and chain are noted before any rule runs: since 6.4 a drop frees the skb inside
- * nft_do_chain, so its free comes before the return. Returns the skb, or 0 when it is
- * not followed or nf_tables' layout is unknown.
+ * nft_do_chain, so its free comes before the return (the free moves them to nft_freed,
+ * skb.h). Returns the skb, or 0 when it is not followed or nf_tables' layout is unknown.
  */
 static __always_inline __u64 on_nft_enter(void *pkt, void *chain)
 {
@@ -114,7 +105,7 @@ static __always_inline __u64 on_nft_enter(void *pkt, void *chain)
 }
 
 /* nft_do_chain returns: an skb it let on forgets its chain; one it dropped (NF_DROP, or
- * NF_STOLEN after freeing it itself) keeps it for user space. */
+ * NF_STOLEN after freeing it itself) keeps it for its free to move. */
 static __always_inline void on_nft_exit(__u64 skb, __u64 verdict)
 {
 	__u32 v = verdict & NF_VERDICT_MASK;

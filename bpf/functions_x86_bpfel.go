@@ -20,6 +20,7 @@ const (
 	FunctionsMapCounters             = "counters"
 	FunctionsMapEvents               = "events"
 	FunctionsMapNftDrops             = "nft_drops"
+	FunctionsMapNftFreed             = "nft_freed"
 	FunctionsMapPending              = "pending"
 	FunctionsMapPendingScratch       = "pending_scratch"
 	FunctionsMapTracked              = "tracked"
@@ -128,6 +129,7 @@ type FunctionsMapSpecs struct {
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	NftDrops       *ebpf.MapSpec `ebpf:"nft_drops"`
+	NftFreed       *ebpf.MapSpec `ebpf:"nft_freed"`
 	Pending        *ebpf.MapSpec `ebpf:"pending"`
 	PendingScratch *ebpf.MapSpec `ebpf:"pending_scratch"`
 	Tracked        *ebpf.MapSpec `ebpf:"tracked"`
@@ -168,6 +170,7 @@ type FunctionsMaps struct {
 	Counters       *ebpf.Map `ebpf:"counters"`
 	Events         *ebpf.Map `ebpf:"events"`
 	NftDrops       *ebpf.Map `ebpf:"nft_drops"`
+	NftFreed       *ebpf.Map `ebpf:"nft_freed"`
 	Pending        *ebpf.Map `ebpf:"pending"`
 	PendingScratch *ebpf.Map `ebpf:"pending_scratch"`
 	Tracked        *ebpf.Map `ebpf:"tracked"`
@@ -179,6 +182,7 @@ func (m *FunctionsMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.NftDrops,
+		m.NftFreed,
 		m.Pending,
 		m.PendingScratch,
 		m.Tracked,

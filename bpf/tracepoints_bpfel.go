@@ -192,6 +192,12 @@ const (
 	TracepointsNfVerdictNF_STOLEN TracepointsNfVerdict = 2
 )
 
+type TracepointsNftFreedKey struct {
+	_    structs.HostLayout
+	Skb  uint64
+	TsNs uint64
+}
+
 type TracepointsNftNames struct {
 	_     structs.HostLayout
 	Table [32]int8
@@ -271,6 +277,8 @@ type TracepointsTrack struct {
 const (
 	TracepointsMapCounters                   = "counters"
 	TracepointsMapEvents                     = "events"
+	TracepointsMapNftDrops                   = "nft_drops"
+	TracepointsMapNftFreed                   = "nft_freed"
 	TracepointsMapPending                    = "pending"
 	TracepointsMapPendingScratch             = "pending_scratch"
 	TracepointsMapStacks                     = "stacks"
@@ -360,6 +368,8 @@ type TracepointsProgramSpecs struct {
 type TracepointsMapSpecs struct {
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
+	NftDrops       *ebpf.MapSpec `ebpf:"nft_drops"`
+	NftFreed       *ebpf.MapSpec `ebpf:"nft_freed"`
 	Pending        *ebpf.MapSpec `ebpf:"pending"`
 	PendingScratch *ebpf.MapSpec `ebpf:"pending_scratch"`
 	Stacks         *ebpf.MapSpec `ebpf:"stacks"`
@@ -399,6 +409,8 @@ func (o *TracepointsObjects) Close() error {
 type TracepointsMaps struct {
 	Counters       *ebpf.Map `ebpf:"counters"`
 	Events         *ebpf.Map `ebpf:"events"`
+	NftDrops       *ebpf.Map `ebpf:"nft_drops"`
+	NftFreed       *ebpf.Map `ebpf:"nft_freed"`
 	Pending        *ebpf.Map `ebpf:"pending"`
 	PendingScratch *ebpf.Map `ebpf:"pending_scratch"`
 	Stacks         *ebpf.Map `ebpf:"stacks"`
@@ -409,6 +421,8 @@ func (m *TracepointsMaps) Close() error {
 	return _TracepointsClose(
 		m.Counters,
 		m.Events,
+		m.NftDrops,
+		m.NftFreed,
 		m.Pending,
 		m.PendingScratch,
 		m.Stacks,

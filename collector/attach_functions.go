@@ -36,7 +36,6 @@ type functionsResult struct {
 	skipped   []Skipped
 	noBackend []Unavailable // when no backend runs here: each one, and why
 	functions int           // configured functions attached (skb_clone, nft_do_chain not counted)
-	nftDrops  *ebpf.Map     // where nft_do_chain leaves a drop's table and chain
 	err       error
 }
 
@@ -62,17 +61,9 @@ func (c *Collector) attachFunctions(ctx context.Context, cache *btf.Cache, tpMap
 		return r
 	}
 	r.closers = append(r.closers, calls.Close)
-	nftDrops, err := ebpf.NewMap(spec.Maps[bpf.FunctionsMapNftDrops])
-	if err != nil {
-		r.err = fmt.Errorf("creating the nft drop map: %w", err)
-		return r
-	}
-	r.closers = append(r.closers, nftDrops.Close)
-	r.nftDrops = nftDrops
 	// The two families name the maps they share alike (skb.h declares them).
 	shared := maps.Clone(tpMaps)
 	shared[bpf.FunctionsMapCalls] = calls
-	shared[bpf.FunctionsMapNftDrops] = nftDrops
 	// A replacement must match its spec, sizes included: ring, track and pending
 	// sizes come from the configuration.
 	for name, m := range shared {

@@ -184,7 +184,7 @@ func (c *Collector) Start(ctx context.Context) (err error) {
 	go func() { tpDone <- c.attachTracepoints(ctx, spec, opts, chosen) }()
 	fn := c.attachFunctions(ctx, cache, shared, kb, facts.functions, consts)
 	tp := <-tpDone
-	c.adopt(tp, fn)
+	c.adopt(tp, fn, shared[bpf.TracepointsMapNftFreed])
 	if err := errors.Join(fn.err, tp.err); err != nil {
 		return err
 	}
@@ -212,7 +212,7 @@ func (c *Collector) Start(ctx context.Context) (err error) {
 
 // adopt takes what the two families made, so that release frees it whatever happens
 // next, and gives the decoder the maps a drop's free reads beside the ring.
-func (c *Collector) adopt(tp tracepointsResult, fn functionsResult) {
+func (c *Collector) adopt(tp tracepointsResult, fn functionsResult, nftFreed *ebpf.Map) {
 	c.coll = tp.coll
 	c.links = append(tp.links, fn.links...)
 	c.closers = append(c.closers, fn.closers...)
@@ -223,8 +223,8 @@ func (c *Collector) adopt(tp tracepointsResult, fn functionsResult) {
 	if c.coll != nil && c.stackSize > 0 {
 		c.decoder.stacks = newStackTable(c.coll.Maps[bpf.TracepointsMapStacks], c.decoder.symbols)
 	}
-	if fn.nftDrops != nil && c.isAttached(nftDoChain) {
-		c.decoder.nft = newNftTable(fn.nftDrops)
+	if c.isAttached(nftDoChain) {
+		c.decoder.nft = newNftTable(nftFreed)
 	}
 }
 

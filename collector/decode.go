@@ -217,7 +217,7 @@ func (d *Decoder) decodeFree(raw []byte, ev *spanner.Event) {
 		ev.Stack = d.stacks.stack(uint32(id))
 	}
 	if ev.Drop && d.nft != nil && ev.DropReason == netfilterDrop {
-		ev.NFT.Table, ev.NFT.Chain = d.nft.lookup(ev.SKB)
+		ev.NFT.Table, ev.NFT.Chain = d.nft.lookup(ev.SKB, binary.LittleEndian.Uint64(raw[offTs:]))
 	}
 }
 

@@ -84,31 +84,37 @@ func moduleTypes(kernel *btf.Spec, module string) (*btf.Spec, string, error) {
 	return mod, path, nil
 }
 
-// nftMap is the kernel's nft_drops map as nftTable uses it (*ebpf.Map).
+// nftMap is the kernel's nft_freed map as nftTable uses it (*ebpf.Map).
 type nftMap interface {
 	Lookup(key, valueOut any) error
 	Delete(key any) error
 }
 
 // nftTable gives a netfilter drop the nft table and base chain that decided it, which
-// nft_do_chain left in the kernel's nft_drops map under the skb's address. Each entry
-// is deleted once read; names are interned, in a bounded table.
+// nft_do_chain's probes noted and the drop's free moved to the kernel's nft_freed map
+// under the free event's skb and time. Each entry is deleted once read; names are
+// interned, in a bounded table.
 type nftTable struct {
 	m     nftMap
 	names map[nftNames][2]string
+	key   nftFreedKey
 	val   nftNames
 }
+
+type nftFreedKey = bpf.TracepointsNftFreedKey
 
 func newNftTable(m nftMap) *nftTable {
 	return &nftTable{m: m, names: make(map[nftNames][2]string)}
 }
 
-// lookup returns the table and chain that dropped skb, or "" when no nft chain did.
-func (t *nftTable) lookup(skb uint64) (table, chain string) {
-	if t.m.Lookup(skb, &t.val) != nil {
+// lookup returns the table and chain that dropped skb in the free at kernel time tsNs,
+// or "" when no nft chain did.
+func (t *nftTable) lookup(skb, tsNs uint64) (table, chain string) {
+	t.key = nftFreedKey{Skb: skb, TsNs: tsNs}
+	if t.m.Lookup(&t.key, &t.val) != nil {
 		return "", ""
 	}
-	_ = t.m.Delete(skb) // gone already only if the LRU evicted it meanwhile
+	_ = t.m.Delete(&t.key) // gone already only if the LRU evicted it meanwhile
 	if n, ok := t.names[t.val]; ok {
 		return n[0], n[1]
 	}

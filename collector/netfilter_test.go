@@ -39,10 +39,10 @@ func TestNftLayoutFindsTheSkbAndTheNamesWhereverNfTablesIs(t *testing.T) {
 		cfg.NftPktSkb, cfg.NftChainTable, cfg.NftChainName, cfg.NftTableName, source)
 }
 
-type fakeNftDrops map[uint64]nftNames
+type fakeNftFreed map[nftFreedKey]nftNames
 
-func (f fakeNftDrops) Lookup(key, valueOut any) error {
-	v, ok := f[key.(uint64)]
+func (f fakeNftFreed) Lookup(key, valueOut any) error {
+	v, ok := f[*key.(*nftFreedKey)]
 	if !ok {
 		return errors.New("key does not exist")
 	}
@@ -50,8 +50,8 @@ func (f fakeNftDrops) Lookup(key, valueOut any) error {
 	return nil
 }
 
-func (f fakeNftDrops) Delete(key any) error {
-	delete(f, key.(uint64))
+func (f fakeNftFreed) Delete(key any) error {
+	delete(f, *key.(*nftFreedKey))
 	return nil
 }
 
@@ -78,22 +78,30 @@ func decodeRaw(t *testing.T, d *Decoder, ev *bpf.TracepointsEvent) spanner.Event
 	return out
 }
 
-func TestDecodeGivesANetfilterDropTheNftTableAndChainOnceAndOnlyToDrops(t *testing.T) {
+func TestDecodeGivesANetfilterDropTheNftTableAndChainOnceAndOnlyToItsOwnFree(t *testing.T) {
 	d := testDecoder(t)
-	m := fakeNftDrops{0xffff1: names("pktspan_lab", "input"), 0xffff2: names("t", "c")}
+	m := fakeNftFreed{
+		{Skb: 0xffff1, TsNs: 100}: names("pktspan_lab", "input"),
+		{Skb: 0xffff2, TsNs: 200}: names("t", "c"),
+	}
 	d.nft = newNftTable(m)
-	drop := &bpf.TracepointsEvent{Skb: 0xffff1, Probe: probeKfreeSKB, DropReason: 12, StackId: -1}
+	drop := &bpf.TracepointsEvent{TsNs: 100, Skb: 0xffff1, Probe: probeKfreeSKB, DropReason: 12, StackId: -1}
 
 	if got := decodeRaw(t, d, drop).NFT; got != (spanner.NFT{Table: "pktspan_lab", Chain: "input"}) {
 		t.Errorf("NFT = %+v, want pktspan_lab/input", got)
 	}
-	if _, ok := m[0xffff1]; ok {
+	if _, ok := m[nftFreedKey{Skb: 0xffff1, TsNs: 100}]; ok {
 		t.Error("the names were left in the kernel's map")
 	}
 	if got := decodeRaw(t, d, drop).NFT; got != (spanner.NFT{}) {
-		t.Errorf("a later drop at the address got %+v", got)
+		t.Errorf("the same free read again got %+v", got)
 	}
-	free := &bpf.TracepointsEvent{Skb: 0xffff2, Probe: probeKfreeSKB, DropReason: 1, StackId: -1}
+	// A later drop of another skb at the address of one whose names wait: not its names.
+	later := &bpf.TracepointsEvent{TsNs: 300, Skb: 0xffff2, Probe: probeKfreeSKB, DropReason: 12, StackId: -1}
+	if got := decodeRaw(t, d, later).NFT; got != (spanner.NFT{}) {
+		t.Errorf("a later free at the address got %+v", got)
+	}
+	free := &bpf.TracepointsEvent{TsNs: 200, Skb: 0xffff2, Probe: probeKfreeSKB, DropReason: 1, StackId: -1}
 	if got := decodeRaw(t, d, free).NFT; got != (spanner.NFT{}) {
 		t.Errorf("a normal free got %+v", got)
 	}

@@ -288,6 +288,13 @@ struct nft_names {
 	char chain[NFT_NAME_READ];
 };
 
+/* Where a drop's nft names wait for user space: the free event's skb and time, which
+ * no later skb at the same address shares. */
+struct nft_freed_key {
+	__u64 skb;
+	__u64 ts_ns;
+};
+
 /* Never instantiated: a pointer to it keeps these types in each object's BTF, where
  * bpf2go finds them (-type) and generates them into Go. */
 struct btf_anchor {
@@ -303,6 +310,7 @@ struct btf_anchor {
 	enum free_class free_class;
 	enum free_need free_need;
 	struct nft_names nft_names;
+	struct nft_freed_key nft_freed_key;
 };
 
 #endif

@@ -72,6 +72,26 @@ struct {
 	__type(value, struct pending);
 } pending_scratch SEC(".maps");
 
+/* The nft table and base chain each followed skb is in while nft_do_chain runs (function
+ * backends, bpf/functions.c), until it lets the skb on or the skb's free moves them to
+ * nft_freed. LRU: an entry nobody reads (a stolen skb's) must not stay. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, NFT_DROPS_MAX);
+	__type(key, __u64);
+	__type(value, struct nft_names);
+} nft_drops SEC(".maps");
+
+/* A dropped skb's nft names, keyed by its free event, until user space reads them with
+ * that event. Keyed by the skb alone they would be lost to the next skb at the same
+ * address passing nft_do_chain before user space got to them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, NFT_DROPS_MAX);
+	__type(key, struct nft_freed_key);
+	__type(value, struct nft_names);
+} nft_freed SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, COUNTER_MAX);
@@ -635,8 +655,23 @@ static __always_inline void send(const struct event *ev, bool fresh)
 /* Sends the free event of a followed skb. In drops-only mode a drop sends the held
  * events first, in order, and a normal free discards them; exits that come later
  * share their fate. */
+/* At a drop's free, the nft names nft_do_chain left for the skb go where only this free
+ * event finds them. */
+static __always_inline void keep_nft_names(const struct event *ev)
+{
+	if (ev->free_class != FREE_DROP)
+		return;
+	struct nft_names *n = bpf_map_lookup_elem(&nft_drops, &ev->skb);
+	if (!n)
+		return;
+	struct nft_freed_key k = {.skb = ev->skb, .ts_ns = ev->ts_ns};
+	bpf_map_update_elem(&nft_freed, &k, n, BPF_ANY);
+	bpf_map_delete_elem(&nft_drops, &ev->skb);
+}
+
 static __always_inline void send_free(const struct event *ev, bool fresh)
 {
+	keep_nft_names(ev);
 	if (!filter.drops_only) {
 		emit(ev);
 		return;
