@@ -67,8 +67,11 @@ type exchange struct {
 	start, end int64
 
 	packets, bytes, retransmits, drops, exported, capped uint32
-	rst                                                  bool
-	dropReason                                           string // the latest drop's
+	// inflight counts the packets claimed while on their way and not ended yet: the
+	// exchange waits for them before it is quiet.
+	inflight   int
+	rst        bool
+	dropReason string // the latest drop's
 
 	// Sequence bookkeeping, to tell a drop the peer recovered from (its data acknowledged
 	// later) from one it did not: per direction, the highest end of data sent and of
@@ -159,6 +162,40 @@ func (s *Spanner) request(ev *Event) {
 		}
 		c.insert(rq)
 	}
+	s.claimRequestSegment(ev)
+}
+
+// claimRequestSegment claims the open packet that carries ev's segment, which probes
+// on the send path (ip_output) saw before the request was known: the segment table
+// names it by tuple and sequence number.
+func (s *Spanner) claimRequestSegment(ev *Event) {
+	si, ok := s.segments.index[segmentKey{tuple: ev.Tuple, seq: ev.TCP.Seq}]
+	if !ok {
+		return
+	}
+	pi, ok := s.packets.index[s.segments.slab[si].lastSKB]
+	if !ok {
+		return
+	}
+	if p := &s.packets.slab[pi]; p.id == s.segments.slab[si].lastSpanID && p.win >= 0 {
+		s.claim(p)
+	}
+}
+
+// claim ties p, a packet that has just joined its window, to the exchange of the
+// request it belongs to, so that the exchange waits for it to end.
+func (s *Spanner) claim(p *packet) {
+	if s.corr == nil || p.win < 0 || p.exchID != (SpanID{}) {
+		return
+	}
+	xi, fwd, ok := s.exchangeFor(p, &s.windows.slab[p.win])
+	if !ok {
+		return
+	}
+	x := &s.corr.exchanges.slab[xi]
+	x.inflight++
+	x.end = max(x.end, p.last)
+	p.exch, p.exchID, p.exchFwd = xi, x.id, fwd
 }
 
 // connFor returns the connection of ev's tuple, made when new. It is keyed by the key of
@@ -312,43 +349,66 @@ func (s *Spanner) liveExchange(rq *request) (int32, bool) {
 	return rq.exch, true
 }
 
-// correlate puts p, an ended packet of window w, under the exchange of the request it
-// belongs to, and reports whether it did. SYNs and FINs, packets of requests without an
-// open exchange, and packets of no request stay in the flow's trace.
-func (s *Spanner) correlate(p *packet, w *window) bool {
-	cr := s.corr
-	if cr == nil || p.tuple.Proto != protoTCP || p.tcp.Flags&(tcpSYN|tcpFIN) != 0 {
-		return false
+// exchangeFor finds the open exchange of the request p belongs to, and whether p goes
+// the request's way. SYNs and FINs, packets of requests without an open exchange, and
+// packets of no request have none.
+func (s *Spanner) exchangeFor(p *packet, w *window) (xi int32, fwd, ok bool) {
+	if p.tuple.Proto != protoTCP || p.tcp.Flags&(tcpSYN|tcpFIN) != 0 {
+		return -1, false, false
 	}
 	ci, ok := s.connOf(p, w)
 	if !ok {
-		return false
+		return -1, false, false
 	}
-	c := &cr.conns.slab[ci]
-	fwd, ok := c.direction(p)
+	c := &s.corr.conns.slab[ci]
+	fwd, ok = c.direction(p)
 	if !ok {
-		return false
+		return -1, false, false
 	}
 	r := c.byAck(p.tcp.Ack)
 	if fwd {
 		r = c.bySeq(p.tcp.Seq, p.tcp.DataLen > 0)
 	}
 	if r < 0 {
-		return false
+		return -1, false, false
 	}
-	xi, ok := s.liveExchange(&c.reqs[r])
+	xi, ok = s.liveExchange(&c.reqs[r])
 	if !ok {
-		return false
+		return -1, false, false
 	}
 	// A segment that goes on into the next request (GSO, pipelining) is the earlier
 	// request's, and links to the next one's exchange.
 	if fwd && p.tcp.DataLen > 0 && r+1 < c.n {
 		if end := p.tcp.Seq + uint32(p.tcp.DataLen); after(end, c.reqs[r+1].seq) {
 			if ni, ok := s.liveExchange(&c.reqs[r+1]); ok {
-				nx := &cr.exchanges.slab[ni]
+				nx := &s.corr.exchanges.slab[ni]
 				p.nextExchange = Link{TraceID: nx.trace, SpanID: nx.id, RandomTraceID: nx.random, Role: RoleExchange}
 			}
 		}
+	}
+	return xi, fwd, true
+}
+
+// correlate puts p, an ended packet of window w, under the exchange that claimed it on
+// its way, or else of the request it belongs to, and reports whether it did.
+func (s *Spanner) correlate(p *packet, w *window) bool {
+	cr := s.corr
+	if cr == nil {
+		return false
+	}
+	var (
+		xi  int32
+		fwd bool
+		ok  bool
+	)
+	if p.exchID != (SpanID{}) {
+		if cr.exchanges.keys[p.exch] != p.exchID || cr.exchanges.slab[p.exch].id != p.exchID {
+			return false // exported while the packet was on its way
+		}
+		xi, fwd = p.exch, p.exchFwd
+		cr.exchanges.slab[xi].inflight--
+	} else if xi, fwd, ok = s.exchangeFor(p, w); !ok {
+		return false
 	}
 	cr.exchanges.lru.moveFront(xi)
 	x := &cr.exchanges.slab[xi]
@@ -453,8 +513,9 @@ func (s *Spanner) relinkSegment(p *packet, x *exchange) {
 	}
 }
 
-// tickExchanges exports the exchanges that are due at now: quiet for linger with their
-// data acknowledged both ways, or, whatever their state, quiet for the flow idle timeout
+// tickExchanges exports the exchanges that are due at now: quiet for linger once a reply
+// began, every packet they claimed ended, and their data was acknowledged both ways; or,
+// whatever their state, quiet for the flow idle timeout
 // or open for the flow max duration (a peer that never answers keeps retransmissions
 // coming for minutes).
 func (s *Spanner) tickExchanges(now int64) {
@@ -473,7 +534,7 @@ func (s *Spanner) tickExchanges(now int64) {
 			s.exportExchange(int32(xi), exchangeIdle)
 		case now-x.start >= s.cfg.maxDuration:
 			s.exportExchange(int32(xi), exchangeMaxDuration)
-		case quiet >= cr.linger && x.settled():
+		case quiet >= cr.linger && x.inflight == 0 && x.packets > 0 && x.revSeq.hasSent && x.settled():
 			s.exportExchange(int32(xi), exchangeQuiet)
 		}
 	}

@@ -297,3 +297,33 @@ func TestExchangeTableBoundEvictsTheLeastRecentlyActive(t *testing.T) {
 		t.Errorf("exchanges evicted %d, want 1", st.ExchangesEvicted)
 	}
 }
+
+// TestExchangeWaitsForItsPacketsOnTheirWay: a delivered segment the kernel frees unseen
+// ends late (by reuse or timeout); its exchange, past linger and settled, waits for it
+// instead of leaving it to the flow's trace.
+func TestExchangeWaitsForItsPacketsOnTheirWay(t *testing.T) {
+	h := newHarness(corrOpts(64)...)
+	h.handshake()
+	h.ev(1*ms, onClient(0, tcpClient, TCP{Flags: ackPsh, Seq: 1001, Ack: 5001, DataLen: 80}), stEgress, requests(traced(0, FlagSampled)))
+	// The request, delivered, and not freed where a probe sees it.
+	late := onClient(0x400, tcpClient, TCP{Flags: ackPsh, Seq: 1001, Ack: 5001, DataLen: 80, Window: 502})
+	h.ev(1*ms, late, stQueue)
+	h.ev(1*ms+10*us, late, stCopy)
+	h.segment(2*ms, 0x500, tcpServer, TCP{Flags: ackPsh, Seq: 5001, Ack: 1081, DataLen: 300, Window: 509})
+	h.segment(3*ms, 0x600, tcpClient, TCP{Flags: tcpACK, Seq: 1081, Ack: 5301, Window: 500})
+	h.tick(900 * ms)
+	if st := h.s.Stats(); st.ExchangesQuiet != 0 {
+		t.Fatalf("the exchange was exported with a packet of it on its way")
+	}
+	h.tick(6 * sec) // the packet timeout ends the request's span
+	h.tick(7 * sec)
+	var under int
+	for _, sp := range h.sink.spans() {
+		if sp.Role == RolePacket && sp.TraceID == appTrace {
+			under++
+		}
+	}
+	if st := h.s.Stats(); st.ExchangesQuiet != 1 || under != 3 {
+		t.Errorf("exchanges quiet %d, packets in the app's trace %d: want 1 and 3", st.ExchangesQuiet, under)
+	}
+}

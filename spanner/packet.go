@@ -71,6 +71,11 @@ type packet struct {
 	retransmitOf Link
 	// The exchange of the next request when this segment carries its start too.
 	nextExchange Link
+	// The exchange that claimed the packet while it is on its way (--correlate http):
+	// its slot, and its span ID, zero when none (the slot may be reused once it is gone).
+	exch    int32
+	exchID  SpanID
+	exchFwd bool // it goes the request's way
 
 	// freed is set by skb:kfree_skb or skb:consume_skb. The packet then ends at once,
 	// unless function stages are still open: the functions that freed the skb (udp_rcv,

@@ -114,6 +114,7 @@ func (s *Spanner) HandleEvent(ev *Event) {
 		if hasTuple {
 			s.join(p, ev)
 			s.noteSegment(p, st.Free && !ev.Drop && p.events == 1)
+			s.claim(p)
 		}
 	} else {
 		w := &s.windows.slab[p.win]
