@@ -337,7 +337,7 @@ func (s *Spanner) liveExchange(rq *request) (int32, bool) {
 	if rq.exch < 0 {
 		return -1, false
 	}
-	x := s.corr.exchanges
+	x := &s.corr.exchanges
 	if int(rq.exch) >= len(x.slab) || x.keys[rq.exch] != rq.exchID {
 		rq.exch = -1
 		return -1, false
