@@ -327,3 +327,28 @@ func TestExchangeWaitsForItsPacketsOnTheirWay(t *testing.T) {
 		t.Errorf("exchanges quiet %d, packets in the app's trace %d: want 1 and 3", st.ExchangesQuiet, under)
 	}
 }
+
+// TestRetransmissionSentAsACloneOfAnUnseenSkbIsRecognised: TCP sends every segment as a
+// clone of its write-queue skb, which pktspan follows when a delivered skb freed unseen
+// left its address behind; such a clone carries the segment for real, so its repeat is
+// a retransmission, while a clone of a packet open in a window stays a copy.
+func TestRetransmissionSentAsACloneOfAnUnseenSkbIsRecognised(t *testing.T) {
+	h := newHarness()
+	h.handshake()
+	seg := TCP{Flags: ackPsh, Seq: 1001, Ack: 5001, DataLen: 1000, Window: 502}
+	first := onClient(0x400, tcpClient, seg)
+	h.ev(1*ms, first, stClone, cloneOf(0xdead0))
+	h.ev(1*ms+10*us, first, stKfree, drop("NETFILTER_DROP", "nft_do_chain+0x1f3"))
+	again := onClient(0x410, tcpClient, seg)
+	h.ev(201*ms, again, stClone, cloneOf(0xdead0))
+	h.ev(201*ms+10*us, again, stConsume)
+	// A copy of the open packet (a tap's) is no retransmission.
+	tapped := onClient(0x420, tcpClient, seg)
+	h.ev(300*ms, onClient(0x430, tcpClient, TCP{Flags: ackPsh, Seq: 2001, Ack: 5001, DataLen: 10}), stQueue)
+	h.ev(300*ms+5*us, tapped, stClone, cloneOf(0x430))
+	h.ev(300*ms+10*us, tapped, stConsume)
+	h.flush(time.Second)
+	if st := h.s.Stats(); st.Retransmits != 1 {
+		t.Errorf("retransmits %d, want 1", st.Retransmits)
+	}
+}

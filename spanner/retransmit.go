@@ -23,13 +23,16 @@ type segment struct {
 // it again. A segment still on its way as another skb is a copy (a clone no probe saw,
 // a GSO segment), not a retransmission: the kernel does not retransmit a segment still
 // in the host's queues. Only segments that occupy sequence space count: SYN, FIN or
-// data; pure ACKs repeat their number all the time. Clones are copies by definition, and
-// so is an skb first seen at its normal free (freeOnly): it carried the segment nowhere,
+// data; pure ACKs repeat their number all the time. A clone of a packet open in a window
+// is a copy by definition (a packet tap's, a bridge's flood); a clone of an skb no window
+// holds is how TCP sends each segment (its write-queue skb looks followed when a delivered
+// skb freed unseen left its address behind). An skb first seen at its normal free
+// (freeOnly) is a copy too: it carried the segment nowhere,
 // like the clone of a packet waiting for ARP that the neighbour code takes to choose the
 // probe's source address and consumes at once. Memory is the bounded segment table: a
 // segment forgotten is not recognised when repeated, and counted.
 func (s *Spanner) noteSegment(p *packet, freeOnly bool) {
-	if p.tuple.Proto != protoTCP || p.cloneOf != 0 || freeOnly || p.tcp.DataLen == 0 && p.tcp.Flags&(tcpSYN|tcpFIN) == 0 {
+	if p.tuple.Proto != protoTCP || p.linkSpan != (SpanID{}) || freeOnly || p.tcp.DataLen == 0 && p.tcp.Flags&(tcpSYN|tcpFIN) == 0 {
 		return
 	}
 	k := segmentKey{tuple: p.tuple, seq: p.tcp.Seq, syn: p.tcp.Flags&tcpSYN != 0}
