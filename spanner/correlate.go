@@ -68,8 +68,10 @@ type exchange struct {
 
 	packets, bytes, retransmits, drops, exported, capped uint32
 	// inflight counts the packets claimed while on their way and not ended yet: the
-	// exchange waits for them before it is quiet.
+	// exchange waits for them before it is quiet, and when its flow closes (closing).
 	inflight   int
+	closing    bool
+	closeEnd   exchangeEnd
 	rst        bool
 	dropReason string // the latest drop's
 
@@ -530,6 +532,8 @@ func (s *Spanner) tickExchanges(now int64) {
 		}
 		quiet := now - x.end
 		switch {
+		case x.closing && x.inflight == 0:
+			s.exportExchange(int32(xi), x.closeEnd)
 		case quiet >= s.cfg.idle:
 			s.exportExchange(int32(xi), exchangeIdle)
 		case now-x.start >= s.cfg.maxDuration:
@@ -558,7 +562,15 @@ func (s *Spanner) closeExchanges(k flowKey, cause closeCause) {
 		end = exchangeShutdown
 	}
 	for i := range c.n {
-		if xi, ok := s.liveExchange(&c.reqs[i]); ok {
+		xi, ok := s.liveExchange(&c.reqs[i])
+		switch {
+		case !ok:
+		case s.corr.exchanges.slab[xi].inflight > 0:
+			// A packet of it is still on its way (a delivered segment the kernel frees
+			// unseen ends by reuse or timeout): it goes when that one ends.
+			x := &s.corr.exchanges.slab[xi]
+			x.closing, x.closeEnd = true, end
+		default:
 			s.exportExchange(xi, end)
 		}
 	}

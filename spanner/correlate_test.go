@@ -352,3 +352,31 @@ func TestRetransmissionSentAsACloneOfAnUnseenSkbIsRecognised(t *testing.T) {
 		t.Errorf("retransmits %d, want 1", st.Retransmits)
 	}
 }
+
+// TestExchangeOfAClosedFlowWaitsForItsPacketsOnTheirWay: the flow's window closes (FIN
+// and grace) while a delivered segment of the exchange is still open; the exchange goes
+// when that segment ends, with it.
+func TestExchangeOfAClosedFlowWaitsForItsPacketsOnTheirWay(t *testing.T) {
+	h := newHarness(corrOpts(64)...)
+	h.handshake()
+	h.ev(1*ms, onClient(0, tcpClient, TCP{Flags: ackPsh, Seq: 1001, Ack: 5001, DataLen: 80}), stEgress, requests(traced(0, FlagSampled)))
+	late := onClient(0x400, tcpClient, TCP{Flags: ackPsh, Seq: 1001, Ack: 5001, DataLen: 80, Window: 502})
+	h.ev(1*ms, late, stQueue)
+	h.ev(1*ms+10*us, late, stCopy)
+	h.segment(2*ms, 0x500, tcpServer, TCP{Flags: ackPsh, Seq: 5001, Ack: 1081, DataLen: 300, Window: 509})
+	h.segment(3*ms, 0x700, tcpClient, TCP{Flags: tcpFIN | tcpACK, Seq: 1081, Ack: 5301, Window: 500})
+	h.tick(3 * sec) // past the close grace: the window closes
+	if st := h.s.Stats(); st.WindowsFIN != 1 || st.ExchangesFlowClose != 0 {
+		t.Fatalf("windows closed by FIN %d, exchanges exported at flow close %d: want 1 and 0", st.WindowsFIN, st.ExchangesFlowClose)
+	}
+	h.tick(6 * sec) // the packet timeout ends the request's span
+	var under int
+	for _, sp := range h.sink.spans() {
+		if sp.Role == RolePacket && sp.TraceID == appTrace {
+			under++
+		}
+	}
+	if st := h.s.Stats(); st.ExchangesFlowClose != 1 || under != 2 {
+		t.Errorf("exchanges exported at flow close %d, packets in the app's trace %d: want 1 and 2", st.ExchangesFlowClose, under)
+	}
+}
