@@ -24,6 +24,12 @@ typedef _Bool bool;
 #define true 1
 #define false 0
 
+/* bpf_ringbuf_output's flags (uapi/linux/bpf.h). */
+enum {
+	BPF_RB_NO_WAKEUP = 1,
+	BPF_RB_FORCE_WAKEUP = 2,
+};
+
 enum bpf_map_type {
 	BPF_MAP_TYPE_HASH = 1,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
