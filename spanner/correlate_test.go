@@ -298,18 +298,35 @@ func TestExchangeTableBoundEvictsTheLeastRecentlyActive(t *testing.T) {
 	}
 }
 
-// TestExchangeWaitsForItsPacketsOnTheirWay: a delivered segment the kernel frees unseen
-// ends late (by reuse or timeout); its exchange, past linger and settled, waits for it
-// instead of leaving it to the flow's trace.
-func TestExchangeWaitsForItsPacketsOnTheirWay(t *testing.T) {
+// lateRequestSegment is a correlated request whose segment was delivered and not freed
+// where a probe sees it (it ends by reuse or timeout), and its reply.
+func lateRequestSegment() *harness {
 	h := newHarness(corrOpts(64)...)
 	h.handshake()
 	h.ev(1*ms, onClient(0, tcpClient, TCP{Flags: ackPsh, Seq: 1001, Ack: 5001, DataLen: 80}), stEgress, requests(traced(0, FlagSampled)))
-	// The request, delivered, and not freed where a probe sees it.
 	late := onClient(0x400, tcpClient, TCP{Flags: ackPsh, Seq: 1001, Ack: 5001, DataLen: 80, Window: 502})
 	h.ev(1*ms, late, stQueue)
 	h.ev(1*ms+10*us, late, stCopy)
 	h.segment(2*ms, 0x500, tcpServer, TCP{Flags: ackPsh, Seq: 5001, Ack: 1081, DataLen: 300, Window: 509})
+	return h
+}
+
+// appTracePackets counts the packet spans exported into the app's trace.
+func appTracePackets(h *harness) int {
+	n := 0
+	for _, sp := range h.sink.spans() {
+		if sp.Role == RolePacket && sp.TraceID == appTrace {
+			n++
+		}
+	}
+	return n
+}
+
+// TestExchangeWaitsForItsPacketsOnTheirWay: a delivered segment the kernel frees unseen
+// ends late (by reuse or timeout); its exchange, past linger and settled, waits for it
+// instead of leaving it to the flow's trace.
+func TestExchangeWaitsForItsPacketsOnTheirWay(t *testing.T) {
+	h := lateRequestSegment()
 	h.segment(3*ms, 0x600, tcpClient, TCP{Flags: tcpACK, Seq: 1081, Ack: 5301, Window: 500})
 	h.tick(900 * ms)
 	if st := h.s.Stats(); st.ExchangesQuiet != 0 {
@@ -317,12 +334,7 @@ func TestExchangeWaitsForItsPacketsOnTheirWay(t *testing.T) {
 	}
 	h.tick(6 * sec) // the packet timeout ends the request's span
 	h.tick(7 * sec)
-	var under int
-	for _, sp := range h.sink.spans() {
-		if sp.Role == RolePacket && sp.TraceID == appTrace {
-			under++
-		}
-	}
+	under := appTracePackets(h)
 	if st := h.s.Stats(); st.ExchangesQuiet != 1 || under != 3 {
 		t.Errorf("exchanges quiet %d, packets in the app's trace %d: want 1 and 3", st.ExchangesQuiet, under)
 	}
@@ -357,25 +369,14 @@ func TestRetransmissionSentAsACloneOfAnUnseenSkbIsRecognised(t *testing.T) {
 // and grace) while a delivered segment of the exchange is still open; the exchange goes
 // when that segment ends, with it.
 func TestExchangeOfAClosedFlowWaitsForItsPacketsOnTheirWay(t *testing.T) {
-	h := newHarness(corrOpts(64)...)
-	h.handshake()
-	h.ev(1*ms, onClient(0, tcpClient, TCP{Flags: ackPsh, Seq: 1001, Ack: 5001, DataLen: 80}), stEgress, requests(traced(0, FlagSampled)))
-	late := onClient(0x400, tcpClient, TCP{Flags: ackPsh, Seq: 1001, Ack: 5001, DataLen: 80, Window: 502})
-	h.ev(1*ms, late, stQueue)
-	h.ev(1*ms+10*us, late, stCopy)
-	h.segment(2*ms, 0x500, tcpServer, TCP{Flags: ackPsh, Seq: 5001, Ack: 1081, DataLen: 300, Window: 509})
+	h := lateRequestSegment()
 	h.segment(3*ms, 0x700, tcpClient, TCP{Flags: tcpFIN | tcpACK, Seq: 1081, Ack: 5301, Window: 500})
 	h.tick(3 * sec) // past the close grace: the window closes
 	if st := h.s.Stats(); st.WindowsFIN != 1 || st.ExchangesFlowClose != 0 {
 		t.Fatalf("windows closed by FIN %d, exchanges exported at flow close %d: want 1 and 0", st.WindowsFIN, st.ExchangesFlowClose)
 	}
 	h.tick(6 * sec) // the packet timeout ends the request's span
-	var under int
-	for _, sp := range h.sink.spans() {
-		if sp.Role == RolePacket && sp.TraceID == appTrace {
-			under++
-		}
-	}
+	under := appTracePackets(h)
 	if st := h.s.Stats(); st.ExchangesFlowClose != 1 || under != 2 {
 		t.Errorf("exchanges exported at flow close %d, packets in the app's trace %d: want 1 and 2", st.ExchangesFlowClose, under)
 	}

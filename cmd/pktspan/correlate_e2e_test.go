@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -54,39 +53,19 @@ func newDemoApps(t *testing.T, w *world, run string) *demoApps {
 // server starts the demo server listening at addr:port inside ns, until the test ends.
 func (d *demoApps) server(t *testing.T, ns *netns.NS, addr netip.Addr, port int) {
 	t.Helper()
-	var stderr bytes.Buffer
-	cmd := exec.Command(d.bin, "server", "--netns", ns.Path(), "--listen", net.JoinHostPort(addr.String(), strconv.Itoa(port)),
+	stop, err := demoapp.StartServer(context.Background(), d.bin, ns, netip.AddrPortFrom(addr, uint16(port)), d.env,
 		"--service-name", "demo-server-"+d.run)
-	cmd.Env, cmd.Stderr = d.env, &stderr
-	if err := cmd.Start(); err != nil {
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for ctx.Err() == nil {
-		if err := netns.Dial(ctx, ns, "tcp", addr, uint16(port), func(net.Conn) error { return nil }); err == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("the demo server on port %d did not start:\n%s", port, stderr.String())
+	t.Cleanup(stop)
 }
 
 // client runs the demo client from inside ns to completion and returns its report.
 func (d *demoApps) client(t *testing.T, ns *netns.NS, url string, args ...string) []demoapp.Request {
 	t.Helper()
-	report := filepath.Join(t.TempDir(), "report.jsonl")
-	cmd := exec.Command(d.bin, append([]string{"client", "--netns", ns.Path(), "--url", url, "--report", report,
-		"--service-name", "demo-client-" + d.run}, args...)...)
-	cmd.Env = d.env
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("demo client: %v\n%s", err, out)
-	}
-	rs, err := demoapp.ReadReport(report)
+	rs, err := demoapp.RunClient(context.Background(), d.bin, ns, url, filepath.Join(t.TempDir(), "report.jsonl"), d.env,
+		append([]string{"--service-name", "demo-client-" + d.run}, args...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,17 +1,25 @@
 // Package demoapp builds examples/demoapp, the OpenTelemetry-instrumented HTTP client and
-// server of the --correlate http tests, and reads the client's report.
+// server of the --correlate http tests, runs them in a lab's network namespaces, and
+// reads the client's report.
 package demoapp
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/pktspan/pktspan/internal/netns"
 )
 
 // Request is one line of the client's report (examples/demoapp's Request): one request,
@@ -82,4 +90,42 @@ func ReadReport(path string) ([]Request, error) {
 		}
 		rs = append(rs, r)
 	}
+}
+
+// StartServer starts `demoapp server` listening at addr inside ns, with env (the OTEL_*
+// variables say where its spans go) and extra flags, and returns once it accepts
+// connections; stop ends it as Ctrl-C does.
+func StartServer(ctx context.Context, bin string, ns *netns.NS, addr netip.AddrPort, env []string, args ...string) (stop func(), err error) {
+	var stderr bytes.Buffer
+	cmd := exec.Command(bin, append([]string{"server", "--netns", ns.Path(), "--listen", addr.String()}, args...)...)
+	cmd.Env, cmd.Stderr = env, &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting the demo server: %w", err)
+	}
+	stop = func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+	}
+	wait, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	for wait.Err() == nil {
+		if netns.Dial(wait, ns, "tcp", addr.Addr(), addr.Port(), func(net.Conn) error { return nil }) == nil {
+			return stop, nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop()
+	return nil, fmt.Errorf("the demo server at %s did not start: %s", addr, bytes.TrimSpace(stderr.Bytes()))
+}
+
+// RunClient runs `demoapp client` from inside ns against url to completion, with env and
+// extra flags, and returns its report (written to report).
+func RunClient(ctx context.Context, bin string, ns *netns.NS, url, report string, env []string, args ...string) ([]Request, error) {
+	cmd := exec.CommandContext(ctx, bin, append([]string{"client", "--netns", ns.Path(), "--url", url, "--report", report}, args...)...)
+	cmd.Env = env
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("demo client: %w\n%s", err, out)
+	}
+	return ReadReport(report)
 }

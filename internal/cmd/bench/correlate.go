@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/pktspan/pktspan/internal/demoapp"
@@ -52,7 +51,8 @@ func correlateCase(r *report, o options) error {
 	if err != nil {
 		return err
 	}
-	stop, err := startDemoServer(ctx, hosts.Server, demo, netip.AddrPortFrom(netns.LabServer.Addr(), netns.DemoPort))
+	quiet := append(os.Environ(), "OTEL_TRACES_EXPORTER=none")
+	stop, err := demoapp.StartServer(ctx, demo, hosts.Server, netip.AddrPortFrom(netns.LabServer.Addr(), netns.DemoPort), quiet)
 	if err != nil {
 		return err
 	}
@@ -69,7 +69,7 @@ func correlateCase(r *report, o options) error {
 			return bps / 1e9, err
 		}},
 		{"HTTP GETs, 8 kept-alive connections (demo apps)", "req/s", func() (float64, error) {
-			return runHTTPLoad(ctx, hosts.Client, demo, url, filepath.Join(dir, "report.jsonl"), d)
+			return runHTTPLoad(ctx, hosts.Client, demo, url, filepath.Join(dir, "report.jsonl"), quiet, d)
 		}},
 	}
 	without := []string{"--filter-port", "9", "--output", "none"}
@@ -98,31 +98,12 @@ func correlateCase(r *report, o options) error {
 	return nil
 }
 
-// startDemoServer starts the demo server at addr inside ns, exporting nothing, and
-// returns its stop once it accepts connections.
-func startDemoServer(ctx context.Context, ns *netns.NS, demo string, addr netip.AddrPort) (func(), error) {
-	cmd := exec.Command(demo, "server", "--netns", ns.Path(), "--listen", addr.String())
-	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("demo server: %w", err)
-	}
-	stop := func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if netns.Dial(ctx, ns, "tcp", addr.Addr(), addr.Port(), func(net.Conn) error { return nil }) == nil {
-			return stop, nil
-		}
-	}
-	stop()
-	return nil, fmt.Errorf("the demo server at %s did not start", addr)
-}
-
 // runHTTPLoad runs the demo client in ns for d, 8 goroutines over 8 kept-alive
 // connections, and returns its successful requests per second.
-func runHTTPLoad(ctx context.Context, ns *netns.NS, demo, url, report string, d time.Duration) (float64, error) {
+func runHTTPLoad(ctx context.Context, ns *netns.NS, demo, url, report string, env []string, d time.Duration) (float64, error) {
 	cmd := exec.CommandContext(ctx, demo, "client", "--netns", ns.Path(), "--url", url, "--requests", "0",
 		"--concurrency", "8", "--connections", "8", "--report", report)
-	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none")
+	cmd.Env = env
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
