@@ -18,6 +18,7 @@ import (
 const (
 	CorrelateMapCounters        = "counters"
 	CorrelateMapEvents          = "events"
+	CorrelateMapFollowedNetns   = "followed_netns"
 	CorrelateMapPending         = "pending"
 	CorrelateMapPendingScratch  = "pending_scratch"
 	CorrelateMapRequestScratch  = "request_scratch"
@@ -82,6 +83,7 @@ type CorrelateProgramSpecs struct {
 type CorrelateMapSpecs struct {
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
+	FollowedNetns  *ebpf.MapSpec `ebpf:"followed_netns"`
 	Pending        *ebpf.MapSpec `ebpf:"pending"`
 	PendingScratch *ebpf.MapSpec `ebpf:"pending_scratch"`
 	RequestScratch *ebpf.MapSpec `ebpf:"request_scratch"`
@@ -120,6 +122,7 @@ func (o *CorrelateObjects) Close() error {
 type CorrelateMaps struct {
 	Counters       *ebpf.Map `ebpf:"counters"`
 	Events         *ebpf.Map `ebpf:"events"`
+	FollowedNetns  *ebpf.Map `ebpf:"followed_netns"`
 	Pending        *ebpf.Map `ebpf:"pending"`
 	PendingScratch *ebpf.Map `ebpf:"pending_scratch"`
 	RequestScratch *ebpf.Map `ebpf:"request_scratch"`
@@ -130,6 +133,7 @@ func (m *CorrelateMaps) Close() error {
 	return _CorrelateClose(
 		m.Counters,
 		m.Events,
+		m.FollowedNetns,
 		m.Pending,
 		m.PendingScratch,
 		m.RequestScratch,

@@ -19,6 +19,7 @@ const (
 	FunctionsMapCalls                = "calls"
 	FunctionsMapCounters             = "counters"
 	FunctionsMapEvents               = "events"
+	FunctionsMapFollowedNetns        = "followed_netns"
 	FunctionsMapNftDrops             = "nft_drops"
 	FunctionsMapPending              = "pending"
 	FunctionsMapPendingScratch       = "pending_scratch"
@@ -127,6 +128,7 @@ type FunctionsMapSpecs struct {
 	Calls          *ebpf.MapSpec `ebpf:"calls"`
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
+	FollowedNetns  *ebpf.MapSpec `ebpf:"followed_netns"`
 	NftDrops       *ebpf.MapSpec `ebpf:"nft_drops"`
 	Pending        *ebpf.MapSpec `ebpf:"pending"`
 	PendingScratch *ebpf.MapSpec `ebpf:"pending_scratch"`
@@ -167,6 +169,7 @@ type FunctionsMaps struct {
 	Calls          *ebpf.Map `ebpf:"calls"`
 	Counters       *ebpf.Map `ebpf:"counters"`
 	Events         *ebpf.Map `ebpf:"events"`
+	FollowedNetns  *ebpf.Map `ebpf:"followed_netns"`
 	NftDrops       *ebpf.Map `ebpf:"nft_drops"`
 	Pending        *ebpf.Map `ebpf:"pending"`
 	PendingScratch *ebpf.Map `ebpf:"pending_scratch"`
@@ -178,6 +181,7 @@ func (m *FunctionsMaps) Close() error {
 		m.Calls,
 		m.Counters,
 		m.Events,
+		m.FollowedNetns,
 		m.NftDrops,
 		m.Pending,
 		m.PendingScratch,

@@ -30,9 +30,10 @@ func setConsts(cs *ebpf.CollectionSpec, consts probeConsts, extra map[string]any
 }
 
 // sharedMapNames are the maps both probe families use: the ring buffer, tracked skbs,
-// counters, drops-only's pending events. skb.h declares them for both alike.
+// counters, drops-only's pending events, --filter-container's followed namespaces.
+// skb.h declares them for both alike.
 var sharedMapNames = []string{bpf.TracepointsMapEvents, bpf.TracepointsMapTracked, bpf.TracepointsMapCounters,
-	bpf.TracepointsMapPending, bpf.TracepointsMapPendingScratch}
+	bpf.TracepointsMapPending, bpf.TracepointsMapPendingScratch, bpf.TracepointsMapFollowedNetns}
 
 // newSharedMaps makes the maps both probe families use, keyed by their names in spec.
 func (c *Collector) newSharedMaps(spec *ebpf.CollectionSpec) (map[string]*ebpf.Map, error) {
