@@ -244,6 +244,20 @@ func TestTheTableEvictsTheOldestGoneOwnersFirst(t *testing.T) {
 	}
 }
 
+// A container seen first through its processes' cgroup, then by its runtime, keeps the
+// runtime's name after its death.
+func TestARuntimesOwnerRetiresTheCgroupGuessOfItsNamespace(t *testing.T) {
+	tab := newTable(8, time.Hour)
+	now := time.Now()
+	guess := cgroupContainer{id: containerID("web"), runtime: "docker"}
+	tab.put(owner{key: cgroupPrefix + guess.id, inode: 7, kind: kindCgroup, attrs: guess.attrs()}, now)
+	tab.put(owner{key: dockerPrefix + guess.id, inode: 7, kind: kindDocker, attrs: dockerAttrs(guess.id, "web", nil)}, now)
+	tab.gone(dockerPrefix+guess.id, now.Add(time.Second))
+	if got := tab.names()[7]; len(got) == 0 || got[0].Value.AsString() != "web" {
+		t.Errorf("after the container's death its namespace is named %v, want web", got)
+	}
+}
+
 func TestTheTableNamesANamespaceAfterItsBestOwner(t *testing.T) {
 	now := time.Now()
 	tests := []struct {

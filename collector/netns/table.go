@@ -108,7 +108,21 @@ func (t *table) put(o owner, now time.Time) bool {
 	}
 	o.since, o.gone = now, time.Time{}
 	t.owners[o.key] = &o
+	if o.kind > kindCgroup && o.attrs != nil {
+		t.retireGuesses(o.inode, now)
+	}
 	return true
+}
+
+// retireGuesses marks gone the cgroup owners of a namespace a runtime now names: the
+// same container, seen first through its processes. Left living, one would outlive the
+// runtime's owner after its death and name the namespace through the grace.
+func (t *table) retireGuesses(inode uint32, now time.Time) {
+	for _, o := range t.owners {
+		if o.kind == kindCgroup && o.inode == inode {
+			t.markGone(o, now)
+		}
+	}
 }
 
 // gone marks the owner under key as gone at now, if it lives.
