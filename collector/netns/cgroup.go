@@ -59,7 +59,7 @@ func (n *Namer) scanCgroups(want map[uint32]bool) {
 		if c, ok := parseCgroup(data); ok {
 			seen[inode] = true
 			found[cgroupPrefix+c.id] = owner{key: cgroupPrefix + c.id, inode: inode, kind: kindCgroup,
-				attrs: c.attrs(), aliases: []string{c.id, shortID(c.id)}}
+				probe: filepath.Join(n.procRoot, e.Name(), "ns", "net"), attrs: c.attrs(), aliases: []string{c.id, shortID(c.id)}}
 		}
 	}
 	now := time.Now()

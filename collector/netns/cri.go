@@ -160,8 +160,11 @@ func (n *Namer) podOwner(ctx context.Context, c *criSource, key string, sb *runt
 		o.inode = n.hostInode
 		return o, nil
 	}
-	if o.inode, err = n.sandboxInode(st.GetInfo()); err != nil {
+	if o.inode, o.probe, err = n.sandboxInode(st.GetInfo()); err != nil {
 		return owner{}, err
+	}
+	if sb.GetCreatedAt() > 0 {
+		o.from = time.Unix(0, sb.GetCreatedAt())
 	}
 	o.attrs = []attribute.KeyValue{
 		attrkey.NetnsName.String(md.GetNamespace() + "/" + md.GetName()),
@@ -188,21 +191,24 @@ type sandboxInfo struct {
 	} `json:"runtimeSpec"`
 }
 
-// sandboxInode reads the namespace's inode from its path, or from the pause process.
-func (n *Namer) sandboxInode(info map[string]string) (uint32, error) {
+// sandboxInode reads the namespace's inode from its path, or from the pause process,
+// and says which path it read.
+func (n *Namer) sandboxInode(info map[string]string) (uint32, string, error) {
 	var si sandboxInfo
 	if err := json.Unmarshal([]byte(info["info"]), &si); err != nil {
-		return 0, fmt.Errorf("reading the sandbox's verbose status: %w", err)
+		return 0, "", fmt.Errorf("reading the sandbox's verbose status: %w", err)
 	}
 	for _, ns := range si.RuntimeSpec.Linux.Namespaces {
 		if ns.Type == "network" && ns.Path != "" {
 			if inode, err := inodeOf(ns.Path); err == nil {
-				return inode, nil
+				return inode, ns.Path, nil
 			}
 		}
 	}
 	if si.Pid > 0 {
-		return inodeOf(filepath.Join(n.procRoot, strconv.Itoa(si.Pid), "ns", "net"))
+		path := filepath.Join(n.procRoot, strconv.Itoa(si.Pid), "ns", "net")
+		inode, err := inodeOf(path)
+		return inode, path, err
 	}
-	return 0, errors.New("the sandbox's verbose status names no readable network namespace nor process")
+	return 0, "", errors.New("the sandbox's verbose status names no readable network namespace nor process")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -179,7 +180,7 @@ func TestAPodStartedLaterIsNamedOnItsFirstLookup(t *testing.T) {
 
 	ns := h.namespace("new-pod")
 	c.pod("sb-new", "default", "job-1", "12121212-3434-4565-8787-909090909090", ns, 0)
-	if n.NetnsAttrs(h.inode(ns)) != nil {
+	if n.NetnsAttrs(h.inode(ns), now()) != nil {
 		t.Fatal("named before it was listed")
 	}
 	eventually(t, "the missed pod is named", func() bool { return name(n, h.inode(ns)) == "default/job-1" })
@@ -195,7 +196,7 @@ func TestAPodStartedLaterIsNamedOnItsFirstLookup(t *testing.T) {
 	time.Sleep(missInterval) // the search for the pod above is not counted
 	before := c.lists.Load()
 	for range 50 {
-		n.NetnsAttrs(stranger)
+		n.NetnsAttrs(stranger, now())
 		time.Sleep(2 * time.Millisecond)
 	}
 	time.Sleep(2 * missInterval)
@@ -216,6 +217,7 @@ func TestAPodGoneFromTheListKeepsItsNameForTheGrace(t *testing.T) {
 	if got := name(n, h.inode(ns)); got != "default/api" {
 		t.Fatalf("named %q", got)
 	}
+	during := now()
 	c.setState("sb", runtimeapi.PodSandboxState_SANDBOX_NOTREADY)
 	eventually(t, "the stopped pod is gone", func() bool {
 		n.mu.Lock()
@@ -223,10 +225,31 @@ func TestAPodGoneFromTheListKeepsItsNameForTheGrace(t *testing.T) {
 		o := n.tab.get("pod:" + c.socket + "/sb")
 		return o != nil && !o.alive()
 	})
-	if got := name(n, h.inode(ns)); got != "default/api" {
-		t.Errorf("within its grace the pod's namespace is named %q", got)
+	if got := nameAt(n, h.inode(ns), during); got != "default/api" {
+		t.Errorf("within its grace, a packet of the pod's life is named %q", got)
 	}
-	eventually(t, "the name is forgotten after the grace", func() bool { return n.NetnsAttrs(h.inode(ns)) == nil })
+	eventually(t, "the name is forgotten after the grace", func() bool { return nameAt(n, h.inode(ns), during) == "" })
+}
+
+// A pod's namespace removed (the runtime tore the sandbox down) is seen gone within a
+// second, without waiting for the next listing: its inode may be the next pod's.
+func TestAPodWhoseNamespaceWentIsGoneBeforeTheNextListing(t *testing.T) {
+	h := newHost(t)
+	c := newCRI(t, "containerd")
+	ns := h.namespace("pod")
+	c.pod("sb", "default", "api", "13131313-3434-4565-8787-909090909090", ns, 0)
+	n, _ := start(t, h, WithCRISocket(c.socket))
+	inode := h.inode(ns)
+	if err := os.Remove(ns); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the pod is gone", func() bool {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		o := n.tab.get("pod:" + c.socket + "/sb")
+		return o != nil && !o.alive()
+	})
+	eventually(t, "a packet seen now is not the gone pod's", func() bool { return name(n, inode) == "" })
 }
 
 func TestARuntimeWithoutTheCRIIsOneWarningAndLeftOut(t *testing.T) {

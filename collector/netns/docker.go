@@ -67,8 +67,9 @@ type engineContainer struct {
 	ID    string `json:"Id"`
 	Name  string `json:"Name"`
 	State struct {
-		Running bool `json:"Running"`
-		Pid     int  `json:"Pid"`
+		Running   bool   `json:"Running"`
+		Pid       int    `json:"Pid"`
+		StartedAt string `json:"StartedAt"` // RFC 3339, set once the process runs
 	} `json:"State"`
 	Config struct {
 		Labels map[string]string `json:"Labels"`
@@ -308,8 +309,12 @@ func (d *dockerSource) handle(ctx context.Context, ev engineEvent) {
 			d.n.publish()
 		}
 	case "die", "destroy":
+		when := time.Now()
+		if ev.TimeNano > 0 {
+			when = time.Unix(0, ev.TimeNano)
+		}
 		d.n.mu.Lock()
-		d.n.tab.gone(dockerPrefix+ev.Actor.ID, time.Now())
+		d.n.tab.gone(dockerPrefix+ev.Actor.ID, when)
 		d.n.publishLocked()
 		d.n.mu.Unlock()
 	}
@@ -393,14 +398,20 @@ func (d *dockerSource) owner(c engineContainer) (owner, error) {
 	}
 	// The sandbox key is the namespace's own file; the process's link is read where
 	// that path is not visible (pktspan in a container without Docker's run directory).
-	inode, err := inodeOf(c.NetworkSettings.SandboxKey)
-	if c.NetworkSettings.SandboxKey == "" || err != nil {
+	o.probe = c.NetworkSettings.SandboxKey
+	inode, err := inodeOf(o.probe)
+	if o.probe == "" || err != nil {
+		o.probe = ownNS
 		if inode, err = inodeOf(ownNS); err != nil {
 			return owner{}, fmt.Errorf("reading the namespace of container %s: %w", name, err)
 		}
 	}
 	o.inode = inode
 	o.attrs = dockerAttrs(c.ID, name, c.Config.Labels)
+	// Docker writes the zero time for a container that never started.
+	if t, err := time.Parse(time.RFC3339Nano, c.State.StartedAt); err == nil && t.Year() > 1 {
+		o.from = t
+	}
 	return o, nil
 }
 

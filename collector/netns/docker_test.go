@@ -138,6 +138,7 @@ func TestAShortLivedContainerIsNamedThroughItsGraceAndForgottenAfter(t *testing.
 	c := e.run("short", 100, ns, nil)
 	e.emit("start", c.ID)
 	eventually(t, "the container is named", func() bool { return name(n, h.inode(ns)) == "short" })
+	during := now()
 	time.Sleep(100 * time.Millisecond)
 	e.stop(c.ID)
 	e.emit("die", c.ID)
@@ -150,10 +151,14 @@ func TestAShortLivedContainerIsNamedThroughItsGraceAndForgottenAfter(t *testing.
 		o := n.tab.get(dockerPrefix + c.ID)
 		return o != nil && !o.alive()
 	})
-	if got := name(n, h.inode(ns)); got != "short" && time.Since(died) < grace {
-		t.Errorf("within its grace the gone container's namespace is named %q, want short", got)
+	if got := nameAt(n, h.inode(ns), during); got != "short" && time.Since(died) < grace {
+		t.Errorf("within its grace a packet of the gone container's life is named %q, want short", got)
 	}
-	eventually(t, "the name is forgotten after the grace", func() bool { return n.NetnsAttrs(h.inode(ns)) == nil })
+	time.Sleep(2 * deathSlack)
+	if got := name(n, h.inode(ns)); got != "" {
+		t.Errorf("a packet seen after the container's death is named %q: its inode may be another namespace's", got)
+	}
+	eventually(t, "the name is forgotten after the grace", func() bool { return nameAt(n, h.inode(ns), during) == "" })
 	if since := time.Since(died); since < grace {
 		t.Errorf("forgotten %v after its death, before the %v grace", since, grace)
 	}
@@ -183,6 +188,7 @@ func TestARestartedContainerIsFollowedIntoItsNewNamespace(t *testing.T) {
 	}
 	e.waitStreams(1)
 
+	firstLife := now()
 	e.stop(c.ID)
 	e.emit("die", c.ID)
 	eventually(t, "nothing is followed while db is down", func() bool { got, _ := follow.last(); return len(got) == 0 })
@@ -194,9 +200,57 @@ func TestARestartedContainerIsFollowedIntoItsNewNamespace(t *testing.T) {
 		got, _ := follow.last()
 		return slices.Equal(got, []uint32{h.inode(second)})
 	})
-	for _, ns := range []string{first, second} {
-		if got := name(n, h.inode(ns)); got != "db" {
-			t.Errorf("namespace %s is named %q, want db (the first one through its grace)", ns, got)
+	if got := nameAt(n, h.inode(first), firstLife); got != "db" {
+		t.Errorf("a packet of the first life is named %q, want db through the grace", got)
+	}
+	if got := name(n, h.inode(second)); got != "db" {
+		t.Errorf("a packet of the second life is named %q, want db", got)
+	}
+}
+
+// The kernel gives a freed namespace's inode to the next one at once: a container
+// started right after another died may live in a namespace with the dead one's inode.
+// Each packet is named after the owner of its time, and one seen before the new owner
+// is known after neither.
+func TestAReusedInodeNamesEachPacketAfterTheOwnerOfItsTime(t *testing.T) {
+	h := newHost(t)
+	e := newEngine(t)
+	ns := h.namespace("reused")
+	inode := h.inode(ns)
+	old := e.run("old", 100, ns, nil)
+	n, _ := start(t, h, WithDockerSocket(e.socket))
+	e.waitStreams(1)
+	oldLife := now()
+
+	e.stop(old.ID)
+	e.emit("die", old.ID)
+	eventually(t, "the old container is gone", func() bool {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return !n.tab.get(dockerPrefix + old.ID).alive()
+	})
+	time.Sleep(2 * deathSlack)
+	// The new container's first packet, before Docker says it started.
+	if got := name(n, inode); got != "" {
+		t.Errorf("a packet seen after the old container's death, before the new one is known, is named %q", got)
+	}
+	gap := now()
+	time.Sleep(2 * birthSlack)
+
+	fresh := e.run("new", 200, ns, nil)
+	e.emit("start", fresh.ID)
+	eventually(t, "the new container is named", func() bool { return name(n, inode) == "new" })
+	for _, tc := range []struct {
+		what string
+		at   int64
+		want string
+	}{
+		{"the old container's life", oldLife, "old"},
+		{"between the two lives", gap, ""},
+		{"the new container's life", now(), "new"},
+	} {
+		if got := nameAt(n, inode, tc.at); got != tc.want {
+			t.Errorf("a packet seen in %s is named %q, want %q", tc.what, got, tc.want)
 		}
 	}
 }
@@ -217,7 +271,7 @@ func TestAResyncAfterALostEventStreamLearnsWhatWasMissed(t *testing.T) {
 	e.cut()
 
 	eventually(t, "the container started meanwhile is named", func() bool { return name(n, h.inode(comesNS)) == "comes" })
-	eventually(t, "the container gone meanwhile is forgotten", func() bool { return n.NetnsAttrs(h.inode(goesNS)) == nil })
+	eventually(t, "the container gone meanwhile is forgotten", func() bool { return n.NetnsAttrs(h.inode(goesNS), now()) == nil })
 	if got := name(n, h.inode(staysNS)); got != "stays" {
 		t.Errorf("the container running throughout is named %q, want stays", got)
 	}

@@ -163,7 +163,7 @@ func containerID(name string) string {
 // announcing it (start).
 func (e *engine) run(name string, pid int, sandboxKey string, labels map[string]string) *engineContainer {
 	c := &engineContainer{ID: containerID(name), Name: "/" + name}
-	c.State.Running, c.State.Pid = true, pid
+	c.State.Running, c.State.Pid, c.State.StartedAt = true, pid, time.Now().Format(time.RFC3339Nano)
 	c.Config.Labels = labels
 	c.HostConfig.NetworkMode = "bridge"
 	c.NetworkSettings.SandboxKey = sandboxKey
@@ -395,18 +395,25 @@ func start(t *testing.T, h *host, opts ...Option) (*Namer, *logBuffer) {
 	return n, logs
 }
 
-// attrs renders a namespace's attributes as key=value lines, in their order.
+// now is when a packet seen now was seen.
+func now() int64 { return time.Now().UnixNano() }
+
+// attrs renders the attributes of a namespace a packet is in now as key=value lines,
+// in their order.
 func attrs(n *Namer, inode uint32) string {
 	var b strings.Builder
-	for _, kv := range n.NetnsAttrs(inode) {
+	for _, kv := range n.NetnsAttrs(inode, now()) {
 		fmt.Fprintf(&b, "%s=%s\n", kv.Key, kv.Value.Emit())
 	}
 	return b.String()
 }
 
-// name is the namespace's pktspan.netns.name, or "".
-func name(n *Namer, inode uint32) string {
-	for _, kv := range n.NetnsAttrs(inode) {
+// name is the pktspan.netns.name of a namespace a packet is in now, or "".
+func name(n *Namer, inode uint32) string { return nameAt(n, inode, now()) }
+
+// nameAt is the pktspan.netns.name of a namespace a packet was in at a time, or "".
+func nameAt(n *Namer, inode uint32, at int64) string {
+	for _, kv := range n.NetnsAttrs(inode, at) {
 		if kv.Key == "pktspan.netns.name" {
 			return kv.Value.AsString()
 		}

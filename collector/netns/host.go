@@ -55,7 +55,8 @@ func (n *Namer) syncNetnsDir() {
 		key := prefix + name
 		keep[key] = true
 		if !n.tab.lives(key, inode) {
-			n.putLocked(owner{key: key, inode: inode, kind: kindNetnsFile, attrs: []attribute.KeyValue{attrkey.NetnsName.String(name)}})
+			n.putLocked(owner{key: key, inode: inode, kind: kindNetnsFile, probe: filepath.Join(n.netnsDir, name),
+				attrs: []attribute.KeyValue{attrkey.NetnsName.String(name)}})
 		}
 	}
 	n.tab.goneExcept(prefix, keep, now)

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -84,7 +85,13 @@ type Namer struct {
 }
 
 type snapshot struct {
-	attrs map[uint32][]attribute.KeyValue
+	claims map[uint32][]claim
+}
+
+// living says whether a living owner names the namespace.
+func (s *snapshot) living(inode uint32) bool {
+	cs := s.claims[inode]
+	return len(cs) > 0 && cs[0].until == math.MaxInt64
 }
 
 // Stats are the namer's counters.
@@ -156,18 +163,21 @@ func New(opts ...Option) *Namer {
 	}
 	n.log = n.log.With("component", "netns")
 	n.tab = newTable(n.limit, n.grace)
-	n.snap.Store(&snapshot{attrs: map[uint32][]attribute.KeyValue{}})
+	n.snap.Store(&snapshot{claims: map[uint32][]claim{}})
 	return n
 }
 
-// NetnsAttrs returns the attributes of the namespace's owner, or nil when none is
-// known. It reads the current snapshot: no lock, no allocation.
-func (n *Namer) NetnsAttrs(inode uint32) []attribute.KeyValue {
+// NetnsAttrs returns the attributes of the owner whose namespace had this inode when
+// the skb was there, or nil when none is known. It reads the current snapshot: no
+// lock, no allocation.
+func (n *Namer) NetnsAttrs(inode uint32, atUnixNano int64) []attribute.KeyValue {
 	if inode == 0 {
 		return nil
 	}
-	if a, ok := n.snap.Load().attrs[inode]; ok {
-		return a
+	for _, c := range n.snap.Load().claims[inode] {
+		if c.from <= atUnixNano && atUnixNano <= c.until {
+			return c.attrs
+		}
 	}
 	n.misses.Add(1)
 	n.missRing[n.missPos.Add(1)%missRingSize].Store(inode)
@@ -181,7 +191,7 @@ func (n *Namer) NetnsAttrs(inode uint32) []attribute.KeyValue {
 // Stats reads the counters.
 func (n *Namer) Stats() Stats {
 	return Stats{
-		Names:   len(n.snap.Load().attrs),
+		Names:   len(n.snap.Load().claims),
 		Misses:  n.misses.Load(),
 		Evicted: n.evicted.Load(),
 		Errors:  n.errors.Load(),
@@ -281,11 +291,7 @@ func (n *Namer) loop(ctx context.Context) {
 			n.scanCgroups(nil)
 			n.publish()
 		case <-expire.C:
-			n.mu.Lock()
-			if n.tab.expire(time.Now()) {
-				n.publishLocked()
-			}
-			n.mu.Unlock()
+			n.checkProbes()
 		case <-n.missed:
 			if wait := missInterval - time.Since(lastMiss); wait > 0 {
 				if missTimer == nil {
@@ -303,15 +309,37 @@ func (n *Namer) loop(ctx context.Context) {
 	}
 }
 
+// checkProbes finds the owners whose namespace went without their runtime saying so
+// (pods, ip netns, processes: nothing streams their deaths), and forgets those gone
+// for longer than the grace.
+func (n *Namer) checkProbes() {
+	n.mu.Lock()
+	probed := n.tab.probes()
+	n.mu.Unlock()
+	dead := make(map[string]bool)
+	for _, p := range probed {
+		if inode, err := inodeOf(p.probe); err != nil || inode != p.inode {
+			dead[p.key] = true
+		}
+	}
+	now := time.Now()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	died := n.tab.checked(probed, dead, now)
+	if expired := n.tab.expire(now); died || expired {
+		n.publishLocked()
+	}
+}
+
 // learnMissed looks for the owners of the namespaces lookups missed, once per
 // namespace until the next resync: ip netns names, pods, and processes' cgroups.
 func (n *Namer) learnMissed(ctx context.Context) {
-	named := n.snap.Load().attrs
+	snap := n.snap.Load()
 	n.mu.Lock()
 	want := make(map[uint32]bool)
 	for i := range n.missRing {
 		inode := n.missRing[i].Load()
-		if _, ok := named[inode]; inode != 0 && !ok && !n.tried[inode] {
+		if inode != 0 && !snap.living(inode) && !n.tried[inode] {
 			want[inode] = true
 		}
 	}
@@ -338,7 +366,7 @@ func (n *Namer) publish() {
 
 func (n *Namer) publishLocked() {
 	n.tab.expire(time.Now())
-	n.snap.Store(&snapshot{attrs: n.tab.names()})
+	n.snap.Store(&snapshot{claims: n.tab.claims()})
 	n.evicted.Store(n.tab.evicted)
 	if n.onFollow == nil {
 		return

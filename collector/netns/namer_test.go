@@ -26,7 +26,7 @@ func TestTheHostAndIPNetnsNamesAreNamed(t *testing.T) {
 
 	// One added later is learnt when a lookup misses it; one deleted goes.
 	red := h.ipNetns("red")
-	if n.NetnsAttrs(red) != nil {
+	if n.NetnsAttrs(red, now()) != nil {
 		t.Fatal("named before it was read")
 	}
 	if err := os.Remove(filepath.Join(h.netnsDir, "blue")); err != nil {
@@ -113,7 +113,7 @@ func TestTheCgroupFallbackNamesNamespacesNoRuntimeKnows(t *testing.T) {
 	if got := attrs(n, podNS); got != want {
 		t.Errorf("namespace of a container's processes =\n%s\nwant\n%s", got, want)
 	}
-	if got := n.NetnsAttrs(plainNS); got != nil {
+	if got := n.NetnsAttrs(plainNS, now()); got != nil {
 		t.Errorf("a namespace of processes in no container's cgroup is named %v", got)
 	}
 	if got := name(n, h.hostNS); got != "host" {
@@ -126,7 +126,7 @@ func TestTheCgroupFallbackNamesNamespacesNoRuntimeKnows(t *testing.T) {
 	// A container learnt later through the fallback: its namespace's first lookup
 	// misses, and the processes are read then.
 	_, lateNS := h.process(600, h.namespace("late"), fixture("docker-cgroupfs-hybrid"))
-	n.NetnsAttrs(lateNS)
+	n.NetnsAttrs(lateNS, now())
 	eventually(t, "the late container's namespace is named", func() bool { return name(n, lateNS) == "3f4e5d6c7b8a" })
 }
 
@@ -138,7 +138,7 @@ func TestNetnsAttrsDoesNotAllocate(t *testing.T) {
 		name  string
 		inode uint32
 	}{{"named", blue}, {"unknown", 12345}, {"zero", 0}} {
-		if a := testing.AllocsPerRun(1000, func() { n.NetnsAttrs(tc.inode) }); a != 0 {
+		if a := testing.AllocsPerRun(1000, func() { n.NetnsAttrs(tc.inode, 1) }); a != 0 {
 			t.Errorf("NetnsAttrs of a %s namespace allocates %v times per call", tc.name, a)
 		}
 	}
@@ -238,9 +238,9 @@ func TestTheTableEvictsTheOldestGoneOwnersFirst(t *testing.T) {
 	if tab.put(own("f", 6), at(8)) || tab.get("f") != nil || tab.evicted != 3 {
 		t.Errorf("with every owner alive f was kept, or evictions = %d, want 3", tab.evicted)
 	}
-	names := tab.names()
-	if len(names) != 3 || names[3] == nil || names[4] == nil || names[5] == nil {
-		t.Errorf("names() = %v, want the living c, d, e", names)
+	claims := tab.claims()
+	if len(claims) != 3 || claims[3] == nil || claims[4] == nil || claims[5] == nil {
+		t.Errorf("claims() = %v, want the living c, d, e", claims)
 	}
 }
 
@@ -253,7 +253,7 @@ func TestARuntimesOwnerRetiresTheCgroupGuessOfItsNamespace(t *testing.T) {
 	tab.put(owner{key: cgroupPrefix + guess.id, inode: 7, kind: kindCgroup, attrs: guess.attrs()}, now)
 	tab.put(owner{key: dockerPrefix + guess.id, inode: 7, kind: kindDocker, attrs: dockerAttrs(guess.id, "web", nil)}, now)
 	tab.gone(dockerPrefix+guess.id, now.Add(time.Second))
-	if got := tab.names()[7]; len(got) == 0 || got[0].Value.AsString() != "web" {
+	if got := tab.claims()[7][0].attrs; len(got) == 0 || got[0].Value.AsString() != "web" {
 		t.Errorf("after the container's death its namespace is named %v, want web", got)
 	}
 }
@@ -281,7 +281,7 @@ func TestTheTableNamesANamespaceAfterItsBestOwner(t *testing.T) {
 			if tt.goneA {
 				tab.gone(tt.a.key, now)
 			}
-			got := tab.names()[7]
+			got := tab.claims()[7][0].attrs
 			if len(got) < 2 || got[1].Value.AsString() != tt.want {
 				t.Errorf("namespace named by %v, want %s", got, tt.want)
 			}

@@ -1,8 +1,11 @@
 package netns
 
 import (
+	"cmp"
+	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -33,19 +36,24 @@ type owner struct {
 	// aliases are the names --filter-container may give it: a container's name and
 	// IDs, a pod's namespace/name.
 	aliases []string
-	since   time.Time // when it was learnt
-	gone    time.Time // zero while it lives; it names its namespace until gone+grace
+	// probe is a path whose inode is the namespace's while the owner lives (its
+	// sandbox's namespace file, a process's ns/net link); "" when none is checked.
+	probe string
+	// from is when the owner came to life, as its runtime says (zero: unknown, since
+	// ever): a packet seen well before then was another owner's.
+	from  time.Time
+	since time.Time // when it was learnt
+	seen  time.Time // when it was last known to live: learnt, listed, its probe checked
+	// gone is zero while it lives; it names its namespace's packets seen until gone
+	// (and deathSlack), in spans exported until gone+grace.
+	gone time.Time
 }
 
 func (o *owner) alive() bool { return o.gone.IsZero() }
 
-// beats says whether o rather than b names the namespace both claim: the living over
-// the gone (the kernel reuses a freed namespace's inode), then the higher kind, then
-// the one learnt last.
+// beats says whether o rather than b names the namespace both claim while both live:
+// the higher kind, then the one learnt last.
 func (o *owner) beats(b *owner) bool {
-	if o.alive() != b.alive() {
-		return o.alive()
-	}
 	if o.kind != b.kind {
 		return o.kind > b.kind
 	}
@@ -53,6 +61,34 @@ func (o *owner) beats(b *owner) bool {
 		return o.since.After(b.since)
 	}
 	return o.key > b.key
+}
+
+// Slack around an owner's life as its runtime tells it. Docker records a container's
+// start once its process runs, so its first packets may come a little before; the
+// kernel may send a namespace's last segments as its sockets close after its death.
+// Tighter than the time a runtime takes to make the next namespace, which may get the
+// freed inode.
+const (
+	birthSlack = 100 * time.Millisecond
+	deathSlack = 100 * time.Millisecond
+)
+
+// claim is one owner's hold on an inode, as a snapshot keeps it: the packets seen
+// from from to until (unix ns) were in its namespace.
+type claim struct {
+	from, until int64
+	attrs       []attribute.KeyValue
+}
+
+func (o *owner) claim() claim {
+	c := claim{from: math.MinInt64, until: math.MaxInt64, attrs: o.attrs}
+	if !o.from.IsZero() {
+		c.from = o.from.Add(-birthSlack).UnixNano()
+	}
+	if !o.alive() {
+		c.until = o.gone.Add(deathSlack).UnixNano()
+	}
+	return c
 }
 
 // goneRef queues an owner that went, in the order they went: expiry and eviction take
@@ -91,7 +127,7 @@ func (t *table) lives(key string, inode uint32) bool {
 func (t *table) put(o owner, now time.Time) bool {
 	if cur := t.owners[o.key]; cur != nil {
 		if cur.inode == o.inode {
-			cur.kind, cur.attrs, cur.aliases = o.kind, o.attrs, o.aliases
+			cur.kind, cur.attrs, cur.aliases, cur.probe, cur.from, cur.seen = o.kind, o.attrs, o.aliases, o.probe, o.from, now
 			if !cur.alive() {
 				cur.gone, cur.since = time.Time{}, now
 			}
@@ -106,7 +142,7 @@ func (t *table) put(o owner, now time.Time) bool {
 		t.evicted++
 		return false
 	}
-	o.since, o.gone = now, time.Time{}
+	o.since, o.seen, o.gone = now, now, time.Time{}
 	t.owners[o.key] = &o
 	if o.kind > kindCgroup && o.attrs != nil {
 		t.retireGuesses(o.inode, now)
@@ -125,19 +161,25 @@ func (t *table) retireGuesses(inode uint32, now time.Time) {
 	}
 }
 
-// gone marks the owner under key as gone at now, if it lives.
-func (t *table) gone(key string, now time.Time) {
+// gone marks the owner under key as gone at when, if it lives.
+func (t *table) gone(key string, when time.Time) {
 	if o := t.owners[key]; o != nil {
-		t.markGone(o, now)
+		t.markGone(o, when)
 	}
 }
 
 // goneExcept marks as gone every living owner whose key starts with prefix and is not
-// in keep: what a full listing of a source no longer shows.
+// in keep (what a full listing of a source no longer shows), as of when it was last
+// known to live; those in keep were seen now.
 func (t *table) goneExcept(prefix string, keep map[string]bool, now time.Time) {
 	for key, o := range t.owners {
-		if o.alive() && len(key) >= len(prefix) && key[:len(prefix)] == prefix && !keep[key] {
-			t.markGone(o, now)
+		if !o.alive() || !strings.HasPrefix(key, prefix) {
+			continue
+		}
+		if keep[key] {
+			o.seen = now
+		} else {
+			t.markGone(o, o.seen)
 		}
 	}
 }
@@ -191,35 +233,87 @@ func (t *table) evictOldestGone() bool {
 	return false
 }
 
-// names builds what NetnsAttrs hands out: for each namespace, the attributes of the
-// owner that names it.
-func (t *table) names() map[uint32][]attribute.KeyValue {
-	best := make(map[uint32]*owner, len(t.owners))
+// claims builds what NetnsAttrs reads: for each namespace, the claims of its owners in
+// the order a lookup tries them. The living owner that beats the others comes first (a
+// packet seen since its birth is its own); then the gone ones, the latest born first
+// (of two lives of a reused inode, the later one holds the packets seen since it began).
+func (t *table) claims() map[uint32][]claim {
+	byInode := make(map[uint32][]*owner, len(t.owners))
 	for _, o := range t.owners {
-		if o.attrs == nil || o.inode == 0 {
-			continue
-		}
-		if b := best[o.inode]; b == nil || o.beats(b) {
-			best[o.inode] = o
+		if o.attrs != nil && o.inode != 0 {
+			byInode[o.inode] = append(byInode[o.inode], o)
 		}
 	}
-	m := make(map[uint32][]attribute.KeyValue, len(best))
-	for inode, o := range best {
-		m[inode] = o.attrs
+	m := make(map[uint32][]claim, len(byInode))
+	for inode, owners := range byInode {
+		var living *owner
+		var gone []*owner
+		for _, o := range owners {
+			switch {
+			case !o.alive():
+				gone = append(gone, o)
+			case living == nil || o.beats(living):
+				living = o
+			}
+		}
+		slices.SortFunc(gone, func(a, b *owner) int {
+			if c := b.from.Compare(a.from); c != 0 {
+				return c
+			}
+			return cmp.Compare(b.kind, a.kind)
+		})
+		cs := make([]claim, 0, len(gone)+1)
+		if living != nil {
+			cs = append(cs, living.claim())
+		}
+		for _, o := range gone {
+			cs = append(cs, o.claim())
+		}
+		m[inode] = cs
 	}
 	return m
 }
 
-// namedBy reports the namespaces some owner of another kind than k names, living or
-// in its grace: those a cgroup scan need not look at.
+// namedBy reports the namespaces a living owner of another kind than except names:
+// those a cgroup scan need not look at.
 func (t *table) namedBy(except kind) map[uint32]bool {
 	m := make(map[uint32]bool)
 	for _, o := range t.owners {
-		if o.kind != except && o.attrs != nil {
+		if o.kind != except && o.attrs != nil && o.alive() {
 			m[o.inode] = true
 		}
 	}
 	return m
+}
+
+// probes lists the living owners whose namespace a path stands for, to check.
+func (t *table) probes() []owner {
+	var out []owner
+	for _, o := range t.owners {
+		if o.alive() && o.probe != "" {
+			out = append(out, owner{key: o.key, inode: o.inode, probe: o.probe})
+		}
+	}
+	return out
+}
+
+// checked applies a probe round done at now: the owners in dead are gone since they
+// were last seen, the others seen now.
+func (t *table) checked(probed []owner, dead map[string]bool, now time.Time) bool {
+	changed := false
+	for _, p := range probed {
+		o := t.owners[p.key]
+		if o == nil || !o.alive() || o.inode != p.inode {
+			continue
+		}
+		if dead[p.key] {
+			t.markGone(o, o.seen)
+			changed = true
+		} else {
+			o.seen = now
+		}
+	}
+	return changed
 }
 
 // followed returns the namespaces, sorted, in which a living owner called by one of
