@@ -66,9 +66,11 @@ func (n *Namer) scanCgroups(want map[uint32]bool) {
 	keep := make(map[string]bool, len(found))
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	// A runtime may have named some of them while the processes were read.
+	named = n.tab.namedBy(kindCgroup)
 	for key, o := range found {
 		keep[key] = true
-		if !n.tab.lives(key, o.inode) {
+		if !named[o.inode] && !n.tab.lives(key, o.inode) {
 			n.putLocked(o)
 		}
 	}

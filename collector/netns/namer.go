@@ -90,8 +90,12 @@ type snapshot struct {
 
 // living says whether a living owner names the namespace.
 func (s *snapshot) living(inode uint32) bool {
-	cs := s.claims[inode]
-	return len(cs) > 0 && cs[0].until == math.MaxInt64
+	for _, c := range s.claims[inode] {
+		if c.until == math.MaxInt64 {
+			return true
+		}
+	}
+	return false
 }
 
 // Stats are the namer's counters.

@@ -244,48 +244,103 @@ func TestTheTableEvictsTheOldestGoneOwnersFirst(t *testing.T) {
 	}
 }
 
-// A container seen first through its processes' cgroup, then by its runtime, keeps the
-// runtime's name after its death.
-func TestARuntimesOwnerRetiresTheCgroupGuessOfItsNamespace(t *testing.T) {
-	tab := newTable(8, time.Hour)
-	now := time.Now()
-	guess := cgroupContainer{id: containerID("web"), runtime: "docker"}
-	tab.put(owner{key: cgroupPrefix + guess.id, inode: 7, kind: kindCgroup, attrs: guess.attrs()}, now)
-	tab.put(owner{key: dockerPrefix + guess.id, inode: 7, kind: kindDocker, attrs: dockerAttrs(guess.id, "web", nil)}, now)
-	tab.gone(dockerPrefix+guess.id, now.Add(time.Second))
-	if got := tab.claims()[7][0].attrs; len(got) == 0 || got[0].Value.AsString() != "web" {
-		t.Errorf("after the container's death its namespace is named %v, want web", got)
+// lookup is NetnsAttrs over a table's claims: the name of the namespace inode at a time.
+func lookup(tab *table, inode uint32, at time.Time) string {
+	for _, c := range tab.claims()[inode] {
+		if c.from <= at.UnixNano() && at.UnixNano() <= c.until {
+			return c.attrs[0].Value.AsString()
+		}
 	}
+	return ""
 }
 
-func TestTheTableNamesANamespaceAfterItsBestOwner(t *testing.T) {
-	now := time.Now()
+func TestTheTableNamesANamespaceAfterTheOwnerOfTheTime(t *testing.T) {
+	t0 := time.Now()
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	type life struct {
+		key      string
+		kind     kind
+		from     float64 // seconds after t0; 0: unknown
+		goneAt   float64 // seconds after t0; 0: living
+		learntAt float64
+	}
 	tests := []struct {
 		name  string
-		a, b  owner
-		goneA bool
-		want  string
+		lives []life
+		want  map[float64]string // lookup time → name
 	}{
-		{"a container over an ip netns name", owner{key: "netns/x", kind: kindNetnsFile}, owner{key: "docker/web", kind: kindDocker}, false, "docker/web"},
-		{"a pod over its Docker sandbox", owner{key: "pod:s/1", kind: kindPod}, owner{key: "docker/pause", kind: kindDocker}, false, "pod:s/1"},
-		{"the living over the gone (a reused inode)", owner{key: "docker/old", kind: kindDocker}, owner{key: "cgroup/new", kind: kindCgroup}, true, "cgroup/new"},
+		{"a container over an ip netns name of its namespace",
+			[]life{{"netns/x", kindNetnsFile, 0, 0, 1}, {"docker/web", kindDocker, 2, 0, 3}},
+			map[float64]string{5: "docker/web", 1: "docker/web"}},
+		{"a pod over its Docker sandbox (dockershim)",
+			[]life{{"pod:s/1", kindPod, 1, 0, 2}, {"docker/pause", kindDocker, 1.5, 0, 2}},
+			map[float64]string{3: "pod:s/1"}},
+		{"a reused inode: each life holds its own packets, none the gap between",
+			[]life{{"docker/old", kindDocker, 1, 3, 1.1}, {"docker/new", kindDocker, 5, 0, 5.1}},
+			map[float64]string{2: "docker/old", 3.05: "docker/old", 4: "", 5.5: "docker/new"}},
+		{"a reused inode whose new owner only a cgroup guess knows",
+			[]life{{"docker/old", kindDocker, 1, 3, 1.1}, {"cgroup/new", kindCgroup, 0, 0, 5.1}},
+			map[float64]string{2: "docker/old", 5.5: "cgroup/new"}},
+		{"a gone container over a later guess of its own namespace",
+			[]life{{"docker/web", kindDocker, 1, 3, 1.1}, {"cgroup/web", kindCgroup, 0, 0, 1.2}},
+			map[float64]string{2: "docker/web", 2.9: "docker/web", 4: "cgroup/web"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tab := newTable(8, time.Hour)
-			for _, o := range []owner{tt.a, tt.b} {
-				o.inode = 7
-				o.attrs = dockerAttrs(o.key, o.key, nil)
-				tab.put(o, now)
+			for _, l := range tt.lives {
+				o := owner{key: l.key, inode: 7, kind: l.kind, attrs: dockerAttrs(l.key, l.key, nil)}
+				o.attrs[0] = attrkey.NetnsName.String(l.key)
+				if l.from > 0 {
+					o.from = at(l.from)
+				}
+				// A guess learnt after the runtime's owner is not retired by it.
+				tab.owners[o.key] = &o
+				o.since, o.seen = at(l.learntAt), at(l.learntAt)
+				if l.goneAt > 0 {
+					tab.markGone(&o, at(l.goneAt))
+				}
 			}
-			if tt.goneA {
-				tab.gone(tt.a.key, now)
-			}
-			got := tab.claims()[7][0].attrs
-			if len(got) < 2 || got[1].Value.AsString() != tt.want {
-				t.Errorf("namespace named by %v, want %s", got, tt.want)
+			for when, want := range tt.want {
+				if got := lookup(tab, 7, at(when)); got != want {
+					t.Errorf("at %vs the namespace is named %q, want %q", when, got, want)
+				}
 			}
 		})
+	}
+}
+
+// A container seen first through its processes' cgroup, then by its runtime: the guess
+// is retired, and names no packet after the container's death.
+func TestARuntimesOwnerRetiresTheCgroupGuessOfItsNamespace(t *testing.T) {
+	tab := newTable(8, time.Hour)
+	t0 := time.Now()
+	guess := cgroupContainer{id: containerID("web"), runtime: "docker"}
+	tab.put(owner{key: cgroupPrefix + guess.id, inode: 7, kind: kindCgroup, attrs: guess.attrs()}, t0)
+	tab.put(owner{key: dockerPrefix + guess.id, inode: 7, kind: kindDocker, attrs: dockerAttrs(guess.id, "web", nil), from: t0}, t0)
+	tab.gone(dockerPrefix+guess.id, t0.Add(time.Second))
+	if got := lookup(tab, 7, t0.Add(500*time.Millisecond)); got != "web" {
+		t.Errorf("a packet of the container's life is named %q, want web", got)
+	}
+	if got := lookup(tab, 7, t0.Add(2*time.Second)); got != "" {
+		t.Errorf("a packet after the container's death is named %q by the retired guess", got)
+	}
+}
+
+// A probe finds a container gone as of when it was last seen; the runtime's death event,
+// later, moves its death to the time the runtime gives.
+func TestARuntimesDeathTimeCorrectsAProbesEstimate(t *testing.T) {
+	tab := newTable(8, time.Hour)
+	t0 := time.Now()
+	o := owner{key: "docker/web", inode: 7, kind: kindDocker, attrs: dockerAttrs("web", "web", nil), probe: "/gone"}
+	tab.put(o, t0)
+	tab.checked(tab.probes(), map[string]bool{"docker/web": true}, t0.Add(time.Second))
+	tab.gone("docker/web", t0.Add(900*time.Millisecond))
+	if got := lookup(tab, 7, t0.Add(800*time.Millisecond)); got != "web" {
+		t.Errorf("a packet before the runtime's death time is named %q, want web", got)
+	}
+	if !tab.expire(t0.Add(time.Hour + time.Second)) {
+		t.Error("the corrected death never expires")
 	}
 }
 

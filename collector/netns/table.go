@@ -161,10 +161,17 @@ func (t *table) retireGuesses(inode uint32, now time.Time) {
 	}
 }
 
-// gone marks the owner under key as gone at when, if it lives.
+// gone marks the owner under key as gone at when, the time its runtime gives. One a
+// probe found gone already, as of when it was last seen, died later, at when.
 func (t *table) gone(key string, when time.Time) {
-	if o := t.owners[key]; o != nil {
+	o := t.owners[key]
+	switch {
+	case o == nil:
+	case o.alive():
 		t.markGone(o, when)
+	case when.After(o.gone):
+		o.gone = when
+		t.goneQ = append(t.goneQ, goneRef{o, when})
 	}
 }
 
@@ -234,9 +241,10 @@ func (t *table) evictOldestGone() bool {
 }
 
 // claims builds what NetnsAttrs reads: for each namespace, the claims of its owners in
-// the order a lookup tries them. The living owner that beats the others comes first (a
-// packet seen since its birth is its own); then the gone ones, the latest born first
-// (of two lives of a reused inode, the later one holds the packets seen since it began).
+// the order a lookup tries them. Living owners are one namespace seen by several
+// sources: the one that beats the others speaks for them, since the earliest birth any
+// of them knows. Then the latest born comes first: of two lives of a reused inode, the
+// later one holds the packets seen since it began, the earlier one those before.
 func (t *table) claims() map[uint32][]claim {
 	byInode := make(map[uint32][]*owner, len(t.owners))
 	for _, o := range t.owners {
@@ -246,28 +254,47 @@ func (t *table) claims() map[uint32][]claim {
 	}
 	m := make(map[uint32][]claim, len(byInode))
 	for inode, owners := range byInode {
-		var living *owner
-		var gone []*owner
+		type ranked struct {
+			claim
+			living bool
+			kind   kind
+		}
+		var (
+			rs     []ranked
+			living *owner
+			born   = int64(math.MaxInt64)
+		)
 		for _, o := range owners {
-			switch {
-			case !o.alive():
-				gone = append(gone, o)
-			case living == nil || o.beats(living):
+			c := o.claim()
+			if !o.alive() {
+				rs = append(rs, ranked{c, false, o.kind})
+				continue
+			}
+			if living == nil || o.beats(living) {
 				living = o
 			}
+			born = min(born, c.from)
 		}
-		slices.SortFunc(gone, func(a, b *owner) int {
-			if c := b.from.Compare(a.from); c != 0 {
+		if living != nil {
+			c := living.claim()
+			c.from = born
+			rs = append(rs, ranked{c, true, living.kind})
+		}
+		slices.SortFunc(rs, func(a, b ranked) int {
+			if c := cmp.Compare(b.from, a.from); c != 0 {
 				return c
+			}
+			if a.living != b.living {
+				if a.living {
+					return -1
+				}
+				return 1
 			}
 			return cmp.Compare(b.kind, a.kind)
 		})
-		cs := make([]claim, 0, len(gone)+1)
-		if living != nil {
-			cs = append(cs, living.claim())
-		}
-		for _, o := range gone {
-			cs = append(cs, o.claim())
+		cs := make([]claim, len(rs))
+		for i, r := range rs {
+			cs[i] = r.claim
 		}
 		m[inode] = cs
 	}
