@@ -403,7 +403,7 @@ func now() int64 { return time.Now().UnixNano() }
 func attrs(n *Namer, inode uint32) string {
 	var b strings.Builder
 	for _, kv := range n.NetnsAttrs(inode, now()) {
-		fmt.Fprintf(&b, "%s=%s\n", kv.Key, kv.Value.Emit())
+		fmt.Fprintf(&b, "%s=%s\n", kv.Key, kv.Value.String())
 	}
 	return b.String()
 }
@@ -425,7 +425,7 @@ func nameAt(n *Namer, inode uint32, at int64) string {
 func kv(pairs ...attribute.KeyValue) string {
 	var b strings.Builder
 	for _, p := range pairs {
-		fmt.Fprintf(&b, "%s=%s\n", p.Key, p.Value.Emit())
+		fmt.Fprintf(&b, "%s=%s\n", p.Key, p.Value.String())
 	}
 	return b.String()
 }
