@@ -65,9 +65,12 @@ unit:
 	$(GO) test -race -count=1 ./...
 	cd examples/demoapp && $(GO) test -race -count=1 ./...
 
-# Tier 2 of docs/DESIGN.md: real kernel, namespaces, nftables, Jaeger. Needs root.
-E2E_PACKAGES := ./cmd/pktspan/ ./collector/ ./internal/jaeger/ ./internal/netns/
-e2e: deps jaeger
+# Tiers 2 and 4 of docs/DESIGN.md: real kernel, namespaces, nftables, Jaeger; and the
+# Docker Engine's containers wherever one answers (internal/dockertest: under CI=true a
+# missing engine fails), in a test image built around busybox-static (vmtest-deps).
+# Needs root.
+E2E_PACKAGES := ./cmd/pktspan/ ./collector/ ./collector/netns/ ./internal/jaeger/ ./internal/netns/
+e2e: deps vmtest-deps jaeger
 	$(GO) test -count=1 -tags e2e -timeout 20m -v $(E2E_PACKAGES)
 
 # Tier 3 of docs/DESIGN.md: Debian's 6.1 and 6.12 kernels under qemu, where fentry and

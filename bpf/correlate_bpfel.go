@@ -18,6 +18,7 @@ import (
 const (
 	CorrelateMapCounters        = "counters"
 	CorrelateMapEvents          = "events"
+	CorrelateMapFollowedNetns   = "followed_netns"
 	CorrelateMapNftDrops        = "nft_drops"
 	CorrelateMapNftFreed        = "nft_freed"
 	CorrelateMapPending         = "pending"
@@ -84,6 +85,7 @@ type CorrelateProgramSpecs struct {
 type CorrelateMapSpecs struct {
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
+	FollowedNetns  *ebpf.MapSpec `ebpf:"followed_netns"`
 	NftDrops       *ebpf.MapSpec `ebpf:"nft_drops"`
 	NftFreed       *ebpf.MapSpec `ebpf:"nft_freed"`
 	Pending        *ebpf.MapSpec `ebpf:"pending"`
@@ -124,6 +126,7 @@ func (o *CorrelateObjects) Close() error {
 type CorrelateMaps struct {
 	Counters       *ebpf.Map `ebpf:"counters"`
 	Events         *ebpf.Map `ebpf:"events"`
+	FollowedNetns  *ebpf.Map `ebpf:"followed_netns"`
 	NftDrops       *ebpf.Map `ebpf:"nft_drops"`
 	NftFreed       *ebpf.Map `ebpf:"nft_freed"`
 	Pending        *ebpf.Map `ebpf:"pending"`
@@ -136,6 +139,7 @@ func (m *CorrelateMaps) Close() error {
 	return _CorrelateClose(
 		m.Counters,
 		m.Events,
+		m.FollowedNetns,
 		m.NftDrops,
 		m.NftFreed,
 		m.Pending,

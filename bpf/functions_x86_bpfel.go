@@ -19,6 +19,7 @@ const (
 	FunctionsMapCalls                = "calls"
 	FunctionsMapCounters             = "counters"
 	FunctionsMapEvents               = "events"
+	FunctionsMapFollowedNetns        = "followed_netns"
 	FunctionsMapNftDrops             = "nft_drops"
 	FunctionsMapNftFreed             = "nft_freed"
 	FunctionsMapPending              = "pending"
@@ -128,6 +129,7 @@ type FunctionsMapSpecs struct {
 	Calls          *ebpf.MapSpec `ebpf:"calls"`
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
+	FollowedNetns  *ebpf.MapSpec `ebpf:"followed_netns"`
 	NftDrops       *ebpf.MapSpec `ebpf:"nft_drops"`
 	NftFreed       *ebpf.MapSpec `ebpf:"nft_freed"`
 	Pending        *ebpf.MapSpec `ebpf:"pending"`
@@ -169,6 +171,7 @@ type FunctionsMaps struct {
 	Calls          *ebpf.Map `ebpf:"calls"`
 	Counters       *ebpf.Map `ebpf:"counters"`
 	Events         *ebpf.Map `ebpf:"events"`
+	FollowedNetns  *ebpf.Map `ebpf:"followed_netns"`
 	NftDrops       *ebpf.Map `ebpf:"nft_drops"`
 	NftFreed       *ebpf.Map `ebpf:"nft_freed"`
 	Pending        *ebpf.Map `ebpf:"pending"`
@@ -181,6 +184,7 @@ func (m *FunctionsMaps) Close() error {
 		m.Calls,
 		m.Counters,
 		m.Events,
+		m.FollowedNetns,
 		m.NftDrops,
 		m.NftFreed,
 		m.Pending,

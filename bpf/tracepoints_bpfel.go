@@ -93,17 +93,18 @@ const (
 )
 
 type TracepointsFilterCfg struct {
-	_         structs.HostLayout
-	N_addrs   uint32
-	N_ports   uint32
-	N_protos  uint32
-	N_ifaces  uint32
-	N_netns   uint32
-	N_vlans   uint32
-	N_marks   uint32
-	DropsOnly uint8
-	Pad0      [3]uint8
-	Addrs     [16]struct {
+	_          structs.HostLayout
+	N_addrs    uint32
+	N_ports    uint32
+	N_protos   uint32
+	N_ifaces   uint32
+	N_netns    uint32
+	N_vlans    uint32
+	N_marks    uint32
+	DropsOnly  uint8
+	Containers uint8
+	Pad0       [2]uint8
+	Addrs      [16]struct {
 		_      structs.HostLayout
 		Addr   [4]uint32
 		Mask   [4]uint32
@@ -166,22 +167,23 @@ type TracepointsKernelCfg struct {
 type TracepointsLimits uint32
 
 const (
-	TracepointsLimitsHELD_MAX          TracepointsLimits = 16
-	TracepointsLimitsFILTER_MAX_ADDRS  TracepointsLimits = 16
-	TracepointsLimitsFILTER_MAX_PORTS  TracepointsLimits = 16
-	TracepointsLimitsFILTER_MAX_PROTOS TracepointsLimits = 4
-	TracepointsLimitsFILTER_MAX_IFACES TracepointsLimits = 8
-	TracepointsLimitsFILTER_MAX_NETNS  TracepointsLimits = 8
-	TracepointsLimitsFILTER_MAX_VLANS  TracepointsLimits = 8
-	TracepointsLimitsFILTER_MAX_MARKS  TracepointsLimits = 8
-	TracepointsLimitsCT_TUPLE_READ     TracepointsLimits = 40
-	TracepointsLimitsNORMAL_FREES_MAX  TracepointsLimits = 32
-	TracepointsLimitsVLAN_VID_MASK     TracepointsLimits = 4095
-	TracepointsLimitsNF_VERDICT_MASK   TracepointsLimits = 255
-	TracepointsLimitsNFT_NAME_READ     TracepointsLimits = 32
-	TracepointsLimitsNFT_DROPS_MAX     TracepointsLimits = 4096
-	TracepointsLimitsSTACK_DEPTH       TracepointsLimits = 64
-	TracepointsLimitsREQUEST_BYTES_MAX TracepointsLimits = 4096
+	TracepointsLimitsHELD_MAX                   TracepointsLimits = 16
+	TracepointsLimitsFILTER_MAX_ADDRS           TracepointsLimits = 16
+	TracepointsLimitsFILTER_MAX_PORTS           TracepointsLimits = 16
+	TracepointsLimitsFILTER_MAX_PROTOS          TracepointsLimits = 4
+	TracepointsLimitsFILTER_MAX_IFACES          TracepointsLimits = 8
+	TracepointsLimitsFILTER_MAX_NETNS           TracepointsLimits = 8
+	TracepointsLimitsFILTER_MAX_VLANS           TracepointsLimits = 8
+	TracepointsLimitsFILTER_MAX_MARKS           TracepointsLimits = 8
+	TracepointsLimitsFILTER_MAX_CONTAINER_NETNS TracepointsLimits = 64
+	TracepointsLimitsCT_TUPLE_READ              TracepointsLimits = 40
+	TracepointsLimitsNORMAL_FREES_MAX           TracepointsLimits = 32
+	TracepointsLimitsVLAN_VID_MASK              TracepointsLimits = 4095
+	TracepointsLimitsNF_VERDICT_MASK            TracepointsLimits = 255
+	TracepointsLimitsNFT_NAME_READ              TracepointsLimits = 32
+	TracepointsLimitsNFT_DROPS_MAX              TracepointsLimits = 4096
+	TracepointsLimitsSTACK_DEPTH                TracepointsLimits = 64
+	TracepointsLimitsREQUEST_BYTES_MAX          TracepointsLimits = 4096
 )
 
 type TracepointsNfVerdict uint32
@@ -277,6 +279,7 @@ type TracepointsTrack struct {
 const (
 	TracepointsMapCounters                   = "counters"
 	TracepointsMapEvents                     = "events"
+	TracepointsMapFollowedNetns              = "followed_netns"
 	TracepointsMapNftDrops                   = "nft_drops"
 	TracepointsMapNftFreed                   = "nft_freed"
 	TracepointsMapPending                    = "pending"
@@ -368,6 +371,7 @@ type TracepointsProgramSpecs struct {
 type TracepointsMapSpecs struct {
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
+	FollowedNetns  *ebpf.MapSpec `ebpf:"followed_netns"`
 	NftDrops       *ebpf.MapSpec `ebpf:"nft_drops"`
 	NftFreed       *ebpf.MapSpec `ebpf:"nft_freed"`
 	Pending        *ebpf.MapSpec `ebpf:"pending"`
@@ -409,6 +413,7 @@ func (o *TracepointsObjects) Close() error {
 type TracepointsMaps struct {
 	Counters       *ebpf.Map `ebpf:"counters"`
 	Events         *ebpf.Map `ebpf:"events"`
+	FollowedNetns  *ebpf.Map `ebpf:"followed_netns"`
 	NftDrops       *ebpf.Map `ebpf:"nft_drops"`
 	NftFreed       *ebpf.Map `ebpf:"nft_freed"`
 	Pending        *ebpf.Map `ebpf:"pending"`
@@ -421,6 +426,7 @@ func (m *TracepointsMaps) Close() error {
 	return _TracepointsClose(
 		m.Counters,
 		m.Events,
+		m.FollowedNetns,
 		m.NftDrops,
 		m.NftFreed,
 		m.Pending,

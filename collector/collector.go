@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -53,6 +54,11 @@ type Collector struct {
 	detached atomic.Bool
 	// nftUnusable says why the table and chain of nft drops cannot be read here.
 	nftUnusable error
+
+	// followed is the kernel's set of namespaces --filter-container follows, from Start
+	// until release; FollowNetns may run on another goroutine.
+	followMu sync.Mutex
+	followed *ebpf.Map
 
 	eventsRead   atomic.Uint64
 	decodeErrors atomic.Uint64
@@ -177,6 +183,9 @@ func (c *Collector) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	c.followMu.Lock()
+	c.followed = shared[bpf.TracepointsMapFollowedNetns]
+	c.followMu.Unlock()
 	opts := kb.collectionOptions(cache, shared)
 	// The two families load at once: loading leaves CPUs idle at times (the kernel
 	// waits on trampoline and text updates), and the function loads are most of it.
@@ -355,6 +364,9 @@ func (c *Collector) Shutdown(ctx context.Context) error {
 // release detaches the probes and frees every kernel object Start made.
 func (c *Collector) release() {
 	c.detach()
+	c.followMu.Lock()
+	c.followed = nil
+	c.followMu.Unlock()
 	if c.reader != nil {
 		_ = c.reader.Close()
 	}

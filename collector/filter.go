@@ -82,6 +82,10 @@ func encodeFilter(f config.Filter) (filterCfg, error) {
 	if f.DropsOnly {
 		cfg.DropsOnly = 1
 	}
+	// The namespaces themselves arrive at run time (FollowNetns): none match until then.
+	if len(f.Container) > 0 {
+		cfg.Containers = 1
+	}
 	return cfg, nil
 }
 

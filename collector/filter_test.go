@@ -106,12 +106,32 @@ func TestEncodeFilterResolvesNetnsPathsToInodes(t *testing.T) {
 	}
 }
 
+func TestEncodeFilterTurnsContainerFilteringOnForNamedContainers(t *testing.T) {
+	cfg, err := encodeFilter(config.Filter{Container: []string{"web"}, Netns: []string{"4026531840"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Containers != 1 || cfg.N_netns != 1 {
+		t.Errorf("containers=%d n_netns=%d, want container filtering on beside one netns", cfg.Containers, cfg.N_netns)
+	}
+}
+
+func TestFollowNetnsNeedsTheProbesAndFitsTheKernelsSet(t *testing.T) {
+	c := New()
+	if err := c.FollowNetns([]uint32{1}); err == nil || !strings.Contains(err.Error(), "not loaded") {
+		t.Errorf("FollowNetns before Start = %v, want an error saying the probes are not loaded", err)
+	}
+	if err := c.FollowNetns(make([]uint32, followedNetnsMax+1)); err == nil || !strings.Contains(err.Error(), "holds 64") {
+		t.Errorf("FollowNetns of %d namespaces = %v, want an error saying the set holds 64", followedNetnsMax+1, err)
+	}
+}
+
 func TestEmptyFilterMatchesEverything(t *testing.T) {
 	cfg, err := encodeFilter(config.Filter{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.N_addrs+cfg.N_ports+cfg.N_protos+cfg.N_ifaces+cfg.N_netns+cfg.N_vlans+cfg.N_marks != 0 || cfg.DropsOnly != 0 {
+	if cfg.N_addrs+cfg.N_ports+cfg.N_protos+cfg.N_ifaces+cfg.N_netns+cfg.N_vlans+cfg.N_marks != 0 || cfg.DropsOnly != 0 || cfg.Containers != 0 {
 		t.Errorf("empty filter encoded with counts: %+v", cfg)
 	}
 }
@@ -130,6 +150,7 @@ func TestConfigFilterLimitsAreTheKernelArraySizes(t *testing.T) {
 		{"namespaces", config.MaxFilterNetns, len(cfg.Netns)},
 		{"VLAN IDs", config.MaxFilterVLANs, len(cfg.Vlans)},
 		{"marks", config.MaxFilterMarks, len(cfg.Marks)},
+		{"containers", config.MaxFilterContainers, followedNetnsMax},
 	}
 	for _, l := range limits {
 		if l.config != l.probe {

@@ -30,10 +30,12 @@ func setConsts(cs *ebpf.CollectionSpec, consts probeConsts, extra map[string]any
 }
 
 // sharedMapNames are the maps every probe family uses: the ring buffer, tracked skbs,
-// counters, drops-only's pending events, and the nft names nft_do_chain's probes leave
-// for a drop's free. skb.h declares them for all alike.
+// counters, drops-only's pending events, the nft names nft_do_chain's probes leave for a
+// drop's free, and --filter-container's followed namespaces. skb.h declares them for all
+// alike.
 var sharedMapNames = []string{bpf.TracepointsMapEvents, bpf.TracepointsMapTracked, bpf.TracepointsMapCounters,
-	bpf.TracepointsMapPending, bpf.TracepointsMapPendingScratch, bpf.TracepointsMapNftDrops, bpf.TracepointsMapNftFreed}
+	bpf.TracepointsMapPending, bpf.TracepointsMapPendingScratch, bpf.TracepointsMapNftDrops, bpf.TracepointsMapNftFreed,
+	bpf.TracepointsMapFollowedNetns}
 
 // newSharedMaps makes the maps both probe families use, keyed by their names in spec.
 func (c *Collector) newSharedMaps(spec *ebpf.CollectionSpec) (map[string]*ebpf.Map, error) {

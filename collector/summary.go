@@ -108,6 +108,7 @@ func describeFilter(f config.Filter, pendingSize int) string {
 	add("proto", f.Proto)
 	add("iface", f.Iface)
 	add("netns", f.Netns)
+	add("container", f.Container)
 	add("vlan", itoa(f.VLAN))
 	add("mark", f.Mark)
 	desc := strings.Join(parts, " ")

@@ -25,6 +25,7 @@ type Config struct {
 	Trace  Trace  `koanf:"trace"`
 	Export Export `koanf:"export"`
 	Limits Limits `koanf:"limits"`
+	Netns  Netns  `koanf:"netns"`
 
 	Correlate Correlate `koanf:"correlate"`
 }
@@ -73,6 +74,9 @@ type Filter struct {
 	Netns []string `koanf:"netns"` // path such as /run/netns/x or /proc/PID/ns/net, or an inode number
 	VLAN  []int    `koanf:"vlan"`  // 802.1Q VLAN ID, 0 to 4095
 	Mark  []string `koanf:"mark"`  // skb mark VALUE or VALUE/MASK, decimal or 0x hex
+	// Container names containers (or pods, as namespace/pod) whose network namespace is
+	// followed, across restarts: the netns namer keeps the kernel's set current.
+	Container []string `koanf:"container"`
 	// DropsOnly sends to user space only the skbs that end in a drop; the kernel holds
 	// every skb's events until its free and discards those freed normally.
 	DropsOnly bool `koanf:"drops_only"`
@@ -127,6 +131,24 @@ type Limits struct {
 	// Exchanges is the number of open exchanges of correlate.mode http (one per request);
 	// connections remembered with their recent requests are as many.
 	Exchanges int `koanf:"exchanges"`
+	// NetnsNames is the number of network namespace owners the netns namer keeps, the
+	// destroyed ones kept for netns.grace included.
+	NetnsNames int `koanf:"netns_names"`
+}
+
+// Netns configures how network namespaces are named after their owners (the host,
+// /run/netns files, Docker containers, CRI pods).
+type Netns struct {
+	// DockerSocket is the Docker Engine's unix socket; empty turns Docker naming off.
+	DockerSocket string `koanf:"docker_socket"`
+	// CRISocket is a CRI runtime's unix socket; empty looks for containerd's and
+	// CRI-O's default sockets.
+	CRISocket string `koanf:"cri_socket"`
+	// Resync is how often the owners are listed again, beside the runtime's events.
+	Resync time.Duration `koanf:"resync"`
+	// Grace is how long a destroyed owner keeps naming its namespace: its packets are
+	// exported after it is gone.
+	Grace time.Duration `koanf:"grace"`
 }
 
 // DefaultFunctions is the kernel function set traced when none is configured.
@@ -172,12 +194,18 @@ func Default() Config {
 			SampleRatio: 1,
 		},
 		Limits: Limits{
-			Flows:     16384,
-			Packets:   65536,
-			Stages:    64,
-			Held:      16384,
-			Aliases:   16384,
-			Exchanges: 4096,
+			Flows:      16384,
+			Packets:    65536,
+			Stages:     64,
+			Held:       16384,
+			Aliases:    16384,
+			Exchanges:  4096,
+			NetnsNames: 4096,
+		},
+		Netns: Netns{
+			DockerSocket: "/var/run/docker.sock",
+			Resync:       30 * time.Second,
+			Grace:        60 * time.Second,
 		},
 		Correlate: Correlate{
 			Mode:       "none",

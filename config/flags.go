@@ -65,6 +65,7 @@ var flagGroups = []flagGroup{
 		{"filter-netns", "filter.netns", "network namespace `PATH|INODE`, e.g. /run/netns/x, /proc/PID/ns/net or 4026531840"},
 		{"filter-vlan", "filter.vlan", "802.1Q VLAN `ID`, 0 to 4095"},
 		{"filter-mark", "filter.mark", "skb mark `VALUE[/MASK]`, decimal or 0x hex"},
+		{"filter-container", "filter.container", "the network namespace of the container `NAME` (or ID, or a pod as namespace/pod), followed across restarts"},
 		{"drops-only", "filter.drops_only", "send only packets the kernel drops; the kernel discards the others' events"},
 	}},
 	{"Traces (one trace per flow window)", []flagDef{
@@ -87,6 +88,13 @@ var flagGroups = []flagGroup{
 		{"max-held-packets", "limits.held_packets", "in drops mode, hold at most `N` ended packets waiting for a drop"},
 		{"max-nat-aliases", "limits.nat_aliases", "remember at most `N` translated (NAT) tuples of flows"},
 		{"max-exchanges", "limits.exchanges", "with --correlate http, keep at most `N` request exchanges open"},
+		{"max-netns-names", "limits.netns_names", "name at most `N` network namespaces, destroyed ones in their grace included"},
+	}},
+	{"Network namespace names (the host, ip netns, Docker containers, CRI pods)", []flagDef{
+		{"netns-docker-socket", "netns.docker_socket", "name containers through the Docker Engine API on the unix socket `PATH` (\"\": off)"},
+		{"netns-cri-socket", "netns.cri_socket", "name pods through the CRI runtime on the unix socket `PATH` (\"\": containerd's or CRI-O's default, if there)"},
+		{"netns-resync", "netns.resync", "list the namespaces' owners again every `DURATION`, beside the runtime's events"},
+		{"netns-grace", "netns.grace", "keep naming a destroyed owner's namespace for `DURATION`, for its packets exported later"},
 	}},
 	{"App-trace correlation (packets of HTTP/1.x requests inside the application's own traces)", []flagDef{
 		{"correlate", "correlate.mode", "`MODE` none, or http: read each HTTP/1.x request's traceparent and put its packets under the app's client span"},

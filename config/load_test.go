@@ -174,6 +174,19 @@ func TestLoadReadsListsHeadersAndScalarsInEveryForm(t *testing.T) {
 			c.Export.SampleRatio = 0.25
 			c.Export.Mode = "drops"
 		}},
+		{"containers and runtime sockets from flags", []string{
+			"--filter-container", "web", "--filter-container", "db,kube-system/coredns",
+			"--netns-docker-socket", "", "--netns-cri-socket", "/run/k3s/containerd/containerd.sock",
+			"--netns-grace", "0s", "--netns-resync", "5s", "--max-netns-names", "64",
+		}, nil, func(c *Config) {
+			c.Filter.Container = []string{"web", "db", "kube-system/coredns"}
+			c.Netns = Netns{CRISocket: "/run/k3s/containerd/containerd.sock", Resync: 5e9}
+			c.Limits.NetnsNames = 64
+		}},
+		{"Docker naming off from the environment", nil, []string{"PKTSPAN_NETNS__DOCKER_SOCKET=", "PKTSPAN_FILTER__CONTAINER=web"}, func(c *Config) {
+			c.Netns.DockerSocket = ""
+			c.Filter.Container = []string{"web"}
+		}},
 		{"sample ratio from the environment", nil, []string{"PKTSPAN_EXPORT__SAMPLE_RATIO= 0.5", "PKTSPAN_FILTER__DROPS_ONLY=true"}, func(c *Config) {
 			c.Export.SampleRatio = 0.5
 			c.Filter.DropsOnly = true

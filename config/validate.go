@@ -22,6 +22,9 @@ const (
 	MaxFilterNetns  = 8
 	MaxFilterVLANs  = 8
 	MaxFilterMarks  = 8
+	// MaxFilterContainers is the size of the kernel's set of followed container
+	// namespaces: one namespace per name.
+	MaxFilterContainers = 64
 	// MaxNormalFreeReasons leaves room in the kernel's table of normal frees (32) for
 	// the consumed reasons and pktspan's own kinds (collector/frees.go).
 	MaxNormalFreeReasons = 14
@@ -144,6 +147,12 @@ func (c Config) Validate() error {
 			v.add("filter.mark", m, "is not a mark (use VALUE or VALUE/MASK, decimal or 0x hex, 32 bits)")
 		}
 	}
+	v.maxLen("filter.container", len(f.Container), MaxFilterContainers)
+	for _, name := range f.Container {
+		if !isContainerName(name) {
+			v.add("filter.container", name, "is not a container name or ID, nor a pod as namespace/pod")
+		}
+	}
 
 	e := c.Export
 	v.oneOf("export.mode", e.Mode, "all", "drops")
@@ -169,6 +178,15 @@ func (c Config) Validate() error {
 	v.positive("limits.held_packets", l.Held)
 	v.positive("limits.nat_aliases", l.Aliases)
 	v.positive("limits.exchanges", l.Exchanges)
+	v.positive("limits.netns_names", l.NetnsNames)
+
+	n := c.Netns
+	v.socketPath("netns.docker_socket", n.DockerSocket, "turns Docker naming off")
+	v.socketPath("netns.cri_socket", n.CRISocket, "looks for containerd's and CRI-O's default sockets")
+	v.positiveDuration("netns.resync", n.Resync)
+	if n.Grace < 0 {
+		v.add("netns.grace", n.Grace, "must not be negative (0 forgets a destroyed owner at once)")
+	}
 
 	cr := c.Correlate
 	v.oneOf("correlate.mode", cr.Mode, "none", "http")
@@ -352,6 +370,30 @@ func isIfaceName(s string) bool {
 	return !strings.ContainsAny(s, "/: \t\n\r\v\f")
 }
 
+// isContainerName accepts what Docker allows in a container name (also an ID's form),
+// or a pod as namespace/pod.
+func isContainerName(s string) bool {
+	ns, name, isPod := strings.Cut(s, "/")
+	if !isPod {
+		return isDockerName(s)
+	}
+	return isDockerName(ns) && isDockerName(name)
+}
+
+// isDockerName follows the Engine's rule: [a-zA-Z0-9][a-zA-Z0-9_.-]*.
+func isDockerName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, r := range s {
+		alnum := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
+		if !alnum && (i == 0 || r != '_' && r != '.' && r != '-') {
+			return false
+		}
+	}
+	return true
+}
+
 // isInode accepts a decimal namespace inode number (the kernel's ns.inum is 32 bits).
 func isInode(s string) bool {
 	n, err := strconv.ParseUint(s, 10, 32)
@@ -396,6 +438,13 @@ func (v *validator) positive(key string, n int) {
 func (v *validator) positiveDuration(key string, d time.Duration) {
 	if d <= 0 {
 		v.add(key, d, "must be greater than zero")
+	}
+}
+
+// socketPath accepts "" (meaning what empty says) or an absolute path.
+func (v *validator) socketPath(key, path, empty string) {
+	if path != "" && !filepath.IsAbs(path) {
+		v.add(key, path, "is not an absolute path to a unix socket (\"\" "+empty+")")
 	}
 }
 

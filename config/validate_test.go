@@ -140,6 +140,17 @@ func TestValidateRejectsEachBadValueWithItsReason(t *testing.T) {
 			`config: filter.mark: "0x1/0x100000000" is not a mark (use VALUE or VALUE/MASK, decimal or 0x hex, 32 bits)`},
 		{"too many marks", func(c *Config) { c.Filter.Mark = many(MaxFilterMarks+1, func(i int) string { return fmt.Sprint(i) }) },
 			`config: filter.mark: 9 values are more than the kernel filter holds (at most 8)`},
+		{"container empty", func(c *Config) { c.Filter.Container = []string{""} },
+			`config: filter.container: "" is not a container name or ID, nor a pod as namespace/pod`},
+		{"container leading slash", func(c *Config) { c.Filter.Container = []string{"/web"} },
+			`config: filter.container: "/web" is not a container name or ID, nor a pod as namespace/pod`},
+		{"container space", func(c *Config) { c.Filter.Container = []string{"my web"} },
+			`config: filter.container: "my web" is not a container name or ID, nor a pod as namespace/pod`},
+		{"pod without name", func(c *Config) { c.Filter.Container = []string{"default/"} },
+			`config: filter.container: "default/" is not a container name or ID, nor a pod as namespace/pod`},
+		{"too many containers", func(c *Config) {
+			c.Filter.Container = many(MaxFilterContainers+1, func(i int) string { return fmt.Sprint("c", i) })
+		}, `config: filter.container: 65 values are more than the kernel filter holds (at most 64)`},
 		{"pending size", func(c *Config) { c.Probes.PendingSize = 0 },
 			`config: probes.pending_size: 0 must be greater than zero`},
 		{"stack size", func(c *Config) { c.Probes.StackSize = 0 },
@@ -191,6 +202,18 @@ func TestValidateRejectsEachBadValueWithItsReason(t *testing.T) {
 			`config: trace.close_grace: 0s must be greater than zero`},
 		{"packet timeout", func(c *Config) { c.Trace.PacketTimeout = 0 },
 			`config: trace.packet_timeout: 0s must be greater than zero`},
+		{"netns names", func(c *Config) { c.Limits.NetnsNames = 0 },
+			`config: limits.netns_names: 0 must be greater than zero`},
+		{"docker socket relative", func(c *Config) { c.Netns.DockerSocket = "docker.sock" },
+			`config: netns.docker_socket: "docker.sock" is not an absolute path to a unix socket ("" turns Docker naming off)`},
+		{"docker socket url", func(c *Config) { c.Netns.DockerSocket = "unix:///var/run/docker.sock" },
+			`config: netns.docker_socket: "unix:///var/run/docker.sock" is not an absolute path to a unix socket ("" turns Docker naming off)`},
+		{"cri socket relative", func(c *Config) { c.Netns.CRISocket = "run/containerd/containerd.sock" },
+			`config: netns.cri_socket: "run/containerd/containerd.sock" is not an absolute path to a unix socket ("" looks for containerd's and CRI-O's default sockets)`},
+		{"netns resync", func(c *Config) { c.Netns.Resync = 0 },
+			`config: netns.resync: 0s must be greater than zero`},
+		{"netns grace", func(c *Config) { c.Netns.Grace = -time.Second },
+			`config: netns.grace: -1s must not be negative (0 forgets a destroyed owner at once)`},
 		{"flows", func(c *Config) { c.Limits.Flows = 0 },
 			`config: limits.flows: 0 must be greater than zero`},
 		{"packets", func(c *Config) { c.Limits.Packets = -5 },
@@ -245,6 +268,19 @@ func TestValidateAcceptsGoodValuesUpToTheirLimits(t *testing.T) {
 		{"ifaces", func(c *Config) { c.Filter.Iface = []string{"eth0", "veth-blue.100", "fifteen-bytes-a"} }},
 		{"netns", func(c *Config) { c.Filter.Netns = []string{dir, "4026531840"} }},
 		{"btf and ready file", func(c *Config) { c.BTF = btf; c.ReadyFile = filepath.Join(dir, "ready") }},
+		{"containers, IDs and pods", func(c *Config) {
+			c.Filter.Container = []string{"web", "web_1.blue-2", "3f4e5d6c7b8a", "kube-system/coredns-5d78c9869d-8xk2p"}
+		}},
+		{"all containers allowed", func(c *Config) {
+			c.Filter.Container = make([]string, MaxFilterContainers)
+			for i := range c.Filter.Container {
+				c.Filter.Container[i] = fmt.Sprint("c", i)
+			}
+		}},
+		{"no runtime sockets, no grace", func(c *Config) { c.Netns.DockerSocket, c.Netns.CRISocket, c.Netns.Grace = "", "", 0 }},
+		{"runtime sockets elsewhere", func(c *Config) {
+			c.Netns.DockerSocket, c.Netns.CRISocket = "/host/run/docker.sock", "/host/run/containerd/containerd.sock"
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

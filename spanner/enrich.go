@@ -10,12 +10,15 @@ import "go.opentelemetry.io/otel/attribute"
 type NetnsNamer interface {
 	// NetnsAttrs returns the attributes of the namespace with this inode (keys from
 	// spanner/attrkey: container.id, k8s.pod.name, pktspan.netns.name…), or nil when it
-	// knows none; inode 0 is a namespace the hook could not see. It must not block (no
+	// knows none; inode 0 is a namespace the hook could not see. atUnixNano is when the
+	// skb was there (the packet span's start, or the stage's): the kernel gives a freed
+	// namespace's inode to the next one, so a namer that kept a gone owner for spans
+	// exported late tells the two owners apart by their lifetimes. It must not block (no
 	// lock a refresh holds for long, no I/O) and must not allocate. The slice stays the
 	// namer's: the spanner copies it before returning and never writes to it, and the
 	// namer never changes it once returned (a refresh builds a new one), so that a lookup
 	// may run while a refresh does.
-	NetnsAttrs(inode uint32) []attribute.KeyValue
+	NetnsAttrs(inode uint32, atUnixNano int64) []attribute.KeyValue
 }
 
 // WithNetnsNamer adds the attributes n knows of a network namespace wherever a span
@@ -31,4 +34,4 @@ func WithNetnsNamer(n NetnsNamer) Option {
 // unnamedNetns is the default NetnsNamer: no namespace has attributes beyond its inode.
 type unnamedNetns struct{}
 
-func (unnamedNetns) NetnsAttrs(uint32) []attribute.KeyValue { return nil }
+func (unnamedNetns) NetnsAttrs(uint32, int64) []attribute.KeyValue { return nil }

@@ -1,6 +1,7 @@
 package spanner
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 
@@ -13,7 +14,7 @@ import (
 // holds them.
 type fakeNamer map[uint32][]attribute.KeyValue
 
-func (n fakeNamer) NetnsAttrs(inode uint32) []attribute.KeyValue { return n[inode] }
+func (n fakeNamer) NetnsAttrs(inode uint32, _ int64) []attribute.KeyValue { return n[inode] }
 
 var (
 	clientOwner = []attribute.KeyValue{
@@ -100,6 +101,32 @@ func TestNetnsNamerNamesThePacketAndEachStageWhereTheNetnsChanges(t *testing.T) 
 				}
 			}
 		})
+	}
+}
+
+// askedNamer records what it was asked.
+type askedNamer struct{ asked []string }
+
+func (n *askedNamer) NetnsAttrs(inode uint32, at int64) []attribute.KeyValue {
+	n.asked = append(n.asked, fmt.Sprintf("%d@%d", inode, at-t0))
+	return nil
+}
+
+// A namespace's inode names different owners over time (the kernel reuses it): the
+// namer is told when the skb was in it, the packet's first sighting for the packet
+// span and the stage's start where a stage entered another namespace.
+func TestNetnsNamerIsToldWhenTheSkbWasInTheNamespace(t *testing.T) {
+	namer := &askedNamer{}
+	h := newHarness(WithNetnsNamer(namer))
+	syn := onClient(0xffff888100000100, tcpClient, TCP{Flags: tcpSYN, Seq: 1000})
+	h.ev(5*us, syn, stQueue)
+	h.ev(7*us, syn, stXmit)
+	h.ev(10*us, syn, stRecv, dev(3, "veth1", nsServer))
+	h.ev(20*us, syn, stConsume, dev(3, "veth1", nsServer))
+	h.flush(sec)
+	want := []string{fmt.Sprintf("%d@%d", nsClient, 5*us), fmt.Sprintf("%d@%d", nsServer, 10*us)}
+	if !slices.Equal(namer.asked, want) {
+		t.Errorf("the namer was asked %v, want %v (inode@ns after t0)", namer.asked, want)
 	}
 }
 

@@ -86,7 +86,7 @@ func (s *Spanner) exportPacket(p *packet, pl place) {
 		b.attrs = append(b.attrs, attrkey.NetworkInterfaceName.String(p.ifname))
 	}
 	b.attrs = append(b.attrs, attrkey.Ifindex.Int64(int64(p.ifindex)), attrkey.Netns.Int64(int64(p.netns)))
-	b.attrs = append(b.attrs, s.cfg.netnsNamer.NetnsAttrs(p.netns)...)
+	b.attrs = append(b.attrs, s.cfg.netnsNamer.NetnsAttrs(p.netns, p.start)...)
 	b.attrs = append(b.attrs, attrkey.SKBAddress.String(b.hex.get(p.skb)))
 	if p.cloneOf != 0 {
 		b.attrs = append(b.attrs, attrkey.SKBCloneOf.String(b.hex.get(p.cloneOf)))
@@ -181,7 +181,7 @@ func (s *Spanner) exportPacket(p *packet, pl place) {
 			}
 			b.attrs = append(b.attrs, attrkey.Ifindex.Int64(int64(ifindex)), attrkey.Netns.Int64(int64(netns)))
 			if netnsChanged {
-				b.attrs = append(b.attrs, s.cfg.netnsNamer.NetnsAttrs(netns)...)
+				b.attrs = append(b.attrs, s.cfg.netnsNamer.NetnsAttrs(netns, st.start)...)
 			}
 		}
 		if st.tuple.Valid() {

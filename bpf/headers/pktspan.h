@@ -170,6 +170,8 @@ enum limits {
 	FILTER_MAX_NETNS = 8,
 	FILTER_MAX_VLANS = 8,
 	FILTER_MAX_MARKS = 8,
+	/* --filter-container: the followed containers' network namespaces, one per name. */
+	FILTER_MAX_CONTAINER_NETNS = 64,
 	/* Bytes of struct nf_conntrack_tuple read: the fields kernel_cfg locates lie within. */
 	CT_TUPLE_READ = 40,
 	NORMAL_FREES_MAX = 32,
@@ -219,7 +221,9 @@ struct filter_cfg {
 	__u32 n_vlans;
 	__u32 n_marks;
 	__u8 drops_only; /* hold every event until the skb's free; send only drops' */
-	__u8 _pad0[3];
+	/* --filter-container: the netns in followed_netns (skb.h) match too, beside netns[] */
+	__u8 containers;
+	__u8 _pad0[2];
 	struct filter_cidr addrs[FILTER_MAX_ADDRS];
 	__u16 ports[FILTER_MAX_PORTS];
 	__u8 protos[FILTER_MAX_PROTOS];

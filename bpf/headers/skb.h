@@ -92,6 +92,16 @@ struct {
 	__type(value, struct nft_names);
 } nft_freed SEC(".maps");
 
+/* --filter-container: the network namespaces the followed containers live in now, by
+ * inode. User space rewrites it as they start, stop and restart (a restarted container
+ * has a new namespace); the value is unused. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FILTER_MAX_CONTAINER_NETNS);
+	__type(key, __u32);
+	__type(value, __u8);
+} followed_netns SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, COUNTER_MAX);
@@ -456,9 +466,12 @@ static __always_inline bool match_iface(const struct event *ev)
 	return false;
 }
 
+/* The namespaces given by inode (filter.netns) and those of the followed containers
+ * (followed_netns, when filter.containers) are one list: either matches. The map is read
+ * with one plain lookup, keyed by the event's own field. */
 static __always_inline bool match_netns(const struct event *ev)
 {
-	if (!filter.n_netns)
+	if (!filter.n_netns && !filter.containers)
 		return true;
 	for (__u32 i = 0; i < FILTER_MAX_NETNS; i++) {
 		if (i >= filter.n_netns)
@@ -466,7 +479,7 @@ static __always_inline bool match_netns(const struct event *ev)
 		if (filter.netns[i] == ev->netns)
 			return true;
 	}
-	return false;
+	return filter.containers && bpf_map_lookup_elem(&followed_netns, (void *)&ev->netns);
 }
 
 /* The VLAN ID of the skb's accelerated 802.1Q tag, or -1 when it carries none. Until

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/pktspan/pktspan/collector"
+	"github.com/pktspan/pktspan/collector/netns"
 	"github.com/pktspan/pktspan/config"
 	"github.com/pktspan/pktspan/spanner"
 	"github.com/pktspan/pktspan/spanner/sink"
@@ -103,8 +104,20 @@ func run(ctx context.Context, cfg config.Config) error {
 			MaxPackets: cfg.Correlate.MaxPackets, Linger: cfg.Correlate.Linger, Exchanges: cfg.Limits.Exchanges,
 		}))
 	}
-	sp := spanner.New(out, spOpts...)
 	col := collector.New(colOpts...)
+	namerOpts := []netns.Option{
+		netns.WithDockerSocket(cfg.Netns.DockerSocket),
+		netns.WithCRISocket(cfg.Netns.CRISocket),
+		netns.WithResync(cfg.Netns.Resync),
+		netns.WithGrace(cfg.Netns.Grace),
+		netns.WithLimit(cfg.Limits.NetnsNames),
+		netns.WithLogger(log),
+	}
+	if len(cfg.Filter.Container) > 0 {
+		namerOpts = append(namerOpts, netns.WithFollow(cfg.Filter.Container, col.FollowNetns))
+	}
+	namer := netns.New(namerOpts...)
+	sp := spanner.New(out, append(spOpts, spanner.WithNetnsNamer(namer))...)
 	// Whatever Start made stays no longer than this run, also when Start fails.
 	defer stopCollector(col, log)
 	if err := col.Start(ctx); err != nil {
@@ -116,6 +129,15 @@ func run(ctx context.Context, cfg config.Config) error {
 		return err
 	}
 	logSummary(log, os.Stderr, cfg.LogFormat, col.Summary())
+	// After the probes: the namer fills the kernel's set of followed containers.
+	if err := namer.Start(ctx); err != nil {
+		shutdownSink(out, log)
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	defer stopNamer(namer, log)
 	if cfg.ReadyFile != "" {
 		if err := os.WriteFile(cfg.ReadyFile, []byte(fmt.Sprintln(os.Getpid())), 0o644); err != nil {
 			shutdownSink(out, log)
@@ -123,7 +145,7 @@ func run(ctx context.Context, cfg config.Config) error {
 		}
 	}
 
-	stats := func(msg string) { logStats(log, msg, cfg, col.Stats(), sp.Stats(), sinks.stats()) }
+	stats := func(msg string) { logStats(log, msg, cfg, col.Stats(), sp.Stats(), namer.Stats(), sinks.stats()) }
 	statsDone := make(chan struct{})
 	// The stats stop with Run, also when Run fails before the signal.
 	statsCtx, stopStats := context.WithCancel(ctx)
@@ -156,6 +178,15 @@ func stopCollector(col *collector.Collector, log *slog.Logger) {
 	defer cancel()
 	if err := col.Shutdown(ctx); err != nil {
 		log.Warn("probes not all released at exit", "component", "pktspan", "error", err)
+	}
+}
+
+// stopNamer ends the namer's background work; its names stay for the spans still to go.
+func stopNamer(n *netns.Namer, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), detachTimeout)
+	defer cancel()
+	if err := n.Shutdown(ctx); err != nil {
+		log.Warn("netns namer not stopped at exit", "component", "pktspan", "error", err)
 	}
 }
 
@@ -244,7 +275,7 @@ func exportPolicy(cfg config.Config) spanner.ExportPolicy {
 // logStats prints what went through and everything lost or left out on the way, by
 // cause: a bounded table that overflowed, a policy that chose not to export, a
 // destination that refused. Each sink counts its own: `otlp_exported`, `console_dropped`.
-func logStats(log *slog.Logger, msg string, cfg config.Config, c collector.Stats, s spanner.Stats, sinks []sinkStats) {
+func logStats(log *slog.Logger, msg string, cfg config.Config, c collector.Stats, s spanner.Stats, n netns.Stats, sinks []sinkStats) {
 	args := []any{"component", "pktspan",
 		"events_read", c.EventsRead,
 		"events_lost", c.EventsLost,
@@ -270,6 +301,10 @@ func logStats(log *slog.Logger, msg string, cfg config.Config, c collector.Stats
 		"retransmits_unmatched", s.RetransmitsUnmatched,
 		"track_failed", c.TrackFailed,
 		"calls_full", c.CallsFull,
+		"netns_names", n.Names,
+		"netns_misses", n.Misses,
+		"netns_evicted", n.Evicted,
+		"netns_errors", n.Errors,
 	)
 	if cfg.Filter.DropsOnly {
 		args = append(args,

@@ -24,7 +24,10 @@ const (
 )
 
 // The owner of the netns the skb was in, as a NetnsNamer tells it: on the packet span,
-// and on a stage where the netns changes.
+// and on a stage where the netns changes. NetnsName is `host`, an ip netns name, a
+// container's name or a pod's namespace/name. Semantic conventions have no key for a
+// Compose service (docker-compose's com.docker.compose.service label), hence
+// pktspan.compose.service.
 const (
 	ContainerID          = attribute.Key("container.id")
 	ContainerName        = attribute.Key("container.name")
@@ -33,6 +36,7 @@ const (
 	K8sPodUID            = attribute.Key("k8s.pod.uid")
 	K8sNamespaceName     = attribute.Key("k8s.namespace.name")
 	NetnsName            = attribute.Key("pktspan.netns.name")
+	ComposeService       = attribute.Key("pktspan.compose.service")
 )
 
 // The skb and its TCP header (packet span).

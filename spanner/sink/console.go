@@ -60,7 +60,9 @@ func WithLocation(loc *time.Location) ConsoleOption {
 // (segs=) when they apply. From a stage where NAT rewrote the tuple on, TUPLE shows the
 // translated one. A dropped packet's skb:kfree_skb line reads `DROP <reason>
 // <location>`, in red on a terminal, followed under --stack by the drop's kernel stack,
-// a frame per line. A flow's line says why its window closed.
+// a frame per line. NETNS is the namespace's owner (pktspan.netns.name: host, an ip netns,
+// a container, a pod as namespace/pod) where the netns namer knows it, else its inode. A
+// flow's line says why its window closed.
 type Console struct {
 	lines // Shutdown reports the first write error; Stats counts spans printed and lost
 	color bool
@@ -104,7 +106,8 @@ func isTerminal(w io.Writer) bool {
 // packetView is what a line shows, carried from the packet span and updated by stages
 // that report a change (a new interface or namespace, a NAT-rewritten tuple).
 type packetView struct {
-	skb, netns, iface       string
+	skb, iface              string
+	netns, netnsName        string // the inode, and the owner's name where a netns namer knows it
 	transport, src, srcPort string
 	dst, dstPort, flags     string
 	nat                     string // the tuple after the latest translation, `a:p > b:q`
@@ -205,7 +208,7 @@ func (c *Console) appendPacket(group []spanner.Span) {
 			}
 			addField(&info, "trace="+hex.EncodeToString(pkt.TraceID[:]))
 		}
-		c.appendRow([]string{c.clock(st.StartUnixNano), v.skb, v.netns, v.iface, v.tupleString(), st.Name, info.String()},
+		c.appendRow([]string{c.clock(st.StartUnixNano), v.skb, v.netnsColumn(), v.iface, v.tupleString(), st.Name, info.String()},
 			drop && c.color)
 		if drop {
 			c.appendStack(dropStack(pkt))
@@ -336,7 +339,7 @@ func (c *Console) appendFlow(s *spanner.Span) {
 	if exchanges > 0 {
 		addField(&info, "exchanges="+strconv.Itoa(exchanges))
 	}
-	c.appendRow([]string{c.clock(s.EndUnixNano), "", v.netns, v.iface, v.tupleString(), s.Name, info.String()}, false)
+	c.appendRow([]string{c.clock(s.EndUnixNano), "", v.netnsColumn(), v.iface, v.tupleString(), s.Name, info.String()}, false)
 }
 
 // appendExchange prints a request's exchange (--correlate http): the connection as
@@ -377,8 +380,11 @@ func (c *Console) clock(unixNano int64) string {
 	return time.Unix(0, unixNano).In(c.loc).Format(timeFmt)
 }
 
-// update takes the values present in attrs and keeps the others.
+// update takes the values present in attrs and keeps the others. A stage names its
+// namespace's owner only where the namespace changed: a name is kept until the inode
+// changes.
 func (v *packetView) update(attrs []attribute.KeyValue) {
+	var netns, netnsName string
 	for _, kv := range attrs {
 		s := valueString(kv.Value)
 		switch kv.Key {
@@ -388,7 +394,9 @@ func (v *packetView) update(attrs []attribute.KeyValue) {
 			}
 			v.skb = s
 		case attrkey.Netns:
-			v.netns = s
+			netns = s
+		case attrkey.NetnsName:
+			netnsName = s
 		case attrkey.NetworkInterfaceName:
 			v.iface = s
 		case attrkey.NetworkTransport:
@@ -405,6 +413,20 @@ func (v *packetView) update(attrs []attribute.KeyValue) {
 			v.flags = s
 		}
 	}
+	if netns != "" && netns != v.netns {
+		v.netns, v.netnsName = netns, ""
+	}
+	if netnsName != "" {
+		v.netnsName = netnsName
+	}
+}
+
+// netnsColumn is the NETNS column: the namespace's name where known, else its inode.
+func (v *packetView) netnsColumn() string {
+	if v.netnsName != "" {
+		return v.netnsName
+	}
+	return v.netns
 }
 
 // tupleString renders `10.0.0.1:40000 > 10.0.0.2:80 tcp [SYN]`, without ports for

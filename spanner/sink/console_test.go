@@ -44,6 +44,7 @@ func TestConsolePrintsEachGroupAsItsGolden(t *testing.T) {
 		{"console_drop_stack.golden", [][]spanner.Span{stackedDropGroup(), tcpGroup()}},
 		{"console_flow.golden", [][]spanner.Span{tcpGroup(), rootGroup()}},
 		{"console_nat_clone.golden", [][]spanner.Span{natCloneGroup()}},
+		{"console_netns_names.golden", [][]spanner.Span{namedNetnsGroup()}},
 	} {
 		t.Run(tc.golden, func(t *testing.T) {
 			var out bytes.Buffer

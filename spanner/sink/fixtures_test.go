@@ -235,3 +235,40 @@ func natCloneGroup() []spanner.Span {
 		stage(0x26, "skb:consume_skb", 230, 230),
 	}
 }
+
+// namedNetnsGroup is a request leaving a container for the host, then for a namespace
+// no namer knows: the netns namer's attributes name the first two where they change.
+func namedNetnsGroup() []spanner.Span {
+	pkt := spanner.Span{
+		TraceID: traceA, SpanID: sid(0x31), ParentID: rootID, Name: "packet", Role: spanner.RolePacket, Kind: spanner.SpanKindInternal,
+		StartUnixNano: us(0), EndUnixNano: us(30),
+		Attrs: append(tupleAttrs("SYN"),
+			attribute.String("network.interface.name", "eth0"),
+			attribute.Int("pktspan.ifindex", 2),
+			attribute.Int64("pktspan.netns", 4026532300),
+			attribute.String("pktspan.netns.name", "web"),
+			attribute.String("container.name", "web"),
+			attribute.String("pktspan.skb.address", "0xffff888004a1c300"),
+		),
+	}
+	stage := stageOf(pkt)
+	return []spanner.Span{
+		pkt,
+		stage(0x32, "net:net_dev_queue", 0, 0),
+		stage(0x33, "net:netif_receive_skb", 5, 5,
+			attribute.String("network.interface.name", "veth1a2b3c"),
+			attribute.Int("pktspan.ifindex", 9),
+			attribute.Int64("pktspan.netns", 4026531833),
+			attribute.String("pktspan.netns.name", "host")),
+		// The interface changes, the namespace does not: the name stays.
+		stage(0x34, "net:net_dev_queue", 10, 10,
+			attribute.String("network.interface.name", "docker0"),
+			attribute.Int("pktspan.ifindex", 3),
+			attribute.Int64("pktspan.netns", 4026531833)),
+		stage(0x35, "net:netif_receive_skb", 20, 20,
+			attribute.String("network.interface.name", "veth0"),
+			attribute.Int("pktspan.ifindex", 7),
+			attribute.Int64("pktspan.netns", 4026532281)),
+		stage(0x36, "skb:consume_skb", 30, 30),
+	}
+}

@@ -1,0 +1,453 @@
+package netns
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/pktspan/pktspan/spanner/attrkey"
+)
+
+// engineAPIVersion is pinned in every path: Docker 20.10 and newer serve API 1.41, and
+// the fields read here are the same in every version since.
+const engineAPIVersion = "v1.41"
+
+// Bounds of the Engine API client: one request's time, and the bytes read of a reply.
+const (
+	requestTimeout  = 5 * time.Second
+	maxListBytes    = 64 << 20
+	maxInspectBytes = 4 << 20
+	maxErrorBytes   = 4 << 10
+)
+
+// dockerPrefix keys the owners learnt from Docker: docker/<container id>.
+const dockerPrefix = "docker/"
+
+// eventFilters are the only events the namer asks for: a container's namespace comes
+// with its start and goes with its death; a rename renames it.
+const eventFilters = `{"type":["container"],"event":["start","die","destroy","rename"]}`
+
+// engineAPI is a client of the few Engine API endpoints the namer reads, over the
+// daemon's unix socket.
+type engineAPI struct {
+	client    *http.Client
+	transport *http.Transport
+}
+
+func newEngineAPI(socket string) *engineAPI {
+	dialer := &net.Dialer{Timeout: requestTimeout}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return dialer.DialContext(ctx, "unix", socket)
+		},
+		MaxIdleConnsPerHost: 2,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}
+	return &engineAPI{client: &http.Client{Transport: tr}, transport: tr}
+}
+
+func (a *engineAPI) close() { a.transport.CloseIdleConnections() }
+
+// engineContainer is what the namer reads of GET /containers/{id}/json.
+type engineContainer struct {
+	ID    string `json:"Id"`
+	Name  string `json:"Name"`
+	State struct {
+		Running   bool   `json:"Running"`
+		Pid       int    `json:"Pid"`
+		StartedAt string `json:"StartedAt"` // RFC 3339, set once the process runs
+	} `json:"State"`
+	Config struct {
+		Labels map[string]string `json:"Labels"`
+	} `json:"Config"`
+	HostConfig struct {
+		NetworkMode string `json:"NetworkMode"`
+	} `json:"HostConfig"`
+	NetworkSettings struct {
+		SandboxKey string `json:"SandboxKey"`
+	} `json:"NetworkSettings"`
+}
+
+// engineEvent is what the namer reads of an event of GET /events.
+type engineEvent struct {
+	Type   string `json:"Type"`
+	Action string `json:"Action"`
+	Actor  struct {
+		ID string `json:"ID"`
+	} `json:"Actor"`
+	TimeNano int64 `json:"timeNano"`
+}
+
+// get sends GET path and returns the reply of a 200; any other status is an error
+// carrying the daemon's message, errGone for a 404.
+func (a *engineAPI) get(ctx context.Context, path string, query url.Values) (*http.Response, error) {
+	u := "http://docker/" + engineAPIVersion + path
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("docker engine API: %w", err)
+	}
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("docker engine API: %w", err)
+	}
+	if resp.StatusCode == http.StatusOK {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	var msg struct {
+		Message string `json:"message"`
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBytes))
+	if json.Unmarshal(b, &msg) != nil {
+		msg.Message = strings.TrimSpace(string(b))
+	}
+	err = fmt.Errorf("docker engine API: GET %s: %s: %s", path, resp.Status, msg.Message)
+	if resp.StatusCode == http.StatusNotFound {
+		err = fmt.Errorf("%w: %w", errGone, err)
+	}
+	return nil, err
+}
+
+// getJSON decodes the reply to GET path into out, reading at most limit bytes.
+func (a *engineAPI) getJSON(ctx context.Context, path string, limit int64, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	resp, err := a.get(ctx, path, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(io.LimitReader(resp.Body, limit)).Decode(out); err != nil {
+		return fmt.Errorf("docker engine API: reading GET %s: %w", path, err)
+	}
+	return nil
+}
+
+// running lists the IDs of the running containers.
+func (a *engineAPI) running(ctx context.Context) ([]string, error) {
+	var list []struct {
+		ID string `json:"Id"`
+	}
+	if err := a.getJSON(ctx, "/containers/json", maxListBytes, &list); err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(list))
+	for i, c := range list {
+		ids[i] = c.ID
+	}
+	return ids, nil
+}
+
+func (a *engineAPI) inspect(ctx context.Context, id string) (engineContainer, error) {
+	var c engineContainer
+	err := a.getJSON(ctx, "/containers/"+url.PathEscape(id)+"/json", maxInspectBytes, &c)
+	return c, err
+}
+
+// events streams the container events from since on (the daemon replays those it
+// still holds) until ctx ends or the stream breaks, calling fn for each. The daemon
+// sends the reply's header with the first event only, so this blocks until then.
+func (a *engineAPI) events(ctx context.Context, since time.Time, fn func(engineEvent)) error {
+	q := url.Values{
+		"filters": {eventFilters},
+		"since":   {strconv.FormatInt(since.Unix(), 10) + "." + fmt.Sprintf("%09d", since.Nanosecond())},
+	}
+	resp, err := a.get(ctx, "/events", q)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var ev engineEvent
+		if err := dec.Decode(&ev); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return fmt.Errorf("docker engine API: event stream: %w", err)
+		}
+		fn(ev)
+	}
+}
+
+// dockerSource names containers from the Engine API: a full listing at start, after a
+// lost event stream and every resync, and each container's start, death and rename as
+// events tell them. Only its run goroutine (and Start before it) changes its state.
+type dockerSource struct {
+	n      *Namer
+	api    *engineAPI
+	socket string
+	since  time.Time // events are asked for from here on
+	up     bool      // the last call answered
+}
+
+// startDocker learns the running containers; a socket that is missing leaves Docker
+// out, one that does not answer is retried in the background.
+func (n *Namer) startDocker(ctx context.Context) *dockerSource {
+	if _, err := os.Stat(n.dockerSocket); err != nil {
+		n.log.Warn("Docker containers not named: no Engine API socket (set --netns-docker-socket, or \"\" where Docker does not run)",
+			"socket", n.dockerSocket, "error", errors.Unwrap(err))
+		return nil
+	}
+	d := &dockerSource{n: n, api: newEngineAPI(n.dockerSocket), socket: n.dockerSocket, since: time.Now()}
+	if err := d.sync(ctx, true); err != nil {
+		n.errors.Add(1)
+		n.log.Warn("Docker containers not named until the Engine API answers", "socket", n.dockerSocket, "error", err)
+		return d
+	}
+	d.up = true
+	return d
+}
+
+// run follows the event stream and relists every resync until ctx ends.
+func (d *dockerSource) run(ctx context.Context) {
+	events := make(chan engineEvent, 256)
+	lost := make(chan error, 1)
+	streamDone := make(chan struct{})
+	go func() {
+		defer close(streamDone)
+		d.stream(ctx, events, lost)
+	}()
+	defer func() { <-streamDone }()
+	tick := time.NewTicker(d.n.resync)
+	defer tick.Stop()
+	full := !d.up
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev := <-events:
+			d.handle(ctx, ev)
+		case err := <-lost:
+			d.n.fail("Docker event stream lost", err)
+			// Events missed while it was down are replayed from the last one seen, as
+			// far as the daemon holds them; a full listing covers the rest.
+			full = d.resync(ctx, true)
+		case <-tick.C:
+			full = d.resync(ctx, full)
+		}
+	}
+}
+
+// resync lists the containers again and says whether the next listing must be full.
+func (d *dockerSource) resync(ctx context.Context, full bool) bool {
+	err := d.sync(ctx, full)
+	switch {
+	case err != nil && d.up:
+		d.n.errors.Add(1)
+		d.n.log.Warn("Docker Engine API does not answer; containers are named again once it does", "socket", d.socket, "error", err)
+	case err != nil:
+		d.n.fail("Docker Engine API does not answer", err, "socket", d.socket)
+	case !d.up:
+		d.n.log.Info("Docker Engine API answers: containers named", "socket", d.socket)
+	}
+	d.up = err == nil
+	return err != nil
+}
+
+// stream reads the event stream into events, reconnecting after a loss (reported on
+// lost) with a growing pause, from the last event seen.
+func (d *dockerSource) stream(ctx context.Context, events chan<- engineEvent, lost chan<- error) {
+	since := d.since
+	pause := 500 * time.Millisecond
+	for {
+		read := false
+		err := d.api.events(ctx, since, func(ev engineEvent) {
+			read = true
+			if ev.TimeNano > 0 {
+				since = time.Unix(0, ev.TimeNano)
+			}
+			select {
+			case events <- ev:
+			case <-ctx.Done():
+			}
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		if read {
+			pause = 500 * time.Millisecond
+		}
+		select {
+		case lost <- err:
+		default: // a loss is already waiting to be handled
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, d.n.resync)
+	}
+}
+
+// handle applies one event.
+func (d *dockerSource) handle(ctx context.Context, ev engineEvent) {
+	if ev.Type != "container" || ev.Actor.ID == "" {
+		return
+	}
+	switch ev.Action {
+	case "start", "rename":
+		if d.learn(ctx, ev.Actor.ID) {
+			d.n.publish()
+		}
+	case "die", "destroy":
+		when := time.Now()
+		if ev.TimeNano > 0 {
+			when = time.Unix(0, ev.TimeNano)
+		}
+		d.n.mu.Lock()
+		d.n.tab.gone(dockerPrefix+ev.Actor.ID, when)
+		d.n.publishLocked()
+		d.n.mu.Unlock()
+	}
+}
+
+// sync lists the running containers and learns those not known yet (all of them when
+// full: one may have restarted unseen, in a new namespace); the others are gone.
+func (d *dockerSource) sync(ctx context.Context, full bool) error {
+	ids, err := d.api.running(ctx)
+	if err != nil {
+		return err
+	}
+	keep := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		key := dockerPrefix + id
+		keep[key] = true
+		d.n.mu.Lock()
+		o := d.n.tab.get(key)
+		known := o != nil && o.alive()
+		d.n.mu.Unlock()
+		if !known || full {
+			d.learn(ctx, id)
+		}
+	}
+	d.n.mu.Lock()
+	d.n.tab.goneExcept(dockerPrefix, keep, time.Now())
+	d.n.publishLocked()
+	d.n.mu.Unlock()
+	return nil
+}
+
+// learn inspects a container and records it, reporting whether it did.
+func (d *dockerSource) learn(ctx context.Context, id string) bool {
+	c, err := d.api.inspect(ctx, id)
+	if err == nil {
+		var o owner
+		if o, err = d.owner(c); err == nil {
+			d.n.put(o)
+			return true
+		}
+	}
+	if errors.Is(err, errGone) {
+		// A container that lived for less than the inspection took.
+		d.n.log.Debug("container gone before it was inspected", "id", id)
+		return false
+	}
+	d.n.fail("container not named", err, "id", id)
+	return false
+}
+
+// owner is what a running container says of its namespace. One in its own namespace
+// names it; one sharing another container's (--network container:NAME) or the host's
+// is a member only, for --filter-container.
+func (d *dockerSource) owner(c engineContainer) (owner, error) {
+	if !c.State.Running || c.State.Pid <= 0 {
+		return owner{}, errGone
+	}
+	name := strings.TrimPrefix(c.Name, "/")
+	o := owner{key: dockerPrefix + c.ID, kind: kindDocker, aliases: []string{name, c.ID, shortID(c.ID)}}
+	ownNS := filepath.Join(d.n.procRoot, strconv.Itoa(c.State.Pid), "ns", "net")
+	mode := c.HostConfig.NetworkMode
+	switch {
+	case mode == "host":
+		o.inode = d.n.hostInode
+		return o, nil
+	case strings.HasPrefix(mode, "container:"):
+		d.n.mu.Lock()
+		if other := d.n.tab.get(dockerPrefix + strings.TrimPrefix(mode, "container:")); other != nil && other.alive() {
+			o.inode = other.inode
+		}
+		d.n.mu.Unlock()
+		if o.inode != 0 {
+			return o, nil
+		}
+		inode, err := inodeOf(ownNS)
+		if err != nil {
+			return owner{}, fmt.Errorf("reading the namespace of container %s: %w", name, err)
+		}
+		o.inode = inode
+		return o, nil
+	}
+	// The sandbox key is the namespace's own file; the process's link is read where
+	// that path is not visible (pktspan in a container without Docker's run directory).
+	o.probe = c.NetworkSettings.SandboxKey
+	inode, err := inodeOf(o.probe)
+	if o.probe == "" || err != nil {
+		o.probe = ownNS
+		if inode, err = inodeOf(ownNS); err != nil {
+			return owner{}, fmt.Errorf("reading the namespace of container %s: %w", name, err)
+		}
+	}
+	o.inode = inode
+	o.attrs = dockerAttrs(c.ID, name, c.Config.Labels)
+	// Docker writes the zero time for a container that never started.
+	if t, err := time.Parse(time.RFC3339Nano, c.State.StartedAt); err == nil && t.Year() > 1 {
+		o.from = t
+	}
+	return o, nil
+}
+
+// dockerAttrs names a container's namespace: after the container, or after its pod
+// where Kubernetes' labels say it holds one (dockershim's pod sandboxes).
+func dockerAttrs(id, name string, labels map[string]string) []attribute.KeyValue {
+	pod, ns, uid := labels["io.kubernetes.pod.name"], labels["io.kubernetes.pod.namespace"], labels["io.kubernetes.pod.uid"]
+	netnsName := name
+	if pod != "" && ns != "" {
+		netnsName = ns + "/" + pod
+	}
+	attrs := []attribute.KeyValue{
+		attrkey.NetnsName.String(netnsName),
+		attrkey.ContainerID.String(id),
+		attrkey.ContainerName.String(name),
+		attrkey.ContainerRuntimeName.String("docker"),
+	}
+	if svc := labels["com.docker.compose.service"]; svc != "" {
+		attrs = append(attrs, attrkey.ComposeService.String(svc))
+	}
+	if pod != "" {
+		attrs = append(attrs, attrkey.K8sPodName.String(pod))
+	}
+	if uid != "" {
+		attrs = append(attrs, attrkey.K8sPodUID.String(uid))
+	}
+	if ns != "" {
+		attrs = append(attrs, attrkey.K8sNamespaceName.String(ns))
+	}
+	return slices.Clip(attrs)
+}
+
+// shortID is the 12-character form of a container ID that docker ps shows.
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
