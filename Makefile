@@ -7,12 +7,14 @@ BIN   := bin
 CACHE ?= $(HOME)/.cache/pktspan
 JAEGER_BIN ?= $(CACHE)/jaeger
 export PKTSPAN_JAEGER_BIN := $(JAEGER_BIN)
+OTELCOL_BIN ?= $(CACHE)/otelcol
+export PKTSPAN_OTELCOL_BIN := $(OTELCOL_BIN)
 
 # Debian packages: clang/llvm/libbpf-dev to regenerate the probes; iproute2, nftables,
 # iputils-ping for the end-to-end tests and the demo.
 APT_PACKAGES := clang llvm libbpf-dev iproute2 nftables iputils-ping
 
-.PHONY: all build deps generate check-generate jaeger test unit e2e vmtest demo demo-smoke lint clean
+.PHONY: all build deps generate check-generate jaeger otelcol test unit e2e vmtest demo demo-smoke lint clean
 
 include mk/vm.mk
 include mk/bench.mk
@@ -42,6 +44,10 @@ check-generate: generate
 
 jaeger:
 	@tools/jaeger/build.sh
+
+# The OpenTelemetry Collector of the container tests and the gateway test (tools/otelcol).
+otelcol:
+	@tools/otelcol/build.sh
 
 # staticcheck is pinned in tools/staticcheck, so every machine reports the same findings.
 $(BIN)/staticcheck: tools/staticcheck/go.mod tools/staticcheck/go.sum
