@@ -64,17 +64,28 @@ lint: $(BIN)/staticcheck
 	done
 	@echo ">> go vet and staticcheck, examples/demoapp"
 	cd examples/demoapp && $(GO) vet ./... && ../../$(BIN)/staticcheck ./...
+	@for tags in "" e2e; do \
+		echo ">> go vet and staticcheck, examples/k8s, tags '$$tags'"; \
+		(cd examples/k8s && $(GO) vet -tags "$$tags" ./... && ../../$(BIN)/staticcheck -tags "$$tags" ./...) || exit 1; \
+	done
+	@echo ">> go vet and staticcheck, tools/otelcol"
+	cd tools/otelcol && $(GO) vet ./... && ../../$(BIN)/staticcheck ./...
 
 # Tier 1 of docs/DESIGN.md: no root, no Jaeger, no kernel features; what needs them is tagged
-# e2e or vmtest. examples/demoapp is a module of its own, which ./... does not reach.
+# e2e or vmtest. examples/demoapp and examples/k8s are modules of their own, which
+# ./... does not reach.
 unit:
 	$(GO) test -race -count=1 ./...
 	cd examples/demoapp && $(GO) test -race -count=1 ./...
+	cd examples/k8s && $(GO) test -race -count=1 ./...
 
 # Tier 2 of docs/DESIGN.md: real kernel, namespaces, nftables, Jaeger. Needs root.
+# examples/k8s's e2e tests run the gateway's collector configuration in `make otelcol`'s
+# collector (no root needed there).
 E2E_PACKAGES := ./cmd/pktspan/ ./collector/ ./internal/jaeger/ ./internal/netns/
-e2e: deps jaeger
+e2e: deps jaeger otelcol
 	$(GO) test -count=1 -tags e2e -timeout 20m -v $(E2E_PACKAGES)
+	cd examples/k8s && $(GO) test -count=1 -tags e2e -timeout 5m -v ./...
 
 # Tier 3 of docs/DESIGN.md: Debian's 6.1 and 6.12 kernels under qemu, where fentry and
 # kprobes exist; one VM at a time (-p 1): each wants both cores.
