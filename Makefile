@@ -18,6 +18,7 @@ APT_PACKAGES := clang llvm libbpf-dev iproute2 nftables iputils-ping
 
 include mk/vm.mk
 include mk/bench.mk
+include mk/compose.mk
 
 all: build
 
@@ -53,8 +54,8 @@ otelcol:
 $(BIN)/staticcheck: tools/staticcheck/go.mod tools/staticcheck/go.sum
 	cd tools/staticcheck && $(GO) build -o ../../$(BIN)/staticcheck honnef.co/go/tools/cmd/staticcheck
 
-# Every build tag's files are checked: the e2e and vmtest tiers' tests are code too.
-LINT_TAGS := "" e2e vmtest
+# Every build tag's files are checked: the e2e, vmtest and compose tiers' tests are code too.
+LINT_TAGS := "" e2e vmtest compose
 
 lint: $(BIN)/staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt would change: $$out"; exit 1; }
@@ -72,7 +73,7 @@ lint: $(BIN)/staticcheck
 	cd tools/otelcol && $(GO) vet ./... && ../../$(BIN)/staticcheck ./...
 
 # Tier 1 of docs/DESIGN.md: no root, no Jaeger, no kernel features; what needs them is tagged
-# e2e or vmtest. examples/demoapp and examples/k8s are modules of their own, which
+# e2e, vmtest or compose. examples/demoapp and examples/k8s are modules of their own, which
 # ./... does not reach.
 unit:
 	$(GO) test -race -count=1 ./...
@@ -96,7 +97,7 @@ vmtest: vmkernels
 demo-smoke: build jaeger
 	$(GO) run ./internal/cmd/readme-demo --pktspan $(BIN)/pktspan --jaeger "$(JAEGER_BIN)" --duration 8s >/dev/null
 
-test: deps lint check-generate unit e2e vmtest demo-smoke
+test: deps lint check-generate unit e2e vmtest demo-smoke containers
 
 demo: deps build jaeger
 	$(GO) run ./internal/cmd/readme-demo --pktspan $(BIN)/pktspan --jaeger "$(JAEGER_BIN)"
