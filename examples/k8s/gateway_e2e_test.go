@@ -130,7 +130,6 @@ type replica struct {
 	name    string
 	backend *backend
 	ports   []int
-	health  string
 	log     syncBuffer
 }
 

@@ -18,7 +18,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 )
@@ -76,7 +75,12 @@ func (im Images) Ensure(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	goroot := runtime.GOROOT()
+	// The toolchain that runs these tests, copied in whole.
+	out, err := exec.CommandContext(ctx, "go", "env", "GOROOT").Output()
+	if err != nil {
+		return fmt.Errorf("finding the Go toolchain: %w", err)
+	}
+	goroot := strings.TrimSpace(string(out))
 	goVersion, err := os.ReadFile(filepath.Join(goroot, "VERSION"))
 	if err != nil {
 		return fmt.Errorf("reading the Go toolchain's version: %w", err)
