@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,10 +23,6 @@ import (
 
 	"github.com/pktspan/pktspan/internal/jaeger"
 )
-
-// testNets is where the override file's networks lie; Docker's default ranges are never
-// used by tests.
-var testNets = netip.MustParsePrefix("198.18.0.0/15")
 
 // services are the stack's services that run under the test override (Tempo and Grafana
 // are left out by their profile).
@@ -107,6 +102,10 @@ func TestComposeStackPutsKernelDropsIntoTheDemoAppsTraces(t *testing.T) {
 	}
 	t.Logf("stand-in images ready in %v", time.Since(start).Round(time.Second))
 
+	subnets, err := SubnetEnv(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	suffix := make([]byte, 4)
 	rand.Read(suffix)
 	p := &Project{
@@ -114,7 +113,7 @@ func TestComposeStackPutsKernelDropsIntoTheDemoAppsTraces(t *testing.T) {
 		Name:  "pktspan-test-" + hex.EncodeToString(suffix),
 		Files: []string{"docker-compose.yaml", "examples/compose/docker-compose.test.yaml"},
 		// JAEGER_PORT set and empty: Docker chooses the host's port of Jaeger's UI.
-		Env: append(im.Env(), "JAEGER_PORT="),
+		Env: append(append(im.Env(), subnets...), "JAEGER_PORT="),
 	}
 	if !privilegedWorks(ctx) {
 		p.Files = append(p.Files, "examples/compose/docker-compose.unprivileged.yaml")
@@ -139,17 +138,17 @@ func TestComposeStackPutsKernelDropsIntoTheDemoAppsTraces(t *testing.T) {
 	}
 	t.Logf("up and healthy in %v:\n%s", time.Since(since).Round(time.Second), describe(containers))
 
-	subnets, err := p.Subnets(ctx)
+	nets, err := p.Subnets(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, pfxs := range subnets {
+	for name, pfxs := range nets {
 		if len(pfxs) == 0 {
 			t.Errorf("network %s has no subnet of the test's", name)
 		}
 		for _, pfx := range pfxs {
-			if !testNets.Contains(pfx.Addr()) || pfx.Bits() < testNets.Bits() {
-				t.Errorf("network %s is on %s, outside %s", name, pfx, testNets)
+			if !TestNets.Contains(pfx.Addr()) || pfx.Bits() < TestNets.Bits() {
+				t.Errorf("network %s is on %s, outside %s", name, pfx, TestNets)
 			}
 		}
 	}

@@ -1,7 +1,8 @@
 // Command compose-images makes the local stand-ins for the images the demo stack pulls
 // (internal/compose): what `make compose-images` runs, so that `docker-compose -f
 // docker-compose.yaml -f examples/compose/docker-compose.test.yaml` can be tried by hand
-// on a machine with no image registry. It prints the variables the override file reads.
+// on a machine with no image registry. It prints the variables the override file reads,
+// the images' names and networks' subnets no Docker network uses now.
 package main
 
 import (
@@ -31,7 +32,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "compose-images:", err)
 		os.Exit(1)
 	}
-	for _, kv := range im.Env() {
+	subnets, err := compose.SubnetEnv(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "compose-images:", err)
+		os.Exit(1)
+	}
+	for _, kv := range append(im.Env(), subnets...) {
 		fmt.Println("export " + kv)
 	}
 }
