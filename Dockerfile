@@ -23,6 +23,6 @@ FROM ${RUNTIME_IMAGE}
 # coreutils stay for health checks (`test -e` on --ready-file) and for looking around.
 RUN apt-get update \
 	&& DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates \
-	&& rm -rf /var/lib/apt/lists/*
+	&& apt-get clean && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/pktspan /usr/local/bin/pktspan
 ENTRYPOINT ["pktspan"]
