@@ -7,20 +7,32 @@
 # and `make otelcol` build. Inside the build containers the Dockerfiles download Go
 # modules and Debian packages as they do on a user's machine.
 
-.PHONY: compose-deps compose-images compose-test containers
+# The stack is run with both Compose implementations users have: docker-compose 1.29 (the
+# Debian package) and Compose v2 (tools/compose, built from the Go module proxy).
+COMPOSE_V2_BIN ?= $(CACHE)/docker-compose-v2
+export PKTSPAN_COMPOSE_V2_BIN := $(COMPOSE_V2_BIN)
+COMPOSE_APT_PACKAGES := debootstrap docker-compose
+
+.PHONY: compose-deps compose-v2 compose-images compose-test containers
 
 compose-deps:
-	@dpkg -s debootstrap >/dev/null 2>&1 || { \
-		echo ">> installing Debian package debootstrap"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null; }
+	@missing=$$(for p in $(COMPOSE_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo ">> installing Debian packages: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+compose-v2:
+	@tools/compose/build.sh
 
 # The stand-ins for the images the stack pulls; prints the variables the override reads,
 # for running docker-compose by hand.
 compose-images: compose-deps jaeger otelcol
 	$(GO) run ./internal/cmd/compose-images --jaeger "$(JAEGER_BIN)" --otelcol "$(OTELCOL_BIN)"
 
-compose-test: compose-deps jaeger otelcol
-	$(GO) test -count=1 -tags compose -timeout 40m -v ./internal/compose/
+compose-test: compose-deps jaeger otelcol compose-v2
+	PKTSPAN_COMPOSE="$$(command -v docker-compose) $(COMPOSE_V2_BIN)" \
+		$(GO) test -count=1 -tags compose -timeout 50m -v ./internal/compose/
 
 # What `make test` runs: the container tier wherever a Docker Engine answers. Under CI a
 # machine without one fails, since the tier would silently stop being tested; elsewhere

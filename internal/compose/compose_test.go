@@ -56,21 +56,41 @@ func binary(t *testing.T, env, name string) string {
 	return p
 }
 
-func TestComposeFilesAreValidForUsers(t *testing.T) {
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	// The file users run, alone: every service, Tempo and Grafana included.
-	p := &Project{Dir: repoRoot(), Name: "pktspan-config-check", Files: []string{"docker-compose.yaml"}}
-	out, err := p.Run(ctx, "config", "--services")
+// tools are the Compose commands the tests run, each named by its version.
+func tools(t *testing.T, ctx context.Context) map[string][]string {
+	t.Helper()
+	list, err := Tools(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := strings.Fields(string(out))
-	slices.Sort(got)
-	want := append(slices.Clone(services), "grafana", "tempo")
-	slices.Sort(want)
-	if !slices.Equal(got, want) {
-		t.Errorf("services %v, want %v", got, want)
+	named := map[string][]string{}
+	for _, tool := range list {
+		v, err := Version(ctx, tool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		named["compose-"+v] = tool
+	}
+	return named
+}
+
+func TestComposeFilesAreValidForUsers(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	for name, tool := range tools(t, ctx) {
+		// The file users run, alone: every service, Tempo and Grafana included.
+		p := &Project{Tool: tool, Dir: repoRoot(), Name: "pktspan-config-check", Files: []string{"docker-compose.yaml"}}
+		out, err := p.Run(ctx, "config", "--services")
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		got := strings.Fields(string(out))
+		slices.Sort(got)
+		want := append(slices.Clone(services), "grafana", "tempo")
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: services %v, want %v", name, got, want)
+		}
 	}
 	// Both collector configurations, checked by the collector the stand-in runs.
 	otelcol := binary(t, "PKTSPAN_OTELCOL_BIN", "otelcol")
@@ -89,7 +109,7 @@ func TestComposeFilesAreValidForUsers(t *testing.T) {
 // segment the router dropped, as an error packet with the kernel's reason. Then `down -v`
 // must leave nothing of the project behind.
 func TestComposeStackPutsKernelDropsIntoTheDemoAppsTraces(t *testing.T) {
-	ctx, cancel := context.WithTimeout(t.Context(), 35*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 45*time.Minute)
 	defer cancel()
 	im := Images{
 		Jaeger:  binary(t, "PKTSPAN_JAEGER_BIN", "jaeger"),
@@ -101,7 +121,14 @@ func TestComposeStackPutsKernelDropsIntoTheDemoAppsTraces(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("stand-in images ready in %v", time.Since(start).Round(time.Second))
+	privileged := privilegedWorks(ctx)
+	for name, tool := range tools(t, ctx) {
+		t.Run(name, func(t *testing.T) { runStack(t, ctx, tool, im, privileged) })
+	}
+}
 
+// runStack is one run of the stack with one Compose command.
+func runStack(t *testing.T, ctx context.Context, tool []string, im Images, privileged bool) {
 	subnets, err := SubnetEnv(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -109,23 +136,24 @@ func TestComposeStackPutsKernelDropsIntoTheDemoAppsTraces(t *testing.T) {
 	suffix := make([]byte, 4)
 	rand.Read(suffix)
 	p := &Project{
+		Tool:  tool,
 		Dir:   repoRoot(),
 		Name:  "pktspan-test-" + hex.EncodeToString(suffix),
 		Files: []string{"docker-compose.yaml", "examples/compose/docker-compose.test.yaml"},
 		// JAEGER_PORT set and empty: Docker chooses the host's port of Jaeger's UI.
 		Env: append(append(im.Env(), subnets...), "JAEGER_PORT="),
 	}
-	if !privilegedWorks(ctx) {
+	if !privileged {
 		p.Files = append(p.Files, "examples/compose/docker-compose.unprivileged.yaml")
 		t.Logf("this Docker Engine cannot start privileged containers: pktspan runs with the capabilities of %s", p.Files[len(p.Files)-1])
 	}
 	t.Cleanup(func() { down(t, p) })
 
-	start = time.Now()
+	start := time.Now()
 	if _, err := p.Run(ctx, "build"); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("docker-compose build: %v", time.Since(start).Round(time.Second))
+	t.Logf("%s build: %v", strings.Join(tool, " "), time.Since(start).Round(time.Second))
 	since := time.Now()
 	if _, err := p.Run(ctx, "up", "-d", "--no-build"); err != nil {
 		t.Fatal(err)

@@ -21,10 +21,32 @@ const projectLabel = "com.docker.compose.project"
 // Project is one Compose project: the files, a name no other run uses, and the variables
 // Compose substitutes into the files.
 type Project struct {
+	Tool  []string // the Compose command; nil: what Tool finds
 	Dir   string   // the project directory, where the first file is; paths in the files are relative to it
 	Name  string   // -p NAME
 	Files []string // -f FILE..., relative to Dir
 	Env   []string // added to this process's environment
+}
+
+// ToolsEnv lists the Compose binaries the tests run the stack with, separated by spaces:
+// docker-compose 1.29, v2 run standalone, or both.
+const ToolsEnv = "PKTSPAN_COMPOSE"
+
+// Tools returns the Compose commands to run the stack with: each binary $PKTSPAN_COMPOSE
+// lists, else the one Tool finds.
+func Tools(ctx context.Context) ([][]string, error) {
+	if list := strings.Fields(os.Getenv(ToolsEnv)); len(list) > 0 {
+		tools := make([][]string, len(list))
+		for i, p := range list {
+			tools[i] = []string{p}
+		}
+		return tools, nil
+	}
+	tool, err := Tool(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return [][]string{tool}, nil
 }
 
 // Tool returns the Compose command this machine has: docker-compose (1.29, Python) when
@@ -42,9 +64,12 @@ func Tool(ctx context.Context) ([]string, error) {
 // Run runs Compose with the project's name and files and args, and returns what it
 // printed on standard output; an error carries the end of everything it printed.
 func (p *Project) Run(ctx context.Context, args ...string) ([]byte, error) {
-	tool, err := Tool(ctx)
-	if err != nil {
-		return nil, err
+	tool := p.Tool
+	if tool == nil {
+		var err error
+		if tool, err = Tool(ctx); err != nil {
+			return nil, err
+		}
 	}
 	full := append(slices.Clone(tool[1:]), "-p", p.Name)
 	for _, f := range p.Files {
@@ -224,4 +249,13 @@ func (p *Project) labelled(ctx context.Context, list ...string) ([]string, error
 		return nil, err
 	}
 	return strings.Fields(string(out)), nil
+}
+
+// Version is the Compose command's version, as it prints it.
+func Version(ctx context.Context, tool []string) (string, error) {
+	out, err := exec.CommandContext(ctx, tool[0], append(slices.Clone(tool[1:]), "version", "--short")...).Output()
+	if err != nil {
+		return "", fmt.Errorf("%s version: %w", strings.Join(tool, " "), err)
+	}
+	return strings.TrimSpace(string(out)), nil
 }
