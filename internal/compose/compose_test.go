@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -190,6 +191,12 @@ func runStack(t *testing.T, ctx context.Context, tool []string, im Images, privi
 	}
 	j := jaeger.Connect("http://" + ui.String())
 	wctx, wcancel := context.WithTimeout(ctx, 3*time.Minute)
+	// Jaeger's container runs before its query service answers; the waits below give up
+	// on the first refused connection.
+	if err := waitHTTP(wctx, "http://"+ui.String()+"/api/v3/services"); err != nil {
+		wcancel()
+		t.Fatal(err)
+	}
 	var found *demoTrace
 	td, err := j.WaitForSpans(wctx, "demo-client", since, func(td *tracepb.TracesData) bool {
 		found = findDemoTrace(td)
@@ -222,6 +229,29 @@ func runStack(t *testing.T, ctx context.Context, tool []string, im Images, privi
 	for svc, name := range want {
 		if !seen[name] {
 			t.Errorf("no packet span of trace %s carries container.name %q (the %s); seen %v", found.id, name, svc, seen)
+		}
+	}
+}
+
+// waitHTTP waits until url answers 200 OK.
+func waitHTTP(ctx context.Context, url string) error {
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("%s", resp.Status)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s: %w (last: %v)", url, ctx.Err(), err)
+		case <-time.After(250 * time.Millisecond):
 		}
 	}
 }
