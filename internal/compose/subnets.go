@@ -23,15 +23,20 @@ func SubnetEnv(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	for range 64 {
-		base := netip.AddrFrom4([4]byte{198, 19, byte(rand.IntN(256)), 0})
-		block := netip.PrefixFrom(base, 24)
+	return pickSubnets(taken, rand.IntN(256))
+}
+
+// pickSubnets looks at the /24s of 198.19.0.0/16 from the start-th on, wrapping around,
+// and splits the first that overlaps nothing taken into the override's three /26s.
+func pickSubnets(taken []netip.Prefix, start int) ([]string, error) {
+	for i := range 256 {
+		third := byte((start + i) % 256)
+		block := netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, third, 0}), 24)
 		if overlapsAny(block, taken) {
 			continue
 		}
-		b := base.As4()
 		sub := func(i byte) string {
-			return netip.PrefixFrom(netip.AddrFrom4([4]byte{b[0], b[1], b[2], 64 * i}), 26).String()
+			return netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, third, 64 * i}), 26).String()
 		}
 		return []string{
 			"PKTSPAN_TEST_SUBNET_FRONT=" + sub(0),
@@ -39,7 +44,7 @@ func SubnetEnv(ctx context.Context) ([]string, error) {
 			"PKTSPAN_TEST_SUBNET_TELEMETRY=" + sub(2),
 		}, nil
 	}
-	return nil, fmt.Errorf("no free /24 in 198.19.0.0/16 after 64 tries; in use: %v", taken)
+	return nil, fmt.Errorf("no /24 of 198.19.0.0/16 is free of Docker networks and routes: %v", taken)
 }
 
 func overlapsAny(p netip.Prefix, taken []netip.Prefix) bool {
