@@ -7,15 +7,18 @@ BIN   := bin
 CACHE ?= $(HOME)/.cache/pktspan
 JAEGER_BIN ?= $(CACHE)/jaeger
 export PKTSPAN_JAEGER_BIN := $(JAEGER_BIN)
+OTELCOL_BIN ?= $(CACHE)/otelcol
+export PKTSPAN_OTELCOL_BIN := $(OTELCOL_BIN)
 
 # Debian packages: clang/llvm/libbpf-dev to regenerate the probes; iproute2, nftables,
 # iputils-ping for the end-to-end tests and the demo.
 APT_PACKAGES := clang llvm libbpf-dev iproute2 nftables iputils-ping
 
-.PHONY: all build deps generate check-generate jaeger test unit e2e vmtest demo demo-smoke lint clean
+.PHONY: all build deps generate check-generate jaeger otelcol test unit e2e vmtest demo demo-smoke lint clean
 
 include mk/vm.mk
 include mk/bench.mk
+include mk/compose.mk
 
 all: build
 
@@ -43,12 +46,16 @@ check-generate: generate
 jaeger:
 	@tools/jaeger/build.sh
 
+# The OpenTelemetry Collector of the container tests and the gateway test (tools/otelcol).
+otelcol:
+	@tools/otelcol/build.sh
+
 # staticcheck is pinned in tools/staticcheck, so every machine reports the same findings.
 $(BIN)/staticcheck: tools/staticcheck/go.mod tools/staticcheck/go.sum
 	cd tools/staticcheck && $(GO) build -o ../../$(BIN)/staticcheck honnef.co/go/tools/cmd/staticcheck
 
-# Every build tag's files are checked: the e2e and vmtest tiers' tests are code too.
-LINT_TAGS := "" e2e vmtest
+# Every build tag's files are checked: the e2e, vmtest and compose tiers' tests are code too.
+LINT_TAGS := "" e2e vmtest compose
 
 lint: $(BIN)/staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt would change: $$out"; exit 1; }
@@ -58,20 +65,30 @@ lint: $(BIN)/staticcheck
 	done
 	@echo ">> go vet and staticcheck, examples/demoapp"
 	cd examples/demoapp && $(GO) vet ./... && ../../$(BIN)/staticcheck ./...
+	@for tags in "" e2e; do \
+		echo ">> go vet and staticcheck, examples/k8s, tags '$$tags'"; \
+		(cd examples/k8s && $(GO) vet -tags "$$tags" ./... && ../../$(BIN)/staticcheck -tags "$$tags" ./...) || exit 1; \
+	done
+	@echo ">> go vet and staticcheck, tools/otelcol"
+	cd tools/otelcol && $(GO) vet ./... && ../../$(BIN)/staticcheck ./...
 
 # Tier 1 of docs/DESIGN.md: no root, no Jaeger, no kernel features; what needs them is tagged
-# e2e or vmtest. examples/demoapp is a module of its own, which ./... does not reach.
+# e2e, vmtest or compose. examples/demoapp and examples/k8s are modules of their own, which
+# ./... does not reach.
 unit:
 	$(GO) test -race -count=1 ./...
 	cd examples/demoapp && $(GO) test -race -count=1 ./...
+	cd examples/k8s && $(GO) test -race -count=1 ./...
 
 # Tiers 2 and 4 of docs/DESIGN.md: real kernel, namespaces, nftables, Jaeger; and the
 # Docker Engine's containers wherever one answers (internal/dockertest: under CI=true a
 # missing engine fails), in a test image built around busybox-static (vmtest-deps).
-# Needs root.
+# examples/k8s's e2e tests run the gateway's collector configuration in `make otelcol`'s
+# collector (no root needed there). Needs root.
 E2E_PACKAGES := ./cmd/pktspan/ ./collector/ ./collector/netns/ ./internal/jaeger/ ./internal/netns/
-e2e: deps vmtest-deps jaeger
+e2e: deps vmtest-deps jaeger otelcol
 	$(GO) test -count=1 -tags e2e -timeout 20m -v $(E2E_PACKAGES)
+	cd examples/k8s && $(GO) test -count=1 -tags e2e -timeout 5m -v ./...
 
 # Tier 3 of docs/DESIGN.md: Debian's 6.1 and 6.12 kernels under qemu, where fentry and
 # kprobes exist; one VM at a time (-p 1): each wants both cores.
@@ -82,7 +99,7 @@ vmtest: vmkernels
 demo-smoke: build jaeger
 	$(GO) run ./internal/cmd/readme-demo --pktspan $(BIN)/pktspan --jaeger "$(JAEGER_BIN)" --duration 8s >/dev/null
 
-test: deps lint check-generate unit e2e vmtest demo-smoke
+test: deps lint check-generate unit e2e vmtest demo-smoke containers
 
 demo: deps build jaeger
 	$(GO) run ./internal/cmd/readme-demo --pktspan $(BIN)/pktspan --jaeger "$(JAEGER_BIN)"

@@ -283,6 +283,13 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
+// Connect is a query client for a Jaeger this package did not start (one in a container,
+// say) whose query service answers at queryURL: Traces, Trace and the waits work, Stop
+// does nothing.
+func Connect(queryURL string) *Jaeger {
+	return &Jaeger{queryURL: queryURL, client: &http.Client{Timeout: 10 * time.Second}}
+}
+
 // OTLPEndpoint is the OTLP/gRPC receiver's host:port (plaintext).
 func (j *Jaeger) OTLPEndpoint() string { return j.otlp }
 
@@ -302,6 +309,9 @@ func (j *Jaeger) Log() string {
 // It is safe to call more than once.
 func (j *Jaeger) Stop() error {
 	j.stopOnce.Do(func() {
+		if j.cmd == nil { // Connect's
+			return
+		}
 		if j.cmd.Process != nil {
 			_ = j.cmd.Process.Signal(syscall.SIGTERM)
 			select {

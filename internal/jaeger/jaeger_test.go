@@ -2,6 +2,8 @@ package jaeger
 
 import (
 	"encoding/hex"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +12,27 @@ import (
 
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 )
+
+func TestConnectQueriesTheGivenJaegerAndStopLeavesItAlone(t *testing.T) {
+	var asked string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked = r.URL.Path
+		_, _ = w.Write([]byte(`{"result":{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"0102030405060708090a0b0c0d0e0f10",` +
+			`"spanId":"1112131415161718","name":"packet"}]}]}]}}`))
+	}))
+	defer srv.Close()
+	j := Connect(srv.URL)
+	td, err := j.Trace(t.Context(), "0102030405060708090a0b0c0d0e0f10")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if asked != "/api/v3/traces/0102030405060708090a0b0c0d0e0f10" || len(Spans(td)) != 1 {
+		t.Errorf("asked %s, got %d spans", asked, len(Spans(td)))
+	}
+	if err := j.Stop(); err != nil {
+		t.Errorf("Stop: %v", err)
+	}
+}
 
 func TestStartFailureErrorCarriesJaegersLog(t *testing.T) {
 	fake := filepath.Join(t.TempDir(), "jaeger")
