@@ -151,7 +151,8 @@ func runStack(t *testing.T, ctx context.Context, tool []string, im Images, privi
 	t.Cleanup(func() { down(t, p) })
 
 	start := time.Now()
-	if _, err := p.Run(ctx, "build"); err != nil {
+	// --force-rm: a step that fails leaves no container behind either.
+	if _, err := p.Run(ctx, "build", "--force-rm"); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%s build: %v", strings.Join(tool, " "), time.Since(start).Round(time.Second))

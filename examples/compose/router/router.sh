@@ -1,9 +1,10 @@
 #!/bin/sh
 # The demo's router. The client connects to this container's port $PORT; nftables
 # forwards the connection to $SERVER (DNAT, and masquerade so that the replies come
-# back this way) and drops every ${DROP_EVERY}th request segment once, in the forward
-# hook: the kernel frees it with the drop reason NETFILTER_DROP, the client's TCP sends
-# it again about 200 ms later, and pktspan puts both under that request's exchange in
+# back this way) and drops every ${DROP_EVERY}th request segment it forwards, in the
+# forward hook: the kernel frees it with the drop reason NETFILTER_DROP, the client's TCP
+# sends it again about 200 ms later (a segment the count includes, so with 4 one request
+# in 3 loses its first copy), and pktspan puts both under that request's exchange in
 # the client's trace. It needs NET_ADMIN and net.ipv4.ip_forward=1 (docker-compose.yaml).
 set -eu
 
@@ -28,7 +29,7 @@ server=$1
 # "tcp flags & psh == psh" picks the segments carrying a request (the client writes each
 # request at once) and leaves the handshake and the bare ACKs alone; numgen counts only
 # the packets that got that far, so the drops are every ${drop_every}th request segment,
-# the first one included.
+# the first one included, retransmissions counted.
 nft -f - <<NFT
 table ip pktspan_demo {
 	chain prerouting {
@@ -45,7 +46,7 @@ table ip pktspan_demo {
 	}
 }
 NFT
-echo "router: port $port -> $server_name ($server):$port, dropping every ${drop_every}th request segment once"
+echo "router: port $port -> $server_name ($server):$port, dropping every ${drop_every}th request segment"
 
 # Until Docker stops the container: sleep in the background so the TERM trap runs at once.
 trap 'exit 0' TERM INT
