@@ -69,9 +69,11 @@ type Namer struct {
 	missPos  atomic.Uint32
 	missed   chan struct{}
 
+	// hostInode is set by Start before any other goroutine runs, and only read after.
+	hostInode uint32
+
 	mu            sync.Mutex // guards what follows
 	tab           *table
-	hostInode     uint32
 	lastFollowed  []uint32
 	followedOnce  bool
 	followFailing bool            // the last update of the followed set failed: warned once
@@ -101,7 +103,7 @@ func (s *snapshot) living(inode uint32) bool {
 // Stats are the namer's counters.
 type Stats struct {
 	Names   int    // namespaces named now, gone owners in their grace included
-	Misses  uint64 // lookups of a namespace no owner was known for
+	Misses  uint64 // lookups of a namespace with no known owner of the skb's time
 	Evicted uint64 // owners forgotten before their grace ended, or not kept, to stay within the limit
 	Errors  uint64 // failed runtime calls, lost event streams, namespaces that could not be read
 }

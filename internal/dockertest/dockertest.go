@@ -37,7 +37,11 @@ func Require(t testing.TB) {
 	if err == nil {
 		return
 	}
-	why := fmt.Sprintf("no Docker Engine answers `docker version` (%v: %s)", err, strings.TrimSpace(string(out)))
+	cause := err.Error()
+	if o := strings.TrimSpace(string(out)); o != "" {
+		cause += ": " + o
+	}
+	why := "no Docker Engine answers `docker version` (" + cause + ")"
 	if skip, reason := decide(why, os.Getenv("CI")); skip {
 		fmt.Fprintf(os.Stderr, "\n!!! %s: %s\n\n", t.Name(), reason)
 		t.Skip(reason)
