@@ -339,12 +339,8 @@ func (s *Spanner) liveExchange(rq *request) (int32, bool) {
 	if rq.exch < 0 {
 		return -1, false
 	}
-	x := &s.corr.exchanges
-	if int(rq.exch) >= len(x.slab) || x.keys[rq.exch] != rq.exchID {
-		rq.exch = -1
-		return -1, false
-	}
-	if _, ok := x.index[rq.exchID]; !ok {
+	// A released slot is zeroed and a reused one has a new ID: the slot's ID says all.
+	if s.corr.exchanges.slab[rq.exch].id != rq.exchID {
 		rq.exch = -1
 		return -1, false
 	}
@@ -404,7 +400,7 @@ func (s *Spanner) correlate(p *packet, w *window) bool {
 		ok  bool
 	)
 	if p.exchID != (SpanID{}) {
-		if cr.exchanges.keys[p.exch] != p.exchID || cr.exchanges.slab[p.exch].id != p.exchID {
+		if cr.exchanges.slab[p.exch].id != p.exchID {
 			return false // exported while the packet was on its way
 		}
 		xi, fwd = p.exch, p.exchFwd
@@ -527,8 +523,8 @@ func (s *Spanner) tickExchanges(now int64) {
 	}
 	for xi := range cr.exchanges.slab {
 		x := &cr.exchanges.slab[xi]
-		if _, ok := cr.exchanges.index[x.id]; !ok || cr.exchanges.keys[xi] != x.id {
-			continue
+		if x.id == (SpanID{}) {
+			continue // a free slot: released exchanges are zeroed
 		}
 		quiet := now - x.end
 		switch {
