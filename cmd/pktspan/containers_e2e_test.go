@@ -140,23 +140,6 @@ func sentBy(spans []packetSpan, addr string) []packetSpan {
 	return out
 }
 
-// checkNotMisnamed requires that no packet one container sent names another owner; it
-// reports how many carry the container's name.
-func checkNotMisnamed(t *testing.T, spans []packetSpan, name, id string) {
-	t.Helper()
-	named := 0
-	for _, s := range spans {
-		switch got := s.str("pktspan.netns.name"); {
-		case got == name:
-			named++
-		case got == "", id != "" && len(got) >= 12 && strings.HasPrefix(id, got):
-		default:
-			t.Errorf("a packet of %s is named after another owner: %v", name, s)
-		}
-	}
-	t.Logf("%s: %d of %d packet spans named", name, named, len(spans))
-}
-
 // checkNamed requires that the packets one container sent name it, with its ID (when
 // given), except the first ones: those a container sends before Docker reports its
 // start (it does once the process runs) may carry no name, never another's.
@@ -249,9 +232,15 @@ func TestContainersAreNamedOnTheirPacketSpans(t *testing.T) {
 		}
 	})
 	t.Run("a container living 100 ms", func(t *testing.T) {
-		// Its packets may all leave before Docker reports its start, and then none can
-		// carry its name (issue 13 stays open on this); none may carry another's.
-		checkNotMisnamed(t, sentBy(spans, brief.addr), brief.name, brief.id)
+		// It has exited when Docker reports its start: every packet is named through
+		// the namespace pktspan saw mounted on its sandbox.
+		sent := sentBy(spans, brief.addr)
+		checkNamed(t, sent, brief.name, brief.id)
+		for _, s := range sent {
+			if s.str("pktspan.netns.name") != brief.name {
+				t.Errorf("a packet of the container living 100 ms is not named after it: %v", s)
+			}
+		}
 	})
 	t.Run("a container sharing another's namespace", func(t *testing.T) {
 		sent := sentBy(spans, ownerAddr)

@@ -3,6 +3,7 @@ package netns
 import (
 	"bytes"
 	"io"
+	"iter"
 	"os"
 	"path/filepath"
 	"slices"
@@ -36,31 +37,12 @@ func (n *Namer) scanCgroups(want map[uint32]bool) {
 	n.mu.Lock()
 	named := n.tab.namedBy(kindCgroup)
 	n.mu.Unlock()
-	entries, err := os.ReadDir(n.procRoot)
-	if err != nil {
-		n.fail("processes not read", err, "dir", n.procRoot)
-		return
-	}
 	seen := make(map[uint32]bool)
 	found := make(map[string]owner)
-	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		// A process that exited meanwhile is no loss: its namespace has others, or none.
-		inode, err := inodeOf(filepath.Join(n.procRoot, e.Name(), "ns", "net"))
-		if err != nil || named[inode] || seen[inode] || want != nil && !want[inode] {
-			continue
-		}
-		data, err := readSmall(filepath.Join(n.procRoot, e.Name(), "cgroup"), maxCgroupFile)
-		if err != nil {
-			continue
-		}
-		if c, ok := parseCgroup(data); ok {
-			seen[inode] = true
-			found[cgroupPrefix+c.id] = owner{key: cgroupPrefix + c.id, inode: inode, kind: kindCgroup,
-				probe: filepath.Join(n.procRoot, e.Name(), "ns", "net"), attrs: c.attrs(), aliases: []string{c.id, shortID(c.id)}}
-		}
+	for p := range n.containerProcesses(func(inode uint32) bool { return !named[inode] && !seen[inode] && (want == nil || want[inode]) }) {
+		seen[p.inode] = true
+		key := cgroupPrefix + p.c.id
+		found[key] = owner{key: key, inode: p.inode, kind: kindCgroup, probe: p.link, attrs: p.c.attrs(), aliases: []string{p.c.id, shortID(p.c.id)}}
 	}
 	now := time.Now()
 	keep := make(map[string]bool, len(found))
@@ -76,6 +58,52 @@ func (n *Namer) scanCgroups(want map[uint32]bool) {
 	}
 	if want == nil {
 		n.tab.goneExcept(cgroupPrefix, keep, now)
+	}
+}
+
+// containerIn returns the container whose process is in the namespace, if one is.
+func (n *Namer) containerIn(inode uint32) (cgroupContainer, bool) {
+	for p := range n.containerProcesses(func(i uint32) bool { return i == inode }) {
+		return p.c, true
+	}
+	return cgroupContainer{}, false
+}
+
+// containerProcess is a process in a container's cgroup: its ns/net link, and the
+// namespace's inode.
+type containerProcess struct {
+	link  string
+	inode uint32
+	c     cgroupContainer
+}
+
+// containerProcesses yields the processes in a container's cgroup whose namespace
+// wanted says is of interest; the walk stops when the caller breaks out.
+func (n *Namer) containerProcesses(wanted func(inode uint32) bool) iter.Seq[containerProcess] {
+	return func(yield func(containerProcess) bool) {
+		entries, err := os.ReadDir(n.procRoot)
+		if err != nil {
+			n.fail("processes not read", err, "dir", n.procRoot)
+			return
+		}
+		for _, e := range entries {
+			if _, err := strconv.Atoi(e.Name()); err != nil {
+				continue
+			}
+			// A process that exited meanwhile is no loss: its namespace has others, or none.
+			link := filepath.Join(n.procRoot, e.Name(), "ns", "net")
+			inode, err := inodeOf(link)
+			if err != nil || !wanted(inode) {
+				continue
+			}
+			data, err := readSmall(filepath.Join(n.procRoot, e.Name(), "cgroup"), maxCgroupFile)
+			if err != nil {
+				continue
+			}
+			if c, ok := parseCgroup(data); ok && !yield(containerProcess{link: link, inode: inode, c: c}) {
+				return
+			}
+		}
 	}
 }
 

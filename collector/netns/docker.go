@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -38,7 +40,7 @@ const dockerPrefix = "docker/"
 
 // eventFilters are the only events the namer asks for: a container's namespace comes
 // with its start and goes with its death; a rename renames it.
-const eventFilters = `{"type":["container"],"event":["start","die","destroy","rename"]}`
+const eventFilters = `{"type":["container"],"event":["create","start","die","destroy","rename"]}`
 
 // engineAPI is a client of the few Engine API endpoints the namer reads, over the
 // daemon's unix socket.
@@ -67,9 +69,10 @@ type engineContainer struct {
 	ID    string `json:"Id"`
 	Name  string `json:"Name"`
 	State struct {
-		Running   bool   `json:"Running"`
-		Pid       int    `json:"Pid"`
-		StartedAt string `json:"StartedAt"` // RFC 3339, set once the process runs
+		Running    bool   `json:"Running"`
+		Pid        int    `json:"Pid"`
+		StartedAt  string `json:"StartedAt"`  // RFC 3339, set once the process runs
+		FinishedAt string `json:"FinishedAt"` // RFC 3339, set once it exited
 	} `json:"State"`
 	Config struct {
 		Labels map[string]string `json:"Labels"`
@@ -88,6 +91,8 @@ type engineEvent struct {
 	Action string `json:"Action"`
 	Actor  struct {
 		ID string `json:"ID"`
+		// Attributes of a container's event: its name, image and labels.
+		Attributes map[string]string `json:"Attributes"`
 	} `json:"Actor"`
 	TimeNano int64 `json:"timeNano"`
 }
@@ -191,11 +196,12 @@ func (a *engineAPI) events(ctx context.Context, since time.Time, fn func(engineE
 // lost event stream and every resync, and each container's start, death and rename as
 // events tell them. Only its run goroutine (and Start before it) changes its state.
 type dockerSource struct {
-	n      *Namer
-	api    *engineAPI
-	socket string
-	since  time.Time // events are asked for from here on
-	up     bool      // the last call answered
+	n       *Namer
+	api     *engineAPI
+	created *createdContainers
+	socket  string
+	since   time.Time // events are asked for from here on
+	up      bool      // the last call answered
 }
 
 // startDocker learns the running containers; a socket that is missing leaves Docker
@@ -206,7 +212,9 @@ func (n *Namer) startDocker(ctx context.Context) *dockerSource {
 			"socket", n.dockerSocket, "error", errors.Unwrap(err))
 		return nil
 	}
-	d := &dockerSource{n: n, api: newEngineAPI(n.dockerSocket), socket: n.dockerSocket, since: time.Now()}
+	d := &dockerSource{n: n, api: newEngineAPI(n.dockerSocket), created: newCreatedContainers(n.limit), socket: n.dockerSocket, since: time.Now()}
+	// Watched before the first listing, so that no container started after it is missed.
+	d.openSandboxes()
 	if err := d.sync(ctx, true); err != nil {
 		n.errors.Add(1)
 		n.log.Warn("Docker containers not named until the Engine API answers", "socket", n.dockerSocket, "error", err)
@@ -226,6 +234,9 @@ func (d *dockerSource) run(ctx context.Context) {
 		d.stream(ctx, events, lost)
 	}()
 	defer func() { <-streamDone }()
+	if w := d.n.sandboxes.Load(); w != nil {
+		d.runSandboxes(ctx, w)
+	}
 	tick := time.NewTicker(d.n.resync)
 	defer tick.Stop()
 	full := !d.up
@@ -242,8 +253,60 @@ func (d *dockerSource) run(ctx context.Context) {
 			full = d.resync(ctx, true)
 		case <-tick.C:
 			full = d.resync(ctx, full)
+			if d.n.sandboxes.Load() == nil {
+				if w := d.openSandboxes(); w != nil {
+					d.runSandboxes(ctx, w)
+				}
+			}
 		}
 	}
+}
+
+// openSandboxes starts remembering the namespaces Docker mounts for its containers'
+// sandboxes. The directory appears with the first container: until then it is tried
+// again at each resync.
+func (d *dockerSource) openSandboxes() *sandboxWatch {
+	w, err := watchSandboxes(d.n.procRoot, d.n.sandboxDir, d.n.limit, d.mounted)
+	if err != nil {
+		d.n.log.Debug("Docker's sandboxes not watched: a container that exits before its start is reported is not named", "error", err)
+		return nil
+	}
+	d.n.sandboxes.Store(w)
+	return w
+}
+
+// mounted names a namespace Docker has just mounted on a sandbox, before the
+// container's own process runs: the process holding it (runc's, in the prestart hook
+// that mounts it) is already in the container's cgroup, which gives the container's ID,
+// and the container's create event gave its name and labels. The start event comes
+// later, often after a short-lived container's packets have been exported.
+func (d *dockerSource) mounted(path string, ns sandboxNS) {
+	c, ok := d.n.containerIn(ns.inode)
+	if !ok {
+		return
+	}
+	attrs, ok := d.created.get(c.id)
+	if !ok {
+		return
+	}
+	name := attrs["name"]
+	o := owner{key: dockerPrefix + c.id, inode: ns.inode, kind: kindDocker, aliases: []string{name, c.id, shortID(c.id)},
+		attrs: dockerAttrs(c.id, name, attrs), probe: path, from: ns.at}
+	d.n.mu.Lock()
+	defer d.n.mu.Unlock()
+	if cur := d.n.tab.get(o.key); cur != nil && cur.alive() && cur.inode == o.inode {
+		return
+	}
+	d.n.putLocked(o)
+	d.n.publishLocked()
+}
+
+func (d *dockerSource) runSandboxes(ctx context.Context, w *sandboxWatch) {
+	d.n.wg.Add(1)
+	go func() {
+		defer d.n.wg.Done()
+		w.run(ctx)
+	}()
 }
 
 // resync lists the containers again and says whether the next listing must be full.
@@ -304,11 +367,16 @@ func (d *dockerSource) handle(ctx context.Context, ev engineEvent) {
 		return
 	}
 	switch ev.Action {
+	case "create":
+		d.created.put(ev.Actor.ID, ev.Actor.Attributes)
 	case "start", "rename":
 		if d.learn(ctx, ev.Actor.ID) {
 			d.n.publish()
 		}
 	case "die", "destroy":
+		if ev.Action == "destroy" {
+			d.created.remove(ev.Actor.ID)
+		}
 		when := time.Now()
 		if ev.TimeNano > 0 {
 			when = time.Unix(0, ev.TimeNano)
@@ -352,7 +420,12 @@ func (d *dockerSource) learn(ctx context.Context, id string) bool {
 	if err == nil {
 		var o owner
 		if o, err = d.owner(c); err == nil {
-			d.n.put(o)
+			d.n.mu.Lock()
+			defer d.n.mu.Unlock()
+			d.n.putLocked(o)
+			if !c.State.Running {
+				d.n.tab.gone(o.key, runtimeTime(c.State.FinishedAt, time.Now()))
+			}
 			return true
 		}
 	}
@@ -369,11 +442,18 @@ func (d *dockerSource) learn(ctx context.Context, id string) bool {
 // names it; one sharing another container's (--network container:NAME) or the host's
 // is a member only, for --filter-container.
 func (d *dockerSource) owner(c engineContainer) (owner, error) {
-	if !c.State.Running || c.State.Pid <= 0 {
-		return owner{}, errGone
-	}
 	name := strings.TrimPrefix(c.Name, "/")
 	o := owner{key: dockerPrefix + c.ID, kind: kindDocker, aliases: []string{name, c.ID, shortID(c.ID)}}
+	sandbox, seen := d.n.sandboxes.Load().lookup(c.NetworkSettings.SandboxKey)
+	if !c.State.Running || c.State.Pid <= 0 {
+		// It exited before it was inspected (a `docker run --rm` of 100 ms): its
+		// namespace is gone, but the watch saw it mounted on the sandbox.
+		if !seen || c.HostConfig.NetworkMode == "host" || strings.HasPrefix(c.HostConfig.NetworkMode, "container:") {
+			return owner{}, errGone
+		}
+		o.inode, o.attrs, o.from = sandbox.inode, dockerAttrs(c.ID, name, c.Config.Labels), d.born(c, sandbox, seen)
+		return o, nil
+	}
 	ownNS := filepath.Join(d.n.procRoot, strconv.Itoa(c.State.Pid), "ns", "net")
 	mode := c.HostConfig.NetworkMode
 	switch {
@@ -408,11 +488,28 @@ func (d *dockerSource) owner(c engineContainer) (owner, error) {
 	}
 	o.inode = inode
 	o.attrs = dockerAttrs(c.ID, name, c.Config.Labels)
-	// Docker writes the zero time for a container that never started.
-	if t, err := time.Parse(time.RFC3339Nano, c.State.StartedAt); err == nil && t.Year() > 1 {
-		o.from = t
-	}
+	o.from = d.born(c, sandbox, seen && sandbox.inode == inode)
 	return o, nil
+}
+
+// born is when a container's namespace began to be its own: when its sandbox's
+// namespace was seen mounted, before the process ran, or else when Docker says it
+// started (zero when it does not say).
+func (d *dockerSource) born(c engineContainer, sandbox sandboxNS, seen bool) time.Time {
+	started := runtimeTime(c.State.StartedAt, time.Time{})
+	if seen && (started.IsZero() || sandbox.at.Before(started)) {
+		return sandbox.at
+	}
+	return started
+}
+
+// runtimeTime reads a time Docker reports, or def where it reports none: it writes the
+// zero time for what has not happened.
+func runtimeTime(s string, def time.Time) time.Time {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil && t.Year() > 1 {
+		return t
+	}
+	return def
 }
 
 // dockerAttrs names a container's namespace: after the container, or after its pod
@@ -450,4 +547,53 @@ func shortID(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+// createdContainers keeps what create events said of the containers not destroyed yet,
+// within a limit: the name and labels of a container whose sandbox is mounted before
+// its start is reported.
+type createdContainers struct {
+	limit   int
+	evicted atomic.Uint64 // containers forgotten for the limit before they were destroyed
+
+	mu    sync.Mutex // guards what follows
+	attrs map[string]map[string]string
+	order []string // IDs, the oldest first; some may be destroyed already
+}
+
+func newCreatedContainers(limit int) *createdContainers {
+	return &createdContainers{limit: limit, attrs: make(map[string]map[string]string)}
+}
+
+func (c *createdContainers) put(id string, attrs map[string]string) {
+	if id == "" || attrs["name"] == "" {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.attrs[id]; !ok {
+		c.order = append(c.order, id)
+	}
+	c.attrs[id] = attrs
+	for len(c.attrs) > c.limit || len(c.order) > 2*c.limit {
+		oldest := c.order[0]
+		c.order = c.order[1:]
+		if _, ok := c.attrs[oldest]; ok {
+			delete(c.attrs, oldest)
+			c.evicted.Add(1)
+		}
+	}
+}
+
+func (c *createdContainers) get(id string) (map[string]string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a, ok := c.attrs[id]
+	return a, ok
+}
+
+func (c *createdContainers) remove(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.attrs, id)
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -25,18 +26,19 @@ import (
 // the tests add), /run/netns, and namespace files standing for network namespaces (a
 // temp file's inode plays a namespace's inode).
 type host struct {
-	t        *testing.T
-	dir      string
-	proc     string
-	netnsDir string
-	hostNS   uint32
+	t          *testing.T
+	dir        string
+	proc       string
+	netnsDir   string
+	sandboxDir string // Docker's namespace files of its sandboxes
+	hostNS     uint32
 }
 
 func newHost(t *testing.T) *host {
 	t.Helper()
 	dir := t.TempDir()
-	h := &host{t: t, dir: dir, proc: filepath.Join(dir, "proc"), netnsDir: filepath.Join(dir, "run-netns")}
-	for _, d := range []string{h.proc, h.netnsDir, filepath.Join(dir, "ns")} {
+	h := &host{t: t, dir: dir, proc: filepath.Join(dir, "proc"), netnsDir: filepath.Join(dir, "run-netns"), sandboxDir: filepath.Join(dir, "docker-netns")}
+	for _, d := range []string{h.proc, h.netnsDir, h.sandboxDir, filepath.Join(dir, "ns")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -205,6 +207,11 @@ func (e *engine) emit(action, id string) {
 	e.sendMu.Lock()
 	defer e.sendMu.Unlock()
 	e.mu.Lock()
+	if c := e.containers[id]; c != nil {
+		// As Docker does: the name, the image and the labels.
+		ev.Actor.Attributes = map[string]string{"name": strings.TrimPrefix(c.Name, "/"), "image": "busybox"}
+		maps.Copy(ev.Actor.Attributes, c.Config.Labels)
+	}
 	var open []*stream
 	for s := range e.streams {
 		open = append(open, s)
@@ -376,6 +383,7 @@ func start(t *testing.T, h *host, opts ...Option) (*Namer, *logBuffer) {
 	logs := &logBuffer{}
 	all := append([]Option{
 		withPaths(h.proc, h.netnsDir, nil),
+		withSandboxDir(h.sandboxDir),
 		WithDockerSocket(""),
 		WithResync(time.Hour),
 		WithGrace(time.Hour),

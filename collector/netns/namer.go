@@ -81,6 +81,9 @@ type Namer struct {
 
 	docker *dockerSource
 	cris   []*criSource
+	// sandboxes is set once Docker's sandbox directory is watched; Stats reads it.
+	sandboxes  atomic.Pointer[sandboxWatch]
+	sandboxDir string
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -149,6 +152,9 @@ func withPaths(procRoot, netnsDir string, criDefaults []string) Option {
 	return func(n *Namer) { n.procRoot, n.netnsDir, n.criDefaults = procRoot, netnsDir, criDefaults }
 }
 
+// withSandboxDir points Docker's sandbox directory elsewhere (tests).
+func withSandboxDir(dir string) Option { return func(n *Namer) { n.sandboxDir = dir } }
+
 // New returns a namer that knows nothing until Start.
 func New(opts ...Option) *Namer {
 	def := config.Default()
@@ -158,6 +164,7 @@ func New(opts ...Option) *Namer {
 		criDefaults:  defaultCRISockets,
 		procRoot:     defaultProcRoot,
 		netnsDir:     defaultNetnsDir,
+		sandboxDir:   defaultSandboxDir,
 		resync:       def.Netns.Resync,
 		grace:        def.Netns.Grace,
 		limit:        def.Limits.NetnsNames,
@@ -199,9 +206,22 @@ func (n *Namer) Stats() Stats {
 	return Stats{
 		Names:   len(n.snap.Load().claims),
 		Misses:  n.misses.Load(),
-		Evicted: n.evicted.Load(),
+		Evicted: n.evicted.Load() + n.sourcesEvicted(),
 		Errors:  n.errors.Load(),
 	}
+}
+
+// sourcesEvicted counts what Docker's source forgot for its bounds: sandboxes and
+// created containers.
+func (n *Namer) sourcesEvicted() uint64 {
+	var sum uint64
+	if w := n.sandboxes.Load(); w != nil {
+		sum += w.evicted.Load()
+	}
+	if n.docker != nil {
+		sum += n.docker.created.evicted.Load()
+	}
+	return sum
 }
 
 // Start learns the owners there are now (a runtime that is missing or does not answer
@@ -270,6 +290,9 @@ func (n *Namer) close() {
 	}
 	if n.docker != nil {
 		n.docker.api.close()
+	}
+	if w := n.sandboxes.Load(); w != nil {
+		w.close()
 	}
 }
 
