@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -38,90 +39,14 @@ func kernelSkip(o options) string {
 	return ""
 }
 
-// tracedRun is one pktspan process that ran during an iperf3 case.
+// tracedRun is one pktspan process that ran during a kernel case's window.
 type tracedRun struct {
 	attached     string // pktspan's "attached N probes in Xms"
 	finalStats   map[string]string
 	cpu          time.Duration
+	windowCPU    time.Duration // from the window's start to exit: without start-up
 	stopDuration time.Duration // SIGTERM to exit: detach, drain, flush
-}
-
-func kernelCase(r *report, o options) error {
-	d := 10 * time.Second
-	if o.short {
-		d = 2 * time.Second
-	}
-	r.section(fmt.Sprintf("3. kernel cost: iperf3 TCP over veth between two namespaces, %s per case, ratio to no tracing", d))
-	if why := kernelSkip(o); why != "" {
-		r.add("  skipped: %s", why)
-		return nil
-	}
-	hosts, server, stop, err := iperfHosts()
-	if err != nil {
-		return err
-	}
-	defer stop()
-
-	rcv, err := StartReceiver()
-	if err != nil {
-		return err
-	}
-	defer rcv.Stop()
-
-	iperf := func() (float64, error) { return runIperf(hosts.Client, server, d) }
-	traced := func(args ...string) (float64, tracedRun, error) {
-		var bps float64
-		tr, err := withPktspan(o.pktspan, args, func() error {
-			var err error
-			bps, err = iperf()
-			return err
-		})
-		return bps, tr, err
-	}
-
-	// The baseline runs first and last; the ratios use its mean, and the spread of the
-	// two says how noisy this machine was.
-	base1, err := iperf()
-	if err != nil {
-		return err
-	}
-	// Port 9 (discard) carries no test traffic: every skb is looked at, none matches.
-	nomatch, trA, err := traced("--filter-port", "9", "--output", "none")
-	if err != nil {
-		return err
-	}
-	// Every test packet followed, but iperf3's transfer drops nothing: the kernel holds
-	// each skb's events and discards them at its normal free.
-	dropsOnly, trB, err := traced("--filter-addr", testLink, "--drops-only", "--output", "none",
-		"--otlp-endpoint", rcv.Addr, "--otlp-insecure")
-	if err != nil {
-		return err
-	}
-	// Every test packet (the link's addresses) traced and exported; the exporter's own
-	// loopback traffic stays out, so the figure is not a feedback loop.
-	all, trC, err := traced("--filter-addr", testLink, "--output", "none",
-		"--otlp-endpoint", rcv.Addr, "--otlp-insecure")
-	if err != nil {
-		return err
-	}
-	base2, err := iperf()
-	if err != nil {
-		return err
-	}
-	base := (base1 + base2) / 2
-	r.add("  no tracing (baseline):  %6.2f Gbit/s  (first %.2f, last %.2f: %.0f%% apart)", base/1e9, base1/1e9, base2/1e9, 100*abs(base1-base2)/base)
-	r.add("  (a) filter matching nothing:      %.3f of baseline (goal ≥0.97: %s), events_lost=%s",
-		nomatch/base, met(nomatch/base >= 0.97), trA.finalStats["events_lost"])
-	r.add("  (b) --drops-only on all traffic:  %.3f of baseline (goal ≥0.90: %s), events_lost=%s, held_discarded=%s, otlp_exported=%s",
-		dropsOnly/base, met(dropsOnly/base >= 0.9), trB.finalStats["events_lost"], trB.finalStats["held_discarded"], trB.finalStats["otlp_exported"])
-	lost, _ := strconv.ParseFloat(trC.finalStats["events_lost"], 64)
-	read, _ := strconv.ParseFloat(trC.finalStats["events_read"], 64)
-	r.add("  (c) every packet traced, OTLP:    %.3f of baseline (goal ≥0.60: %s), events_read=%s events_lost=%s (%.1f%% lost) otlp_exported=%s otlp_dropped=%s, pktspan CPU %.0f%% of a core",
-		all/base, met(all/base >= 0.6), trC.finalStats["events_read"], trC.finalStats["events_lost"], 100*lost/max(1, lost+read),
-		trC.finalStats["otlp_exported"], trC.finalStats["otlp_dropped"], 100*trC.cpu.Seconds()/d.Seconds())
-	attachLines = append(attachLines, trA.attached, trB.attached, trC.attached)
-	stopTimes = append(stopTimes, trA.stopDuration, trB.stopDuration, trC.stopDuration)
-	return nil
+	bpf          bpfWindow     // its programs' statistics over the window (zero unless enabled)
 }
 
 // iperfHosts builds the lab's two hosts without its servers and nft rules, which would
@@ -174,13 +99,49 @@ func runIperf(client *netns.NS, server string, d time.Duration) (float64, error)
 	return res.End.SumReceived.BitsPerSecond, nil
 }
 
+// procCPU is the user and system time of process pid so far, all its threads.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("pktspan's CPU time: %w", err)
+	}
+	return parseStatCPU(b)
+}
+
+// userHZ is the unit of /proc/PID/stat's times: USER_HZ, 100 on every Linux ABI.
+const userHZ = 100
+
+// parseStatCPU reads utime and stime from a /proc/PID/stat line; they are the 14th and
+// 15th fields, counted after the command name, which may itself hold spaces and ")".
+func parseStatCPU(b []byte) (time.Duration, error) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/PID/stat: no command name in %.100q", b)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/PID/stat: %d fields after the command name", len(f))
+	}
+	var ticks uint64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/PID/stat: %w", err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / userHZ, nil
+}
+
 var (
 	attachedRE = regexp.MustCompile(`attached \d+ probes in [^:]+`)
 	statRE     = regexp.MustCompile(`(\w+)=(\d+)`)
 )
 
 // withPktspan runs pktspan with args, waits until it is attached, runs fn, stops
-// pktspan with SIGTERM and returns what its final stats line said.
+// pktspan with SIGTERM and returns what its final stats line said and what its
+// programs cost over fn (sampled right before and after it: attach and warm-up are left
+// out).
 func withPktspan(bin string, args []string, fn func() error) (tracedRun, error) {
 	var tr tracedRun
 	var stderr bytes.Buffer
@@ -192,13 +153,25 @@ func withPktspan(bin string, args []string, fn func() error) (tracedRun, error) 
 	if err != nil {
 		return tr, fmt.Errorf("%w: %s", err, stderr.String())
 	}
-	fnErr := fn()
+	var startCPU time.Duration
+	fnErr := func() error {
+		progs, err := pktspanPrograms(cmd.Process.Pid)
+		if err != nil {
+			return err
+		}
+		if startCPU, err = procCPU(cmd.Process.Pid); err != nil {
+			return errors.Join(err, progs.Close())
+		}
+		tr.bpf, err = measureBPF(progs, fn)
+		return errors.Join(err, progs.Close())
+	}()
 	stop := time.Now()
 	if err := p.Stop(syscall.SIGTERM, time.Minute); err != nil {
 		return tr, errors.Join(fnErr, fmt.Errorf("pktspan: %w: %s", err, stderr.String()))
 	}
 	tr.stopDuration = time.Since(stop)
 	tr.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	tr.windowCPU = tr.cpu - startCPU
 	tr.attached = attachedRE.FindString(stderr.String())
 	tr.finalStats = map[string]string{}
 	for _, l := range bytes.Split(stderr.Bytes(), []byte("\n")) {
