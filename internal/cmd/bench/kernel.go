@@ -92,9 +92,13 @@ func runIperf(client *netns.NS, server string, d time.Duration) (float64, error)
 				BitsPerSecond float64 `json:"bits_per_second"`
 			} `json:"sum_received"`
 		} `json:"end"`
+		Error string `json:"error"`
 	}
-	if err := json.Unmarshal(out, &res); err != nil || res.End.SumReceived.BitsPerSecond == 0 {
+	if err := json.Unmarshal(out, &res); err != nil {
 		return 0, fmt.Errorf("iperf3 output: %w: %.200s", err, out)
+	}
+	if res.End.SumReceived.BitsPerSecond == 0 {
+		return 0, fmt.Errorf("iperf3 received nothing: %q", res.Error)
 	}
 	return res.End.SumReceived.BitsPerSecond, nil
 }
