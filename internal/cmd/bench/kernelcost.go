@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -217,6 +218,10 @@ func kernelCase(r *report, o options) error {
 	r.section(fmt.Sprintf("3. kernel cost: BPF run time per call (kernel statistics) beside an empty program's, throughput as a ratio to no tracing; %d round(s), TCP %s and UDP %s windows", rounds, tcpD, udpD))
 	if why := kernelSkip(o); why != "" {
 		r.add("  skipped: %s", why)
+		return nil
+	}
+	if _, err := exec.LookPath("nft"); err != nil {
+		r.add("  skipped: nft is not installed (the UDP flood's drop rule needs it)")
 		return nil
 	}
 	hosts, server, stop, err := iperfHosts()
