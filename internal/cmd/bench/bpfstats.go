@@ -268,11 +268,11 @@ func spreadOf(xs []float64) spread {
 	return spread{med, s[0], s[n-1]}
 }
 
-// format prints the median with verb, and the spread when rounds differ: "0.97 (0.95–0.99)".
+// format prints the median with verb, and the spread where rounds differ in print: "0.97 (0.95–0.99)".
 func (s spread) format(verb string) string {
-	m := fmt.Sprintf(verb, s.med)
-	if s.lo == s.hi {
+	m, lo, hi := fmt.Sprintf(verb, s.med), fmt.Sprintf(verb, s.lo), fmt.Sprintf(verb, s.hi)
+	if lo == hi {
 		return m
 	}
-	return fmt.Sprintf("%s (%s–%s)", m, fmt.Sprintf(verb, s.lo), fmt.Sprintf(verb, s.hi))
+	return fmt.Sprintf("%s (%s–%s)", m, lo, hi)
 }

@@ -178,21 +178,27 @@ func (r results) cpuShare(mode string) spread {
 	return spreadOf(xs)
 }
 
-// busyHooks are the hooks of mode taking at least 1% of its calls in every round: a
+// busyHooks are the hooks of mode taking at least 1% of its calls over the rounds: a
 // hook called a few times a second costs what cold caches cost, noise beside the rest.
 func (r results) busyHooks(mode string) (busy, rare []string) {
+	all := r.callsPerSecond(mode, "")
 	for _, h := range r.hooks(mode) {
-		ok := true
-		for _, win := range r.runs[mode] {
-			ok = ok && win.stats(h).calls*100 >= win.stats("").calls
-		}
-		if ok {
+		if r.callsPerSecond(mode, h)*100 >= all {
 			busy = append(busy, h)
 		} else {
 			rare = append(rare, h)
 		}
 	}
 	return busy, rare
+}
+
+// callsPerSecond is the mean rate of calls at hook ("" for all hooks) over mode's windows.
+func (r results) callsPerSecond(mode, hook string) float64 {
+	var calls uint64
+	for _, win := range r.runs[mode] {
+		calls += win.stats(hook).calls
+	}
+	return float64(calls) / (float64(len(r.runs[mode])) * r.w.d.Seconds())
 }
 
 // ringDelay is the worst kernel-event-to-user-space delay pktspan reported over mode's
@@ -398,17 +404,13 @@ func reportWorkload(r *report, res results, modes []kernelMode) {
 			if h == "" {
 				name = "all hooks"
 			}
-			var calls []float64
-			for _, win := range res.runs[m.key] {
-				calls = append(calls, float64(win.stats(h).calls)/res.w.d.Seconds())
-			}
 			line := fmt.Sprintf("      %-24s %s ns/call", name, res.perCall(m.key, h).format("%.0f"))
 			if m.args != nil {
 				if f := res.relative(m.key, "floor", h); f.med > 0 {
 					line += fmt.Sprintf(", %s the floor", f.format("%.2f×"))
 				}
 			}
-			r.add("%s, %s calls/s", line, si(spreadOf(calls).med))
+			r.add("%s, %s calls/s", line, si(res.callsPerSecond(m.key, h)))
 		}
 	}
 }
