@@ -18,6 +18,7 @@ import (
 const (
 	CorrelateMapCounters        = "counters"
 	CorrelateMapEvents          = "events"
+	CorrelateMapFollowedLive    = "followed_live"
 	CorrelateMapFollowedNetns   = "followed_netns"
 	CorrelateMapNftDrops        = "nft_drops"
 	CorrelateMapNftFreed        = "nft_freed"
@@ -31,6 +32,7 @@ const (
 	CorrelateVarFilter          = "filter"
 	CorrelateVarKcfg            = "kcfg"
 	CorrelateVarRequestBytes    = "request_bytes"
+	CorrelateVarRingWakeBytes   = "ring_wake_bytes"
 )
 
 // LoadCorrelate returns the embedded CollectionSpec for Correlate.
@@ -85,6 +87,7 @@ type CorrelateProgramSpecs struct {
 type CorrelateMapSpecs struct {
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
+	FollowedLive   *ebpf.MapSpec `ebpf:"followed_live"`
 	FollowedNetns  *ebpf.MapSpec `ebpf:"followed_netns"`
 	NftDrops       *ebpf.MapSpec `ebpf:"nft_drops"`
 	NftFreed       *ebpf.MapSpec `ebpf:"nft_freed"`
@@ -98,10 +101,11 @@ type CorrelateMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type CorrelateVariableSpecs struct {
-	BtfAnchor    *ebpf.VariableSpec `ebpf:"btf_anchor"`
-	Filter       *ebpf.VariableSpec `ebpf:"filter"`
-	Kcfg         *ebpf.VariableSpec `ebpf:"kcfg"`
-	RequestBytes *ebpf.VariableSpec `ebpf:"request_bytes"`
+	BtfAnchor     *ebpf.VariableSpec `ebpf:"btf_anchor"`
+	Filter        *ebpf.VariableSpec `ebpf:"filter"`
+	Kcfg          *ebpf.VariableSpec `ebpf:"kcfg"`
+	RequestBytes  *ebpf.VariableSpec `ebpf:"request_bytes"`
+	RingWakeBytes *ebpf.VariableSpec `ebpf:"ring_wake_bytes"`
 }
 
 // CorrelateObjects contains all objects after they have been loaded into the kernel.
@@ -126,6 +130,7 @@ func (o *CorrelateObjects) Close() error {
 type CorrelateMaps struct {
 	Counters       *ebpf.Map `ebpf:"counters"`
 	Events         *ebpf.Map `ebpf:"events"`
+	FollowedLive   *ebpf.Map `ebpf:"followed_live"`
 	FollowedNetns  *ebpf.Map `ebpf:"followed_netns"`
 	NftDrops       *ebpf.Map `ebpf:"nft_drops"`
 	NftFreed       *ebpf.Map `ebpf:"nft_freed"`
@@ -139,6 +144,7 @@ func (m *CorrelateMaps) Close() error {
 	return _CorrelateClose(
 		m.Counters,
 		m.Events,
+		m.FollowedLive,
 		m.FollowedNetns,
 		m.NftDrops,
 		m.NftFreed,
@@ -153,10 +159,11 @@ func (m *CorrelateMaps) Close() error {
 //
 // It can be passed to LoadCorrelateObjects or ebpf.CollectionSpec.LoadAndAssign.
 type CorrelateVariables struct {
-	BtfAnchor    *ebpf.Variable `ebpf:"btf_anchor"`
-	Filter       *ebpf.Variable `ebpf:"filter"`
-	Kcfg         *ebpf.Variable `ebpf:"kcfg"`
-	RequestBytes *ebpf.Variable `ebpf:"request_bytes"`
+	BtfAnchor     *ebpf.Variable `ebpf:"btf_anchor"`
+	Filter        *ebpf.Variable `ebpf:"filter"`
+	Kcfg          *ebpf.Variable `ebpf:"kcfg"`
+	RequestBytes  *ebpf.Variable `ebpf:"request_bytes"`
+	RingWakeBytes *ebpf.Variable `ebpf:"ring_wake_bytes"`
 }
 
 // CorrelatePrograms contains all programs after they have been loaded into the kernel.

@@ -27,18 +27,37 @@ struct {
 	__type(value, struct call);
 } calls SEC(".maps");
 
+/* A call of a followed skb's function, open until its exit; counted in followed_live so
+ * that exits look calls up only while one may be open. */
+static __always_inline void open_call(const struct call_key *key, const struct call *c)
+{
+	if (bpf_map_update_elem(&calls, key, c, BPF_ANY))
+		count(COUNTER_CALLS_FULL);
+	else
+		live_add(1);
+}
+
+static __always_inline void close_call(const struct call_key *key)
+{
+	if (!bpf_map_delete_elem(&calls, key))
+		live_add(-1);
+}
+
 static __always_inline void on_enter(__u16 probe, bool nf_hook, struct sk_buff *skb, struct nf_hook_state *state,
-				     bool keyed)
+				     bool fentry)
 {
 	if (!skb)
 		return;
 	struct event ev;
-	init_event(&ev, skb, probe, EVENT_ENTER);
-	read_tuple(&ev, skb, L3_NETWORK_HEADER);
+	struct track *t;
+	begin_event(&ev, (__u64)skb, probe, EVENT_ENTER);
+	if (!first_look(&ev, skb, L3_NETWORK_HEADER, fentry, &t))
+		return;
+	finish_event(&ev, skb, fentry);
 	read_dev(&ev, BPF_CORE_READ(skb, dev));
 	read_sock_netns(&ev, BPF_CORE_READ(skb, sk));
 	bool fresh, delivered;
-	if (!follow(&ev, skb, FOLLOW, &fresh, &delivered))
+	if (!follow(&ev, skb, t, FOLLOW, &fresh, &delivered))
 		return;
 	read_followed(&ev, skb);
 	/* No filter looks at the hook: it is read for followed skbs only. */
@@ -46,15 +65,17 @@ static __always_inline void on_enter(__u16 probe, bool nf_hook, struct sk_buff *
 		ev.nf_hook = BPF_CORE_READ(state, hook);
 		ev.nf_pf = BPF_CORE_READ(state, pf);
 	}
-	struct call_key key = { .pid_tgid = bpf_get_current_pid_tgid(), .skb = keyed ? ev.skb : 0, .probe = probe };
+	struct call_key key = { .pid_tgid = bpf_get_current_pid_tgid(), .skb = fentry ? ev.skb : 0, .probe = probe };
 	struct call c = { .skb = ev.skb, .nf_hook = ev.nf_hook, .nf_pf = ev.nf_pf };
-	if (bpf_map_update_elem(&calls, &key, &c, BPF_ANY))
-		count(COUNTER_CALLS_FULL);
+	open_call(&key, &c);
 	send(&ev, fresh);
 }
 
 static __always_inline void on_exit(__u16 probe, bool nf_hook, __s64 ret, __u64 skb)
 {
+	/* Every exit of every traced function comes here: no lookup while no call is open. */
+	if (none_followed())
+		return;
 	struct call_key key = { .pid_tgid = bpf_get_current_pid_tgid(), .skb = skb, .probe = probe };
 	struct call *c = bpf_map_lookup_elem(&calls, &key);
 	if (!c)
@@ -70,7 +91,7 @@ static __always_inline void on_exit(__u16 probe, bool nf_hook, __s64 ret, __u64 
 		int r = (int)ret; /* nf_hook_slow returns int: the upper half is not its */
 		ev.nf_verdict = r == 1 ? NF_ACCEPT : r < 0 ? NF_DROP : NF_STOLEN;
 	}
-	bpf_map_delete_elem(&calls, &key);
+	close_call(&key);
 	send(&ev, false);
 }
 
@@ -86,9 +107,11 @@ static __always_inline __u64 on_nft_enter(void *pkt, void *chain)
 {
 	if (!kcfg.nft_chain_name || !pkt || !chain)
 		return 0;
+	if (none_followed())
+		return 0;
 	__u64 skb = 0;
 	bpf_probe_read_kernel(&skb, sizeof(skb), pkt + kcfg.nft_pkt_skb);
-	if (!bpf_map_lookup_elem(&tracked, &skb))
+	if (!tracked_entry(skb))
 		return 0;
 	struct nft_names n = {};
 	const char *name = NULL;
@@ -140,20 +163,21 @@ int kprobe_nft_do_chain(struct pt_regs *ctx)
 		return 0;
 	struct call_key key = { .pid_tgid = bpf_get_current_pid_tgid(), .probe = PROBE_NFT_DO_CHAIN };
 	struct call c = { .skb = skb };
-	if (bpf_map_update_elem(&calls, &key, &c, BPF_ANY))
-		count(COUNTER_CALLS_FULL);
+	open_call(&key, &c);
 	return 0;
 }
 
 SEC("kretprobe")
 int kretprobe_nft_do_chain(struct pt_regs *ctx)
 {
+	if (none_followed())
+		return 0;
 	struct call_key key = { .pid_tgid = bpf_get_current_pid_tgid(), .probe = PROBE_NFT_DO_CHAIN };
 	struct call *c = bpf_map_lookup_elem(&calls, &key);
 	if (!c)
 		return 0;
 	on_nft_exit(c->skb, PT_REGS_RC(ctx));
-	bpf_map_delete_elem(&calls, &key);
+	close_call(&key);
 	return 0;
 }
 
@@ -222,7 +246,7 @@ static __always_inline void on_clone(__u64 orig, const struct track *t, struct s
 	struct event ev;
 	init_event(&ev, clone, PROBE_SKB_CLONE, EVENT_INSTANT);
 	ev.parent = orig;
-	read_tuple(&ev, clone, L3_NETWORK_HEADER);
+	read_tuple(&ev, clone, L3_NETWORK_HEADER, false);
 	read_followed(&ev, clone);
 	read_dev(&ev, BPF_CORE_READ(clone, dev));
 	read_sock_netns(&ev, BPF_CORE_READ(clone, sk));
@@ -235,7 +259,7 @@ int fexit_skb_clone(__u64 *ctx)
 {
 	__u64 orig = ctx[0], ret = 0;
 	bpf_get_func_ret(ctx, &ret);
-	struct track *t = bpf_map_lookup_elem(&tracked, &orig);
+	struct track *t = tracked_entry(orig);
 	if (t)
 		on_clone(orig, t, (void *)ret);
 	return 0;
@@ -247,24 +271,25 @@ SEC("kprobe")
 int kprobe_skb_clone(struct pt_regs *ctx)
 {
 	__u64 skb = PT_REGS_PARM1(ctx);
-	struct track *t = bpf_map_lookup_elem(&tracked, &skb);
+	struct track *t = tracked_entry(skb);
 	if (!t)
 		return 0;
 	struct call_key key = { .pid_tgid = bpf_get_current_pid_tgid(), .probe = PROBE_SKB_CLONE };
 	struct call c = { .skb = skb, .track = *t };
-	if (bpf_map_update_elem(&calls, &key, &c, BPF_ANY))
-		count(COUNTER_CALLS_FULL);
+	open_call(&key, &c);
 	return 0;
 }
 
 SEC("kretprobe")
 int kretprobe_skb_clone(struct pt_regs *ctx)
 {
+	if (none_followed())
+		return 0;
 	struct call_key key = { .pid_tgid = bpf_get_current_pid_tgid(), .probe = PROBE_SKB_CLONE };
 	struct call *c = bpf_map_lookup_elem(&calls, &key);
 	if (!c)
 		return 0;
 	on_clone(c->skb, &c->track, (void *)PT_REGS_RC(ctx));
-	bpf_map_delete_elem(&calls, &key);
+	close_call(&key);
 	return 0;
 }

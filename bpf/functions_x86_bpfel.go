@@ -19,6 +19,7 @@ const (
 	FunctionsMapCalls                = "calls"
 	FunctionsMapCounters             = "counters"
 	FunctionsMapEvents               = "events"
+	FunctionsMapFollowedLive         = "followed_live"
 	FunctionsMapFollowedNetns        = "followed_netns"
 	FunctionsMapNftDrops             = "nft_drops"
 	FunctionsMapNftFreed             = "nft_freed"
@@ -53,6 +54,7 @@ const (
 	FunctionsVarIsNfHook             = "is_nf_hook"
 	FunctionsVarKcfg                 = "kcfg"
 	FunctionsVarProbeId              = "probe_id"
+	FunctionsVarRingWakeBytes        = "ring_wake_bytes"
 )
 
 // LoadFunctions returns the embedded CollectionSpec for Functions.
@@ -129,6 +131,7 @@ type FunctionsMapSpecs struct {
 	Calls          *ebpf.MapSpec `ebpf:"calls"`
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
+	FollowedLive   *ebpf.MapSpec `ebpf:"followed_live"`
 	FollowedNetns  *ebpf.MapSpec `ebpf:"followed_netns"`
 	NftDrops       *ebpf.MapSpec `ebpf:"nft_drops"`
 	NftFreed       *ebpf.MapSpec `ebpf:"nft_freed"`
@@ -141,11 +144,12 @@ type FunctionsMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type FunctionsVariableSpecs struct {
-	BtfAnchor *ebpf.VariableSpec `ebpf:"btf_anchor"`
-	Filter    *ebpf.VariableSpec `ebpf:"filter"`
-	IsNfHook  *ebpf.VariableSpec `ebpf:"is_nf_hook"`
-	Kcfg      *ebpf.VariableSpec `ebpf:"kcfg"`
-	ProbeId   *ebpf.VariableSpec `ebpf:"probe_id"`
+	BtfAnchor     *ebpf.VariableSpec `ebpf:"btf_anchor"`
+	Filter        *ebpf.VariableSpec `ebpf:"filter"`
+	IsNfHook      *ebpf.VariableSpec `ebpf:"is_nf_hook"`
+	Kcfg          *ebpf.VariableSpec `ebpf:"kcfg"`
+	ProbeId       *ebpf.VariableSpec `ebpf:"probe_id"`
+	RingWakeBytes *ebpf.VariableSpec `ebpf:"ring_wake_bytes"`
 }
 
 // FunctionsObjects contains all objects after they have been loaded into the kernel.
@@ -171,6 +175,7 @@ type FunctionsMaps struct {
 	Calls          *ebpf.Map `ebpf:"calls"`
 	Counters       *ebpf.Map `ebpf:"counters"`
 	Events         *ebpf.Map `ebpf:"events"`
+	FollowedLive   *ebpf.Map `ebpf:"followed_live"`
 	FollowedNetns  *ebpf.Map `ebpf:"followed_netns"`
 	NftDrops       *ebpf.Map `ebpf:"nft_drops"`
 	NftFreed       *ebpf.Map `ebpf:"nft_freed"`
@@ -184,6 +189,7 @@ func (m *FunctionsMaps) Close() error {
 		m.Calls,
 		m.Counters,
 		m.Events,
+		m.FollowedLive,
 		m.FollowedNetns,
 		m.NftDrops,
 		m.NftFreed,
@@ -197,11 +203,12 @@ func (m *FunctionsMaps) Close() error {
 //
 // It can be passed to LoadFunctionsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type FunctionsVariables struct {
-	BtfAnchor *ebpf.Variable `ebpf:"btf_anchor"`
-	Filter    *ebpf.Variable `ebpf:"filter"`
-	IsNfHook  *ebpf.Variable `ebpf:"is_nf_hook"`
-	Kcfg      *ebpf.Variable `ebpf:"kcfg"`
-	ProbeId   *ebpf.Variable `ebpf:"probe_id"`
+	BtfAnchor     *ebpf.Variable `ebpf:"btf_anchor"`
+	Filter        *ebpf.Variable `ebpf:"filter"`
+	IsNfHook      *ebpf.Variable `ebpf:"is_nf_hook"`
+	Kcfg          *ebpf.Variable `ebpf:"kcfg"`
+	ProbeId       *ebpf.Variable `ebpf:"probe_id"`
+	RingWakeBytes *ebpf.Variable `ebpf:"ring_wake_bytes"`
 }
 
 // FunctionsPrograms contains all programs after they have been loaded into the kernel.

@@ -24,13 +24,16 @@ struct {
 
 /* A packet at a device, received or queued for transmit. On the receive path skb->data
  * is the IP header and network_header is not yet reset: hint says where to look. */
-static __always_inline int on_dev(struct sk_buff *skb, __u16 probe, enum l3_hint hint)
+static __always_inline int on_dev(struct sk_buff *skb, __u16 probe, enum l3_hint hint, bool direct)
 {
 	struct event ev;
-	init_event(&ev, skb, probe, EVENT_INSTANT);
-	read_tuple(&ev, skb, hint);
+	struct track *t;
+	begin_event(&ev, (__u64)skb, probe, EVENT_INSTANT);
+	if (!first_look(&ev, skb, hint, direct, &t))
+		return 0;
+	finish_event(&ev, skb, direct);
 	read_dev(&ev, BPF_CORE_READ(skb, dev));
-	follow_and_send(&ev, skb, FOLLOW);
+	follow_and_send(&ev, skb, t, FOLLOW);
 	return 0;
 }
 
@@ -42,7 +45,7 @@ static __always_inline int on_dev(struct sk_buff *skb, __u16 probe, enum l3_hint
 static __always_inline int on_xmit(struct sk_buff *skb, int rc, struct net_device *dev, unsigned int len)
 {
 	__u64 key = (__u64)skb;
-	if (!bpf_map_lookup_elem(&tracked, &key))
+	if (!tracked_entry(key))
 		return 0;
 	struct event ev;
 	init_event_at(&ev, key, PROBE_NET_DEV_XMIT, EVENT_INSTANT);
@@ -55,18 +58,22 @@ static __always_inline int on_xmit(struct sk_buff *skb, int rc, struct net_devic
 
 /* A free; under --stack, the drop of a followed skb also records where in the kernel
  * it happened (only then: the stacks map holds what user space has yet to read). */
-static __always_inline int on_free(void *ctx, struct sk_buff *skb, __u16 probe, void *location, __u32 reason)
+static __always_inline int on_free(void *ctx, struct sk_buff *skb, __u16 probe, void *location, __u32 reason,
+				   bool direct)
 {
 	struct event ev;
-	init_event(&ev, skb, probe, EVENT_INSTANT);
+	struct track *t;
+	begin_event(&ev, (__u64)skb, probe, EVENT_INSTANT);
+	if (!first_look(&ev, skb, L3_NETWORK_HEADER, direct, &t))
+		return 0;
+	finish_event(&ev, skb, direct);
 	ev.location = (__u64)location;
 	ev.drop_reason = reason;
 	ev.stack_id = -1;
-	read_tuple(&ev, skb, L3_NETWORK_HEADER);
 	read_dev(&ev, BPF_CORE_READ(skb, dev));
 	read_sock_netns(&ev, BPF_CORE_READ(skb, sk));
 	bool fresh, delivered;
-	if (!follow(&ev, skb, FOLLOW_FREE, &fresh, &delivered))
+	if (!follow(&ev, skb, t, FOLLOW_FREE, &fresh, &delivered))
 		return 0;
 	read_followed(&ev, skb);
 	ev.free_class = free_class(&kcfg, probe == PROBE_KFREE_SKB, reason, ev.location, ev.len, delivered);
@@ -87,14 +94,17 @@ static __always_inline int on_free(void *ctx, struct sk_buff *skb, __u16 probe, 
  * Delivery to a socket. skb->dev is not read: UDP reuses that field as scratch
  * space once the skb is queued on a socket. The netns comes from the socket.
  */
-static __always_inline int on_copy_datagram(struct sk_buff *skb, int len)
+static __always_inline int on_copy_datagram(struct sk_buff *skb, int len, bool direct)
 {
 	struct event ev;
-	init_event(&ev, skb, PROBE_SKB_COPY_DATAGRAM_IOVEC, EVENT_INSTANT);
+	struct track *t;
+	begin_event(&ev, (__u64)skb, PROBE_SKB_COPY_DATAGRAM_IOVEC, EVENT_INSTANT);
+	if (!first_look(&ev, skb, L3_NETWORK_HEADER, direct, &t))
+		return 0;
+	finish_event(&ev, skb, direct);
 	ev.retval = len;
-	read_tuple(&ev, skb, L3_NETWORK_HEADER);
 	read_sock_netns(&ev, BPF_CORE_READ(skb, sk));
-	follow_and_send(&ev, skb, FOLLOW_DELIVER);
+	follow_and_send(&ev, skb, t, FOLLOW_DELIVER);
 	return 0;
 }
 
@@ -129,14 +139,16 @@ static __always_inline int on_retransmit(unsigned long long *ctx, struct sock *s
 	return 0;
 }
 
-#define TRACEPOINT(tp, body_args, ...)                                   \
-	SEC("tp_btf/" #tp) int BPF_PROG(tp_btf_##tp, __VA_ARGS__) { return body_args; } \
-	SEC("raw_tp/" #tp) int BPF_PROG(raw_tp_##tp, __VA_ARGS__) { return body_args; }
+/* body_args may name direct: true in the tp_btf program, whose arguments the verifier
+ * knows by type, false in its raw_tp twin. */
+#define TRACEPOINT(tp, body_args, ...)                                                            \
+	SEC("tp_btf/" #tp) int BPF_PROG(tp_btf_##tp, __VA_ARGS__) { const bool direct __attribute__((unused)) = true; return body_args; } \
+	SEC("raw_tp/" #tp) int BPF_PROG(raw_tp_##tp, __VA_ARGS__) { const bool direct __attribute__((unused)) = false; return body_args; }
 
-TRACEPOINT(netif_receive_skb, on_dev(skb, PROBE_NETIF_RECEIVE_SKB, L3_DATA), struct sk_buff *skb)
-TRACEPOINT(net_dev_queue, on_dev(skb, PROBE_NET_DEV_QUEUE, L3_NETWORK_HEADER), struct sk_buff *skb)
+TRACEPOINT(netif_receive_skb, on_dev(skb, PROBE_NETIF_RECEIVE_SKB, L3_DATA, direct), struct sk_buff *skb)
+TRACEPOINT(net_dev_queue, on_dev(skb, PROBE_NET_DEV_QUEUE, L3_NETWORK_HEADER, direct), struct sk_buff *skb)
 TRACEPOINT(net_dev_xmit, on_xmit(skb, rc, dev, len), struct sk_buff *skb, int rc, struct net_device *dev, unsigned int len)
-TRACEPOINT(kfree_skb, on_free(ctx, skb, PROBE_KFREE_SKB, location, reason), struct sk_buff *skb, void *location, int reason)
-TRACEPOINT(consume_skb, on_free(ctx, skb, PROBE_CONSUME_SKB, 0, 0), struct sk_buff *skb)
-TRACEPOINT(skb_copy_datagram_iovec, on_copy_datagram(skb, len), struct sk_buff *skb, int len)
+TRACEPOINT(kfree_skb, on_free(ctx, skb, PROBE_KFREE_SKB, location, reason, direct), struct sk_buff *skb, void *location, int reason)
+TRACEPOINT(consume_skb, on_free(ctx, skb, PROBE_CONSUME_SKB, 0, 0, direct), struct sk_buff *skb)
+TRACEPOINT(skb_copy_datagram_iovec, on_copy_datagram(skb, len, direct), struct sk_buff *skb, int len)
 TRACEPOINT(tcp_retransmit_skb, on_retransmit(ctx, sk, skb), struct sock *sk, struct sk_buff *skb)

@@ -279,6 +279,7 @@ type TracepointsTrack struct {
 const (
 	TracepointsMapCounters                   = "counters"
 	TracepointsMapEvents                     = "events"
+	TracepointsMapFollowedLive               = "followed_live"
 	TracepointsMapFollowedNetns              = "followed_netns"
 	TracepointsMapNftDrops                   = "nft_drops"
 	TracepointsMapNftFreed                   = "nft_freed"
@@ -304,6 +305,7 @@ const (
 	TracepointsVarFilter                     = "filter"
 	TracepointsVarKcfg                       = "kcfg"
 	TracepointsVarRetransmitHasErr           = "retransmit_has_err"
+	TracepointsVarRingWakeBytes              = "ring_wake_bytes"
 	TracepointsVarWantStack                  = "want_stack"
 )
 
@@ -371,6 +373,7 @@ type TracepointsProgramSpecs struct {
 type TracepointsMapSpecs struct {
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
+	FollowedLive   *ebpf.MapSpec `ebpf:"followed_live"`
 	FollowedNetns  *ebpf.MapSpec `ebpf:"followed_netns"`
 	NftDrops       *ebpf.MapSpec `ebpf:"nft_drops"`
 	NftFreed       *ebpf.MapSpec `ebpf:"nft_freed"`
@@ -388,6 +391,7 @@ type TracepointsVariableSpecs struct {
 	Filter           *ebpf.VariableSpec `ebpf:"filter"`
 	Kcfg             *ebpf.VariableSpec `ebpf:"kcfg"`
 	RetransmitHasErr *ebpf.VariableSpec `ebpf:"retransmit_has_err"`
+	RingWakeBytes    *ebpf.VariableSpec `ebpf:"ring_wake_bytes"`
 	WantStack        *ebpf.VariableSpec `ebpf:"want_stack"`
 }
 
@@ -413,6 +417,7 @@ func (o *TracepointsObjects) Close() error {
 type TracepointsMaps struct {
 	Counters       *ebpf.Map `ebpf:"counters"`
 	Events         *ebpf.Map `ebpf:"events"`
+	FollowedLive   *ebpf.Map `ebpf:"followed_live"`
 	FollowedNetns  *ebpf.Map `ebpf:"followed_netns"`
 	NftDrops       *ebpf.Map `ebpf:"nft_drops"`
 	NftFreed       *ebpf.Map `ebpf:"nft_freed"`
@@ -426,6 +431,7 @@ func (m *TracepointsMaps) Close() error {
 	return _TracepointsClose(
 		m.Counters,
 		m.Events,
+		m.FollowedLive,
 		m.FollowedNetns,
 		m.NftDrops,
 		m.NftFreed,
@@ -444,6 +450,7 @@ type TracepointsVariables struct {
 	Filter           *ebpf.Variable `ebpf:"filter"`
 	Kcfg             *ebpf.Variable `ebpf:"kcfg"`
 	RetransmitHasErr *ebpf.Variable `ebpf:"retransmit_has_err"`
+	RingWakeBytes    *ebpf.Variable `ebpf:"ring_wake_bytes"`
 	WantStack        *ebpf.Variable `ebpf:"want_stack"`
 }
 

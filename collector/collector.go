@@ -63,6 +63,7 @@ type Collector struct {
 	eventsRead   atomic.Uint64
 	decodeErrors atomic.Uint64
 	detachTime   atomic.Int64 // nanoseconds the last detach took
+	ringDelayMax atomic.Int64 // nanoseconds: the longest an event was seen waiting in the ring
 }
 
 // Option configures a Collector.
@@ -168,7 +169,7 @@ func (c *Collector) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	consts := probeConsts{fcfg, facts.kcfg}
+	consts := probeConsts{filter: fcfg, kernel: facts.kcfg, ringWake: uint64(c.ringSize / ringWakeFraction)}
 	if err := setConsts(spec, consts, map[string]any{
 		bpf.TracepointsVarWantStack:        c.wantStack(),
 		bpf.TracepointsVarRetransmitHasErr: kb.retransmitHasErr(),

@@ -14,12 +14,15 @@ import (
 type probeConsts struct {
 	filter filterCfg
 	kernel kernelCfg
+	// ringWake is the fill of the ring, in bytes, past which an event wakes the reader.
+	ringWake uint64
 }
 
 // setConsts writes the filter, the kernel facts and extra into cs's .rodata; both
 // families name the first two alike.
 func setConsts(cs *ebpf.CollectionSpec, consts probeConsts, extra map[string]any) error {
-	values := map[string]any{bpf.TracepointsVarFilter: consts.filter, bpf.TracepointsVarKcfg: consts.kernel}
+	values := map[string]any{bpf.TracepointsVarFilter: consts.filter, bpf.TracepointsVarKcfg: consts.kernel,
+		bpf.TracepointsVarRingWakeBytes: consts.ringWake}
 	maps.Copy(values, extra)
 	for v, val := range values {
 		if err := cs.Variables[v].Set(val); err != nil {
@@ -31,11 +34,11 @@ func setConsts(cs *ebpf.CollectionSpec, consts probeConsts, extra map[string]any
 
 // sharedMapNames are the maps every probe family uses: the ring buffer, tracked skbs,
 // counters, drops-only's pending events, the nft names nft_do_chain's probes leave for a
-// drop's free, and --filter-container's followed namespaces. skb.h declares them for all
+// drop's free, --filter-container's followed namespaces, and the count of what is followed. skb.h declares them for all
 // alike.
 var sharedMapNames = []string{bpf.TracepointsMapEvents, bpf.TracepointsMapTracked, bpf.TracepointsMapCounters,
 	bpf.TracepointsMapPending, bpf.TracepointsMapPendingScratch, bpf.TracepointsMapNftDrops, bpf.TracepointsMapNftFreed,
-	bpf.TracepointsMapFollowedNetns}
+	bpf.TracepointsMapFollowedNetns, bpf.TracepointsMapFollowedLive}
 
 // newSharedMaps makes the maps both probe families use, keyed by their names in spec.
 func (c *Collector) newSharedMaps(spec *ebpf.CollectionSpec) (map[string]*ebpf.Map, error) {

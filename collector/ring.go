@@ -20,6 +20,13 @@ type Handler interface {
 }
 
 const (
+	// pollEvery bounds how long an event waits in the ring: the probes wake the reader
+	// only once the ring holds more than 1/ringWakeFraction of its size (a wakeup per
+	// event cost the sending CPU more than all else), so below that the reader looks
+	// on its own this often.
+	pollEvery        = 20 * time.Millisecond
+	ringWakeFraction = 4
+
 	tickEvery = 100 * time.Millisecond
 	// clockEvery records, the reader looks at the clock to see whether a tick is due:
 	// once per record would cost about as much as decoding it. A ring with fewer
@@ -47,16 +54,29 @@ func (c *Collector) Run(ctx context.Context, h Handler) error {
 		nextTick  = time.Now().Add(tickEvery)
 		nextClock = time.Now().Add(clockRefresh)
 	)
-	c.reader.SetDeadline(nextTick)
+	c.reader.SetDeadline(time.Now().Add(pollEvery))
+	// The first record after a poll is the oldest the ring held: its age, and every
+	// clockEvery-th record's, is the delay the ring added.
+	polled := true
 	for {
 		err := c.reader.ReadInto(&rec)
 		switch {
 		case err == nil:
 			c.handle(rec.RawSample, &ev, h)
-			if records++; records%clockEvery != 0 {
+			records++
+			if polled {
+				polled = false
+				c.noteDelay(&ev, time.Now())
+			}
+			if records%clockEvery != 0 {
 				continue
 			}
+			c.noteDelay(&ev, time.Now())
 		case errors.Is(err, os.ErrDeadlineExceeded):
+			polled = true
+			if !c.detached.Load() {
+				c.reader.SetDeadline(time.Now().Add(pollEvery))
+			}
 		case errors.Is(err, ringbuf.ErrFlushed):
 			return nil
 		case errors.Is(err, ringbuf.ErrClosed):
@@ -65,7 +85,8 @@ func (c *Collector) Run(ctx context.Context, h Handler) error {
 			return fmt.Errorf("reading the ring buffer: %w", err)
 		}
 		now := time.Now()
-		if now.Before(nextTick) {
+		// A stop is seen at the next poll, not the next tick: it detaches at once.
+		if now.Before(nextTick) && ctx.Err() == nil {
 			continue
 		}
 		if now.After(nextClock) {
@@ -84,8 +105,20 @@ func (c *Collector) Run(ctx context.Context, h Handler) error {
 			c.reader.SetDeadline(time.Time{})
 			continue
 		}
-		if !c.detached.Load() {
-			c.reader.SetDeadline(nextTick)
+	}
+}
+
+// noteDelay keeps the longest time an event waited between its probe and the reader,
+// for the stats (ring_delay_max_us).
+func (c *Collector) noteDelay(ev *spanner.Event, now time.Time) {
+	if ev.TimeUnixNano == 0 {
+		return
+	}
+	d := now.UnixNano() - ev.TimeUnixNano
+	for {
+		cur := c.ringDelayMax.Load()
+		if d <= cur || c.ringDelayMax.CompareAndSwap(cur, d) {
+			return
 		}
 	}
 }

@@ -30,13 +30,17 @@ type Stats struct {
 	// not store it (table full, hash collision) or user space could not read it.
 	StackMissed uint64
 	// Requests is what --correlate http read.
-	Requests   RequestStats
-	DetachTime time.Duration
+	Requests RequestStats
+	// RingDelayMax is the longest an event was seen to wait between its probe and the
+	// reader (sampled: the first event after each poll, and every 64th).
+	RingDelayMax time.Duration
+	DetachTime   time.Duration
 }
 
 // Stats reads the counters, summing the kernel's per-CPU values.
 func (c *Collector) Stats() Stats {
-	s := Stats{EventsRead: c.eventsRead.Load(), DecodeErrors: c.decodeErrors.Load(), DetachTime: time.Duration(c.detachTime.Load())}
+	s := Stats{EventsRead: c.eventsRead.Load(), DecodeErrors: c.decodeErrors.Load(), DetachTime: time.Duration(c.detachTime.Load()),
+		RingDelayMax: time.Duration(c.ringDelayMax.Load())}
 	if c.decoder != nil {
 		s.Requests = c.decoder.requests.stats()
 	}

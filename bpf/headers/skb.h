@@ -35,6 +35,13 @@ volatile const struct filter_cfg filter = {};
 /* Written by user space before load, from the kernel's BTF. */
 volatile const struct kernel_cfg kcfg = {};
 
+/* Bytes waiting in the ring past which an event wakes the reader (a quarter of the ring;
+ * written by user space before load). Below it events wake nobody: the reader polls
+ * (collector/ring.go), so an event waits at most one poll interval, and a burst wakes
+ * it long before the ring could fill. A wakeup per event (the default) costs the
+ * sending CPU more than everything else pktspan does for the event. */
+volatile const __u64 ring_wake_bytes = 0;
+
 /* Never read: it keeps the types shared with user space in the object's BTF. */
 volatile const struct btf_anchor *const btf_anchor = 0;
 
@@ -109,6 +116,52 @@ struct {
 	__type(value, __u64);
 } counters SEC(".maps");
 
+/*
+ * How many entries tracked and the function family's calls hold, kept with an atomic add
+ * beside each insert and delete. While it is zero no lookup in either can succeed, so
+ * an skb the filters turn away costs no map lookup at all. Entries the LRU evicts are
+ * never subtracted: the count may stay above the truth, which only costs the lookups.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __s64);
+} followed_live SEC(".maps");
+
+static __always_inline void live_add(__s64 n)
+{
+	__u32 zero = 0;
+	__s64 *live = bpf_map_lookup_elem(&followed_live, &zero);
+	if (live)
+		__sync_fetch_and_add(live, n);
+}
+
+/* Whether nothing is followed: no skb tracked, no function call open. */
+static __always_inline bool none_followed(void)
+{
+	__u32 zero = 0;
+	__s64 *live = bpf_map_lookup_elem(&followed_live, &zero);
+	return live && *live <= 0;
+}
+
+/* The tracked entry of an skb, without a lookup while nothing is followed. */
+static __always_inline struct track *tracked_entry(__u64 skb)
+{
+	if (none_followed())
+		return NULL;
+	return bpf_map_lookup_elem(&tracked, &skb);
+}
+
+/* Deletes a tracked entry, reporting whether there was one. */
+static __always_inline bool untrack(__u64 skb)
+{
+	if (bpf_map_delete_elem(&tracked, &skb))
+		return false;
+	live_add(-1);
+	return true;
+}
+
 static __always_inline void count_n(__u32 id, __u64 n)
 {
 	__u64 *v = bpf_map_lookup_elem(&counters, &id);
@@ -120,6 +173,14 @@ static __always_inline void count(__u32 id)
 {
 	count_n(id, 1);
 }
+
+/*
+ * A field of the skb: a plain load where the program's context is typed by BTF (tp_btf,
+ * fentry: the verifier checks the access), bpf_probe_read_kernel, a helper call, where
+ * it is not (raw_tp, kprobe). direct is a constant at every call, so each program keeps
+ * one of the two.
+ */
+#define SKB_READ(direct, skb, field) ((direct) ? (skb)->field : BPF_CORE_READ(skb, field))
 
 /* Where a probe finds the IP header. */
 enum l3_hint {
@@ -184,28 +245,23 @@ static __always_inline void read_tcp_header(struct event *ev, const __u8 th[16])
 	ev->tcp_window = (th[14] << 8) | th[15];
 }
 
+/* The transport header bytes the probes parse: TCP's first 16 (through the window). */
+#define L4_READ 16
+
 /* Ports; for TCP seq, ack, flags and the payload length (l3_data: the IP length less
- * the IP header); for ICMP type, code and an error's quoted header; from the transport
- * header at l4 (ev->l4 set). */
-static __always_inline void read_l4(struct event *ev, const unsigned char *l4, int l3_data)
+ * the IP header); for ICMP type, code and an error's quoted header; from h, the first
+ * L4_READ bytes of the transport header at l4 (ev->l4 set). */
+static __always_inline void parse_l4(struct event *ev, const unsigned char *l4, const __u8 *h, int l3_data)
 {
 	if (ev->l4 == IPPROTO_TCP) {
-		__u8 th[16];
-		if (!bpf_probe_read_kernel(th, sizeof(th), l4)) {
-			read_tcp_header(ev, th);
-			int data = l3_data - (th[12] >> 4) * 4;
-			ev->tcp_data_len = data > 0 ? data : 0;
-		}
+		read_tcp_header(ev, h);
+		int data = l3_data - (h[12] >> 4) * 4;
+		ev->tcp_data_len = data > 0 ? data : 0;
 	} else if (ev->l4 == IPPROTO_UDP) {
-		__u8 uh[4];
-		if (!bpf_probe_read_kernel(uh, sizeof(uh), l4)) {
-			ev->sport = (uh[0] << 8) | uh[1];
-			ev->dport = (uh[2] << 8) | uh[3];
-		}
+		ev->sport = (h[0] << 8) | h[1];
+		ev->dport = (h[2] << 8) | h[3];
 	} else if (ev->l4 == IPPROTO_ICMP || ev->l4 == IPPROTO_ICMPV6) {
-		__u8 ih[2];
-		if (bpf_probe_read_kernel(ih, sizeof(ih), l4))
-			return;
+		const __u8 *ih = h;
 		ev->icmp_type = ih[0];
 		ev->icmp_code = ih[1];
 		/* The quoted header follows the 8-byte ICMP header. */
@@ -217,51 +273,85 @@ static __always_inline void read_l4(struct event *ev, const unsigned char *l4, i
 	}
 }
 
+/* The same, reading the transport header at l4 first. */
+static __always_inline void read_l4(struct event *ev, const unsigned char *l4, int l3_data)
+{
+	__u8 h[L4_READ];
+	if (!bpf_probe_read_kernel(h, sizeof(h), l4))
+		parse_l4(ev, l4, h, l3_data);
+}
+
+/*
+ * The IP header and, behind it, the transport header's first bytes are read at once:
+ * each read is a helper call, and on the path of an skb the filters turn away the reads
+ * are most of the cost. An IPv4 header with options needs a second read; so does a
+ * packet whose headers end too close to unreadable memory for the one read.
+ */
 static __always_inline bool read_ipv4(struct event *ev, const unsigned char *l3)
 {
-	struct iphdr ip;
-	if (bpf_probe_read_kernel(&ip, sizeof(ip), l3) || ip.version != 4 || ip.ihl < 5)
+	union {
+		struct iphdr ip;
+		__u8 b[sizeof(struct iphdr) + L4_READ];
+	} h;
+	bool both = !bpf_probe_read_kernel(&h, sizeof(h), l3);
+	if (!both && bpf_probe_read_kernel(&h.ip, sizeof(h.ip), l3))
+		return false;
+	if (h.ip.version != 4 || h.ip.ihl < 5)
 		return false;
 	ev->l3 = 4;
-	ev->l4 = ip.protocol;
-	__builtin_memcpy(ev->saddr, &ip.saddr, 4);
-	__builtin_memcpy(ev->daddr, &ip.daddr, 4);
+	ev->l4 = h.ip.protocol;
+	__builtin_memcpy(ev->saddr, &h.ip.saddr, 4);
+	__builtin_memcpy(ev->daddr, &h.ip.daddr, 4);
 	/* Ports exist only in the first fragment. */
-	if (ip.frag_off & bpf_htons(0x1fff))
+	if (h.ip.frag_off & bpf_htons(0x1fff))
 		return true;
-	const unsigned char *l4 = l3 + ip.ihl * 4;
-	read_l4(ev, l4, bpf_ntohs(ip.tot_len) - ip.ihl * 4);
+	const unsigned char *l4 = l3 + h.ip.ihl * 4;
+	int l3_data = bpf_ntohs(h.ip.tot_len) - h.ip.ihl * 4;
+	if (both && h.ip.ihl == 5)
+		parse_l4(ev, l4, &h.b[sizeof(struct iphdr)], l3_data);
+	else
+		read_l4(ev, l4, l3_data);
 	return true;
 }
 
 static __always_inline bool read_ipv6(struct event *ev, const unsigned char *l3)
 {
-	struct ipv6hdr ip6;
-	if (bpf_probe_read_kernel(&ip6, sizeof(ip6), l3) || ip6.version != 6)
+	union {
+		struct ipv6hdr ip6;
+		__u8 b[sizeof(struct ipv6hdr) + L4_READ];
+	} h;
+	bool both = !bpf_probe_read_kernel(&h, sizeof(h), l3);
+	if (!both && bpf_probe_read_kernel(&h.ip6, sizeof(h.ip6), l3))
+		return false;
+	if (h.ip6.version != 6)
 		return false;
 	ev->l3 = 6;
-	ev->l4 = ip6.nexthdr;
-	__builtin_memcpy(ev->saddr, ip6.saddr, 16);
-	__builtin_memcpy(ev->daddr, ip6.daddr, 16);
+	ev->l4 = h.ip6.nexthdr;
+	__builtin_memcpy(ev->saddr, h.ip6.saddr, 16);
+	__builtin_memcpy(ev->daddr, h.ip6.daddr, 16);
 	/* Extension headers are not walked: the protocol is then the first one's number. */
-	const unsigned char *l4 = l3 + sizeof(ip6);
-	read_l4(ev, l4, bpf_ntohs(ip6.payload_len));
+	const unsigned char *l4 = l3 + sizeof(h.ip6);
+	int l3_data = bpf_ntohs(h.ip6.payload_len);
+	if (both)
+		parse_l4(ev, l4, &h.b[sizeof(struct ipv6hdr)], l3_data);
+	else
+		read_l4(ev, l4, l3_data);
 	return true;
 }
 
 /* Reads the L3/L4 tuple; returns false when the skb carries no readable IP header. */
-static __always_inline bool read_tuple(struct event *ev, struct sk_buff *skb, enum l3_hint hint)
+static __always_inline bool read_tuple(struct event *ev, struct sk_buff *skb, enum l3_hint hint, bool direct)
 {
-	__be16 proto = BPF_CORE_READ(skb, protocol);
+	__be16 proto = SKB_READ(direct, skb, protocol);
 	if (proto != bpf_htons(ETH_P_IP) && proto != bpf_htons(ETH_P_IPV6))
 		return false;
-	unsigned char *data = BPF_CORE_READ(skb, data);
+	unsigned char *data = SKB_READ(direct, skb, data);
 	unsigned char *l3 = data;
 	if (hint == L3_NETWORK_HEADER) {
-		__u16 nh = BPF_CORE_READ(skb, network_header);
+		__u16 nh = SKB_READ(direct, skb, network_header);
 		/* 0 is "never set" for a fresh skb; 0xffff is the unset marker. */
 		if (nh != 0 && nh != 0xffff)
-			l3 = BPF_CORE_READ(skb, head) + nh;
+			l3 = SKB_READ(direct, skb, head) + nh;
 	}
 	if (proto == bpf_htons(ETH_P_IP)) {
 		if (read_ipv4(ev, l3))
@@ -525,48 +615,55 @@ static __always_inline bool match_mark(const struct event *ev)
 	return false;
 }
 
+/* Whether ev's tuple passes the filters that look at nothing else. */
+static __always_inline bool tuple_matches(const struct event *ev)
+{
+	return ev->l3 && match_addr(ev) && match_port(ev) && match_proto(ev);
+}
+
 /* Whether ev, an IP packet, passes every filter. */
 static __always_inline bool matches(const struct event *ev, struct sk_buff *skb)
 {
-	return ev->l3 && match_addr(ev) && match_port(ev) && match_proto(ev) && match_iface(ev) &&
-	       match_netns(ev) && match_mark(ev) && match_vlan(skb);
+	return tuple_matches(ev) && match_iface(ev) && match_netns(ev) && match_mark(ev) && match_vlan(skb);
 }
 
 /* Remembers an skb as followed, counting the outcome. */
 static __always_inline void remember(__u64 key, const struct track *t)
 {
-	if (bpf_map_update_elem(&tracked, &key, t, BPF_ANY))
+	if (bpf_map_update_elem(&tracked, &key, t, BPF_ANY)) {
 		count(COUNTER_TRACK_FAIL);
-	else
-		count(COUNTER_TRACK_INSERT);
+		return;
+	}
+	count(COUNTER_TRACK_INSERT);
+	live_add(1);
 }
 
 /*
- * Decides whether ev (already filled from skb) is sent. An skb already remembered
- * is always followed; an unknown one is followed from here on when it is an IP
- * packet matching every filter. Frees forget the skb. *fresh tells drops-only mode
+ * Decides whether ev (already filled from skb) is sent; t is the skb's tracked entry
+ * (first_look), or NULL. An skb already remembered is always followed; an unknown one
+ * is followed from here on when it is an IP packet matching every filter. Frees forget
+ * the skb. *fresh tells drops-only mode
  * whether ev is the first event of the skb's life that is followed; it is a separate
  * output, not part of the result, so that without drops-only the verifier sees one
  * result and prunes the paths after it as before. *delivered says whether a reader
  * copied from the skb, which a free's class depends on.
  */
-static __always_inline bool follow(struct event *ev, struct sk_buff *skb, enum follow_mode mode, bool *fresh,
-				   bool *delivered)
+static __always_inline bool follow(struct event *ev, struct sk_buff *skb, struct track *t, enum follow_mode mode,
+				   bool *fresh, bool *delivered)
 {
 	*fresh = false;
 	*delivered = false;
 	__u64 key = ev->skb;
-	struct track *t = bpf_map_lookup_elem(&tracked, &key);
 	if (t) {
 		if (same_skb(t, ev, mode)) {
 			*delivered = t->delivered;
-			if (mode == FOLLOW_FREE && !bpf_map_delete_elem(&tracked, &key))
+			if (mode == FOLLOW_FREE && untrack(key))
 				count(COUNTER_TRACK_DELETE);
 			if (mode == FOLLOW_DELIVER)
 				t->delivered = 1;
 			return true;
 		}
-		bpf_map_delete_elem(&tracked, &key);
+		untrack(key);
 		count(COUNTER_TRACK_STALE);
 	}
 	if (!matches(ev, skb))
@@ -588,7 +685,9 @@ static __always_inline bool follow(struct event *ev, struct sk_buff *skb, enum f
 
 static __always_inline void emit(const struct event *ev)
 {
-	if (bpf_ringbuf_output(&events, (void *)ev, sizeof(*ev), 0))
+	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= ring_wake_bytes ? BPF_RB_FORCE_WAKEUP
+										      : BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&events, (void *)ev, sizeof(*ev), flags))
 		count(COUNTER_RINGBUF_FULL);
 }
 
@@ -715,24 +814,56 @@ static __always_inline void send_free(const struct event *ev, bool fresh)
 	p->count = 0;
 }
 
+/* An empty event of an skb at a probe: nothing read yet. */
+static __always_inline void begin_event(struct event *ev, __u64 skb, __u16 probe, __u8 kind)
+{
+	__builtin_memset(ev, 0, sizeof(*ev));
+	ev->skb = skb;
+	ev->probe = probe;
+	ev->kind = kind;
+}
+
+/* When and where the event happens. */
+static __always_inline void stamp_event(struct event *ev)
+{
+	ev->ts_ns = bpf_ktime_get_ns();
+	ev->cpu = bpf_get_smp_processor_id();
+}
+
 /* Fills what every event carries without reading the skb: for hooks where its
  * memory may be gone (after the driver took it, after a function returned). */
 static __always_inline void init_event_at(struct event *ev, __u64 skb, __u16 probe, __u8 kind)
 {
-	__builtin_memset(ev, 0, sizeof(*ev));
-	ev->ts_ns = bpf_ktime_get_ns();
-	ev->skb = skb;
-	ev->probe = probe;
-	ev->kind = kind;
-	ev->cpu = bpf_get_smp_processor_id();
+	begin_event(ev, skb, probe, kind);
+	stamp_event(ev);
+}
+
+/* The skb's length and mark, and when: what a probe adds once it looks further. */
+static __always_inline void finish_event(struct event *ev, struct sk_buff *skb, bool direct)
+{
+	stamp_event(ev);
+	ev->len = SKB_READ(direct, skb, len);
+	ev->mark = SKB_READ(direct, skb, mark);
 }
 
 /* Fills what every probe knows about an skb; the caller adds the rest. */
 static __always_inline void init_event(struct event *ev, struct sk_buff *skb, __u16 probe, __u8 kind)
 {
-	init_event_at(ev, (__u64)skb, probe, kind);
-	ev->len = BPF_CORE_READ(skb, len);
-	ev->mark = BPF_CORE_READ(skb, mark);
+	begin_event(ev, (__u64)skb, probe, kind);
+	finish_event(ev, skb, false);
+}
+
+/*
+ * The first look at an skb (ev begun): its tuple, and whether it is followed already (no
+ * lookup while nothing is). An skb that is not, whose tuple the filters turn away, costs
+ * no more than these reads: the probe returns. *t is its tracked entry, or NULL.
+ */
+static __always_inline bool first_look(struct event *ev, struct sk_buff *skb, enum l3_hint hint, bool direct,
+				       struct track **t)
+{
+	read_tuple(ev, skb, hint, direct);
+	*t = tracked_entry(ev->skb);
+	return *t || tuple_matches(ev);
 }
 
 /*
@@ -740,10 +871,11 @@ static __always_inline void init_event(struct event *ev, struct sk_buff *skb, __
  * follow() decides, and a followed skb's event gets the rest and is sent. mode is a
  * constant at each call. The frees end their own way (on_free): a drop may add its stack.
  */
-static __always_inline void follow_and_send(struct event *ev, struct sk_buff *skb, enum follow_mode mode)
+static __always_inline void follow_and_send(struct event *ev, struct sk_buff *skb, struct track *t,
+					    enum follow_mode mode)
 {
 	bool fresh, delivered;
-	if (!follow(ev, skb, mode, &fresh, &delivered))
+	if (!follow(ev, skb, t, mode, &fresh, &delivered))
 		return;
 	read_followed(ev, skb);
 	send(ev, fresh);

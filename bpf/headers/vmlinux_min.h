@@ -30,8 +30,14 @@ enum {
 	BPF_RB_FORCE_WAKEUP = 2,
 };
 
+/* bpf_ringbuf_query's flags. */
+enum {
+	BPF_RB_AVAIL_DATA = 0,
+};
+
 enum bpf_map_type {
 	BPF_MAP_TYPE_HASH = 1,
+	BPF_MAP_TYPE_ARRAY = 2,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
 	BPF_MAP_TYPE_STACK_TRACE = 7,
 	BPF_MAP_TYPE_LRU_HASH = 9,

@@ -301,6 +301,7 @@ func logStats(log *slog.Logger, msg string, cfg config.Config, c collector.Stats
 		"retransmits_unmatched", s.RetransmitsUnmatched,
 		"track_failed", c.TrackFailed,
 		"calls_full", c.CallsFull,
+		"ring_delay_max_us", c.RingDelayMax.Microseconds(),
 		"netns_names", n.Names,
 		"netns_misses", n.Misses,
 		"netns_evicted", n.Evicted,
