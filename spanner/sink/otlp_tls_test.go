@@ -106,14 +106,17 @@ func startTLSCollector(t *testing.T, c *collector, p *testPKI, mutual bool) stri
 	return lis.Addr().String()
 }
 
+// tlsCase is a receiver asking for a client certificate or not, and pktspan's TLS keys.
+type tlsCase struct {
+	name   string
+	mutual bool
+	keys   config.OTLP
+}
+
 func TestOTLPExportsOverTLSWithACAFileAndWithClientCertificates(t *testing.T) {
 	clearOTELEnv(t)
 	pki := newTestPKI(t)
-	for _, tc := range []struct {
-		name   string
-		mutual bool
-		keys   config.OTLP
-	}{
+	for _, tc := range []tlsCase{
 		{"CA file", false, config.OTLP{CAFile: pki.caFile}},
 		{"client certificate", true, config.OTLP{CAFile: pki.caFile, ClientCert: pki.clientCert, ClientKey: pki.client}},
 	} {
@@ -142,11 +145,7 @@ func TestOTLPExportsOverTLSWithACAFileAndWithClientCertificates(t *testing.T) {
 func TestOTLPCertificateErrorsAreNeverAnsweredWithTurningTLSOff(t *testing.T) {
 	clearOTELEnv(t)
 	pki := newTestPKI(t)
-	for _, tc := range []struct {
-		name   string
-		mutual bool
-		keys   config.OTLP
-	}{
+	for _, tc := range []tlsCase{
 		{"unknown CA", false, config.OTLP{}},
 		{"client certificate missing", true, config.OTLP{CAFile: pki.caFile}},
 	} {
