@@ -1,12 +1,16 @@
 package collector
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
+
+	"github.com/pktspan/pktspan/config"
 )
 
 const kernelBTFPath = "/sys/kernel/btf/vmlinux"
@@ -25,7 +29,7 @@ type kernelBTF struct {
 // cache, which every load shares).
 func (c *Collector) loadBTF(cache *btf.Cache) (kernelBTF, error) {
 	if c.btfPath != "" {
-		spec, err := btf.LoadSpec(c.btfPath)
+		spec, err := loadBTFFile(c.btfPath)
 		if err != nil {
 			return kernelBTF{}, fmt.Errorf("reading BTF from --btf %s: %w", c.btfPath, err)
 		}
@@ -78,4 +82,22 @@ func (kb kernelBTF) retransmitHasErr() uint8 {
 		return 0
 	}
 	return 1
+}
+
+// loadBTFFile reads a --btf file of at most config.MaxBTFBytes into memory and parses
+// it there, so a device or a file growing under pktspan cannot fill memory.
+func loadBTFFile(path string) (*btf.Spec, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, config.MaxBTFBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > config.MaxBTFBytes {
+		return nil, fmt.Errorf("larger than %d bytes", config.MaxBTFBytes)
+	}
+	return btf.LoadSpecFromReader(bytes.NewReader(b))
 }

@@ -140,7 +140,7 @@ func (c *Collector) Start(ctx context.Context) (err error) {
 		return err
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
-		return fmt.Errorf("raising the locked-memory limit for eBPF maps: %w", err)
+		return fmt.Errorf("raising the locked-memory limit for eBPF maps (this kernel charges them to RLIMIT_MEMLOCK, which only CAP_SYS_RESOURCE may raise): %w", err)
 	}
 	c.summary.Kernel = kernelRelease()
 	c.summary.Tracefs = findTracefs()

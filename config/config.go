@@ -41,6 +41,13 @@ type OTLP struct {
 	QueueSize   int               `koanf:"queue_size"`  // spans waiting to be sent
 	BatchSize   int               `koanf:"batch_size"`  // spans per request
 	BatchDelay  time.Duration     `koanf:"batch_delay"` // longest wait before a partial batch goes
+	// CAFile is a PEM bundle of the CAs the collector's certificate is checked against,
+	// instead of the system's.
+	CAFile string `koanf:"ca_file"`
+	// ClientCert and ClientKey are the PEM certificate and key pktspan presents to a
+	// collector that asks for one (mutual TLS); both or neither.
+	ClientCert string `koanf:"client_cert"`
+	ClientKey  string `koanf:"client_key"`
 }
 
 // Probes chooses what is attached in the kernel.
@@ -100,6 +107,9 @@ type Export struct {
 	SampleRatio float64 `koanf:"sample_ratio"` // share of flows exported, by flow hash: 0 < r ≤ 1
 	// MaxSpansPerSecond caps the spans exported per second; 0 means no cap.
 	MaxSpansPerSecond int `koanf:"max_spans_per_second"`
+	// SKBAddress exports each skb's kernel address as it is; otherwise spans carry an
+	// opaque per-run ID in its place, so no kernel heap address leaves the host.
+	SKBAddress bool `koanf:"skb_address"`
 }
 
 // Correlate puts the packets of HTTP/1.x requests into the application's own traces:

@@ -18,8 +18,8 @@ type Error struct {
 	Reason string
 }
 
-// Error renders `config: KEY: VALUE REASON`, quoting string values so that empty strings
-// and spaces stay visible.
+// Error renders `config: KEY: VALUE REASON` on one line, quoting string values so that
+// empty strings and spaces stay visible.
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString("config: ")
@@ -35,5 +35,18 @@ func (e *Error) Error() string {
 		fmt.Fprintf(&b, "%v ", v)
 	}
 	b.WriteString(e.Reason)
-	return b.String()
+	return oneLine(b.String())
+}
+
+// oneLine joins the lines of s (a YAML parser's error lists its problems on lines of
+// their own, a key may hold a line break), so every problem stays one line of output.
+func oneLine(s string) string {
+	if !strings.Contains(s, "\n") {
+		return s
+	}
+	lines := strings.Split(s, "\n")
+	for i := range lines {
+		lines[i] = strings.TrimSpace(lines[i])
+	}
+	return strings.Join(lines, " ")
 }

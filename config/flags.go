@@ -46,6 +46,9 @@ var flagGroups = []flagGroup{
 		{"otlp-queue-size", "otlp.queue_size", "keep at most `N` spans waiting to be sent; more are dropped and counted"},
 		{"otlp-batch-size", "otlp.batch_size", "send at most `N` spans per export request"},
 		{"otlp-batch-delay", "otlp.batch_delay", "send a partial batch after waiting `DURATION`"},
+		{"otlp-ca-file", "otlp.ca_file", "check the collector's certificate against the CAs in the PEM `FILE` instead of the system's"},
+		{"otlp-client-cert", "otlp.client_cert", "present the PEM client certificate `FILE` to the collector (mutual TLS; with --otlp-client-key)"},
+		{"otlp-client-key", "otlp.client_key", "the PEM private key `FILE` of --otlp-client-cert"},
 	}},
 	{"Probes", []flagDef{
 		{"backend", "probes.backend", "probe family `KIND`: auto, fentry, kprobe or tracepoint"},
@@ -80,6 +83,7 @@ var flagGroups = []flagGroup{
 		{"export-drop-context", "export.drop_context", "in drops mode, also export up to `N` packets from before the drop"},
 		{"export-sample-ratio", "export.sample_ratio", "export this `RATIO` of flows (0 < r ≤ 1), chosen by flow hash alike on every host"},
 		{"export-max-spans-per-second", "export.max_spans_per_second", "export at most `N` spans per second (0: no cap)"},
+		{"export-skb-address", "export.skb_address", "export each skb's kernel address (pktspan.skb.address) instead of an opaque per-run ID; the console always shows it"},
 	}},
 	{"Limits (memory bounds; beyond them spans are dropped and counted)", []flagDef{
 		{"max-flows", "limits.flows", "keep at most `N` flow windows open"},

@@ -14,7 +14,6 @@ import (
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/confmap"
 	"github.com/knadh/koanf/providers/env/v2"
-	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/providers/posflag"
 	"github.com/knadh/koanf/v2"
 	"github.com/spf13/pflag"
@@ -77,6 +76,12 @@ func Load(fs *pflag.FlagSet, args []string, environ []string) (Config, error) {
 		return Config{}, errors.Join(envErrs...)
 	}
 
+	var flagErrs []error
+	fs.Visit(func(f *pflag.Flag) {
+		if err := emptyFilter(flagKeys[f.Name], posflag.FlagVal(fs, f), false); err != nil {
+			flagErrs = append(flagErrs, err)
+		}
+	})
 	// A nil koanf makes posflag skip every flag the user did not set, so flag defaults
 	// never hide values from the file or the environment.
 	fp := posflag.ProviderWithFlag(fs, ".", nil, func(f *pflag.Flag) (string, any) {
@@ -99,12 +104,52 @@ func Load(fs *pflag.FlagSet, args []string, environ []string) (Config, error) {
 		return Config{}, fmt.Errorf("config: read flags: %w", err)
 	}
 
+	if len(flagErrs) > 0 {
+		return Config{}, errors.Join(flagErrs...)
+	}
 	cfg, errs := unmarshal(k)
 	if err := cfg.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if cfg.OTLPEnabled(environ) {
+		errs = append(errs, validateOTEL(environ)...)
+	}
 	return cfg, errors.Join(errs...)
 }
+
+// emptyFilter refuses a filter given as nothing (--filter-addr ”, addr: "", an empty
+// YAML list, a comma list with a blank item): an empty filter matches every packet,
+// surely not what was meant. It is checked in each layer, on the values that layer
+// gives, since a filter left out matches every packet too and is no mistake.
+// An empty YAML list (`addr: []`, as examples/pktspan.yaml shows the defaults) says
+// "no filter" in so many words and is kept.
+func emptyFilter(key string, raw any, emptyListOK bool) error {
+	if !strings.HasPrefix(key, "filter.") {
+		return nil
+	}
+	const reason = "gives an empty filter value, which would match every packet (leave the filter out for that)"
+	rv := reflect.ValueOf(raw)
+	switch rv.Kind() {
+	case reflect.String:
+		if s := rv.String(); slices.ContainsFunc(strings.Split(s, ","), isBlank) {
+			return &Error{Key: key, Value: s, Reason: reason}
+		}
+	case reflect.Slice:
+		if rv.Len() == 0 && !emptyListOK {
+			return &Error{Key: key, Value: "", Reason: reason}
+		}
+		items := make([]string, rv.Len())
+		for i := range items {
+			items[i] = fmt.Sprint(rv.Index(i).Interface())
+		}
+		if slices.ContainsFunc(items, isBlank) {
+			return &Error{Key: key, Value: strings.Join(items, ","), Reason: reason}
+		}
+	}
+	return nil
+}
+
+func isBlank(s string) bool { return strings.TrimSpace(s) == "" }
 
 // OTLPEnabled reports whether spans are exported over OTLP: an endpoint is configured or
 // one of the standard OpenTelemetry endpoint variables is set in environ.
@@ -130,9 +175,9 @@ func lookupEnv(environ []string, name string) string {
 // merged a wrong key could be hidden by another layer's (PKTSPAN_OTLP__ENDPOINT turns
 // `otlp: host:port` into a section).
 func loadFile(path string) (*koanf.Koanf, error) {
-	b, err := file.Provider(path).ReadBytes()
+	b, err := readCapped(path, MaxConfigBytes)
 	if err != nil {
-		return nil, &Error{Key: path, Reason: "cannot read config file: " + pathErr(err)}
+		return nil, &Error{Key: path, Reason: "config file " + err.Error()}
 	}
 	m, err := yaml.Parser().Unmarshal(b)
 	if err != nil {
@@ -146,6 +191,9 @@ func loadFile(path string) (*koanf.Koanf, error) {
 	for _, key := range fk.Keys() {
 		switch {
 		case isKnown(key):
+			if err := emptyFilter(key, fk.Get(key), true); err != nil {
+				errs = append(errs, err)
+			}
 		case firstKeyIn(key) != "":
 			// A section whose keys are all commented out sets nothing; merged as it is, its
 			// nil would hide the defaults of the section's keys.
@@ -165,9 +213,9 @@ func loadFile(path string) (*koanf.Koanf, error) {
 	return fk, errors.Join(errs...)
 }
 
-// envTransform maps PKTSPAN_OTLP__ENDPOINT to otlp.endpoint. Unknown variables are
-// ignored, since other tools may share the prefix, except those that look like a key
-// written with single underscores, or that name a section, which are reported through errs.
+// envTransform maps PKTSPAN_OTLP__ENDPOINT to otlp.endpoint. Every other PKTSPAN_
+// variable is reported through errs, with the key it most likely meant: a misspelt
+// variable silently ignored would leave its setting at the default.
 func envTransform(errs *[]error) func(string, string) (string, any) {
 	return func(name, val string) (string, any) {
 		if name == envConfig {
@@ -175,17 +223,30 @@ func envTransform(errs *[]error) func(string, string) (string, any) {
 		}
 		key := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(name, envPrefix), "__", "."))
 		if isKnown(key) {
+			if err := emptyFilter(key, val, false); err != nil {
+				*errs = append(*errs, err)
+			}
 			return key, val
 		}
 		if first := firstKeyIn(key); first != "" {
 			*errs = append(*errs, &Error{Key: name, Value: val, Reason: "names a section; set its keys, e.g. " + EnvName(first)})
 			return "", nil
 		}
+		reason := "is not a pktspan variable"
 		for _, l := range leaves {
 			if strings.EqualFold(envPrefix+strings.ReplaceAll(l.key, ".", "_"), name) {
-				*errs = append(*errs, &Error{Key: name, Reason: "is not a pktspan variable (did you mean " + EnvName(l.key) + "?)"})
+				reason += " (did you mean " + EnvName(l.key) + "?)"
+				break
 			}
 		}
+		if !strings.Contains(reason, "(") {
+			if s := suggest(key); s != "" {
+				reason += " (did you mean " + EnvName(s) + "?)"
+			} else {
+				reason += " (each key's variable is in --help, e.g. " + EnvName("otlp.endpoint") + ")"
+			}
+		}
+		*errs = append(*errs, &Error{Key: name, Reason: reason})
 		return "", nil
 	}
 }

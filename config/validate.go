@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/netip"
@@ -12,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Sizes of the kernel's filter tables; longer filter lists cannot be loaded.
@@ -48,6 +51,10 @@ func (c Config) Validate() error {
 			v.add("btf", c.BTF, "cannot be read: "+pathErr(err))
 		} else if st.IsDir() {
 			v.add("btf", c.BTF, "is a directory, not a BTF file")
+		} else if !st.Mode().IsRegular() {
+			v.add("btf", c.BTF, "is not a regular file (give a BTF file such as /sys/kernel/btf/vmlinux)")
+		} else if st.Size() > MaxBTFBytes {
+			v.add("btf", c.BTF, fmt.Sprintf("is %d bytes, more than a BTF file holds (at most %d)", st.Size(), MaxBTFBytes))
 		}
 	}
 	if c.ReadyFile != "" {
@@ -57,25 +64,26 @@ func (c Config) Validate() error {
 	}
 	v.oneOf("log_level", c.LogLevel, "debug", "info", "warn", "error")
 	v.oneOf("log_format", c.LogFormat, "text", "json")
-	v.positiveDuration("stats_interval", c.Stats)
+	v.durationIn("stats_interval", c.Stats, MinStatsInterval, MaxStatsInterval)
 
 	o := c.OTLP
 	if o.Endpoint != "" && !isHostPort(o.Endpoint) {
 		v.add("otlp.endpoint", o.Endpoint, "is not HOST:PORT (e.g. localhost:4317, no scheme; use otlp.insecure for plain text)")
 	}
 	for _, k := range slices.Sorted(maps.Keys(o.Headers)) {
-		if strings.TrimSpace(k) == "" {
-			v.add("otlp.headers", k, "is not a header name")
+		if reason := headerProblem(k, o.Headers[k]); reason != "" {
+			v.add(headersKey+"."+k, o.Headers[k], reason)
 		}
 	}
 	v.oneOf("otlp.compression", o.Compression, "none", "gzip")
-	v.positiveDuration("otlp.timeout", o.Timeout)
-	v.positive("otlp.queue_size", o.QueueSize)
-	v.positive("otlp.batch_size", o.BatchSize)
-	if o.QueueSize > 0 && o.BatchSize > o.QueueSize {
+	v.durationIn("otlp.timeout", o.Timeout, MinOTLPTimeout, MaxOTLPTimeout)
+	v.intIn("otlp.queue_size", o.QueueSize, 1, MaxQueueSpans)
+	v.intIn("otlp.batch_size", o.BatchSize, 1, MaxBatchSpans)
+	if o.QueueSize > 0 && o.BatchSize <= MaxBatchSpans && o.BatchSize > o.QueueSize {
 		v.add("otlp.batch_size", o.BatchSize, fmt.Sprintf("must not exceed otlp.queue_size (%d)", o.QueueSize))
 	}
-	v.positiveDuration("otlp.batch_delay", o.BatchDelay)
+	v.durationIn("otlp.batch_delay", o.BatchDelay, MinBatchDelay, MaxBatchDelay)
+	v.tls(o)
 
 	p := c.Probes
 	v.oneOf("probes.backend", p.Backend, "auto", "fentry", "kprobe", "tracepoint")
@@ -89,12 +97,12 @@ func (c Config) Validate() error {
 		}
 		seen[fn] = true
 	}
-	if p.RingSize < minRingSize || p.RingSize&(p.RingSize-1) != 0 {
-		v.add("probes.ring_size", p.RingSize, "must be a power of two and a multiple of 4096")
+	if p.RingSize < minRingSize || p.RingSize > MaxRingSize || p.RingSize&(p.RingSize-1) != 0 {
+		v.add("probes.ring_size", p.RingSize, fmt.Sprintf("must be a power of two from %d to %d", minRingSize, MaxRingSize))
 	}
-	v.positive("probes.track_size", p.TrackSize)
-	v.positive("probes.pending_size", p.PendingSize)
-	v.positive("probes.stack_size", p.StackSize)
+	v.intIn("probes.track_size", p.TrackSize, 1, MaxTrackSize)
+	v.intIn("probes.pending_size", p.PendingSize, 1, MaxPendingSize)
+	v.intIn("probes.stack_size", p.StackSize, 1, MaxStackSize)
 	v.maxLen("probes.normal_free_reasons", len(p.NormalFreeReasons), MaxNormalFreeReasons)
 	for _, r := range p.NormalFreeReasons {
 		if !isReasonName(r) {
@@ -128,10 +136,13 @@ func (c Config) Validate() error {
 	}
 	v.maxLen("filter.netns", len(f.Netns), MaxFilterNetns)
 	for _, ns := range f.Netns {
-		if !isInode(ns) {
-			if _, err := os.Stat(ns); err != nil {
-				v.add("filter.netns", ns, "is neither an existing path nor an inode number")
-			}
+		if isInode(ns) {
+			continue
+		}
+		if _, err := os.Stat(ns); err != nil {
+			v.add("filter.netns", ns, "is neither an existing path nor an inode number")
+		} else if reason := netnsProblem(ns); reason != "" {
+			v.add("filter.netns", ns, reason)
 		}
 	}
 
@@ -156,36 +167,36 @@ func (c Config) Validate() error {
 
 	e := c.Export
 	v.oneOf("export.mode", e.Mode, "all", "drops")
-	v.positive("export.drop_context", e.DropContext)
+	v.intIn("export.drop_context", e.DropContext, 1, MaxDropContext)
 	if !(e.SampleRatio > 0 && e.SampleRatio <= 1) {
 		v.add("export.sample_ratio", e.SampleRatio, "must be greater than 0 and at most 1")
 	}
-	if e.MaxSpansPerSecond < 0 {
-		v.add("export.max_spans_per_second", e.MaxSpansPerSecond, "must not be negative (0 means no cap)")
+	if e.MaxSpansPerSecond < 0 || e.MaxSpansPerSecond > MaxSpansPerSecond {
+		v.add("export.max_spans_per_second", e.MaxSpansPerSecond, fmt.Sprintf("must be from 0 (no cap) to %d", MaxSpansPerSecond))
 	}
 
 	t := c.Trace
-	v.positiveDuration("trace.idle_timeout", t.IdleTimeout)
-	v.positiveDuration("trace.max_duration", t.MaxDuration)
-	v.positive("trace.max_packets", t.MaxPackets)
-	v.positiveDuration("trace.close_grace", t.CloseGrace)
-	v.positiveDuration("trace.packet_timeout", t.PacketTimeout)
+	v.durationIn("trace.idle_timeout", t.IdleTimeout, MinTraceTimer, MaxTraceTimer)
+	v.durationIn("trace.max_duration", t.MaxDuration, MinTraceTimer, MaxTraceTimer)
+	v.intIn("trace.max_packets", t.MaxPackets, 1, MaxWindowPackets)
+	v.durationIn("trace.close_grace", t.CloseGrace, MinTraceTimer, MaxTraceTimer)
+	v.durationIn("trace.packet_timeout", t.PacketTimeout, MinTraceTimer, MaxTraceTimer)
 
 	l := c.Limits
-	v.positive("limits.flows", l.Flows)
-	v.positive("limits.packets", l.Packets)
-	v.positive("limits.stages", l.Stages)
-	v.positive("limits.held_packets", l.Held)
-	v.positive("limits.nat_aliases", l.Aliases)
-	v.positive("limits.exchanges", l.Exchanges)
-	v.positive("limits.netns_names", l.NetnsNames)
+	v.intIn("limits.flows", l.Flows, 1, MaxFlows)
+	v.intIn("limits.packets", l.Packets, 1, MaxOpenPackets)
+	v.intIn("limits.stages", l.Stages, 1, MaxStages)
+	v.intIn("limits.held_packets", l.Held, 1, MaxHeldPackets)
+	v.intIn("limits.nat_aliases", l.Aliases, 1, MaxNATAliases)
+	v.intIn("limits.exchanges", l.Exchanges, 1, MaxExchanges)
+	v.intIn("limits.netns_names", l.NetnsNames, 1, MaxNetnsNames)
 
 	n := c.Netns
 	v.socketPath("netns.docker_socket", n.DockerSocket, "turns Docker naming off")
 	v.socketPath("netns.cri_socket", n.CRISocket, "looks for containerd's and CRI-O's default sockets")
-	v.positiveDuration("netns.resync", n.Resync)
-	if n.Grace < 0 {
-		v.add("netns.grace", n.Grace, "must not be negative (0 forgets a destroyed owner at once)")
+	v.durationIn("netns.resync", n.Resync, MinNetnsResync, MaxNetnsTimer)
+	if n.Grace < 0 || n.Grace > MaxNetnsTimer {
+		v.add("netns.grace", n.Grace, "must be from 0 (forget a destroyed owner at once) to "+fmtDuration(MaxNetnsTimer))
 	}
 
 	cr := c.Correlate
@@ -196,8 +207,8 @@ func (c Config) Validate() error {
 	if _, err := cr.ParseTrust(); err != nil {
 		v.errs = append(v.errs, err)
 	}
-	v.positive("correlate.max_packets", cr.MaxPackets)
-	v.positiveDuration("correlate.linger", cr.Linger)
+	v.intIn("correlate.max_packets", cr.MaxPackets, 1, MaxCorrelatePkts)
+	v.durationIn("correlate.linger", cr.Linger, MinLinger, MaxLinger)
 
 	return errors.Join(v.errs...)
 }
@@ -429,16 +440,35 @@ func (v *validator) nonEmpty(key, value string) {
 	}
 }
 
-func (v *validator) positive(key string, n int) {
-	if n <= 0 {
-		v.add(key, n, "must be greater than zero")
+// intIn checks lo ≤ n ≤ hi.
+func (v *validator) intIn(key string, n, lo, hi int) {
+	if n < lo || n > hi {
+		v.add(key, n, fmt.Sprintf("must be from %d to %d", lo, hi))
 	}
 }
 
-func (v *validator) positiveDuration(key string, d time.Duration) {
-	if d <= 0 {
-		v.add(key, d, "must be greater than zero")
+// durationIn checks lo ≤ d ≤ hi.
+func (v *validator) durationIn(key string, d, lo, hi time.Duration) {
+	if d < lo || d > hi {
+		v.add(key, durationValue(d), "must be from "+fmtDuration(lo)+" to "+fmtDuration(hi))
 	}
+}
+
+// durationValue shows a duration as fmtDuration does in an *Error.
+type durationValue time.Duration
+
+func (d durationValue) String() string { return fmtDuration(time.Duration(d)) }
+
+// fmtDuration writes d as a user would: 24h, 1m, 10ms rather than 24h0m0s.
+func fmtDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // socketPath accepts "" (meaning what empty says) or an absolute path.
@@ -452,4 +482,84 @@ func (v *validator) maxLen(key string, n, limit int) {
 	if n > limit {
 		v.add(key, n, fmt.Sprintf("values are more than the kernel filter holds (at most %d)", limit))
 	}
+}
+
+// headerProblem checks an OTLP header as gRPC's metadata rules have it, or returns "":
+// a name of [0-9a-zA-Z-_.] (gRPC lower-cases it), not reserved by gRPC (grpc-) nor a
+// pseudo-header; a value of printable ASCII unless the name ends in -bin (binary).
+func headerProblem(name, value string) string {
+	if name == "" {
+		return "has an empty header name"
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return "is under a header name gRPC refuses (use letters, digits, '-', '_' and '.')"
+		}
+	}
+	if strings.HasPrefix(strings.ToLower(name), "grpc-") {
+		return "is under a header name gRPC reserves for itself (grpc-…)"
+	}
+	if strings.HasSuffix(strings.ToLower(name), "-bin") {
+		return ""
+	}
+	for i := range len(value) {
+		if value[i] < 0x20 || value[i] > 0x7e {
+			return "is not a header value gRPC sends (printable ASCII only, or a name ending in -bin)"
+		}
+	}
+	return ""
+}
+
+// netnsProblem says why an existing path is not a network namespace, or returns "".
+// The namespace file (/run/netns/x, /proc/PID/ns/net) answers NS_GET_NSTYPE.
+func netnsProblem(path string) string {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return "cannot be opened: " + err.Error()
+	}
+	defer unix.Close(fd)
+	typ, err := unix.IoctlRetInt(fd, unix.NS_GET_NSTYPE)
+	if err != nil || typ != unix.CLONE_NEWNET {
+		return "is not a network namespace (use /run/netns/NAME, /proc/PID/ns/net or an inode number)"
+	}
+	return ""
+}
+
+// readCapped reads a file given by the user, refusing anything but a regular file of
+// at most limit bytes, so a device or a huge file cannot fill memory.
+func readCapped(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, errors.New("cannot be read: " + pathErr(err))
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, errors.New("cannot be read: " + pathErr(err))
+	}
+	if !st.Mode().IsRegular() {
+		return nil, errors.New("is not a regular file")
+	}
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, errors.New("cannot be read: " + pathErr(err))
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("is larger than %d bytes", limit)
+	}
+	return b, nil
+}
+
+// Warnings returns what is allowed but likely wrong, each an *Error the caller logs:
+// an interface filter naming no interface of pktspan's network namespace matches only
+// where such an interface exists or appears later (another namespace, a veth to come).
+func (c Config) Warnings() []*Error {
+	var out []*Error
+	for _, name := range c.Filter.Iface {
+		if _, err := net.InterfaceByName(name); err != nil {
+			out = append(out, &Error{Key: "filter.iface", Value: name,
+				Reason: "names no interface of this network namespace: only packets on an interface of that name elsewhere, or made later, will match"})
+		}
+	}
+	return out
 }

@@ -195,6 +195,21 @@ func (c *hexCache) get(skb uint64) string {
 	return e.s
 }
 
+// getWith caches prefix and the 16 hex digits of f(v), computed only on a miss.
+func (c *hexCache) getWith(prefix string, v uint64, f func(uint64) uint64) string {
+	e := &c.slots[(v*0x9e3779b97f4a7c15)>>52]
+	if e.skb != v || e.s == "" {
+		start := c.arena.begin(len(prefix)+16, 16<<10)
+		c.arena.block = append(c.arena.block, prefix...)
+		x := f(v)
+		for shift := 60; shift >= 0; shift -= 4 {
+			c.arena.block = append(c.arena.block, "0123456789abcdef"[(x>>shift)&0xf])
+		}
+		e.skb, e.s = v, c.arena.end(start)
+	}
+	return e.s
+}
+
 // textCache remembers formatted addresses and tuples, direct-mapped like hexCache: a
 // flow's packets carry the same ones again and again. Its blocks are smaller, since
 // every string its 2048 slots keep pins a whole block.

@@ -87,9 +87,9 @@ func (s *Spanner) exportPacket(p *packet, pl place) {
 	}
 	b.attrs = append(b.attrs, attrkey.Ifindex.Int64(int64(p.ifindex)), attrkey.Netns.Int64(int64(p.netns)))
 	b.attrs = append(b.attrs, s.cfg.netnsNamer.NetnsAttrs(p.netns, p.start)...)
-	b.attrs = append(b.attrs, attrkey.SKBAddress.String(b.hex.get(p.skb)))
+	b.attrs = append(b.attrs, attrkey.SKBAddress.String(s.skbIDs.get(&b.hex, p.skb)))
 	if p.cloneOf != 0 {
-		b.attrs = append(b.attrs, attrkey.SKBCloneOf.String(b.hex.get(p.cloneOf)))
+		b.attrs = append(b.attrs, attrkey.SKBCloneOf.String(s.skbIDs.get(&b.hex, p.cloneOf)))
 	}
 	b.attrs = append(b.attrs,
 		attrkey.SKBLen.Int64(int64(p.len)),
@@ -120,6 +120,8 @@ func (s *Spanner) exportPacket(p *packet, pl place) {
 		StartUnixNano: p.start,
 		EndUnixNano:   p.end,
 		RandomTraceID: pl.random,
+		SKB:           p.skb,
+		SKBCloneOf:    p.cloneOf,
 	}
 	if p.drop {
 		b.appendDrop(p)
@@ -200,7 +202,7 @@ func (s *Spanner) exportPacket(p *packet, pl place) {
 		b.appendNFT(st.nft)
 		switch {
 		case st.hasRetval && st.retPtr:
-			b.attrs = append(b.attrs, attrkey.Retval.String(b.hex.get(uint64(st.retval))))
+			b.attrs = append(b.attrs, attrkey.Retval.String(s.skbIDs.get(&b.hex, uint64(st.retval))))
 		case st.hasRetval:
 			b.attrs = append(b.attrs, attrkey.Retval.Int64(st.retval))
 		}

@@ -83,8 +83,11 @@ var discardLog = slog.New(slog.DiscardHandler)
 
 // newHarness is a harness whose IDs count up (counterIDs), for stable goldens.
 func newHarness(opts ...Option) *harness {
-	return randomHarness(append([]Option{counterIDs()}, opts...)...)
+	return randomHarness(append([]Option{counterIDs(), WithSKBIDKey(goldenSKBKey)}, opts...)...)
 }
+
+// goldenSKBKey keys the opaque skb IDs of goldens, so that they are the same every run.
+var goldenSKBKey = [16]byte{'p', 'k', 't', 's', 'p', 'a', 'n'}
 
 // randomHarness is a harness with the real random ID generators, as two hosts have.
 func randomHarness(opts ...Option) *harness {

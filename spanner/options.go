@@ -22,6 +22,8 @@ type settings struct {
 	log                    *slog.Logger
 	netnsNamer             NetnsNamer
 	correlate              *CorrelateSettings // nil: --correlate none
+	exportSKB              bool
+	skbKey                 []byte // nil: a random key per Spanner
 }
 
 // defaultSettings mirrors config.Default(); the caller maps its configuration to options.
@@ -40,6 +42,19 @@ func defaultSettings() settings {
 		segments:      65536,
 		netnsNamer:    unnamedNetns{},
 	}
+}
+
+// WithSKBAddressExported makes spans carry kernel addresses as they are
+// (pktspan.skb.address, pktspan.skb.clone_of, a function's pointer return value) instead
+// of opaque per-run IDs (skbid.go). Span.SKB and Span.SKBCloneOf always hold them.
+func WithSKBAddressExported() Option {
+	return func(s *settings) { s.exportSKB = true }
+}
+
+// WithSKBIDKey sets the AES-128 key of the opaque IDs instead of one drawn at random:
+// the same key gives the same IDs, as tests comparing span trees need.
+func WithSKBIDKey(key [16]byte) Option {
+	return func(s *settings) { s.skbKey = key[:] }
 }
 
 // WithLimits bounds the open flow entries, open packet spans and stage spans kept per packet.

@@ -1,6 +1,7 @@
 package spanner
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"testing"
@@ -16,8 +17,7 @@ func (r *recordSink) exportedSKBs() []string {
 	var out []string
 	for _, g := range r.groups {
 		if g[0].Name == packetSpanName {
-			v, _ := attr(g[0], attrkey.SKBAddress)
-			out = append(out, v.AsString())
+			out = append(out, fmt.Sprintf("%#x", g[0].SKB))
 		}
 	}
 	return out

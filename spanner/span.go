@@ -85,6 +85,10 @@ type Span struct {
 	// another host derives alike: such an ID is predictable, and a sampler must not treat
 	// its bits as random.
 	RandomTraceID bool
+	// SKB and SKBCloneOf are the kernel addresses of a packet span's skb and of the skb
+	// it was cloned from (0 elsewhere). Only a sink that stays on the host, the console,
+	// shows them: attributes carry opaque IDs unless WithSKBAddressExported.
+	SKB, SKBCloneOf uint64
 }
 
 // Sink receives finished spans. Export is called from the single goroutine that reads

@@ -8,9 +8,10 @@ import "log/slog"
 // Spanner turns events into spans. HandleEvent, Tick and Flush must be called from one
 // goroutine (the ring reader); Stats may be called from any.
 type Spanner struct {
-	sink Sink
-	cfg  settings
-	log  *slog.Logger
+	sink   Sink
+	cfg    settings
+	log    *slog.Logger
+	skbIDs *skbIDs
 
 	packets packetTable
 	flows   flowTable
@@ -53,6 +54,7 @@ func New(sink Sink, opts ...Option) *Spanner {
 		corr = newCorrelation(*cfg.correlate)
 	}
 	return &Spanner{
+		skbIDs:   newSKBIDs(cfg.exportSKB, cfg.skbKey),
 		corr:     corr,
 		sink:     sink,
 		cfg:      cfg,

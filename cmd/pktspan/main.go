@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -46,9 +47,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(exitConfig)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, cfg); err != nil {
+	ctx, stopping := stopOnSignals()
+	if err := run(ctx, cfg, stopping); err != nil {
 		fmt.Fprintln(os.Stderr, "pktspan:", err)
 		var cerr *config.Error
 		if errors.As(err, &cerr) {
@@ -58,10 +58,58 @@ func main() {
 	}
 }
 
+// stopOnSignals returns a context the first SIGINT or SIGTERM cancels, so that pktspan
+// stops in order (detach, drain, flush), and the stop's progress, which a second signal
+// reports as it exits at once: a user pressing Ctrl-C again wants out, not a wait for
+// a collector that does not answer.
+func stopOnSignals() (context.Context, *stopProgress) {
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &stopProgress{}
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		cancel()
+		sig := <-sigs
+		fmt.Fprintf(os.Stderr, "pktspan: second %v: exiting at once, abandoning %s\n", sig, p.abandoned())
+		os.Exit(exitError)
+	}()
+	return ctx, p
+}
+
+// stopProgress is what an orderly stop still has to do, for a forced exit to say.
+type stopProgress struct {
+	mu      sync.Mutex
+	phase   string
+	pending func() int64 // spans not yet sent; nil without OTLP
+}
+
+func (p *stopProgress) set(phase string) {
+	p.mu.Lock()
+	p.phase = phase
+	p.mu.Unlock()
+}
+
+func (p *stopProgress) abandoned() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	what := "the orderly stop"
+	if p.phase != "" {
+		what = p.phase
+	}
+	if p.pending != nil {
+		what += fmt.Sprintf(" and %d spans not yet sent over OTLP", p.pending())
+	}
+	return what + " (the kernel removes the probes when pktspan exits)"
+}
+
 // run wires collector → spanner → sinks and runs until ctx ends, then stops in order:
 // detach and drain the kernel side, end open spans, flush the sinks.
-func run(ctx context.Context, cfg config.Config) error {
+func run(ctx context.Context, cfg config.Config, stopping *stopProgress) error {
 	log := newLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat)
+	for _, w := range cfg.Warnings() {
+		log.Warn("configuration may not match what was meant", "component", "pktspan", "warning", w.Error())
+	}
 
 	backend, err := collector.ParseBackend(cfg.Probes.Backend)
 	if err != nil {
@@ -71,6 +119,13 @@ func run(ctx context.Context, cfg config.Config) error {
 	if err != nil {
 		return err
 	}
+	for _, s := range sinks {
+		if o, ok := s.Sink.(*sink.OTLP); ok {
+			stopping.mu.Lock()
+			stopping.pending = o.Pending
+			stopping.mu.Unlock()
+		}
+	}
 	out := sinks.multi()
 	spOpts := []spanner.Option{
 		spanner.WithLimits(cfg.Limits.Flows, cfg.Limits.Packets, cfg.Limits.Stages),
@@ -79,6 +134,9 @@ func run(ctx context.Context, cfg config.Config) error {
 		spanner.WithExport(exportPolicy(cfg)),
 		spanner.WithNATAliases(cfg.Limits.Aliases),
 		spanner.WithLogger(log),
+	}
+	if cfg.Export.SKBAddress {
+		spOpts = append(spOpts, spanner.WithSKBAddressExported())
 	}
 	colOpts := []collector.Option{
 		collector.WithFilter(cfg.Filter),
@@ -145,7 +203,10 @@ func run(ctx context.Context, cfg config.Config) error {
 		}
 	}
 
-	stats := func(msg string) { logStats(log, msg, cfg, col.Stats(), sp.Stats(), namer.Stats(), sinks.stats()) }
+	loss := &lossWatch{}
+	stats := func(l *slog.Logger, msg string) {
+		logStats(l, msg, loss, cfg, col.Stats(), sp.Stats(), namer.Stats(), sinks.stats())
+	}
 	statsDone := make(chan struct{})
 	// The stats stop with Run, also when Run fails before the signal.
 	statsCtx, stopStats := context.WithCancel(ctx)
@@ -158,17 +219,25 @@ func run(ctx context.Context, cfg config.Config) error {
 			case <-statsCtx.Done():
 				return
 			case <-t.C:
-				stats("stats")
+				stats(log, "stats")
 			}
 		}
 	}()
 
+	stopping.set("detaching the probes and draining the ring buffer")
+	stopNote := context.AfterFunc(ctx, func() {
+		log.Info("stopping: draining and flushing (a second signal exits at once)", "component", "pktspan")
+	})
+	defer stopNote()
 	runErr := col.Run(ctx, sp)
 	stopStats()
 	<-statsDone
+	stopping.set("ending the open spans")
 	sp.Flush(time.Now().UnixNano())
+	stopping.set("flushing the sinks")
 	shutdownSink(out, log)
-	stats("final stats")
+	// The final line is written whatever the log level: it is the run's account of loss.
+	stats(newLogger(os.Stderr, "debug", cfg.LogFormat), "final stats")
 	return runErr
 }
 
@@ -210,7 +279,10 @@ func (l sinkList) multi() spanner.Sink {
 func (l sinkList) stats() []sinkStats {
 	out := make([]sinkStats, len(l))
 	for i := range l {
-		out[i] = sinkStats{l[i].name, l[i].Stats()}
+		out[i] = sinkStats{name: l[i].name, SinkStats: l[i].Stats()}
+		if o, ok := l[i].Sink.(*sink.OTLP); ok {
+			out[i].causes = o.DropCauses()
+		}
 	}
 	return out
 }
@@ -218,6 +290,7 @@ func (l sinkList) stats() []sinkStats {
 type sinkStats struct {
 	name string
 	spanner.SinkStats
+	causes []sink.DropCount // the dropped spans by cause, for a sink that tells them
 }
 
 func newSinks(ctx context.Context, cfg config.Config, log *slog.Logger) (sinkList, error) {
@@ -229,9 +302,14 @@ func newSinks(ctx context.Context, cfg config.Config, log *slog.Logger) (sinkLis
 		sinks = append(sinks, namedSink{"json", sink.NewJSON(os.Stdout)})
 	}
 	if cfg.OTLPEnabled(os.Environ()) {
+		tlsCfg, err := cfg.OTLP.TLS()
+		if err != nil {
+			return nil, err
+		}
 		o, err := sink.NewOTLP(ctx,
 			sink.WithEndpoint(cfg.OTLP.Endpoint),
 			sink.WithInsecure(cfg.OTLP.Insecure),
+			sink.WithTLS(tlsCfg),
 			sink.WithHeaders(cfg.OTLP.Headers),
 			sink.WithCompression(cfg.OTLP.Compression),
 			sink.WithTimeout(cfg.OTLP.Timeout),
@@ -272,10 +350,34 @@ func exportPolicy(cfg config.Config) spanner.ExportPolicy {
 	}
 }
 
+// lossWatch remembers whether the run has lost anything yet: from then on every stats
+// line is a warning, so that --log-level warn still shows loss.
+type lossWatch struct{ seen bool }
+
+// lost sums what was lost rather than left out by choice: events the ring could not
+// hold, spans a full table evicted or a sink dropped, skbs the kernel could not track.
+func lost(c collector.Stats, s spanner.Stats, sinks []sinkStats) uint64 {
+	n := c.EventsLost + c.TrackFailed + c.CallsFull + c.HeldOverflow + c.HeldEvicted +
+		s.PacketsEvicted + s.WindowsEvicted + s.SpansHeldEvicted
+	for _, o := range sinks {
+		n += o.Dropped
+	}
+	return n
+}
+
 // logStats prints what went through and everything lost or left out on the way, by
 // cause: a bounded table that overflowed, a policy that chose not to export, a
 // destination that refused. Each sink counts its own: `otlp_exported`, `console_dropped`.
-func logStats(log *slog.Logger, msg string, cfg config.Config, c collector.Stats, s spanner.Stats, n netns.Stats, sinks []sinkStats) {
+// Once anything was lost, the first line says so and every line is a warning.
+func logStats(log *slog.Logger, msg string, loss *lossWatch, cfg config.Config, c collector.Stats, s spanner.Stats, n netns.Stats, sinks []sinkStats) {
+	level := slog.LevelInfo
+	if lost(c, s, sinks) > 0 {
+		if !loss.seen {
+			loss.seen = true
+			log.Warn("events or spans lost: the stats lines from now on are warnings and count them by cause", "component", "pktspan")
+		}
+		level = slog.LevelWarn
+	}
 	args := []any{"component", "pktspan",
 		"events_read", c.EventsRead,
 		"events_lost", c.EventsLost,
@@ -283,6 +385,9 @@ func logStats(log *slog.Logger, msg string, cfg config.Config, c collector.Stats
 	}
 	for _, o := range sinks {
 		args = append(args, o.name+"_exported", o.Exported, o.name+"_dropped", o.Dropped)
+		for _, d := range o.causes {
+			args = append(args, o.name+"_dropped_"+d.Cause, d.Spans)
+		}
 	}
 	args = append(args,
 		"packets", s.PacketsStarted,
@@ -335,7 +440,7 @@ func logStats(log *slog.Logger, msg string, cfg config.Config, c collector.Stats
 			"conns_evicted", s.ConnsEvicted,
 		)
 	}
-	log.Info(msg, append(args, "detach", c.DetachTime)...)
+	log.Log(context.Background(), level, msg, append(args, "detach", c.DetachTime)...)
 }
 
 // logSummary reports what the collector attached: under --log-format text as the block

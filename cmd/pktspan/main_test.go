@@ -16,6 +16,7 @@ import (
 	"github.com/pktspan/pktspan/collector/netns"
 	"github.com/pktspan/pktspan/config"
 	"github.com/pktspan/pktspan/spanner"
+	"github.com/pktspan/pktspan/spanner/sink"
 )
 
 // buildPktspan builds the command into dir, as a user's `make build` does.
@@ -60,7 +61,7 @@ func TestCommandLineErrorsExitWithTheirCodeAndOneClearLine(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := exec.Command(bin, tc.args...)
-			cmd.Env = append(os.Environ(), tc.env...)
+			cmd.Env = append(cleanEnviron(), tc.env...)
 			out, err := cmd.CombinedOutput()
 			if got := exitCode(t, err); got != tc.code {
 				t.Errorf("exit code %d, want %d; output:\n%s", got, tc.code, out)
@@ -85,6 +86,7 @@ func TestWithoutPrivilegesPktspanSaysToRunAsRoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(buildPktspan(t, dir), "--output", "none")
+	cmd.Env = cleanEnviron()
 	if os.Geteuid() == 0 {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	}
@@ -178,9 +180,9 @@ func TestJSONLogsGiveTheSummaryAsOneStructuredRecord(t *testing.T) {
 
 func TestStatsCountEachSinkOnItsOwnAndCarryTheNamersCounters(t *testing.T) {
 	var out bytes.Buffer
-	sinks := []sinkStats{{"console", spanner.SinkStats{Exported: 7}}, {"otlp", spanner.SinkStats{Exported: 5, Dropped: 2}}}
+	sinks := []sinkStats{{name: "console", SinkStats: spanner.SinkStats{Exported: 7}}, {name: "otlp", SinkStats: spanner.SinkStats{Exported: 5, Dropped: 2}}}
 	namer := netns.Stats{Names: 3, Misses: 4, Evicted: 5, Errors: 6}
-	logStats(newLogger(&out, "info", "text"), "stats", config.Default(), collector.Stats{}, spanner.Stats{}, namer, sinks)
+	logStats(newLogger(&out, "info", "text"), "stats", &lossWatch{}, config.Default(), collector.Stats{}, spanner.Stats{}, namer, sinks)
 	for _, want := range []string{" console_exported=7 console_dropped=0 ", " otlp_exported=5 otlp_dropped=2 ",
 		" netns_names=3 netns_misses=4 netns_evicted=5 netns_errors=6 "} {
 		if !strings.Contains(out.String(), want) {
@@ -189,5 +191,37 @@ func TestStatsCountEachSinkOnItsOwnAndCarryTheNamersCounters(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "spans_exported") || strings.Contains(out.String(), "stack_missed") {
 		t.Errorf("stats line sums the sinks or counts stacks without --stack:\n%s", out.String())
+	}
+}
+
+func TestLossIsAWarningFromItsFirstSightingOn(t *testing.T) {
+	var out bytes.Buffer
+	log := newLogger(&out, "warn", "text")
+	loss := &lossWatch{}
+	quiet := []sinkStats{{name: "otlp", SinkStats: spanner.SinkStats{Exported: 5}}}
+	logStats(log, "stats", loss, config.Default(), collector.Stats{EventsRead: 10}, spanner.Stats{}, netns.Stats{}, quiet)
+	if out.Len() != 0 {
+		t.Fatalf("a run without loss logs at warn level:\n%s", out.String())
+	}
+	logStats(log, "stats", loss, config.Default(), collector.Stats{EventsRead: 10, EventsLost: 3}, spanner.Stats{}, netns.Stats{}, quiet)
+	logStats(log, "stats", loss, config.Default(), collector.Stats{EventsRead: 20, EventsLost: 3}, spanner.Stats{}, netns.Stats{}, quiet)
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[0], "level=WARN msg=\"events or spans lost") {
+		t.Fatalf("want the first sighting, then two stats lines, all warnings:\n%s", out.String())
+	}
+	for _, l := range lines[1:] {
+		if !strings.Contains(l, "level=WARN msg=stats") || !strings.Contains(l, " events_lost=3 ") {
+			t.Errorf("stats line after loss is not a warning carrying it: %s", l)
+		}
+	}
+	out.Reset()
+	dropped := []sinkStats{{name: "otlp", SinkStats: spanner.SinkStats{Dropped: 9}, causes: []sink.DropCount{{Cause: "queue_full", Spans: 9}}}}
+	logStats(newLogger(&out, "error", "text"), "final stats", &lossWatch{}, config.Default(), collector.Stats{}, spanner.Stats{}, netns.Stats{}, dropped)
+	if out.Len() != 0 {
+		t.Errorf("a warning passed --log-level error:\n%s", out.String())
+	}
+	logStats(newLogger(&out, "debug", "text"), "final stats", &lossWatch{}, config.Default(), collector.Stats{}, spanner.Stats{}, netns.Stats{}, dropped)
+	if !strings.Contains(out.String(), " otlp_dropped=9 otlp_dropped_queue_full=9 ") {
+		t.Errorf("final line lacks the drops by cause:\n%s", out.String())
 	}
 }

@@ -175,6 +175,11 @@ func (c *Console) appendPacket(group []spanner.Span) {
 	pkt := &group[0]
 	var v packetView
 	v.update(pkt.Attrs)
+	// The console stays on the host: it shows the kernel's address, as pwru does, where
+	// the attributes may carry an opaque ID.
+	if pkt.SKB != 0 {
+		v.skb = "0x" + strconv.FormatUint(pkt.SKB, 16)
+	}
 	dropped := pkt.Status == spanner.StatusError
 	stages := group[1:]
 	if len(stages) == 0 {
@@ -200,7 +205,9 @@ func (c *Console) appendPacket(group []spanner.Span) {
 		}
 		appendStageInfo(&info, st)
 		if i == 0 {
-			if parent := attrString(pkt.Attrs, attrkey.SKBCloneOf); parent != "" {
+			if pkt.SKBCloneOf != 0 {
+				addField(&info, "clone_of=0x"+strconv.FormatUint(pkt.SKBCloneOf, 16))
+			} else if parent := attrString(pkt.Attrs, attrkey.SKBCloneOf); parent != "" {
 				addField(&info, "clone_of="+parent)
 			}
 			if segs := attrString(pkt.Attrs, attrkey.SKBSegments); segs != "" && segs != "1" {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pktspan/pktspan/spanner"
+	"github.com/pktspan/pktspan/spanner/attrkey"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -149,5 +150,26 @@ func TestConsoleCountsAFailedWriteAsDroppedAndShutdownReportsIt(t *testing.T) {
 	}
 	if err := c.Shutdown(context.Background()); err == nil || !strings.Contains(err.Error(), "disk full") {
 		t.Errorf("Shutdown = %v", err)
+	}
+}
+
+func TestConsoleShowsTheKernelAddressWhereSpansCarryAnOpaqueID(t *testing.T) {
+	g := tcpGroup()
+	for i, kv := range g[0].Attrs {
+		if kv.Key == attrkey.SKBAddress {
+			g[0].Attrs[i] = attrkey.SKBAddress.String("skb-0123456789abcdef")
+		}
+	}
+	g[0].Attrs = append(g[0].Attrs, attrkey.SKBCloneOf.String("skb-fedcba9876543210"))
+	g[0].SKB, g[0].SKBCloneOf = 0xffff888004a1c200, 0xffff888004a1c000
+	var out bytes.Buffer
+	NewConsole(&out, WithLocation(time.UTC)).Export(g)
+	if strings.Contains(out.String(), "skb-") {
+		t.Errorf("console shows an opaque ID:\n%s", out.String())
+	}
+	for _, want := range []string{" 0xffff888004a1c200 ", "clone_of=0xffff888004a1c000"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("console lacks %q:\n%s", want, out.String())
+		}
 	}
 }

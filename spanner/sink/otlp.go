@@ -2,6 +2,7 @@ package sink
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"time"
@@ -34,6 +35,7 @@ type otlpConfig struct {
 	batchSize   int
 	batchDelay  time.Duration
 	serviceName string
+	tls         *tls.Config
 	logger      *slog.Logger
 }
 
@@ -47,6 +49,12 @@ func WithEndpoint(endpoint string) OTLPOption {
 // WithInsecure sends over plaintext gRPC instead of TLS.
 func WithInsecure(insecure bool) OTLPOption {
 	return func(c *otlpConfig) { c.insecure = insecure }
+}
+
+// WithTLS sets the client's TLS configuration (CAs, a client certificate); nil keeps
+// gRPC's default TLS, or what the standard OTEL_EXPORTER_OTLP_CERTIFICATE variables say.
+func WithTLS(c *tls.Config) OTLPOption {
+	return func(o *otlpConfig) { o.tls = c }
 }
 
 // WithHeaders adds gRPC metadata to every request (authentication tokens, tenants).
@@ -164,6 +172,14 @@ func (o *OTLP) Shutdown(ctx context.Context) error {
 	}
 	return err
 }
+
+// DropCauses reports the spans dropped by cause: queue_full (the collector was down or
+// slow for longer than the queue holds), rejected (refused for good), unsent (still
+// queued when Shutdown's time ran out).
+func (o *OTLP) DropCauses() []DropCount { return o.batcher.dropCauses() }
+
+// Pending reports the spans not yet sent: queued, being sent, or batching.
+func (o *OTLP) Pending() int64 { return o.batcher.pending() }
 
 // Stats reports spans accepted by the collector and spans dropped.
 func (o *OTLP) Stats() spanner.SinkStats {

@@ -2,11 +2,15 @@ package sink
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/pktspan/pktspan/spanner"
 )
@@ -31,6 +35,23 @@ type wireBatch struct {
 // freeBatches bounds the sent batches kept for reuse; more come back only after the
 // queue was full, and those the garbage collector takes.
 const freeBatches = 4
+
+// A batch whose export failed for a reason that may pass (the collector down,
+// overloaded, too slow) is sent again after retryFirst, the wait doubling up to
+// retryMax, for as long as it takes: meanwhile the queue keeps taking batches and drops
+// (and counts) only what it cannot hold, as the OpenTelemetry Collector's sending queue
+// does. retryMax keeps the delay between the collector's return and the next export
+// within a second.
+const (
+	retryFirst = 100 * time.Millisecond
+	retryMax   = time.Second
+)
+
+// DropCount is how many spans a sink dropped for one cause.
+type DropCount struct {
+	Cause string
+	Spans uint64
+}
 
 type batcherConfig struct {
 	queueSize  int // spans
@@ -71,7 +92,14 @@ type batcher struct {
 	failing    bool
 
 	exported atomic.Uint64
-	dropped  atomic.Uint64
+	dropped  atomic.Uint64 // the sum of the causes below
+	// By cause: the queue was full; the collector refused the batch for good (an invalid
+	// request, credentials); still unsent when Shutdown's time ran out, or offered after it.
+	queueFull atomic.Uint64
+	rejected  atomic.Uint64
+	unsent    atomic.Uint64
+	queued    atomic.Int64 // spans in the queue and in the batch being sent
+	sendErr   atomic.Pointer[error]
 }
 
 // newBatcher starts the flushing and sending goroutines; shutdown stops them.
@@ -108,7 +136,7 @@ func (b *batcher) add(group []spanner.Span) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		b.dropped.Add(uint64(len(group)))
+		b.drop(&b.unsent, len(group))
 		return
 	}
 	for i := range group {
@@ -135,18 +163,26 @@ func (b *batcher) newBatch() *wireBatch {
 // enqueueLocked hands the current batch to the sender, or drops it when the queue is
 // full. b.mu must be held.
 func (b *batcher) enqueueLocked() {
+	n := b.batch.spans
+	b.queued.Add(int64(n))
 	select {
 	case b.queue <- b.batch:
 		b.batch = b.newBatch()
 	default:
-		n := uint64(b.batch.spans)
-		b.dropped.Add(n)
-		b.queueDrops += n
+		b.queued.Add(-int64(n))
+		b.drop(&b.queueFull, n)
+		b.queueDrops += uint64(n)
 		b.batch.buf = b.batch.buf[:b.head]
 		b.batch.spans = 0
 		if now := time.Now(); now.Sub(b.lastQueueLog) >= errLogInterval {
-			b.log.Warn(fmt.Sprintf("otlp queue full, dropping spans: export to %s is slower than the packet rate (raise otlp.queue_size or filter more)", b.endpoint),
-				"dropped", b.queueDrops)
+			// The cause is the collector's when exports are failing, else the rate.
+			if errp := b.sendErr.Load(); errp != nil {
+				b.log.Warn(fmt.Sprintf("otlp queue full, dropping spans: export to %s is failing and retried: %v%s", b.endpoint, *errp, exportHint(*errp)),
+					"dropped", b.queueDrops)
+			} else {
+				b.log.Warn(fmt.Sprintf("otlp queue full, dropping spans: export to %s is slower than the packet rate (raise otlp.queue_size or filter more)", b.endpoint),
+					"dropped", b.queueDrops)
+			}
 			b.lastQueueLog = now
 			b.queueDrops = 0
 		}
@@ -176,11 +212,8 @@ func (b *batcher) flushLoop(delay time.Duration) {
 func (b *batcher) sendLoop() {
 	defer close(b.sendDone)
 	for w := range b.queue {
-		if b.sendCtx.Err() != nil {
-			b.dropped.Add(uint64(w.spans))
-			continue
-		}
 		b.send(w)
+		b.queued.Add(-int64(w.spans))
 		select {
 		case b.free <- w:
 		default:
@@ -188,37 +221,86 @@ func (b *batcher) sendLoop() {
 	}
 }
 
-// send exports one batch and counts its spans; failures are logged at most once per
-// errLogInterval, with how many were left out.
+// send exports one batch, retrying it while the failure may pass, and counts its
+// spans; failures are logged at most once per errLogInterval.
 func (b *batcher) send(w *wireBatch) {
-	err := b.exp.export(b.sendCtx, w)
-	if err == nil {
-		b.exported.Add(uint64(w.spans))
-		if b.failing {
-			b.log.Info(fmt.Sprintf("otlp export to %s recovered", b.endpoint))
-			b.failing = false
-			b.lastErrLog = time.Time{}
+	wait := retryFirst
+	for {
+		if b.sendCtx.Err() != nil {
+			// Shutdown ran out of time; it reports the loss.
+			b.drop(&b.unsent, w.spans)
+			return
 		}
-		return
-	}
-	b.dropped.Add(uint64(w.spans))
-	b.lastErr = err
-	if b.sendCtx.Err() != nil {
-		// Shutdown ran out of time and cancelled the export; it reports the loss.
-		return
-	}
-	b.failing = true
-	if now := time.Now(); now.Sub(b.lastErrLog) >= errLogInterval {
-		args := []any{"dropped", w.spans}
-		if b.suppressed > 0 {
-			args = append(args, "similar_errors_suppressed", b.suppressed)
+		err := b.exp.export(b.sendCtx, w)
+		if err == nil {
+			b.exported.Add(uint64(w.spans))
+			if b.failing {
+				b.log.Info(fmt.Sprintf("otlp export to %s recovered", b.endpoint))
+				b.failing = false
+				b.lastErrLog = time.Time{}
+				b.sendErr.Store(nil)
+			}
+			return
 		}
-		b.log.Error(fmt.Sprintf("otlp export to %s failed: %v%s", b.endpoint, err, exportHint(err)), args...)
-		b.lastErrLog = now
-		b.suppressed = 0
-	} else {
+		b.lastErr = err
+		if b.sendCtx.Err() != nil {
+			b.drop(&b.unsent, w.spans)
+			return
+		}
+		b.failing = true
+		b.sendErr.Store(&err)
+		retry := retryable(err)
+		b.logFailure(err, retry, w.spans)
+		if !retry {
+			b.drop(&b.rejected, w.spans)
+			return
+		}
+		select {
+		case <-time.After(wait):
+		case <-b.sendCtx.Done():
+		}
+		wait = min(2*wait, retryMax)
+	}
+}
+
+// logFailure logs a failed export at most once per errLogInterval.
+func (b *batcher) logFailure(err error, retry bool, spans int) {
+	now := time.Now()
+	if now.Sub(b.lastErrLog) < errLogInterval {
 		b.suppressed++
+		return
 	}
+	args := []any{"spans", spans}
+	if b.suppressed > 0 {
+		args = append(args, "similar_errors_suppressed", b.suppressed)
+	}
+	if retry {
+		b.log.Error(fmt.Sprintf("otlp export to %s failed, retrying while the queue holds: %v%s", b.endpoint, err, exportHint(err)), args...)
+	} else {
+		b.log.Error(fmt.Sprintf("otlp export to %s refused, batch dropped: %v%s", b.endpoint, err, exportHint(err)), args...)
+	}
+	b.lastErrLog = now
+	b.suppressed = 0
+}
+
+// retryable tells a failure that may pass (as OTLP's specification lists them, and a
+// request that timed out) from a refusal that will not.
+func retryable(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	switch status.Code(err) {
+	case codes.Canceled, codes.DeadlineExceeded, codes.Unavailable, codes.ResourceExhausted,
+		codes.Aborted, codes.OutOfRange, codes.DataLoss:
+		return true
+	}
+	return false
+}
+
+// drop counts n spans dropped for cause.
+func (b *batcher) drop(cause *atomic.Uint64, n int) {
+	cause.Add(uint64(n))
+	b.dropped.Add(uint64(n))
 }
 
 // shutdown queues the current batch and sends what is queued until ctx ends; spans
@@ -245,7 +327,7 @@ func (b *batcher) shutdown(ctx context.Context) (first bool, err error) {
 		select {
 		case b.queue <- rest:
 		case <-ctx.Done():
-			b.dropped.Add(uint64(rest.spans))
+			b.drop(&b.unsent, rest.spans)
 		}
 	}
 	close(b.queue)
@@ -272,4 +354,24 @@ func (b *batcher) shutdown(ctx context.Context) (first bool, err error) {
 // stats reports spans the exporter sent and spans dropped.
 func (b *batcher) stats() spanner.SinkStats {
 	return spanner.SinkStats{Exported: b.exported.Load(), Dropped: b.dropped.Load()}
+}
+
+// dropCauses reports the dropped spans by cause, in a fixed order.
+func (b *batcher) dropCauses() []DropCount {
+	return []DropCount{
+		{"queue_full", b.queueFull.Load()},
+		{"rejected", b.rejected.Load()},
+		{"unsent", b.unsent.Load()},
+	}
+}
+
+// pending is the spans not yet sent: queued, being sent, and in the current batch.
+func (b *batcher) pending() int64 {
+	b.mu.Lock()
+	n := int64(0)
+	if b.batch != nil {
+		n = int64(b.batch.spans)
+	}
+	b.mu.Unlock()
+	return n + b.queued.Load()
 }

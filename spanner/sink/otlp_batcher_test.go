@@ -218,7 +218,7 @@ func TestBatcherShutdownGivesUpWhenContextEnds(t *testing.T) {
 	}
 }
 
-func TestBatcherCountsFailedExportsAsDroppedAndLogsThemWithHint(t *testing.T) {
+func TestBatcherRetriesABatchTheCollectorCouldNotTakeAndLogsTheCauseOnce(t *testing.T) {
 	exp := newFakeExporter(t)
 	down := status.Error(codes.Unavailable, "connection refused")
 	exp.errs = []error{down, down}
@@ -228,17 +228,67 @@ func TestBatcherCountsFailedExportsAsDroppedAndLogsThemWithHint(t *testing.T) {
 	for range 3 {
 		b.add(group)
 	}
-	exp.waitCalls(3)
+	exp.waitCalls(5) // the first batch thrice, then the two others
 	shutdownBatcher(t, b)
-	if st := b.stats(); st != (spanner.SinkStats{Exported: 7, Dropped: 14}) {
-		t.Errorf("stats = %+v, want 14 dropped by two failed exports, 7 exported", st)
+	if st := b.stats(); st != (spanner.SinkStats{Exported: 21}) {
+		t.Errorf("stats = %+v, want all 21 spans exported after the retries", st)
+	}
+	if got := exp.gotBatches(); len(got) != 5 {
+		t.Errorf("%d exports, want 5 (two failed, then the three batches)", len(got))
 	}
 	out := logs.String()
 	// The second failure falls within errLogInterval of the first: one line for both.
-	if n := strings.Count(out, "otlp export to fake:4317 failed: rpc error: code = Unavailable desc = connection refused (is the collector running?)"); n != 1 {
+	if n := strings.Count(out, "otlp export to fake:4317 failed, retrying while the queue holds: rpc error: code = Unavailable desc = connection refused (is the collector running?)"); n != 1 {
 		t.Errorf("%d failure lines, want 1:\n%s", n, out)
 	}
 	if !strings.Contains(out, "otlp export to fake:4317 recovered") {
 		t.Errorf("log lacks the recovery:\n%s", out)
+	}
+}
+
+func TestBatcherDropsABatchTheCollectorRefusesAndCountsItsCause(t *testing.T) {
+	exp := newFakeExporter(t)
+	exp.errs = []error{status.Error(codes.InvalidArgument, "bad span")}
+	var logs syncBuffer
+	b := newTestBatcher(exp, 100, 7, time.Hour, slog.New(slog.NewTextHandler(&logs, nil)))
+	b.add(tcpGroup())
+	b.add(tcpGroup())
+	exp.waitCalls(2)
+	shutdownBatcher(t, b)
+	if st := b.stats(); st != (spanner.SinkStats{Exported: 7, Dropped: 7}) {
+		t.Errorf("stats = %+v, want one batch refused, one exported", st)
+	}
+	if got := b.dropCauses(); got[1] != (DropCount{"rejected", 7}) || got[0].Spans != 0 || got[2].Spans != 0 {
+		t.Errorf("drop causes %+v, want 7 rejected only", got)
+	}
+	if !strings.Contains(logs.String(), "otlp export to fake:4317 refused, batch dropped: rpc error: code = InvalidArgument desc = bad span") {
+		t.Errorf("log lacks the refusal:\n%s", logs.String())
+	}
+}
+
+func TestBatcherQueueFullDuringAnOutageNamesTheOutageNotTheRate(t *testing.T) {
+	exp := newFakeExporter(t)
+	down := status.Error(codes.Unavailable, "connection refused")
+	exp.errs = []error{down, down, down}
+	var logs syncBuffer
+	b := newTestBatcher(exp, 7, 7, time.Hour, slog.New(slog.NewTextHandler(&logs, nil)))
+	b.add(tcpGroup())
+	exp.waitCalls(2)  // the first export failed: the sender retries this batch
+	b.add(tcpGroup()) // queued
+	b.add(tcpGroup()) // no room
+	if got := b.dropCauses()[0]; got != (DropCount{"queue_full", 7}) {
+		t.Errorf("drop causes %+v, want 7 for a full queue", b.dropCauses())
+	}
+	if b.pending() != 14 {
+		t.Errorf("pending %d, want the retried and the queued batch, 14 spans", b.pending())
+	}
+	out := logs.String()
+	if !strings.Contains(out, "otlp queue full, dropping spans: export to fake:4317 is failing and retried: rpc error: code = Unavailable") ||
+		strings.Contains(out, "slower than the packet rate") {
+		t.Errorf("queue-full line does not name the outage:\n%s", out)
+	}
+	shutdownBatcher(t, b)
+	if st := b.stats(); st.Exported+st.Dropped != 21 || st.Dropped != 7 {
+		t.Errorf("stats = %+v, want 14 exported after the outage and 7 dropped", st)
 	}
 }

@@ -8,13 +8,16 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/sdk/resource"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
 	"github.com/pktspan/pktspan/spanner/attrkey"
@@ -85,7 +88,20 @@ func clientOptions(cfg otlpConfig) ([]otlptracegrpc.Option, error) {
 	}
 	if cfg.insecure {
 		opts = append(opts, otlptracegrpc.WithInsecure())
+	} else if cfg.tls != nil {
+		opts = append(opts, otlptracegrpc.WithTLSCredentials(credentials.NewTLS(cfg.tls)))
 	}
+	// The batcher retries a failed batch itself, with a short backoff, while its queue
+	// keeps taking spans: the SDK's own retry would hold the only sender for the whole
+	// timeout. gRPC reconnects within a second of the collector's return (its default
+	// backoff grows to two minutes).
+	opts = append(opts,
+		otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{Enabled: false}),
+		otlptracegrpc.WithDialOption(grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: 5 * time.Second,
+		})),
+	)
 	if len(cfg.headers) > 0 {
 		opts = append(opts, otlptracegrpc.WithHeaders(cfg.headers))
 	}
@@ -163,8 +179,12 @@ func (e *otlpExporter) shutdown(ctx context.Context) error {
 func exportHint(err error) string {
 	msg := err.Error()
 	switch {
+	case strings.Contains(msg, "first record does not look like a TLS handshake"):
+		return " (the collector speaks plain text: set otlp.insecure only if it is meant to)"
+	case strings.Contains(msg, "x509:") || strings.Contains(msg, "certificate"):
+		return " (the collector's certificate is not trusted: give its CA with otlp.ca_file, check the name it was issued for, or a client certificate it asks for with otlp.client_cert)"
 	case strings.Contains(msg, "tls:") || strings.Contains(msg, "handshake"):
-		return " (plaintext collector? set otlp.insecure)"
+		return " (TLS handshake failed: check otlp.ca_file, otlp.client_cert and the collector's TLS settings)"
 	}
 	switch status.Code(err) {
 	case codes.Unavailable:
