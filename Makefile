@@ -6,9 +6,9 @@ GO    ?= go
 BIN   := bin
 CACHE ?= $(HOME)/.cache/pktspan
 JAEGER_BIN ?= $(CACHE)/jaeger
-export PKTSPAN_JAEGER_BIN := $(JAEGER_BIN)
+export PKTSPANTEST_JAEGER_BIN := $(JAEGER_BIN)
 OTELCOL_BIN ?= $(CACHE)/otelcol
-export PKTSPAN_OTELCOL_BIN := $(OTELCOL_BIN)
+export PKTSPANTEST_OTELCOL_BIN := $(OTELCOL_BIN)
 
 # Debian packages: clang/llvm/libbpf-dev to regenerate the probes; iproute2, nftables,
 # iputils-ping for the end-to-end tests and the demo.

@@ -10,7 +10,7 @@
 # The stack is run with both Compose implementations users have: docker-compose 1.29 (the
 # Debian package) and Compose v2 (tools/compose, built from the Go module proxy).
 COMPOSE_V2_BIN ?= $(CACHE)/docker-compose-v2
-export PKTSPAN_COMPOSE_V2_BIN := $(COMPOSE_V2_BIN)
+export PKTSPANTEST_COMPOSE_V2_BIN := $(COMPOSE_V2_BIN)
 COMPOSE_APT_PACKAGES := debootstrap docker-compose
 
 .PHONY: compose-deps compose-v2 compose-images compose-test containers
@@ -31,7 +31,7 @@ compose-images: compose-deps jaeger otelcol
 	$(GO) run ./internal/cmd/compose-images --jaeger "$(JAEGER_BIN)" --otelcol "$(OTELCOL_BIN)"
 
 compose-test: compose-deps jaeger otelcol compose-v2
-	PKTSPAN_COMPOSE="$$(command -v docker-compose) $(COMPOSE_V2_BIN)" \
+	PKTSPANTEST_COMPOSE="$$(command -v docker-compose) $(COMPOSE_V2_BIN)" \
 		$(GO) test -count=1 -tags compose -timeout 50m -v ./internal/compose/
 
 # What `make test` runs: the container tier wherever a Docker Engine answers. Under CI a

@@ -33,7 +33,7 @@ import (
 // and versions of the official image gateway.yaml names.
 func otelcolBinary(t *testing.T) string {
 	t.Helper()
-	bin := os.Getenv("PKTSPAN_OTELCOL_BIN")
+	bin := os.Getenv("PKTSPANTEST_OTELCOL_BIN")
 	if bin == "" {
 		dir, err := os.UserCacheDir()
 		if err != nil {

@@ -90,7 +90,7 @@ func TestComposeFilesAreValidForUsers(t *testing.T) {
 		}
 	}
 	// Both collector configurations, checked by the collector the stand-in runs.
-	otelcol := binary(t, "PKTSPAN_OTELCOL_BIN", "otelcol")
+	otelcol := binary(t, "PKTSPANTEST_OTELCOL_BIN", "otelcol")
 	for _, f := range []string{"otelcol.yaml", "otelcol.test.yaml"} {
 		cmd := exec.CommandContext(ctx, otelcol, "validate", "--config", filepath.Join(repoRoot(), "examples", "compose", f))
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -109,8 +109,8 @@ func TestComposeStackPutsKernelDropsIntoTheDemoAppsTraces(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 45*time.Minute)
 	defer cancel()
 	im := Images{
-		Jaeger:  binary(t, "PKTSPAN_JAEGER_BIN", "jaeger"),
-		Otelcol: binary(t, "PKTSPAN_OTELCOL_BIN", "otelcol"),
+		Jaeger:  binary(t, "PKTSPANTEST_JAEGER_BIN", "jaeger"),
+		Otelcol: binary(t, "PKTSPANTEST_OTELCOL_BIN", "otelcol"),
 		Log:     testLogger(t),
 	}
 	start := time.Now()

@@ -30,9 +30,9 @@ type Project struct {
 
 // ToolsEnv lists the Compose binaries the tests run the stack with, separated by spaces:
 // docker-compose 1.29, v2 run standalone, or both.
-const ToolsEnv = "PKTSPAN_COMPOSE"
+const ToolsEnv = "PKTSPANTEST_COMPOSE"
 
-// Tools returns the Compose commands to run the stack with: each binary $PKTSPAN_COMPOSE
+// Tools returns the Compose commands to run the stack with: each binary $PKTSPANTEST_COMPOSE
 // lists, else the one Tool finds.
 func Tools(ctx context.Context) ([][]string, error) {
 	if list := strings.Fields(os.Getenv(ToolsEnv)); len(list) > 0 {

@@ -26,10 +26,10 @@ import (
 var ErrNoBinary = errors.New("jaeger binary not found (build it with `make jaeger`)")
 
 // BinaryEnv names the environment variable that overrides the binary's location.
-const BinaryEnv = "PKTSPAN_JAEGER_BIN"
+const BinaryEnv = "PKTSPANTEST_JAEGER_BIN"
 
 // DefaultBinary is where `make jaeger` puts the binary and where Start looks for it
-// unless told otherwise: $PKTSPAN_JAEGER_BIN, else <user cache dir>/pktspan/jaeger
+// unless told otherwise: $PKTSPANTEST_JAEGER_BIN, else <user cache dir>/pktspan/jaeger
 // ($XDG_CACHE_HOME or ~/.cache).
 func DefaultBinary() (string, error) {
 	if p := os.Getenv(BinaryEnv); p != "" {

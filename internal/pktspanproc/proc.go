@@ -9,8 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
-	"strings"
 	"syscall"
 	"time"
 )
@@ -35,7 +33,6 @@ func Start(ctx context.Context, cmd *exec.Cmd) (*Proc, error) {
 	}
 	ready := filepath.Join(dir, "ready")
 	cmd.Args = append(cmd.Args, "--ready-file", ready)
-	cmd.Env = withoutHarnessVariables(cmd.Env)
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
@@ -67,26 +64,6 @@ func Start(ctx context.Context, cmd *exec.Cmd) (*Proc, error) {
 		case <-tick.C:
 		}
 	}
-}
-
-// harnessVariables are what the Makefile exports for the tests' own tools. pktspan
-// refuses PKTSPAN_ variables it does not know, so they are not passed on to it.
-var harnessVariables = []string{"PKTSPAN_JAEGER_BIN", "PKTSPAN_OTELCOL_BIN", "PKTSPAN_COMPOSE_V2_BIN", "PKTSPAN_COMPOSE"}
-
-// withoutHarnessVariables returns env (the process's environment when nil) without
-// harnessVariables.
-func withoutHarnessVariables(env []string) []string {
-	if env == nil {
-		env = os.Environ()
-	}
-	out := make([]string, 0, len(env))
-	for _, kv := range env {
-		name, _, _ := strings.Cut(kv, "=")
-		if !slices.Contains(harnessVariables, name) {
-			out = append(out, kv)
-		}
-	}
-	return out
 }
 
 // Exited is closed once pktspan has exited.

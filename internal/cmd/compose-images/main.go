@@ -18,11 +18,11 @@ import (
 )
 
 func main() {
-	jaeger := flag.String("jaeger", os.Getenv("PKTSPAN_JAEGER_BIN"), "the Jaeger binary (make jaeger)")
-	otelcol := flag.String("otelcol", os.Getenv("PKTSPAN_OTELCOL_BIN"), "the collector binary (make otelcol)")
+	jaeger := flag.String("jaeger", os.Getenv("PKTSPANTEST_JAEGER_BIN"), "the Jaeger binary (make jaeger)")
+	otelcol := flag.String("otelcol", os.Getenv("PKTSPANTEST_OTELCOL_BIN"), "the collector binary (make otelcol)")
 	flag.Parse()
 	if *jaeger == "" || *otelcol == "" {
-		fmt.Fprintln(os.Stderr, "compose-images: --jaeger and --otelcol are required (or PKTSPAN_JAEGER_BIN and PKTSPAN_OTELCOL_BIN)")
+		fmt.Fprintln(os.Stderr, "compose-images: --jaeger and --otelcol are required (or PKTSPANTEST_JAEGER_BIN and PKTSPANTEST_OTELCOL_BIN)")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
