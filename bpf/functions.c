@@ -54,12 +54,12 @@ static __always_inline void on_enter(__u16 probe, bool nf_hook, struct sk_buff *
 	if (!first_look(&ev, skb, L3_NETWORK_HEADER, fentry, &t))
 		return;
 	finish_event(&ev, skb, fentry);
-	read_dev(&ev, BPF_CORE_READ(skb, dev));
-	read_sock_netns(&ev, BPF_CORE_READ(skb, sk));
+	read_skb_dev(&ev, skb, fentry);
+	read_skb_sock_netns(&ev, skb, fentry);
 	bool fresh, delivered;
 	if (!follow(&ev, skb, t, FOLLOW, &fresh, &delivered))
 		return;
-	read_followed(&ev, skb);
+	read_followed(&ev, skb, fentry);
 	/* No filter looks at the hook: it is read for followed skbs only. */
 	if (nf_hook && state) {
 		ev.nf_hook = BPF_CORE_READ(state, hook);
@@ -247,9 +247,9 @@ static __always_inline void on_clone(__u64 orig, const struct track *t, struct s
 	init_event(&ev, clone, PROBE_SKB_CLONE, EVENT_INSTANT);
 	ev.parent = orig;
 	read_tuple(&ev, clone, L3_NETWORK_HEADER, false);
-	read_followed(&ev, clone);
-	read_dev(&ev, BPF_CORE_READ(clone, dev));
-	read_sock_netns(&ev, BPF_CORE_READ(clone, sk));
+	read_followed(&ev, clone, false);
+	read_skb_dev(&ev, clone, false);
+	read_skb_sock_netns(&ev, clone, false);
 	remember(ev.skb, &nt);
 	send(&ev, true);
 }

@@ -32,8 +32,8 @@ static __always_inline int on_dev(struct sk_buff *skb, __u16 probe, enum l3_hint
 	if (!first_look(&ev, skb, hint, direct, &t))
 		return 0;
 	finish_event(&ev, skb, direct);
-	read_dev(&ev, BPF_CORE_READ(skb, dev));
-	follow_and_send(&ev, skb, t, FOLLOW);
+	read_skb_dev(&ev, skb, direct);
+	follow_and_send(&ev, skb, t, FOLLOW, direct);
 	return 0;
 }
 
@@ -42,7 +42,7 @@ static __always_inline int on_dev(struct sk_buff *skb, __u16 probe, enum l3_hint
  * its memory is not read: only a followed skb is reported, with the device and
  * length the tracepoint passes.
  */
-static __always_inline int on_xmit(struct sk_buff *skb, int rc, struct net_device *dev, unsigned int len)
+static __always_inline int on_xmit(struct sk_buff *skb, int rc, struct net_device *dev, unsigned int len, bool direct)
 {
 	__u64 key = (__u64)skb;
 	if (!tracked_entry(key))
@@ -51,7 +51,7 @@ static __always_inline int on_xmit(struct sk_buff *skb, int rc, struct net_devic
 	init_event_at(&ev, key, PROBE_NET_DEV_XMIT, EVENT_INSTANT);
 	ev.len = len;
 	ev.retval = rc;
-	read_dev(&ev, dev);
+	read_dev(&ev, dev, direct);
 	send(&ev, false);
 	return 0;
 }
@@ -70,12 +70,12 @@ static __always_inline int on_free(void *ctx, struct sk_buff *skb, __u16 probe, 
 	ev.location = (__u64)location;
 	ev.drop_reason = reason;
 	ev.stack_id = -1;
-	read_dev(&ev, BPF_CORE_READ(skb, dev));
-	read_sock_netns(&ev, BPF_CORE_READ(skb, sk));
+	read_skb_dev(&ev, skb, direct);
+	read_skb_sock_netns(&ev, skb, direct);
 	bool fresh, delivered;
 	if (!follow(&ev, skb, t, FOLLOW_FREE, &fresh, &delivered))
 		return 0;
-	read_followed(&ev, skb);
+	read_followed(&ev, skb, direct);
 	ev.free_class = free_class(&kcfg, probe == PROBE_KFREE_SKB, reason, ev.location, ev.len, delivered);
 	if (ev.free_class == FREE_NORMAL)
 		count(COUNTER_FREES_NORMAL);
@@ -103,8 +103,8 @@ static __always_inline int on_copy_datagram(struct sk_buff *skb, int len, bool d
 		return 0;
 	finish_event(&ev, skb, direct);
 	ev.retval = len;
-	read_sock_netns(&ev, BPF_CORE_READ(skb, sk));
-	follow_and_send(&ev, skb, t, FOLLOW_DELIVER);
+	read_skb_sock_netns(&ev, skb, direct);
+	follow_and_send(&ev, skb, t, FOLLOW_DELIVER, direct);
 	return 0;
 }
 
@@ -133,7 +133,7 @@ static __always_inline int on_retransmit(unsigned long long *ctx, struct sock *s
 	if (!read_sock_tuple(&ev, sk))
 		return 0;
 	read_tcp_cb(&ev, skb);
-	read_sock_netns(&ev, sk);
+	read_sock_netns(&ev, sk, false);
 	if (matches(&ev, skb))
 		emit(&ev);
 	return 0;
@@ -147,7 +147,7 @@ static __always_inline int on_retransmit(unsigned long long *ctx, struct sock *s
 
 TRACEPOINT(netif_receive_skb, on_dev(skb, PROBE_NETIF_RECEIVE_SKB, L3_DATA, direct), struct sk_buff *skb)
 TRACEPOINT(net_dev_queue, on_dev(skb, PROBE_NET_DEV_QUEUE, L3_NETWORK_HEADER, direct), struct sk_buff *skb)
-TRACEPOINT(net_dev_xmit, on_xmit(skb, rc, dev, len), struct sk_buff *skb, int rc, struct net_device *dev, unsigned int len)
+TRACEPOINT(net_dev_xmit, on_xmit(skb, rc, dev, len, direct), struct sk_buff *skb, int rc, struct net_device *dev, unsigned int len)
 TRACEPOINT(kfree_skb, on_free(ctx, skb, PROBE_KFREE_SKB, location, reason, direct), struct sk_buff *skb, void *location, int reason)
 TRACEPOINT(consume_skb, on_free(ctx, skb, PROBE_CONSUME_SKB, 0, 0, direct), struct sk_buff *skb)
 TRACEPOINT(skb_copy_datagram_iovec, on_copy_datagram(skb, len, direct), struct sk_buff *skb, int len)

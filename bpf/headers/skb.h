@@ -424,11 +424,11 @@ static __always_inline void read_tcp_cb(struct event *ev, struct sk_buff *skb)
  * zeros, so every path leaves the same state and the verifier checks the rest of the
  * program once, not once per outcome.
  */
-static __always_inline void read_ct(struct event *ev, struct sk_buff *skb)
+static __always_inline void read_ct(struct event *ev, struct sk_buff *skb, bool direct)
 {
 	if (!kcfg.ct_tuple || !bpf_core_field_exists(skb->_nfct))
 		return;
-	unsigned long ct = BPF_CORE_READ(skb, _nfct) & NFCT_PTRMASK;
+	unsigned long ct = SKB_READ(direct, skb, _nfct) & NFCT_PTRMASK;
 	/* One read of the whole tuple; user space checked that every field lies within it
 	 * at its natural alignment (the verifier requires aligned stack access). */
 	__u32 t[CT_TUPLE_READ / 4];
@@ -447,35 +447,55 @@ static __always_inline void read_ct(struct event *ev, struct sk_buff *skb)
 }
 
 /* How many wire packets a GSO skb stands for: skb_shinfo(skb)->gso_segs. */
-static __always_inline void read_gso(struct event *ev, struct sk_buff *skb)
+static __always_inline void read_gso(struct event *ev, struct sk_buff *skb, bool direct)
 {
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	unsigned int end = BPF_CORE_READ(skb, end);
+	unsigned char *head = SKB_READ(direct, skb, head);
+	unsigned int end = SKB_READ(direct, skb, end);
 	struct skb_shared_info *shinfo = (void *)(head + end);
 	ev->gso_segs = BPF_CORE_READ(shinfo, gso_segs);
 }
 
 /* What only a followed skb's event needs: read after follow() said yes, so that the
  * skbs the filters turn away cost as little as they can. */
-static __always_inline void read_followed(struct event *ev, struct sk_buff *skb)
+static __always_inline void read_followed(struct event *ev, struct sk_buff *skb, bool direct)
 {
-	read_ct(ev, skb);
-	read_gso(ev, skb);
+	read_ct(ev, skb, direct);
+	read_gso(ev, skb, direct);
 }
 
-static __always_inline void read_dev(struct event *ev, struct net_device *dev)
+/* The device's index, name and namespace; dev is typed by BTF where direct. The name is
+ * read up to its NUL, as the interface filter compares it whole. */
+static __always_inline void read_dev(struct event *ev, struct net_device *dev, bool direct)
 {
 	if (!dev)
 		return;
-	ev->ifindex = BPF_CORE_READ(dev, ifindex);
+	if (direct) {
+		ev->ifindex = dev->ifindex;
+		ev->netns = dev->nd_net.net->ns.inum;
+	} else {
+		ev->ifindex = BPF_CORE_READ(dev, ifindex);
+		ev->netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+	}
 	BPF_CORE_READ_STR_INTO(&ev->ifname, dev, name);
-	ev->netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
 }
 
-static __always_inline void read_sock_netns(struct event *ev, struct sock *sk)
+/* The skb's device, as read_dev reads it. */
+static __always_inline void read_skb_dev(struct event *ev, struct sk_buff *skb, bool direct)
 {
-	if (sk && !ev->netns)
-		ev->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	read_dev(ev, SKB_READ(direct, skb, dev), direct);
+}
+
+static __always_inline void read_sock_netns(struct event *ev, struct sock *sk, bool direct)
+{
+	if (!sk || ev->netns)
+		return;
+	ev->netns = direct ? sk->__sk_common.skc_net.net->ns.inum : BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+}
+
+/* The namespace of the skb's socket, where the device left none. */
+static __always_inline void read_skb_sock_netns(struct event *ev, struct sk_buff *skb, bool direct)
+{
+	read_sock_netns(ev, SKB_READ(direct, skb, sk), direct);
 }
 
 static __always_inline bool match_addr(const struct event *ev)
@@ -872,12 +892,12 @@ static __always_inline bool first_look(struct event *ev, struct sk_buff *skb, en
  * constant at each call. The frees end their own way (on_free): a drop may add its stack.
  */
 static __always_inline void follow_and_send(struct event *ev, struct sk_buff *skb, struct track *t,
-					    enum follow_mode mode)
+					    enum follow_mode mode, bool direct)
 {
 	bool fresh, delivered;
 	if (!follow(ev, skb, t, mode, &fresh, &delivered))
 		return;
-	read_followed(ev, skb);
+	read_followed(ev, skb, direct);
 	send(ev, fresh);
 }
 
