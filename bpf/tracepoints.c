@@ -139,6 +139,15 @@ static __always_inline int on_retransmit(unsigned long long *ctx, struct sock *s
 	return 0;
 }
 
+/* Never attached: user space loads it alone to learn whether the kernel lets
+ * bpf_rdonly_cast make an untyped pointer (kcfg.plain_header_loads). */
+SEC("tp_btf/netif_receive_skb")
+int BPF_PROG(probe_untyped_cast, struct sk_buff *skb)
+{
+	const __u8 *p = bpf_rdonly_cast(skb->data, 0);
+	return p[0];
+}
+
 /* body_args may name direct: true in the tp_btf program, whose arguments the verifier
  * knows by type, false in its raw_tp twin. */
 #define TRACEPOINT(tp, body_args, ...)                                                            \

@@ -158,10 +158,12 @@ type TracepointsKernelCfg struct {
 		Class  uint8
 		Pad    [2]uint8
 	}
-	NftPktSkb     uint16
-	NftChainTable uint16
-	NftChainName  uint16
-	NftTableName  uint16
+	NftPktSkb        uint16
+	NftChainTable    uint16
+	NftChainName     uint16
+	NftTableName     uint16
+	PlainHeaderLoads uint32
+	PadEnd           uint32
 }
 
 type TracepointsLimits uint32
@@ -287,6 +289,7 @@ const (
 	TracepointsMapPendingScratch             = "pending_scratch"
 	TracepointsMapStacks                     = "stacks"
 	TracepointsMapTracked                    = "tracked"
+	TracepointsProgProbeUntypedCast          = "probe_untyped_cast"
 	TracepointsProgRawTpConsumeSkb           = "raw_tp_consume_skb"
 	TracepointsProgRawTpKfreeSkb             = "raw_tp_kfree_skb"
 	TracepointsProgRawTpNetDevQueue          = "raw_tp_net_dev_queue"
@@ -351,6 +354,7 @@ type TracepointsSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type TracepointsProgramSpecs struct {
+	ProbeUntypedCast          *ebpf.ProgramSpec `ebpf:"probe_untyped_cast"`
 	RawTpConsumeSkb           *ebpf.ProgramSpec `ebpf:"raw_tp_consume_skb"`
 	RawTpKfreeSkb             *ebpf.ProgramSpec `ebpf:"raw_tp_kfree_skb"`
 	RawTpNetDevQueue          *ebpf.ProgramSpec `ebpf:"raw_tp_net_dev_queue"`
@@ -458,6 +462,7 @@ type TracepointsVariables struct {
 //
 // It can be passed to LoadTracepointsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TracepointsPrograms struct {
+	ProbeUntypedCast          *ebpf.Program `ebpf:"probe_untyped_cast"`
 	RawTpConsumeSkb           *ebpf.Program `ebpf:"raw_tp_consume_skb"`
 	RawTpKfreeSkb             *ebpf.Program `ebpf:"raw_tp_kfree_skb"`
 	RawTpNetDevQueue          *ebpf.Program `ebpf:"raw_tp_net_dev_queue"`
@@ -476,6 +481,7 @@ type TracepointsPrograms struct {
 
 func (p *TracepointsPrograms) Close() error {
 	return _TracepointsClose(
+		p.ProbeUntypedCast,
 		p.RawTpConsumeSkb,
 		p.RawTpKfreeSkb,
 		p.RawTpNetDevQueue,

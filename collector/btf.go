@@ -10,6 +10,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 
+	"github.com/pktspan/pktspan/bpf"
+
 	"github.com/pktspan/pktspan/config"
 )
 
@@ -100,4 +102,23 @@ func loadBTFFile(path string) (*btf.Spec, error) {
 		return nil, fmt.Errorf("larger than %d bytes", config.MaxBTFBytes)
 	}
 	return btf.LoadSpecFromReader(bytes.NewReader(b))
+}
+
+// plainHeaderLoads is kcfg.plain_header_loads: 1 when the kernel accepts the probe
+// program that casts a pointer to no type with bpf_rdonly_cast, so that programs typed
+// by BTF read packet headers with plain loads. The probe is loaded alone and closed;
+// a kernel without the kfunc, or one that refuses the cast, gives 0 and the helper
+// reads. BTF from --btf poisons every kfunc call: 0 there too.
+func (kb kernelBTF) plainHeaderLoads(spec *ebpf.CollectionSpec, cache *btf.Cache) uint32 {
+	ps := spec.Programs[bpf.TracepointsProgProbeUntypedCast]
+	if !kb.inKernel || ps == nil {
+		return 0
+	}
+	probe := &ebpf.CollectionSpec{Programs: map[string]*ebpf.ProgramSpec{ps.Name: ps.Copy()}, Types: spec.Types, ByteOrder: spec.ByteOrder}
+	coll, err := ebpf.NewCollectionWithOptions(probe, ebpf.CollectionOptions{Cache: cache})
+	if err != nil {
+		return 0
+	}
+	coll.Close()
+	return 1
 }

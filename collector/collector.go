@@ -165,6 +165,11 @@ func (c *Collector) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("loading embedded probes: %w", err)
 	}
 	c.sizeMaps(spec)
+	facts.kcfg.PlainHeaderLoads = kb.plainHeaderLoads(spec, cache)
+	c.summary.Headers = "read with bpf_probe_read_kernel"
+	if facts.kcfg.PlainHeaderLoads != 0 {
+		c.summary.Headers = "read with plain loads where programs are typed by BTF (bpf_rdonly_cast to no type)"
+	}
 	fcfg, err := encodeFilter(c.filter)
 	if err != nil {
 		return err

@@ -24,6 +24,8 @@ type Summary struct {
 	// Netfilter says whether a netfilter drop names the nft table and chain that
 	// decided it, or why not.
 	Netfilter string `json:"netfilter"`
+	// Headers says how the probes read packet headers.
+	Headers string `json:"headers,omitempty"`
 	// NoBackend lists, when no function backend could run on this kernel, each one
 	// tried and why the kernel cannot run it.
 	NoBackend  []Unavailable `json:"no_function_backend,omitempty"`
@@ -64,6 +66,9 @@ func (s Summary) String() string {
 	fmt.Fprintf(&b, "\nconntrack: %s", s.Conntrack)
 	if s.Netfilter != "" {
 		fmt.Fprintf(&b, "\nnetfilter: %s", s.Netfilter)
+	}
+	if s.Headers != "" {
+		fmt.Fprintf(&b, "\npacket headers: %s", s.Headers)
 	}
 	if len(s.NoBackend) > 0 {
 		b.WriteString("\nfunction probes: none on this kernel, tracepoints only:")

@@ -282,6 +282,11 @@ struct kernel_cfg {
 	__u16 nft_chain_table; /* struct nft_chain: table */
 	__u16 nft_chain_name;  /* struct nft_chain: name */
 	__u16 nft_table_name;  /* struct nft_table: name */
+	/* 1 when the kernel lets bpf_rdonly_cast make an untyped pointer (a probe program
+	 * loaded alone tells): programs typed by BTF then read packet headers with plain
+	 * loads instead of a helper call. */
+	__u32 plain_header_loads;
+	__u32 _pad_end;
 };
 
 /* The nft table and base chain a followed skb is in: written when nft_do_chain starts,

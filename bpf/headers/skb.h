@@ -245,6 +245,27 @@ static __always_inline void read_tcp_header(struct event *ev, const __u8 th[16])
 	ev->tcp_window = (th[14] << 8) | th[15];
 }
 
+/* Casts to a read-only pointer; with btf_id 0 an untyped one, whose loads may fault
+ * (they then read zeros) but cost no helper call. Weak: kernels before it load the
+ * programs too, the call being unreachable there (kcfg.plain_header_loads is 0). */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
+
+/*
+ * Copies the first words of the headers at src to dst, reporting whether it could:
+ * with plain loads where the program is typed by BTF and the kernel allows it, else
+ * with one helper call. words is a constant at every call.
+ */
+static __always_inline bool read_headers(__u64 *dst, const void *src, int words, bool direct)
+{
+	if (direct && kcfg.plain_header_loads) {
+		const __u64 *p = bpf_rdonly_cast(src, 0);
+		for (int i = 0; i < words; i++)
+			dst[i] = p[i];
+		return true;
+	}
+	return !bpf_probe_read_kernel(dst, words * sizeof(__u64), src);
+}
+
 /* The transport header bytes the probes parse: TCP's first 16 (through the window). */
 #define L4_READ 16
 
@@ -287,13 +308,14 @@ static __always_inline void read_l4(struct event *ev, const unsigned char *l4, i
  * are most of the cost. An IPv4 header with options needs a second read; so does a
  * packet whose headers end too close to unreadable memory for the one read.
  */
-static __always_inline bool read_ipv4(struct event *ev, const unsigned char *l3)
+static __always_inline bool read_ipv4(struct event *ev, const unsigned char *l3, bool direct)
 {
 	union {
 		struct iphdr ip;
 		__u8 b[sizeof(struct iphdr) + L4_READ];
+		__u64 w[(sizeof(struct iphdr) + L4_READ + 7) / 8];
 	} h;
-	bool both = !bpf_probe_read_kernel(&h, sizeof(h), l3);
+	bool both = read_headers(h.w, l3, sizeof(h.w) / 8, direct);
 	if (!both && bpf_probe_read_kernel(&h.ip, sizeof(h.ip), l3))
 		return false;
 	if (h.ip.version != 4 || h.ip.ihl < 5)
@@ -314,13 +336,14 @@ static __always_inline bool read_ipv4(struct event *ev, const unsigned char *l3)
 	return true;
 }
 
-static __always_inline bool read_ipv6(struct event *ev, const unsigned char *l3)
+static __always_inline bool read_ipv6(struct event *ev, const unsigned char *l3, bool direct)
 {
 	union {
 		struct ipv6hdr ip6;
 		__u8 b[sizeof(struct ipv6hdr) + L4_READ];
+		__u64 w[(sizeof(struct ipv6hdr) + L4_READ) / 8];
 	} h;
-	bool both = !bpf_probe_read_kernel(&h, sizeof(h), l3);
+	bool both = read_headers(h.w, l3, sizeof(h.w) / 8, direct);
 	if (!both && bpf_probe_read_kernel(&h.ip6, sizeof(h.ip6), l3))
 		return false;
 	if (h.ip6.version != 6)
@@ -354,13 +377,13 @@ static __always_inline bool read_tuple(struct event *ev, struct sk_buff *skb, en
 			l3 = SKB_READ(direct, skb, head) + nh;
 	}
 	if (proto == bpf_htons(ETH_P_IP)) {
-		if (read_ipv4(ev, l3))
+		if (read_ipv4(ev, l3, direct))
 			return true;
-		return l3 != data && read_ipv4(ev, data);
+		return l3 != data && read_ipv4(ev, data, direct);
 	}
-	if (read_ipv6(ev, l3))
+	if (read_ipv6(ev, l3, direct))
 		return true;
-	return l3 != data && read_ipv6(ev, data);
+	return l3 != data && read_ipv6(ev, data, direct);
 }
 
 /* A TCP socket's own tuple, for hooks whose skb has no headers built. An IPv6 socket

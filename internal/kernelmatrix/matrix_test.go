@@ -4,6 +4,7 @@ package kernelmatrix
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -51,7 +52,7 @@ func TestFunctionBackendsOnDebianKernels(t *testing.T) {
 
 	for _, series := range []string{"6.1", "6.12"} {
 		t.Run(series, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			ctx, cancel := context.WithTimeout(context.Background(), 14*time.Minute)
 			defer cancel()
 			k, err := vm.Ensure(ctx, series)
 			if err != nil {
@@ -69,13 +70,16 @@ for b in fentry kprobe; do
 	scenario --pktspan /bin/pktspan --backend $b --survey --drops-only --out "$OUT/$b-survey-drops" > /dev/null || echo "scenario $b --survey --drops-only failed: $?"
 	scenario --pktspan /bin/pktspan --backend $b --correlate /bin/demoapp --out "$OUT/$b-correlate" || echo "scenario $b --correlate failed: $?"
 done
+for b in tracepoint fentry kprobe; do
+	scenario --pktspan /bin/pktspan --backend $b --cost --out "$OUT/$b-cost" || echo "scenario $b --cost failed: $?"
+done
 scenario --pktspan /bin/pktspan --vlan --out "$OUT/vlan" || echo "scenario --vlan failed: $?"`,
 				// The NAT lab's router needs conntrack and NAT, modules on Debian's kernels;
 				// loaded at boot, before pktspan reads nf_conntrack's BTF.
 				// 802.1Q sub-interfaces need 8021q; the lossy demo port's rule, nft_numgen.
 				Modules:  slices.Concat(vm.DefaultModules, []string{"nft_chain_nat", "nft_nat", "nft_masq", "8021q", "nft_numgen"}),
 				OutDir:   out,
-				Timeout:  8 * time.Minute,
+				Timeout:  12 * time.Minute,
 				MemoryMB: 1024,
 			})
 			if err != nil {
@@ -110,6 +114,7 @@ scenario --pktspan /bin/pktspan --vlan --out "$OUT/vlan" || echo "scenario --vla
 				})
 			}
 			t.Run("attach", func(t *testing.T) { checkTimings(t, out) })
+			t.Run("cost", func(t *testing.T) { checkCost(t, series, out) })
 		})
 	}
 }
@@ -343,4 +348,42 @@ func checkTimings(t *testing.T, out string) {
 			run, tm.Probes, tm.Attach.Round(time.Millisecond), ratio, tm.Detach.Round(time.Millisecond))
 	}
 	t.Log(b.String())
+}
+
+// checkCost reads what each backend's programs cost per call in this boot and prints it
+// beside the empty tp_btf program's, and each backend as a ratio to the tracepoints',
+// with a filter matching nothing and with every lab packet traced. Under emulation the
+// absolute times say little; the ratios within one boot are the figures. It requires
+// every figure to have been measured, never a time.
+func checkCost(t *testing.T, series, out string) {
+	costs := map[string]Cost{}
+	for _, b := range []string{"tracepoint", "fentry", "kprobe"} {
+		data, err := os.ReadFile(filepath.Join(out, b+"-cost", CostFile))
+		if err != nil {
+			t.Errorf("no cost figures for %s: %v", b, err)
+			continue
+		}
+		var c Cost
+		if err := json.Unmarshal(data, &c); err != nil {
+			t.Fatalf("%s's cost figures: %v", b, err)
+		}
+		for _, m := range []string{CostFloor, CostNothing, CostEverything} {
+			if c.Modes[m].Total().Count == 0 {
+				t.Errorf("%s, %s: no program ran over the requests", b, m)
+			}
+		}
+		costs[b] = c
+	}
+	if t.Failed() {
+		return
+	}
+	for _, b := range []string{"tracepoint", "fentry", "kprobe"} {
+		c := costs[b]
+		floor := c.PerCall(CostFloor)
+		t.Logf("%s, %s backend, empty tp_btf programs (floor):\n%s", series, b, c.Table(CostFloor))
+		for _, m := range []string{CostNothing, CostEverything} {
+			t.Logf("%s, %s backend, %s: %.2f× the floor, %.2f× the tracepoint backend's, all hooks:\n%s", series, b, m,
+				c.PerCall(m)/floor, c.PerCall(m)/costs["tracepoint"].PerCall(m), c.Table(m))
+		}
+	}
 }

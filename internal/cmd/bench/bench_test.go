@@ -3,6 +3,7 @@ package main
 import (
 	"sync"
 	"testing"
+	"time"
 
 	collectortracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
@@ -41,5 +42,17 @@ func TestCountSpansCountsAcrossResourcesAndScopesAndRejectsTruncation(t *testing
 	}
 	if n, err := countSpans([]byte{0x0a, 0x02, 0x12}); err == nil {
 		t.Errorf("a truncated request counted %d spans without error", n)
+	}
+}
+
+func TestParseStatCPUCountsAfterTheCommandName(t *testing.T) {
+	// A command name with a space and a parenthesis; utime 250, stime 75 ticks.
+	line := "4242 (pkt span)) S 1 4242 4242 0 -1 4194560 900 0 0 0 250 75 0 0 20 0 9 0 1234 0 0\n"
+	got, err := parseStatCPU([]byte(line))
+	if err != nil || got != 3250*time.Millisecond {
+		t.Errorf("parseStatCPU = %v, %v; want 3.25s", got, err)
+	}
+	if _, err := parseStatCPU([]byte("4242 (pktspan) S 1 2")); err == nil {
+		t.Error("a short line parsed")
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pktspan/pktspan/collector"
+	"github.com/pktspan/pktspan/internal/bpfstats"
 	"github.com/pktspan/pktspan/internal/netns"
 	"github.com/pktspan/pktspan/internal/pktspanproc"
 )
@@ -44,9 +45,9 @@ type tracedRun struct {
 	attached     string // pktspan's "attached N probes in Xms"
 	finalStats   map[string]string
 	cpu          time.Duration
-	windowCPU    time.Duration // from the window's start to exit: without start-up
-	stopDuration time.Duration // SIGTERM to exit: detach, drain, flush
-	bpf          bpfWindow     // its programs' statistics over the window (zero unless enabled)
+	windowCPU    time.Duration   // from the window's start to exit: without start-up
+	stopDuration time.Duration   // SIGTERM to exit: detach, drain, flush
+	bpf          bpfstats.Window // its programs' statistics over the window (zero unless enabled)
 }
 
 // iperfHosts builds the lab's two hosts without its servers and nft rules, which would
@@ -159,14 +160,14 @@ func withPktspan(bin string, args []string, fn func() error) (tracedRun, error) 
 	}
 	var startCPU time.Duration
 	fnErr := func() error {
-		progs, err := pktspanPrograms(cmd.Process.Pid)
+		progs, err := bpfstats.OfProcess(cmd.Process.Pid)
 		if err != nil {
 			return err
 		}
 		if startCPU, err = procCPU(cmd.Process.Pid); err != nil {
 			return errors.Join(err, progs.Close())
 		}
-		tr.bpf, err = measureBPF(progs, fn)
+		tr.bpf, err = bpfstats.Measure(progs, fn)
 		return errors.Join(err, progs.Close())
 	}()
 	stop := time.Now()

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pktspan/pktspan/internal/bpfstats"
 	"github.com/pktspan/pktspan/internal/netns"
 )
 
@@ -33,7 +34,7 @@ type workload struct {
 // window is one mode's window of a workload.
 type window struct {
 	rate float64
-	bpf  bpfWindow
+	bpf  bpfstats.Window
 	tr   tracedRun // pktspan's; zero for the floor
 }
 
@@ -85,8 +86,8 @@ func (r results) throughput(mode string) spread {
 func (r results) perCall(mode, hook string) spread {
 	var xs []float64
 	for _, win := range r.runs[mode] {
-		if c := win.stats(hook); c.calls > 0 {
-			xs = append(xs, c.nsPerCall())
+		if c := win.stats(hook); c.Count > 0 {
+			xs = append(xs, c.NsPerCall())
 		}
 	}
 	return spreadOf(xs)
@@ -97,16 +98,16 @@ func (r results) relative(mode, other, hook string) spread {
 	var xs []float64
 	for i, win := range r.runs[mode] {
 		c, o := win.stats(hook), r.runs[other][i].stats(hook)
-		if c.calls > 0 && o.calls > 0 {
-			xs = append(xs, c.nsPerCall()/o.nsPerCall())
+		if c.Count > 0 && o.Count > 0 {
+			xs = append(xs, c.NsPerCall()/o.NsPerCall())
 		}
 	}
 	return spreadOf(xs)
 }
 
-func (w window) stats(hook string) callStats {
+func (w window) stats(hook string) bpfstats.Calls {
 	if hook == "" {
-		return w.bpf.total()
+		return w.bpf.Total()
 	}
 	return w.bpf[hook]
 }
@@ -116,11 +117,11 @@ func (r results) hooks(mode string) []string {
 	seen := map[string]bool{}
 	for _, win := range r.runs[mode] {
 		for h, c := range win.bpf {
-			seen[h] = seen[h] || c.calls > 0
+			seen[h] = seen[h] || c.Count > 0
 		}
 	}
 	var hs []string
-	for _, h := range floorHooks {
+	for _, h := range bpfstats.TracepointHooks {
 		if seen[h] {
 			hs = append(hs, h)
 		}
@@ -196,7 +197,7 @@ func (r results) busyHooks(mode string) (busy, rare []string) {
 func (r results) callsPerSecond(mode, hook string) float64 {
 	var calls uint64
 	for _, win := range r.runs[mode] {
-		calls += win.stats(hook).calls
+		calls += win.stats(hook).Count
 	}
 	return float64(calls) / (float64(len(r.runs[mode])) * r.w.d.Seconds())
 }
@@ -240,7 +241,7 @@ func kernelCase(r *report, o options) error {
 		return err
 	}
 	defer rcv.Stop()
-	stats, err := enableBPFStats()
+	stats, err := bpfstats.Enable()
 	if err != nil {
 		return err
 	}
@@ -263,7 +264,7 @@ func kernelCase(r *report, o options) error {
 		fn := func() (err error) { win.rate, err = work(); return err }
 		var err error
 		if m.args == nil {
-			win.bpf, err = withFloor(floorHooks, fn)
+			win.bpf, err = bpfstats.WithFloor(bpfstats.TracepointHooks, fn)
 			return win, err
 		}
 		win.tr, err = withPktspan(o.pktspan, m.args, fn)

@@ -3,7 +3,8 @@
 // port) and the NAT lab (netns.NATLab: a router translating both ways), opens a packet
 // tap on the client's veth, runs pktspan with one function backend writing JSON lines,
 // makes the traffic, stops pktspan as Ctrl-C would, and leaves everything in an output
-// directory for the host to check.
+// directory for the host to check. With --cost it measures instead what the backend's
+// programs cost per call (cost.go).
 package main
 
 import (
@@ -32,20 +33,22 @@ func main() {
 	vlan := flag.Bool("vlan", false, "instead, ping over two VLANs and untagged, with pktspan following one VLAN")
 	survey := flag.Bool("survey", false, "instead, make every kind of healthy traffic and of drop once and print how the kernel freed each one's packets")
 	demo := flag.String("correlate", "", "instead, run pktspan with --correlate http over the requests of this demoapp binary (examples/demoapp)")
+	cost := flag.Bool("cost", false, "instead, measure the backend's programs per call with the kernel's BPF statistics (cost.json)")
 	out := flag.String("out", "/out", "directory for spans.jsonl and pktspan.log")
 	flag.Parse()
-	if err := run(*bin, *backend, *dropsOnly, *vlan, *survey, *demo, *out); err != nil {
+	if err := run(*bin, *backend, *dropsOnly, *vlan, *survey, *cost, *demo, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "scenario:", err)
 		os.Exit(1)
 	}
 }
 
 // run builds the lab and runs one of the scenarios in it.
-func run(bin, backend string, dropsOnly, vlan, survey bool, demo, out string) error {
+func run(bin, backend string, dropsOnly, vlan, survey, cost bool, demo, out string) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	// Two pktspan runs attaching every function under emulation take the longest.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	lab, err := netns.NewLab(ctx)
 	if err != nil {
@@ -60,6 +63,9 @@ func run(bin, backend string, dropsOnly, vlan, survey bool, demo, out string) er
 	}
 	if demo != "" {
 		return runCorrelate(ctx, lab, bin, backend, demo, out)
+	}
+	if cost {
+		return runCost(ctx, lab, bin, backend, out)
 	}
 	return runBackend(ctx, lab, bin, backend, dropsOnly, out)
 }

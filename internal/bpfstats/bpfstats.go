@@ -1,4 +1,9 @@
-package main
+// Package bpfstats reads the kernel's run-time statistics of BPF programs (run time and
+// run count, kernel.bpf_stats_enabled): those a process has attached, found by program
+// id through its links' fdinfo, and an empty program's at the same tracepoints, the
+// floor any program there costs. The bench and the VM tier measure pktspan's probes
+// per call with it.
+package bpfstats
 
 import (
 	"bufio"
@@ -19,16 +24,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// floorHooks are the tracepoints pktspan attaches by default; the empty-program floor
+// TracepointHooks are the tracepoints pktspan attaches by default; the empty-program floor
 // is measured at each of them.
-var floorHooks = []string{
+var TracepointHooks = []string{
 	"netif_receive_skb", "net_dev_queue", "net_dev_xmit", "kfree_skb", "consume_skb",
 	"skb_copy_datagram_iovec", "tcp_retransmit_skb",
 }
 
-// enableBPFStats turns on the kernel's run-time statistics of every BPF program until
+// Enable turns on the kernel's run-time statistics of every BPF program until
 // the returned closer is closed (the kernel then restores the sysctl).
-func enableBPFStats() (io.Closer, error) {
+func Enable() (io.Closer, error) {
 	c, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
 	if err != nil {
 		return nil, fmt.Errorf("enabling BPF run-time statistics: %w", err)
@@ -36,45 +41,47 @@ func enableBPFStats() (io.Closer, error) {
 	return c, nil
 }
 
-// callStats is what the kernel's statistics say of a hook's programs.
-type callStats struct {
-	runtime time.Duration
-	calls   uint64
+// Calls is what the kernel's statistics say of a hook's programs.
+type Calls struct {
+	Runtime time.Duration
+	Count   uint64
 }
 
-func (c callStats) nsPerCall() float64 {
-	if c.calls == 0 {
+// NsPerCall is the mean run time of one call; 0 for a hook never called.
+func (c Calls) NsPerCall() float64 {
+	if c.Count == 0 {
 		return 0
 	}
-	return float64(c.runtime.Nanoseconds()) / float64(c.calls)
+	return float64(c.Runtime.Nanoseconds()) / float64(c.Count)
 }
 
-// bpfWindow is the statistics of each hook over one workload window: after − before.
-type bpfWindow map[string]callStats
+// Window is the statistics of each hook over one workload window: after − before.
+type Window map[string]Calls
 
-// total is every hook together.
-func (w bpfWindow) total() callStats {
-	var t callStats
+// Total is every hook together.
+func (w Window) Total() Calls {
+	var t Calls
 	for _, c := range w {
-		t.runtime += c.runtime
-		t.calls += c.calls
+		t.Runtime += c.Runtime
+		t.Count += c.Count
 	}
 	return t
 }
 
-// progSet is a set of programs, by the hook each is attached to, whose statistics are
+// Set is a set of programs, by the hook each is attached to, whose statistics are
 // sampled; it holds a handle on each (and, for the floor, their links) until closed.
-type progSet struct {
+type Set struct {
 	hooks   map[string][]*ebpf.Program
 	closers []io.Closer
 }
 
-func (s *progSet) add(hook string, p *ebpf.Program) {
+func (s *Set) add(hook string, p *ebpf.Program) {
 	s.hooks[hook] = append(s.hooks[hook], p)
 	s.closers = append(s.closers, p)
 }
 
-func (s *progSet) Close() error {
+// Close releases the programs and, for the floor, detaches them.
+func (s *Set) Close() error {
 	var errs []error
 	// Links before their programs: the reverse of the order they were made in.
 	for _, c := range slices.Backward(s.closers) {
@@ -83,40 +90,41 @@ func (s *progSet) Close() error {
 	return errors.Join(errs...)
 }
 
-func (s *progSet) sample() (bpfWindow, error) {
-	w := bpfWindow{}
+// Sample reads each hook's programs' statistics now, summed over the programs.
+func (s *Set) Sample() (Window, error) {
+	w := Window{}
 	for hook, progs := range s.hooks {
-		var c callStats
+		var c Calls
 		for _, p := range progs {
 			st, err := p.Stats()
 			if err != nil {
 				return nil, fmt.Errorf("statistics of the program at %s: %w", hook, err)
 			}
-			c.runtime += st.Runtime
-			c.calls += st.RunCount
+			c.Runtime += st.Runtime
+			c.Count += st.RunCount
 		}
 		w[hook] = c
 	}
 	return w, nil
 }
 
-// measureBPF runs fn between two samples of s: the kernel cost of fn's workload alone,
+// Measure runs fn between two samples of s: the kernel cost of fn's workload alone,
 // without attach and warm-up.
-func measureBPF(s *progSet, fn func() error) (bpfWindow, error) {
-	before, err := s.sample()
+func Measure(s *Set, fn func() error) (Window, error) {
+	before, err := s.Sample()
 	if err != nil {
 		return nil, err
 	}
 	if err := fn(); err != nil {
 		return nil, err
 	}
-	after, err := s.sample()
+	after, err := s.Sample()
 	if err != nil {
 		return nil, err
 	}
-	w := bpfWindow{}
+	w := Window{}
 	for hook, a := range after {
-		w[hook] = callStats{a.runtime - before[hook].runtime, a.calls - before[hook].calls}
+		w[hook] = Calls{a.Runtime - before[hook].Runtime, a.Count - before[hook].Count}
 	}
 	return w, nil
 }
@@ -182,29 +190,29 @@ func linkedPrograms(fdinfoDir string) (map[ebpf.ProgramID]string, error) {
 	return progs, nil
 }
 
-// pktspanPrograms opens the programs the pktspan process pid has attached, labelled by
+// OfProcess opens the programs the pktspan process pid has attached, labelled by
 // tracepoint, or by program name for links without one.
-func pktspanPrograms(pid int) (*progSet, error) {
+func OfProcess(pid int) (*Set, error) {
 	ids, err := linkedPrograms(fmt.Sprintf("/proc/%d/fdinfo", pid))
 	if err != nil {
 		return nil, err
 	}
 	if len(ids) == 0 {
-		return nil, fmt.Errorf("pktspan (pid %d) holds no BPF links", pid)
+		return nil, fmt.Errorf("process %d holds no BPF links", pid)
 	}
-	s := &progSet{hooks: map[string][]*ebpf.Program{}}
+	s := &Set{hooks: map[string][]*ebpf.Program{}}
 	for id, hook := range ids {
 		p, err := ebpf.NewProgramFromID(id)
 		if err != nil {
 			_ = s.Close()
-			return nil, fmt.Errorf("opening pktspan's program %d: %w", id, err)
+			return nil, fmt.Errorf("opening program %d of process %d: %w", id, pid, err)
 		}
 		if hook == "" {
 			info, err := p.Info()
 			if err != nil {
 				_ = p.Close()
 				_ = s.Close()
-				return nil, fmt.Errorf("info of pktspan's program %d: %w", id, err)
+				return nil, fmt.Errorf("info of program %d of process %d: %w", id, pid, err)
 			}
 			hook = info.Name
 		}
@@ -213,13 +221,13 @@ func pktspanPrograms(pid int) (*progSet, error) {
 	return s, nil
 }
 
-// loadFloor loads an empty tp_btf program (r0 = 0; exit) at each hook and attaches it:
+// LoadFloor loads an empty tp_btf program (r0 = 0; exit) at each hook and attaches it:
 // what any program there costs, the kernel's dispatch and the statistics included.
-func loadFloor(hooks []string) (*progSet, error) {
-	s := &progSet{hooks: map[string][]*ebpf.Program{}}
+func LoadFloor(hooks []string) (*Set, error) {
+	s := &Set{hooks: map[string][]*ebpf.Program{}}
 	for _, hook := range hooks {
 		p, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-			Name:         "bench_floor",
+			Name:         "floor",
 			Type:         ebpf.Tracing,
 			AttachType:   ebpf.AttachTraceRawTp,
 			AttachTo:     hook,
@@ -241,38 +249,13 @@ func loadFloor(hooks []string) (*progSet, error) {
 	return s, nil
 }
 
-// withFloor runs fn with the empty programs attached at hooks and returns their
+// WithFloor runs fn with the empty programs attached at hooks and returns their
 // statistics over fn.
-func withFloor(hooks []string, fn func() error) (bpfWindow, error) {
-	s, err := loadFloor(hooks)
+func WithFloor(hooks []string, fn func() error) (Window, error) {
+	s, err := LoadFloor(hooks)
 	if err != nil {
 		return nil, err
 	}
-	w, err := measureBPF(s, fn)
+	w, err := Measure(s, fn)
 	return w, errors.Join(err, s.Close())
-}
-
-// spread is the median, minimum and maximum of a figure over rounds.
-type spread struct{ med, lo, hi float64 }
-
-func spreadOf(xs []float64) spread {
-	if len(xs) == 0 {
-		return spread{}
-	}
-	s := slices.Sorted(slices.Values(xs))
-	n := len(s)
-	med := s[n/2]
-	if n%2 == 0 {
-		med = (s[n/2-1] + s[n/2]) / 2
-	}
-	return spread{med, s[0], s[n-1]}
-}
-
-// format prints the median with verb, and the spread where rounds differ in print: "0.97 (0.95–0.99)".
-func (s spread) format(verb string) string {
-	m, lo, hi := fmt.Sprintf(verb, s.med), fmt.Sprintf(verb, s.lo), fmt.Sprintf(verb, s.hi)
-	if lo == hi {
-		return m
-	}
-	return fmt.Sprintf("%s (%s–%s)", m, lo, hi)
 }
