@@ -22,7 +22,7 @@ import (
 	"strings"
 )
 
-// The stand-ins' names. The override file reaches them through the PKTSPAN_TEST_*
+// The stand-ins' names. The override file reaches them through the PKTSPANTEST_*
 // variables of Images.Env.
 const (
 	// DebianImage stands in for debian:bookworm-slim: a minimal Debian made by debootstrap.
@@ -57,10 +57,10 @@ type Images struct {
 // Env is what the override file needs to find the stand-ins.
 func (Images) Env() []string {
 	return []string{
-		"PKTSPAN_TEST_DEBIAN_IMAGE=" + DebianImage,
-		"PKTSPAN_TEST_GO_IMAGE=" + GoImage,
-		"PKTSPAN_TEST_JAEGER_IMAGE=" + JaegerImage,
-		"PKTSPAN_TEST_OTELCOL_IMAGE=" + OtelcolImage,
+		"PKTSPANTEST_DEBIAN_IMAGE=" + DebianImage,
+		"PKTSPANTEST_GO_IMAGE=" + GoImage,
+		"PKTSPANTEST_JAEGER_IMAGE=" + JaegerImage,
+		"PKTSPANTEST_OTELCOL_IMAGE=" + OtelcolImage,
 	}
 }
 

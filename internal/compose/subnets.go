@@ -16,7 +16,7 @@ var TestNets = netip.MustParsePrefix("198.18.0.0/15")
 
 // SubnetEnv picks three /26 subnets of one /24 in 198.19.0.0/16 (the upper half of
 // TestNets) that overlaps no Docker network of this engine and no route of this host, and
-// returns them as the PKTSPAN_TEST_SUBNET_* variables of the test override. Random, so
+// returns them as the PKTSPANTEST_SUBNET_* variables of the test override. Random, so
 // that runs side by side, and other tests' networks, keep out of each other's way.
 func SubnetEnv(ctx context.Context) ([]string, error) {
 	taken, err := takenPrefixes(ctx)
@@ -39,9 +39,9 @@ func pickSubnets(taken []netip.Prefix, start int) ([]string, error) {
 			return netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, third, 64 * i}), 26).String()
 		}
 		return []string{
-			"PKTSPAN_TEST_SUBNET_FRONT=" + sub(0),
-			"PKTSPAN_TEST_SUBNET_BACK=" + sub(1),
-			"PKTSPAN_TEST_SUBNET_TELEMETRY=" + sub(2),
+			"PKTSPANTEST_SUBNET_FRONT=" + sub(0),
+			"PKTSPANTEST_SUBNET_BACK=" + sub(1),
+			"PKTSPANTEST_SUBNET_TELEMETRY=" + sub(2),
 		}, nil
 	}
 	return nil, fmt.Errorf("no /24 of 198.19.0.0/16 is free of Docker networks and routes: %v", taken)

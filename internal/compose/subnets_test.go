@@ -18,9 +18,9 @@ func TestPickSubnetsSkipsWhatIsTakenAndWrapsAround(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
-		"PKTSPAN_TEST_SUBNET_FRONT=198.19.1.0/26",
-		"PKTSPAN_TEST_SUBNET_BACK=198.19.1.64/26",
-		"PKTSPAN_TEST_SUBNET_TELEMETRY=198.19.1.128/26",
+		"PKTSPANTEST_SUBNET_FRONT=198.19.1.0/26",
+		"PKTSPANTEST_SUBNET_BACK=198.19.1.64/26",
+		"PKTSPANTEST_SUBNET_TELEMETRY=198.19.1.128/26",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("got %v, want %v", got, want)
