@@ -109,12 +109,14 @@ func loadBTFFile(path string) (*btf.Spec, error) {
 // by BTF read packet headers with plain loads. The probe is loaded alone and closed;
 // a kernel without the kfunc, or one that refuses the cast, gives 0 and the helper
 // reads. BTF from --btf poisons every kfunc call: 0 there too.
+// The probe leaves spec: on a kernel without the kfunc it could not load with the rest.
 func (kb kernelBTF) plainHeaderLoads(spec *ebpf.CollectionSpec, cache *btf.Cache) uint32 {
 	ps := spec.Programs[bpf.TracepointsProgProbeUntypedCast]
+	delete(spec.Programs, bpf.TracepointsProgProbeUntypedCast)
 	if !kb.inKernel || ps == nil {
 		return 0
 	}
-	probe := &ebpf.CollectionSpec{Programs: map[string]*ebpf.ProgramSpec{ps.Name: ps.Copy()}, Types: spec.Types, ByteOrder: spec.ByteOrder}
+	probe := &ebpf.CollectionSpec{Programs: map[string]*ebpf.ProgramSpec{ps.Name: ps}, Types: spec.Types, ByteOrder: spec.ByteOrder}
 	coll, err := ebpf.NewCollectionWithOptions(probe, ebpf.CollectionOptions{Cache: cache})
 	if err != nil {
 		return 0
