@@ -47,3 +47,14 @@ func (c Cost) Table(mode string) string {
 
 // PerCall is a mode's mean run time per call, all hooks together.
 func (c Cost) PerCall(mode string) float64 { return c.Modes[mode].Total().NsPerCall() }
+
+// PerPacket is a mode's run time of every program over the packets sent, in ns: each
+// packet is queued once (net_dev_queue), whatever else a backend probes, so it compares
+// backends whose programs differ in number and kind.
+func (c Cost) PerPacket(mode string) float64 {
+	w := c.Modes[mode]
+	if w["net_dev_queue"].Count == 0 {
+		return 0
+	}
+	return float64(w.Total().Runtime.Nanoseconds()) / float64(w["net_dev_queue"].Count)
+}

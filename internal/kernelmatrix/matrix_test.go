@@ -382,8 +382,8 @@ func checkCost(t *testing.T, series, out string) {
 		floor := c.PerCall(CostFloor)
 		t.Logf("%s, %s backend, empty tp_btf programs (floor):\n%s", series, b, c.Table(CostFloor))
 		for _, m := range []string{CostNothing, CostEverything} {
-			t.Logf("%s, %s backend, %s: %.2f× the floor, %.2f× the tracepoint backend's, all hooks:\n%s", series, b, m,
-				c.PerCall(m)/floor, c.PerCall(m)/costs["tracepoint"].PerCall(m), c.Table(m))
+			t.Logf("%s, %s backend, %s: %.2f× the floor per call; %.0f ns per packet, %.2f× the tracepoint backend's:\n%s", series, b, m,
+				c.PerCall(m)/floor, c.PerPacket(m), c.PerPacket(m)/costs["tracepoint"].PerPacket(m), c.Table(m))
 		}
 	}
 }
