@@ -99,6 +99,13 @@ func loopbackTraffic(ctx context.Context, t *testing.T) int {
 // rssKiB reads a process's resident set size.
 func rssKiB(t *testing.T, pid int) int {
 	t.Helper()
+	return statusKiB(t, pid, "VmRSS")
+}
+
+// statusKiB reads one of a process's memory figures in KiB (VmRSS, VmHWM) from
+// /proc/<pid>/status.
+func statusKiB(t *testing.T, pid int, field string) int {
+	t.Helper()
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		t.Fatal(err)
@@ -106,12 +113,12 @@ func rssKiB(t *testing.T, pid int) int {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
 			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
 			return n
 		}
 	}
-	t.Fatalf("no VmRSS for %d", pid)
+	t.Fatalf("no %s for %d", field, pid)
 	return 0
 }
 

@@ -382,6 +382,8 @@ func logStats(log *slog.Logger, msg string, loss *lossWatch, cfg config.Config, 
 		"events_read", c.EventsRead,
 		"events_lost", c.EventsLost,
 		"frees_normal", c.FreesNormal,
+		// What the spanner handed to the sinks: each sink's exported and dropped add up to it.
+		"spans", s.Spans,
 	}
 	for _, o := range sinks {
 		args = append(args, o.name+"_exported", o.Exported, o.name+"_dropped", o.Dropped)

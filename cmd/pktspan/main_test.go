@@ -182,8 +182,8 @@ func TestStatsCountEachSinkOnItsOwnAndCarryTheNamersCounters(t *testing.T) {
 	var out bytes.Buffer
 	sinks := []sinkStats{{name: "console", SinkStats: spanner.SinkStats{Exported: 7}}, {name: "otlp", SinkStats: spanner.SinkStats{Exported: 5, Dropped: 2}}}
 	namer := netns.Stats{Names: 3, Misses: 4, Evicted: 5, Errors: 6}
-	logStats(newLogger(&out, "info", "text"), "stats", &lossWatch{}, config.Default(), collector.Stats{}, spanner.Stats{}, namer, sinks)
-	for _, want := range []string{" console_exported=7 console_dropped=0 ", " otlp_exported=5 otlp_dropped=2 ",
+	logStats(newLogger(&out, "info", "text"), "stats", &lossWatch{}, config.Default(), collector.Stats{}, spanner.Stats{Spans: 7}, namer, sinks)
+	for _, want := range []string{" spans=7 console_exported=7 console_dropped=0 ", " otlp_exported=5 otlp_dropped=2 ",
 		" netns_names=3 netns_misses=4 netns_evicted=5 netns_errors=6 "} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("stats line lacks %q:\n%s", want, out.String())

@@ -48,10 +48,16 @@ type Option func(*options)
 type options struct {
 	binary       string
 	startTimeout time.Duration
+	otlp         string // the OTLP receiver's host:port; empty: a free loopback port
 }
 
 // WithBinary runs the Jaeger binary at path instead of DefaultBinary().
 func WithBinary(path string) Option { return func(o *options) { o.binary = path } }
+
+// WithOTLPEndpoint binds the OTLP/gRPC receiver to addr (host:port) instead of a free
+// port: a Jaeger started again where a stopped one listened is, to its clients, the
+// same collector come back.
+func WithOTLPEndpoint(addr string) Option { return func(o *options) { o.otlp = addr } }
 
 // WithStartTimeout bounds how long Start waits for Jaeger to answer (default 60s: a cold
 // start on a loaded 2-core machine takes a few seconds).
@@ -128,6 +134,10 @@ func start(ctx context.Context, o options) (*Jaeger, error) {
 	if err != nil {
 		return nil, err
 	}
+	otlp := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	if o.otlp != "" {
+		otlp = o.otlp
+	}
 	dir, err := os.MkdirTemp("", "pktspan-jaeger-")
 	if err != nil {
 		return nil, fmt.Errorf("creating temp dir: %w", err)
@@ -135,7 +145,7 @@ func start(ctx context.Context, o options) (*Jaeger, error) {
 	j := &Jaeger{
 		dir:      dir,
 		logPath:  filepath.Join(dir, "jaeger.log"),
-		otlp:     fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		otlp:     otlp,
 		queryURL: fmt.Sprintf("http://127.0.0.1:%d", ports[1]),
 		client:   &http.Client{Timeout: 10 * time.Second},
 		exited:   make(chan struct{}),
@@ -306,14 +316,20 @@ func (j *Jaeger) Log() string {
 }
 
 // Stop terminates Jaeger (SIGTERM, then SIGKILL after 5s) and removes its temp dir.
-// It is safe to call more than once.
-func (j *Jaeger) Stop() error {
+// It is safe to call more than once, and after Kill.
+func (j *Jaeger) Stop() error { return j.stop(syscall.SIGTERM) }
+
+// Kill ends Jaeger with SIGKILL, as a crash would: no graceful close of its
+// connections, its stored spans gone. It removes the temp dir as Stop does.
+func (j *Jaeger) Kill() error { return j.stop(syscall.SIGKILL) }
+
+func (j *Jaeger) stop(sig syscall.Signal) error {
 	j.stopOnce.Do(func() {
 		if j.cmd == nil { // Connect's
 			return
 		}
 		if j.cmd.Process != nil {
-			_ = j.cmd.Process.Signal(syscall.SIGTERM)
+			_ = j.cmd.Process.Signal(sig)
 			select {
 			case <-j.exited:
 			case <-time.After(5 * time.Second):

@@ -94,14 +94,13 @@ func clientOptions(cfg otlpConfig) ([]otlptracegrpc.Option, error) {
 	// The batcher retries a failed batch itself, with a short backoff, while its queue
 	// keeps taking spans: the SDK's own retry would hold the only sender for the whole
 	// timeout. gRPC reconnects within a second of the collector's return (its default
-	// backoff grows to two minutes).
-	opts = append(opts,
-		otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{Enabled: false}),
-		otlptracegrpc.WithDialOption(grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
-			MinConnectTimeout: 5 * time.Second,
-		})),
-	)
+	// backoff grows to two minutes). Every dial option goes in one WithDialOption at the
+	// end: each call replaces the options of the one before.
+	opts = append(opts, otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{Enabled: false}))
+	dial := []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+		Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+		MinConnectTimeout: 5 * time.Second,
+	})}
 	if len(cfg.headers) > 0 {
 		opts = append(opts, otlptracegrpc.WithHeaders(cfg.headers))
 	}
@@ -112,15 +111,14 @@ func clientOptions(cfg otlpConfig) ([]otlptracegrpc.Option, error) {
 	case "none":
 		// otlptracegrpc has no "none" compressor; a later call option naming gRPC's
 		// identity encoding overrides a gzip chosen through the environment.
-		opts = append(opts, otlptracegrpc.WithDialOption(
-			grpc.WithDefaultCallOptions(grpc.UseCompressor("identity"))))
+		dial = append(dial, grpc.WithDefaultCallOptions(grpc.UseCompressor("identity")))
 	default:
 		return nil, fmt.Errorf("otlp compression %q: want gzip or none", cfg.compression)
 	}
 	if cfg.timeout > 0 {
 		opts = append(opts, otlptracegrpc.WithTimeout(cfg.timeout))
 	}
-	return opts, nil
+	return append(opts, otlptracegrpc.WithDialOption(dial...)), nil
 }
 
 // displayEndpoint names the collector in log lines the way otlptracegrpc resolves it.

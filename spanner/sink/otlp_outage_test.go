@@ -2,7 +2,9 @@ package sink
 
 import (
 	"context"
+	"log/slog"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -88,5 +90,53 @@ func TestOTLPResumesWithin2sOfTheCollectorsReturnAndLosesOnlyWhatTheQueueCannotH
 	causes := o.DropCauses()
 	if causes[0].Cause != "queue_full" || causes[0].Spans != st.Dropped {
 		t.Errorf("drops %+v: want all %d counted as queue_full", causes, st.Dropped)
+	}
+}
+
+// gRPC's own reconnect backoff (a second, growing to two minutes) would delay export
+// long after the collector's return; the sink's (100 ms, growing to a second) holds
+// whatever compression is set, although each otlptracegrpc.WithDialOption call
+// replaces the options of the one before.
+func TestOTLPReconnectsAtTheSinksPaceWhateverTheCompression(t *testing.T) {
+	clearOTELEnv(t)
+	for _, compression := range []string{"", "gzip", "none"} {
+		t.Run("compression="+compression, func(t *testing.T) {
+			t.Parallel()
+			// Accepts each connection and closes it before the HTTP/2 preface: every
+			// attempt fails, and each is counted.
+			lis, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer lis.Close()
+			var attempts atomic.Int32
+			go func() {
+				for {
+					c, err := lis.Accept()
+					if err != nil {
+						return
+					}
+					attempts.Add(1)
+					c.Close()
+				}
+			}()
+			o, err := NewOTLP(context.Background(), WithEndpoint(lis.Addr().String()), WithInsecure(true),
+				WithCompression(compression), WithBatchSize(7), WithBatchDelay(20*time.Millisecond), WithLogger(slog.New(slog.DiscardHandler)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+				defer cancel()
+				_ = o.Shutdown(ctx) // the spans cannot go: nothing to check
+			}()
+			o.Export(tcpGroup())
+			// In 2.5 s, the sink's backoff makes 6 attempts or more (jitter included);
+			// gRPC's default makes 3.
+			time.Sleep(2500 * time.Millisecond)
+			if n := attempts.Load(); n < 5 {
+				t.Errorf("%d connection attempts in 2.5s: the reconnect backoff is gRPC's default, not the sink's", n)
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 // Command bench is `make bench`: it measures pktspan's export path, allocations, kernel
-// cost, memory and attach time, and prints each figure as a ratio against a baseline
-// measured in the same run, because absolute times on shared machines are noise.
+// cost, memory, attach time and what a collector outage loses, and prints each timing
+// as a ratio against a baseline measured in the same run, because absolute times on
+// shared machines are noise.
 //
 // The same binary also runs, as child processes, the loopback OTLP receiver
 // (-receiver) and the memory case (-memory), so neither's CPU or memory is mixed with
@@ -29,18 +30,19 @@ type options struct {
 func main() {
 	var o options
 	receiver := flag.Bool("receiver", false, "run as the loopback OTLP receiver (internal)")
+	receiverAddr := flag.String("receiver-addr", loopbackAny, "where the receiver listens (internal)")
 	memory := flag.Bool("memory", false, "run the memory case in this process (internal)")
 	flag.BoolVar(&o.short, "short", os.Getenv("BENCH_SHORT") == "1", "short runs for CI (also BENCH_SHORT=1)")
 	flag.StringVar(&o.pktspan, "pktspan", "bin/pktspan", "pktspan binary for the kernel cases")
 	flag.StringVar(&o.profile, "cpuprofile", "bin/bench-export.pprof", "where to write case 1's CPU profile")
 	flag.IntVar(&o.events, "events", 200000, "fixture records to generate")
-	flag.StringVar(&o.cases, "cases", "123456", "cases to run, by number")
+	flag.StringVar(&o.cases, "cases", "1234567", "cases to run, by number")
 	flag.Parse()
 
 	var err error
 	switch {
 	case *receiver:
-		err = runReceiver()
+		err = runReceiver(*receiverAddr)
 	case *memory:
 		err = runMemory(os.Stdout)
 	default:
@@ -99,6 +101,7 @@ func run(o options) error {
 		{"4", func() error { return memoryCase(&r) }},
 		{"5", func() error { return attachCase(&r, o) }},
 		{"6", func() error { return correlateCase(&r, o) }},
+		{"7", func() error { return outageCase(&r, o, fix) }},
 	} {
 		if !strings.Contains(o.cases, c.n) {
 			continue

@@ -55,9 +55,10 @@ func (r *Receiver) Export(_ context.Context, req *collectortracepb.ExportTraceSe
 	return &collectortracepb.ExportTraceServiceResponse{}, nil
 }
 
-// Serve listens on a loopback port and serves until the returned stop is called.
-func (r *Receiver) Serve() (addr string, stop func(), err error) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+// Serve listens on addr (host:port; port 0 for a free one) and serves until the
+// returned stop is called.
+func (r *Receiver) Serve(addr string) (bound string, stop func(), err error) {
+	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", nil, fmt.Errorf("receiver: %w", err)
 	}
@@ -73,11 +74,12 @@ func (r *Receiver) Serve() (addr string, stop func(), err error) {
 	return lis.Addr().String(), srv.Stop, nil
 }
 
-// runReceiver is the receiver process: it prints its address, then answers each
-// "stats" line on stdin with its span count and its own CPU time, until stdin closes.
-func runReceiver() error {
+// runReceiver is the receiver process: it listens on addr, prints the address, then
+// answers each "stats" line on stdin with its span count and its own CPU time, until
+// stdin closes.
+func runReceiver(addr string) error {
 	var r Receiver
-	addr, stop, err := r.Serve()
+	addr, stop, err := r.Serve(addr)
 	if err != nil {
 		return err
 	}
@@ -107,13 +109,20 @@ type ReceiverStats struct {
 	CPU   time.Duration
 }
 
-// StartReceiver runs this binary again in receiver mode.
-func StartReceiver() (*ReceiverProc, error) {
+// StartReceiver runs this binary again in receiver mode, on a free loopback port.
+func StartReceiver() (*ReceiverProc, error) { return StartReceiverOn(loopbackAny) }
+
+// loopbackAny asks for a free loopback port.
+const loopbackAny = "127.0.0.1:0"
+
+// StartReceiverOn runs the receiver on addr: on the address of one stopped before, it
+// is that receiver come back.
+func StartReceiverOn(addr string) (*ReceiverProc, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("starting the receiver: %w", err)
 	}
-	cmd := exec.Command(self, "-receiver")
+	cmd := exec.Command(self, "-receiver", "-receiver-addr", addr)
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	in, err := cmd.StdinPipe()

@@ -55,7 +55,7 @@ func TestPktspanSinkAndSDKBaselineSendTheSameOTLP(t *testing.T) {
 
 	send := func(newSink func(string) (spanner.Sink, error)) *Receiver {
 		r := &Receiver{keep: true}
-		addr, stop, err := r.Serve()
+		addr, stop, err := r.Serve(loopbackAny)
 		if err != nil {
 			t.Fatal(err)
 		}
