@@ -352,6 +352,32 @@ func TestOTLPEncodingDecodesWithProtobufGoToEveryField(t *testing.T) {
 	}
 }
 
+func TestOTLPEncodingIsProtobufGosByteForByte(t *testing.T) {
+	// Spans whose lengths take one, two and three bytes, so that each is written in the
+	// room reserved for it, moved back and moved on; attributes and events past 127 bytes.
+	long := tcpGroup()[0]
+	long.Attrs = append(long.Attrs, attribute.String("pktspan.test.long", strings.Repeat("x", 300)))
+	huge := tcpGroup()[0]
+	huge.Attrs = append(huge.Attrs, attribute.String("pktspan.test.huge", strings.Repeat("y", 20000)))
+	group := append(append(append(append(tcpGroup(), dropGroup()...), rootGroup()...), natCloneGroup()...),
+		spanner.Span{Name: "tiny"}, long, huge)
+	var b []byte
+	for i := range group {
+		b = appendSpan(b, &group[i])
+	}
+	var ss tracepb.ScopeSpans
+	if err := proto.Unmarshal(b, &ss); err != nil {
+		t.Fatal(err)
+	}
+	want, err := proto.MarshalOptions{Deterministic: true}.Marshal(&ss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b, want) {
+		t.Errorf("encoding differs from protobuf-go's Marshal of the same spans:\n got %x\nwant %x", b, want)
+	}
+}
+
 func TestOTLPHonoursStandardOTELEnvironment(t *testing.T) {
 	clearOTELEnv(t)
 	col := &collector{}

@@ -19,12 +19,12 @@ func TestUnknownFieldsMarshalVerbatim(t *testing.T) {
 	group := append(append(append(tcpGroup(), dropGroup()...), rootGroup()...), natCloneGroup()...)
 	const schemaURL = "https://opentelemetry.io/schemas/1.26.0"
 	raw := encodeResource(resource.NewSchemaless(attribute.String("service.name", "pktspan-test")))
-	ss, start := openMessage(nil, resourceSpansScopeSpans)
+	ss, start := openMessage(nil, resourceSpansScopeSpans, 1)
 	ss = append(ss, encodeScope(instrumentationScope)...)
 	for i := range group {
 		ss = appendSpan(ss, &group[i])
 	}
-	raw = append(raw, closeMessage(ss, start)...)
+	raw = append(raw, closeMessage(ss, start, 1)...)
 	raw = appendBytesField(raw, resourceSpansSchemaURL, schemaURL)
 
 	rs := resourceSpansFromWire(bytes.Clone(raw))

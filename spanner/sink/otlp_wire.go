@@ -3,6 +3,7 @@ package sink
 import (
 	"encoding/binary"
 	"math"
+	"math/bits"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -117,32 +118,42 @@ func appendBytesField[T string | []byte](b []byte, field int, v T) []byte {
 	return append(b, v...)
 }
 
-// openMessage starts a length-delimited field whose length is not known yet: it
-// reserves one byte, which fits the length of most attributes.
-func openMessage(b []byte, field int) ([]byte, int) {
+// openMessage starts a length-delimited field whose length is not known yet, reserving
+// room bytes for it: one fits the length of most attributes, two most spans'.
+func openMessage(b []byte, field, room int) ([]byte, int) {
 	b = appendTag(b, field, wireBytes)
-	return append(b, 0), len(b)
+	start := len(b)
+	for range room {
+		b = append(b, 0)
+	}
+	return b, start
 }
 
-// closeMessage writes the length of the message opened at start, moving its bytes on
-// when the length needs more than the byte reserved.
-func closeMessage(b []byte, start int) []byte {
-	n := len(b) - start - 1
-	if n < 0x80 {
+// closeMessage writes the length of the message opened at start with room bytes,
+// moving the message when its length takes more or fewer bytes than that.
+func closeMessage(b []byte, start, room int) []byte {
+	n := len(b) - start - room
+	if room == 1 && n < 0x80 {
 		b[start] = byte(n)
 		return b
 	}
-	var lenBuf [binary.MaxVarintLen64]byte
-	l := binary.PutUvarint(lenBuf[:], uint64(n))
-	b = append(b, lenBuf[:l-1]...)
-	copy(b[start+l:], b[start+1:start+1+n])
-	copy(b[start:], lenBuf[:l])
+	l := uvarintLen(uint64(n))
+	switch {
+	case l < room:
+		copy(b[start+l:], b[start+room:])
+		b = b[:start+l+n]
+	case l > room:
+		var pad [binary.MaxVarintLen64]byte
+		b = append(b, pad[:l-room]...)
+		copy(b[start+l:], b[start+room:start+room+n])
+	}
+	binary.PutUvarint(b[start:], uint64(n))
 	return b
 }
 
 // appendSpan writes s as one ScopeSpans.spans field.
 func appendSpan(b []byte, s *spanner.Span) []byte {
-	b, start := openMessage(b, scopeSpansSpans)
+	b, start := openMessage(b, scopeSpansSpans, 2)
 	b = appendBytesField(b, spanTraceID, s.TraceID[:])
 	b = appendBytesField(b, spanSpanID, s.SpanID[:])
 	if s.ParentID != (spanner.SpanID{}) {
@@ -162,7 +173,7 @@ func appendSpan(b []byte, s *spanner.Span) []byte {
 	for i := range s.Events {
 		e := &s.Events[i]
 		var es int
-		b, es = openMessage(b, spanEvents)
+		b, es = openMessage(b, spanEvents, 1)
 		if e.TimeUnixNano != 0 {
 			b = appendFixed64Field(b, eventTime, uint64(e.TimeUnixNano))
 		}
@@ -170,17 +181,17 @@ func appendSpan(b []byte, s *spanner.Span) []byte {
 			b = appendBytesField(b, eventName, e.Name)
 		}
 		b = appendAttrs(b, eventAttributes, e.Attrs)
-		b = closeMessage(b, es)
+		b = closeMessage(b, es, 1)
 	}
 	for i := range s.Links {
 		l := &s.Links[i]
 		var ls int
-		b, ls = openMessage(b, spanLinks)
+		b, ls = openMessage(b, spanLinks, 1)
 		b = appendBytesField(b, linkTraceID, l.TraceID[:])
 		b = appendBytesField(b, linkSpanID, l.SpanID[:])
 		b = appendAttrs(b, linkAttributes, l.Attrs)
 		b = appendFixed32Field(b, linkFlags, spanFlags(l.RandomTraceID))
-		b = closeMessage(b, ls)
+		b = closeMessage(b, ls, 1)
 	}
 	var code tracepb.Status_StatusCode
 	switch s.Status {
@@ -191,15 +202,15 @@ func appendSpan(b []byte, s *spanner.Span) []byte {
 	}
 	if code != tracepb.Status_STATUS_CODE_UNSET {
 		var ss int
-		b, ss = openMessage(b, spanStatus)
+		b, ss = openMessage(b, spanStatus, 1)
 		if s.StatusDescription != "" {
 			b = appendBytesField(b, statusMessage, s.StatusDescription)
 		}
 		b = appendVarintField(b, statusCode, uint64(code))
-		b = closeMessage(b, ss)
+		b = closeMessage(b, ss, 1)
 	}
 	b = appendFixed32Field(b, spanFlagsField, spanFlags(s.RandomTraceID))
-	return closeMessage(b, start)
+	return closeMessage(b, start, 2)
 }
 
 func appendAttrs(b []byte, field int, kvs []attribute.KeyValue) []byte {
@@ -209,19 +220,61 @@ func appendAttrs(b []byte, field int, kvs []attribute.KeyValue) []byte {
 	return b
 }
 
+// appendKeyValue writes kv. Scalar values, nearly every attribute, have their lengths
+// worked out first so that their bytes are written once, in order; the others go
+// through appendValue, which moves what it wrote when a length outgrows its byte.
 func appendKeyValue(b []byte, field int, kv *attribute.KeyValue) []byte {
-	b, start := openMessage(b, field)
+	var anyLen int
+	switch kv.Value.Type() {
+	case attribute.STRING:
+		n := len(kv.Value.AsString())
+		anyLen = 1 + uvarintLen(uint64(n)) + n
+	case attribute.INT64:
+		anyLen = 1 + uvarintLen(uint64(kv.Value.AsInt64()))
+	case attribute.BOOL:
+		anyLen = 2
+	case attribute.FLOAT64:
+		anyLen = 9
+	default:
+		b, start := openMessage(b, field, 1)
+		if kv.Key != "" {
+			b = appendBytesField(b, kvKey, string(kv.Key))
+		}
+		b = appendValue(b, kvValue, kv.Value)
+		return closeMessage(b, start, 1)
+	}
+	kvLen := 1 + uvarintLen(uint64(anyLen)) + anyLen
+	if kv.Key != "" {
+		kvLen += 1 + uvarintLen(uint64(len(kv.Key))) + len(kv.Key)
+	}
+	b = appendTag(b, field, wireBytes)
+	b = binary.AppendUvarint(b, uint64(kvLen))
 	if kv.Key != "" {
 		b = appendBytesField(b, kvKey, string(kv.Key))
 	}
-	b = appendValue(b, kvValue, kv.Value)
-	return closeMessage(b, start)
+	b = appendTag(b, kvValue, wireBytes)
+	b = binary.AppendUvarint(b, uint64(anyLen))
+	switch kv.Value.Type() {
+	case attribute.STRING:
+		return appendBytesField(b, anyString, kv.Value.AsString())
+	case attribute.INT64:
+		return appendVarintField(b, anyInt, uint64(kv.Value.AsInt64()))
+	case attribute.BOOL:
+		return appendVarintField(b, anyBool, boolVarint(kv.Value.AsBool()))
+	default:
+		return appendFixed64Field(b, anyDouble, math.Float64bits(kv.Value.AsFloat64()))
+	}
+}
+
+// uvarintLen is the length of x's varint encoding.
+func uvarintLen(x uint64) int {
+	return (bits.Len64(x|1) + 6) / 7
 }
 
 // appendValue writes v as an AnyValue, every attribute.Type included; EMPTY is an
 // AnyValue with no value, OTLP's empty value.
 func appendValue(b []byte, field int, v attribute.Value) []byte {
-	b, start := openMessage(b, field)
+	b, start := openMessage(b, field, 1)
 	switch v.Type() {
 	case attribute.STRING:
 		b = appendBytesField(b, anyString, v.AsString())
@@ -235,16 +288,16 @@ func appendValue(b []byte, field int, v attribute.Value) []byte {
 		b = appendBytesField(b, anyBytes, v.AsByteSlice())
 	case attribute.BOOLSLICE, attribute.INT64SLICE, attribute.FLOAT64SLICE, attribute.STRINGSLICE, attribute.SLICE:
 		var as int
-		b, as = openMessage(b, anyArray)
+		b, as = openMessage(b, anyArray, 1)
 		b = appendArray(b, v)
-		b = closeMessage(b, as)
+		b = closeMessage(b, as, 1)
 	case attribute.MAP:
 		var ms int
-		b, ms = openMessage(b, anyKvlist)
+		b, ms = openMessage(b, anyKvlist, 1)
 		b = appendAttrs(b, listValues, v.AsMap())
-		b = closeMessage(b, ms)
+		b = closeMessage(b, ms, 1)
 	}
-	return closeMessage(b, start)
+	return closeMessage(b, start, 1)
 }
 
 // appendArray writes the elements of a slice value as ArrayValue.values.
@@ -283,15 +336,15 @@ func boolVarint(v bool) uint64 {
 
 // encodeResource writes the ResourceSpans.resource field, the same for every request.
 func encodeResource(res *resource.Resource) []byte {
-	b, start := openMessage(nil, resourceSpansResource)
+	b, start := openMessage(nil, resourceSpansResource, 1)
 	kvs := res.Attributes()
 	b = appendAttrs(b, resourceAttributes, kvs)
-	return closeMessage(b, start)
+	return closeMessage(b, start, 1)
 }
 
 // encodeScope writes the ScopeSpans.scope field that opens every batch.
 func encodeScope(name string) []byte {
-	b, start := openMessage(nil, scopeSpansScope)
+	b, start := openMessage(nil, scopeSpansScope, 1)
 	b = appendBytesField(b, scopeName, name)
-	return closeMessage(b, start)
+	return closeMessage(b, start, 1)
 }
