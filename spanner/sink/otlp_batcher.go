@@ -20,8 +20,9 @@ import (
 type batchExporter interface {
 	// headroom is the room export needs in front of a batch's spans to frame them.
 	headroom() int
-	// export sends b, and must neither keep b nor touch it after returning. It is
-	// called from one goroutine at a time, and must return soon once ctx is cancelled.
+	// export sends b. It must not write b's spans, and may read them after it returns
+	// only under a hold it releases. It is called from one goroutine at a time, again
+	// with the same b when retrying, and must return soon once ctx is cancelled.
 	export(ctx context.Context, b *wireBatch) error
 }
 
@@ -30,6 +31,27 @@ type batchExporter interface {
 type wireBatch struct {
 	buf   []byte
 	spans int
+	// req is the request the exporter framed around buf, once for every try, and rsLen
+	// the length of the ResourceSpans that ends it.
+	req   []byte
+	rsLen int
+	// refs counts who may still read buf: the batcher until it has sent the batch, and
+	// gRPC until it has written each request. At zero the batch is reused.
+	refs atomic.Int32
+	free chan<- *wireBatch
+}
+
+// hold keeps the batch from reuse until a matching release.
+func (w *wireBatch) hold() { w.refs.Add(1) }
+
+// release lets go of the batch; the last one hands it back for reuse.
+func (w *wireBatch) release() {
+	if w.refs.Add(-1) == 0 {
+		select {
+		case w.free <- w:
+		default:
+		}
+	}
 }
 
 // freeBatches bounds the sent batches kept for reuse; more come back only after the
@@ -155,10 +177,12 @@ func (b *batcher) newBatch() *wireBatch {
 	select {
 	case w = <-b.free:
 	default:
-		w = &wireBatch{}
+		w = &wireBatch{free: b.free}
 	}
 	w.buf = append(w.buf[:0], make([]byte, b.head)...)
 	w.spans = 0
+	w.req = nil
+	w.refs.Store(1)
 	return w
 }
 
@@ -216,10 +240,7 @@ func (b *batcher) sendLoop() {
 	for w := range b.queue {
 		b.send(w)
 		b.queued.Add(-int64(w.spans))
-		select {
-		case b.free <- w:
-		default:
-		}
+		w.release()
 	}
 }
 

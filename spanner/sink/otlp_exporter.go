@@ -35,9 +35,12 @@ type otlpExporter struct {
 
 var _ batchExporter = (*otlpExporter)(nil)
 
-// scopeSpansHead is room for the ScopeSpans tag and length in front of a batch's scope
-// and spans.
-const scopeSpansHead = 1 + binary.MaxVarintLen64
+// requestHead and scopeSpansHead are room for the tag and length of the request's
+// ResourceSpans and of its ScopeSpans.
+const (
+	requestHead    = 1 + binary.MaxVarintLen64
+	scopeSpansHead = 1 + binary.MaxVarintLen64
+)
 
 // newOTLPExporter builds the resource and starts the gRPC client; ctx bounds both.
 func newOTLPExporter(ctx context.Context, cfg otlpConfig, log *slog.Logger) (*otlpExporter, error) {
@@ -94,13 +97,14 @@ func clientOptions(cfg otlpConfig) ([]otlptracegrpc.Option, error) {
 	// The batcher retries a failed batch itself, with a short backoff, while its queue
 	// keeps taking spans: the SDK's own retry would hold the only sender for the whole
 	// timeout. gRPC reconnects within a second of the collector's return (its default
-	// backoff grows to two minutes). Every dial option goes in one WithDialOption at the
-	// end: each call replaces the options of the one before.
+	// backoff grows to two minutes). Requests go through interceptWire. Every dial option
+	// goes in one WithDialOption at the end: each call replaces the options of the one
+	// before.
 	opts = append(opts, otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{Enabled: false}))
 	dial := []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
 		Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
 		MinConnectTimeout: 5 * time.Second,
-	})}
+	}), grpc.WithChainUnaryInterceptor(interceptWire)}
 	if len(cfg.headers) > 0 {
 		opts = append(opts, otlptracegrpc.WithHeaders(cfg.headers))
 	}
@@ -134,35 +138,52 @@ func displayEndpoint(endpoint string) string {
 	return "localhost:4317"
 }
 
-// headroom is the room request needs in front of a batch's spans: the resource, the
-// ScopeSpans tag and length, and the scope.
+// headroom is the room frame needs in front of a batch's spans: the request's tag and
+// length, the resource, the ScopeSpans tag and length, and the scope.
 func (e *otlpExporter) headroom() int {
-	return len(e.resource) + scopeSpansHead + len(e.scope)
+	return requestHead + len(e.resource) + scopeSpansHead + len(e.scope)
 }
 
-// export uploads b as one request. The request is marshalled into gRPC's own buffers
-// before UploadTraces returns, so b is free again afterwards.
+// export uploads b as one request. gRPC writes it straight from b's buffer, holding
+// the batch until it has (see otlp_codec.go).
 func (e *otlpExporter) export(ctx context.Context, b *wireBatch) error {
-	return e.client.UploadTraces(ctx, []*tracepb.ResourceSpans{e.request(b)})
+	rs := e.frame(b)
+	ctx = context.WithValue(ctx, wireRequestKey{}, b)
+	return e.client.UploadTraces(ctx, []*tracepb.ResourceSpans{resourceSpansFromWire(rs)})
 }
 
-// request writes the resource and the head of the ScopeSpans into the room left in
-// front of b's spans, so a batch is framed without copying its spans.
-func (e *otlpExporter) request(b *wireBatch) *tracepb.ResourceSpans {
+// frame writes the request's head, the resource and the head of the ScopeSpans into
+// the room left in front of b's spans, and the schema URL after them, so a batch is
+// framed without copying its spans; then b.req is the whole ExportTraceServiceRequest.
+// It returns the ResourceSpans inside, which otlptracegrpc's client is given to size
+// the request. A batch is framed once: a retry sends the same bytes.
+func (e *otlpExporter) frame(b *wireBatch) []byte {
+	if b.req != nil {
+		return b.req[len(b.req)-b.rsLen:]
+	}
 	start := e.headroom() - len(e.scope)
 	copy(b.buf[start:], e.scope)
-	var head [scopeSpansHead]byte
+	var head [requestHead]byte
 	h := appendTag(head[:0], resourceSpansScopeSpans, wireBytes)
 	h = binary.AppendUvarint(h, uint64(len(b.buf)-start))
 	start -= len(h)
 	copy(b.buf[start:], h)
 	start -= len(e.resource)
 	copy(b.buf[start:], e.resource)
-	raw := b.buf[start:]
+	rsLen := len(b.buf) - start
 	if e.schemaURL != "" {
-		raw = appendBytesField(raw, resourceSpansSchemaURL, e.schemaURL)
+		rsLen += 1 + uvarintLen(uint64(len(e.schemaURL))) + len(e.schemaURL)
 	}
-	return resourceSpansFromWire(raw)
+	h = appendTag(head[:0], requestResourceSpans, wireBytes)
+	h = binary.AppendUvarint(h, uint64(rsLen))
+	start -= len(h)
+	copy(b.buf[start:], h)
+	req := b.buf[start:]
+	if e.schemaURL != "" {
+		req = appendBytesField(req, resourceSpansSchemaURL, e.schemaURL)
+	}
+	b.req, b.rsLen = req, rsLen
+	return req[len(req)-rsLen:]
 }
 
 // shutdown stops the client; the batcher has sent or dropped every batch by then.

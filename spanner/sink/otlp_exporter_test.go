@@ -1,17 +1,19 @@
 package sink
 
 import (
+	"bytes"
 	"testing"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/resource"
+	collectortracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pktspan/pktspan/spanner"
 )
 
-func TestOTLPExporterFramesBatchInItsHeadroom(t *testing.T) {
+func TestOTLPExporterFramesBatchInItsHeadroomOnce(t *testing.T) {
 	const schemaURL = "https://opentelemetry.io/schemas/1.26.0"
 	e := &otlpExporter{
 		resource:  encodeResource(resource.NewSchemaless(attribute.String("service.name", "pktspan-test"))),
@@ -24,15 +26,28 @@ func TestOTLPExporterFramesBatchInItsHeadroom(t *testing.T) {
 	for i := range group {
 		b.buf = appendSpan(b.buf, &group[i])
 	}
-	raw, err := proto.Marshal(e.request(b))
+	rs := e.frame(b)
+	var req collectortracepb.ExportTraceServiceRequest
+	if err := proto.Unmarshal(b.req, &req); err != nil {
+		t.Fatal(err)
+	}
+	if len(req.ResourceSpans) != 1 {
+		t.Fatalf("request holds %d ResourceSpans, want 1", len(req.ResourceSpans))
+	}
+	checkResourceSpans(t, req.ResourceSpans[0], schemaURL, group)
+	want, err := proto.Marshal(req.ResourceSpans[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rs tracepb.ResourceSpans
-	if err := proto.Unmarshal(raw, &rs); err != nil {
-		t.Fatal(err)
+	if !bytes.Equal(rs, want) {
+		t.Errorf("frame returned %d bytes, not the request's ResourceSpans (%d bytes)", len(rs), len(want))
 	}
-	checkResourceSpans(t, &rs, schemaURL, group)
+
+	// A retry sends the same request, framed once.
+	framed := b.req
+	if again := e.frame(b); &again[0] != &rs[0] || len(again) != len(rs) || &b.req[0] != &framed[0] || len(b.req) != len(framed) {
+		t.Errorf("framing a batch again did not return the first framing")
+	}
 }
 
 // checkResourceSpans checks that rs holds exactly the resource (service.name=pktspan-test),

@@ -443,6 +443,10 @@ func TestOTLPSendsHeadersAndChosenCompression(t *testing.T) {
 			if got := md.Get("x-tenant"); len(got) != 1 || got[0] != "lab" {
 				t.Errorf("x-tenant = %v", got)
 			}
+			// The request's own codec keeps the content-type every OTLP client sends.
+			if got := md.Get("content-type"); len(got) != 1 || got[0] != "application/grpc" {
+				t.Errorf("content-type = %v", got)
+			}
 			if got := col.compression[0]; got != tc.want {
 				t.Errorf("compression = %q, want %q", got, tc.want)
 			}

@@ -50,6 +50,7 @@ const (
 // Field numbers of the OTLP messages written here (opentelemetry-proto trace/v1,
 // common/v1, resource/v1).
 const (
+	requestResourceSpans    = 1
 	resourceSpansResource   = 1
 	resourceSpansScopeSpans = 2
 	resourceSpansSchemaURL  = 3
