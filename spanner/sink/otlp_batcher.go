@@ -94,6 +94,9 @@ type batcher struct {
 	log       *slog.Logger
 	batchSize int
 	head      int
+	// fullLen is the length of the last full batch, to size new batches by: growing a
+	// buffer of hundreds of kilobytes from nothing copies it several times over.
+	fullLen int
 
 	mu           sync.Mutex
 	batch        *wireBatch
@@ -166,6 +169,7 @@ func (b *batcher) add(group []spanner.Span) {
 	for i := range group {
 		b.batch.buf = appendSpan(b.batch.buf, &group[i])
 		if b.batch.spans++; b.batch.spans >= b.batchSize {
+			b.fullLen = len(b.batch.buf)
 			b.enqueueLocked()
 		}
 	}
@@ -177,7 +181,8 @@ func (b *batcher) newBatch() *wireBatch {
 	select {
 	case w = <-b.free:
 	default:
-		w = &wireBatch{free: b.free}
+		// Room for a full batch, and an eighth more as batches differ.
+		w = &wireBatch{free: b.free, buf: make([]byte, 0, b.fullLen+b.fullLen/8)}
 	}
 	w.buf = append(w.buf[:0], make([]byte, b.head)...)
 	w.spans = 0
