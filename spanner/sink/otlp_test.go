@@ -359,8 +359,13 @@ func TestOTLPEncodingIsProtobufGosByteForByte(t *testing.T) {
 	long.Attrs = append(long.Attrs, attribute.String("pktspan.test.long", strings.Repeat("x", 300)))
 	huge := tcpGroup()[0]
 	huge.Attrs = append(huge.Attrs, attribute.String("pktspan.test.huge", strings.Repeat("y", 20000)))
+	// Every scalar type, zero values, a negative int, a missing key.
+	scalars := spanner.Span{Name: "scalars", Attrs: []attribute.KeyValue{
+		attribute.Float64("f", 1.5), attribute.Float64("f0", 0), attribute.Bool("t", true), attribute.Bool("f", false),
+		attribute.Int64("neg", -1), attribute.Int64("zero", 0), attribute.String("empty", ""), attribute.String("", "no key"),
+	}}
 	group := append(append(append(append(tcpGroup(), dropGroup()...), rootGroup()...), natCloneGroup()...),
-		spanner.Span{Name: "tiny"}, long, huge)
+		spanner.Span{Name: "tiny"}, scalars, long, huge)
 	var b []byte
 	for i := range group {
 		b = appendSpan(b, &group[i])

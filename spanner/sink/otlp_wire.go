@@ -248,6 +248,24 @@ func appendKeyValue(b []byte, field int, kv *attribute.KeyValue) []byte {
 	if kv.Key != "" {
 		kvLen += 1 + uvarintLen(uint64(len(kv.Key))) + len(kv.Key)
 	}
+	if kvLen < 0x80 && field < 16 && kv.Key != "" {
+		// Every tag and length in one byte, as in nearly every attribute: a few appends.
+		b = append(b, byte(field<<3|wireBytes), byte(kvLen), kvKey<<3|wireBytes, byte(len(kv.Key)))
+		b = append(b, kv.Key...)
+		b = append(b, kvValue<<3|wireBytes, byte(anyLen))
+		switch kv.Value.Type() {
+		case attribute.STRING:
+			v := kv.Value.AsString()
+			b = append(b, anyString<<3|wireBytes, byte(len(v)))
+			return append(b, v...)
+		case attribute.INT64:
+			return binary.AppendUvarint(append(b, anyInt<<3|wireVarint), uint64(kv.Value.AsInt64()))
+		case attribute.BOOL:
+			return append(b, anyBool<<3|wireVarint, byte(boolVarint(kv.Value.AsBool())))
+		default:
+			return binary.LittleEndian.AppendUint64(append(b, anyDouble<<3|wireFixed64), math.Float64bits(kv.Value.AsFloat64()))
+		}
+	}
 	b = appendTag(b, field, wireBytes)
 	b = binary.AppendUvarint(b, uint64(kvLen))
 	if kv.Key != "" {
