@@ -332,6 +332,13 @@ func TestOTLPEncodesBytesSliceMapAndEmptyValues(t *testing.T) {
 // encodeAndDecode writes a group the way Export does and reads it back with protobuf-go.
 func encodeAndDecode(t *testing.T, group []spanner.Span) []*tracepb.Span {
 	t.Helper()
+	_, ss := encodeGroup(t, group)
+	return ss.Spans
+}
+
+// encodeGroup writes a group the way Export does, as a ScopeSpans's spans, and decodes it.
+func encodeGroup(t *testing.T, group []spanner.Span) ([]byte, *tracepb.ScopeSpans) {
+	t.Helper()
 	var b []byte
 	for i := range group {
 		b = appendSpan(b, &group[i])
@@ -340,7 +347,7 @@ func encodeAndDecode(t *testing.T, group []spanner.Span) []*tracepb.Span {
 	if err := proto.Unmarshal(b, &ss); err != nil {
 		t.Fatal(err)
 	}
-	return ss.Spans
+	return b, &ss
 }
 
 func TestOTLPEncodingDecodesWithProtobufGoToEveryField(t *testing.T) {
@@ -366,15 +373,8 @@ func TestOTLPEncodingIsProtobufGosByteForByte(t *testing.T) {
 	}}
 	group := append(append(append(append(tcpGroup(), dropGroup()...), rootGroup()...), natCloneGroup()...),
 		spanner.Span{Name: "tiny"}, scalars, long, huge)
-	var b []byte
-	for i := range group {
-		b = appendSpan(b, &group[i])
-	}
-	var ss tracepb.ScopeSpans
-	if err := proto.Unmarshal(b, &ss); err != nil {
-		t.Fatal(err)
-	}
-	want, err := proto.MarshalOptions{Deterministic: true}.Marshal(&ss)
+	b, ss := encodeGroup(t, group)
+	want, err := proto.MarshalOptions{Deterministic: true}.Marshal(ss)
 	if err != nil {
 		t.Fatal(err)
 	}
