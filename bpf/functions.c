@@ -243,6 +243,9 @@ static __always_inline void on_clone(__u64 orig, const struct track *t, struct s
 	if (!clone)
 		return;
 	struct track nt = *t; /* t is a map value: copied before the map changes */
+	/* The clone has passed no device yet. */
+	nt.queued = (struct dev_id){};
+	nt.received = (struct dev_id){};
 	struct event ev;
 	init_event(&ev, clone, PROBE_SKB_CLONE, EVENT_INSTANT);
 	ev.parent = orig;

@@ -44,7 +44,9 @@ func TestSameSKBInTheProbesAnswersTheSharedFixtures(t *testing.T) {
 		if c.Delivered {
 			delivered = 1
 		}
-		fmt.Fprintln(&in, tr.L3, tr.L4, tr.Seq, tr.Ack, tr.Flags, delivered, s.L3, s.L4, s.Seq, s.Ack, s.Flags, followMode(t, c.Mode))
+		fmt.Fprintln(&in, tr.L3, tr.L4, tr.Seq, tr.Ack, tr.Flags, delivered,
+			c.Queued.Ifindex, c.Queued.Netns, c.Received.Ifindex, c.Received.Netns,
+			s.L3, s.L4, s.Seq, s.Ack, s.Flags, followMode(t, c.Mode), hookProbe(t, c.Hook), c.Device.Ifindex, c.Device.Netns)
 	}
 	run := exec.Command(bin)
 	run.Stdin = &in
@@ -75,5 +77,21 @@ func followMode(t *testing.T, m skbidentity.Mode) int {
 		return 2
 	}
 	t.Fatalf("no follow_mode for %d", m)
+	return 0
+}
+
+// hookProbe is an enum probe_id at hook h: a function's for any hook but the two whose
+// devices same_skb compares.
+func hookProbe(t *testing.T, h skbidentity.Hook) TracepointsProbeId {
+	t.Helper()
+	switch h {
+	case skbidentity.HookOther:
+		return TracepointsProbeIdPROBE_FUNC_BASE
+	case skbidentity.HookQueue:
+		return TracepointsProbeIdPROBE_NET_DEV_QUEUE
+	case skbidentity.HookReceive:
+		return TracepointsProbeIdPROBE_NETIF_RECEIVE_SKB
+	}
+	t.Fatalf("no probe for hook %d", h)
 	return 0
 }

@@ -266,9 +266,19 @@ const (
 )
 
 type TracepointsTrack struct {
-	_         structs.HostLayout
-	TcpSeq    uint32
-	TcpAck    uint32
+	_      structs.HostLayout
+	TcpSeq uint32
+	TcpAck uint32
+	Queued struct {
+		_       structs.HostLayout
+		Ifindex uint32
+		Netns   uint32
+	}
+	Received struct {
+		_       structs.HostLayout
+		Ifindex uint32
+		Netns   uint32
+	}
 	L3        uint8
 	L4        uint8
 	TcpFlags  uint8

@@ -83,9 +83,9 @@ func (p *probe) name() string { return p.stage.Name }
 // that the clone of a followed skb (a packet tap's copy, a bridge's flood) is followed.
 var fixedProbes = []probe{
 	tracepointProbe(probeNetifReceiveSKB, "net", "netif_receive_skb",
-		bpf.TracepointsProgTpBtfNetifReceiveSkb, bpf.TracepointsProgRawTpNetifReceiveSkb, spanner.Stage{}),
+		bpf.TracepointsProgTpBtfNetifReceiveSkb, bpf.TracepointsProgRawTpNetifReceiveSkb, spanner.Stage{Pass: spanner.PassReceive}),
 	tracepointProbe(probeNetDevQueue, "net", "net_dev_queue",
-		bpf.TracepointsProgTpBtfNetDevQueue, bpf.TracepointsProgRawTpNetDevQueue, spanner.Stage{}),
+		bpf.TracepointsProgTpBtfNetDevQueue, bpf.TracepointsProgRawTpNetDevQueue, spanner.Stage{Pass: spanner.PassQueue}),
 	tracepointProbe(probeNetDevXmit, "net", "net_dev_xmit",
 		bpf.TracepointsProgTpBtfNetDevXmit, bpf.TracepointsProgRawTpNetDevXmit, spanner.Stage{}),
 	withDecode(tracepointProbe(probeKfreeSKB, "skb", "kfree_skb",

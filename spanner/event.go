@@ -37,12 +37,26 @@ type Stage struct {
 	// Received marks a Request stage that saw the segment arrive at a socket of this
 	// host (cgroup ingress) rather than leave one.
 	Received bool
+	// Pass marks the hooks no skb passes twice on one device (net:net_dev_queue,
+	// net:netif_receive_skb): a second pass on one is a new skb at a reused address.
+	Pass DevicePass
 	// Retransmit marks tcp:tcp_retransmit_skb: its event names a TCP segment the kernel
 	// sent again (tuple, seq, flags; its SKB is the write-queue skb, which never leaves
 	// the host), and it is a stage of the packet span recognised as that retransmission,
 	// never a packet span of its own.
 	Retransmit bool
 }
+
+// DevicePass names a hook no skb passes twice on one device: forwarding, bridges,
+// tunnels, VLANs and veth pairs change device, and loopback changes hook (queued, then
+// received).
+type DevicePass uint8
+
+const (
+	PassNone    DevicePass = iota // any other hook
+	PassQueue                     // net:net_dev_queue
+	PassReceive                   // net:netif_receive_skb
+)
 
 // Tuple is the L3/L4 header of a packet as one hook saw it.
 type Tuple struct {

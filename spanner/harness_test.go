@@ -184,14 +184,14 @@ func cloneOf(parent uint64) mod { return func(ev *Event) { ev.Parent = parent } 
 func noTuple(ev *Event) { ev.Tuple, ev.TCP = Tuple{}, TCP{} }
 
 var (
-	stRecv    = &Stage{Name: "net:netif_receive_skb"}
+	stRecv    = &Stage{Name: "net:netif_receive_skb", Pass: PassReceive}
 	stIPRcv   = &Stage{Name: "ip_rcv_core", Pointer: true}
 	stNF      = &Stage{Name: "nf_hook_slow", NFHook: true}
 	stLocal   = &Stage{Name: "ip_local_deliver"}
 	stTCPRcv  = &Stage{Name: "tcp_v4_rcv"}
 	stUDPRcv  = &Stage{Name: "udp_rcv"}
 	stOutput  = &Stage{Name: "ip_output"}
-	stQueue   = &Stage{Name: "net:net_dev_queue"}
+	stQueue   = &Stage{Name: "net:net_dev_queue", Pass: PassQueue}
 	stXmit    = &Stage{Name: "net:net_dev_xmit"}
 	stCopy    = &Stage{Name: "skb:skb_copy_datagram_iovec", Deliver: true}
 	stKfree   = &Stage{Name: "skb:kfree_skb", Free: true}

@@ -16,9 +16,10 @@ func TestIsNewSKBAgreesWithTheKernelFixtures(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range cases {
-		p := &packet{delivered: c.Delivered}
+		p := &packet{delivered: c.Delivered, queued: fixtureDevice(c.Queued), received: fixtureDevice(c.Received)}
 		p.tuple, p.tcp = fixtureHeaders(c.Tracked)
-		ev := &Event{Kind: KindInstant, Stage: &Stage{Free: c.Mode == skbidentity.ModeFree, Deliver: c.Mode == skbidentity.ModeDeliver}}
+		st := &Stage{Free: c.Mode == skbidentity.ModeFree, Deliver: c.Mode == skbidentity.ModeDeliver, Pass: fixturePasses[c.Hook]}
+		ev := &Event{Kind: KindInstant, Stage: st, Ifindex: c.Device.Ifindex, Netns: c.Device.Netns}
 		ev.Tuple, ev.TCP = fixtureHeaders(c.Seen)
 		if got := !isNewSKB(p, ev); got != c.Same {
 			t.Errorf("%s: isNewSKB says same=%v, the fixture same=%v", c.Name, got, c.Same)
@@ -44,3 +45,11 @@ func fixtureHeaders(h skbidentity.Headers) (Tuple, TCP) {
 	}
 	return tu, TCP{Seq: h.Seq, Ack: h.Ack, Flags: h.Flags}
 }
+
+var fixturePasses = map[skbidentity.Hook]DevicePass{
+	skbidentity.HookOther:   PassNone,
+	skbidentity.HookQueue:   PassQueue,
+	skbidentity.HookReceive: PassReceive,
+}
+
+func fixtureDevice(d skbidentity.Device) device { return device{d.Ifindex, d.Netns} }

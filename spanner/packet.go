@@ -84,6 +84,8 @@ type packet struct {
 	freed bool
 	// delivered is set by a Deliver stage.
 	delivered bool
+	// The devices the skb last passed net:net_dev_queue and net:netif_receive_skb on.
+	queued, received device
 
 	drop bool
 	// dropReason and dropLocation are the free's reason and location, of a drop or of a
@@ -211,6 +213,28 @@ func (p *packet) markNFT(nft NFT) {
 	}
 }
 
+// device is a network device: ifindexes repeat across namespaces. ifindex 0 is none.
+type device struct{ ifindex, netns uint32 }
+
+// passed is where p keeps the device it last passed ev's hook on; nil at hooks other
+// than the Pass ones.
+func (p *packet) passed(ev *Event) *device {
+	switch ev.Stage.Pass {
+	case PassQueue:
+		return &p.queued
+	case PassReceive:
+		return &p.received
+	}
+	return nil
+}
+
+// notePass records the device ev passed its hook on, at the Pass hooks.
+func (p *packet) notePass(ev *Event) {
+	if d := p.passed(ev); d != nil {
+		*d = device{ev.Ifindex, ev.Netns}
+	}
+}
+
 // tcpIdentity are the TCP flags no hook on the way changes (ECE and CWR may be
 // rewritten); with seq and ack they tell one segment from the next.
 const tcpIdentity = 0x3f
@@ -219,12 +243,15 @@ const tcpIdentity = 0x3f
 // new skb at a reused address, p having been freed where no tracepoint saw it: its IP
 // version or protocol differs, or its TCP segment does (NAT rewrites addresses and
 // ports, never these), or p was already delivered to a socket and ev is neither a free
-// nor another copy.
+// nor another copy, or ev passes a Pass hook on the device p last passed it on.
 func isNewSKB(p *packet, ev *Event) bool {
 	if ev.Kind == KindExit {
 		return false
 	}
 	if p.delivered && !ev.Stage.Free && !ev.Stage.Deliver {
+		return true
+	}
+	if d := p.passed(ev); d != nil && d.ifindex != 0 && *d == (device{ev.Ifindex, ev.Netns}) {
 		return true
 	}
 	if !ev.Tuple.Valid() || !p.tuple.Valid() {

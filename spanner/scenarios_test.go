@@ -201,6 +201,22 @@ var scenarios = []struct {
 		},
 	},
 	{
+		// A datagram a socket read was freed unseen; the next one, same headers, is built
+		// in the same memory. No skb is queued twice on one device: it is a new packet,
+		// while the same skb received on the peer veth stays one.
+		name: "udp_datagram_queued_again_on_its_device_is_a_new_packet",
+		run: func(h *harness) {
+			for n := range 2 {
+				d := onClient(0xffff888100000680, udpClient, TCP{})
+				at := time.Duration(n) * 50 * us
+				h.ev(at, d, stQueue)
+				h.ev(at+1*us, d, stXmit)
+				h.ev(at+2*us, d, stRecv, dev(3, "veth1", nsServer))
+			}
+			h.flush(sec)
+		},
+	},
+	{
 		name: "packet_never_freed_times_out",
 		run: func(h *harness) {
 			p := onServer(0xffff888100000700, udpClient, TCP{})

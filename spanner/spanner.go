@@ -136,6 +136,7 @@ func (s *Spanner) HandleEvent(ev *Event) {
 
 	s.addStage(p, ev, st.Name)
 	p.delivered = p.delivered || st.Deliver
+	p.notePass(ev)
 
 	if st.Free && !p.freed {
 		p.freed = true

@@ -22,11 +22,37 @@ enum follow_mode {
 	FOLLOW_DELIVER = 2, /* delivery to a socket: only copies and the free come after */
 };
 
+/* Where t keeps the device its skb last passed ev's hook on: net_dev_queue and
+ * netif_receive_skb only, NULL at every other hook. */
+static __always_inline struct dev_id *passed_dev(struct track *t, const struct event *ev)
+{
+	if (ev->probe == PROBE_NET_DEV_QUEUE)
+		return &t->queued;
+	if (ev->probe == PROBE_NETIF_RECEIVE_SKB)
+		return &t->received;
+	return NULL;
+}
+
+/* Records the device ev passed its hook on, at the hooks same_skb compares devices of. */
+static __always_inline void note_dev(struct track *t, const struct event *ev)
+{
+	struct dev_id *d = passed_dev(t, ev);
+	if (d) {
+		d->ifindex = ev->ifindex;
+		d->netns = ev->netns;
+	}
+}
+
 /* Whether ev can be the skb t was remembered for, rather than a new skb at its address.
- * NAT rewrites addresses and ports, never the protocol or TCP's seq, ack and flags. */
-static __always_inline bool same_skb(const struct track *t, const struct event *ev, enum follow_mode mode)
+ * NAT rewrites addresses and ports, never the protocol or TCP's seq, ack and flags. An
+ * skb is neither queued nor received twice on one device: forwarding, bridges, tunnels,
+ * VLANs and veth pairs change device, loopback changes hook (queue, then receive). */
+static __always_inline bool same_skb(struct track *t, const struct event *ev, enum follow_mode mode)
 {
 	if (t->delivered && mode != FOLLOW_FREE && mode != FOLLOW_DELIVER)
+		return false;
+	const struct dev_id *d = passed_dev(t, ev);
+	if (d && d->ifindex && d->ifindex == ev->ifindex && d->netns == ev->netns)
 		return false;
 	if (!ev->l3 || !t->l3)
 		return true;

@@ -61,12 +61,22 @@ enum counter_id {
 	COUNTER_MAX = 14,
 };
 
+/* A network device: ifindexes repeat across network namespaces. ifindex 0 is none. */
+struct dev_id {
+	__u32 ifindex;
+	__u32 netns; /* inode */
+};
+
 /* What the kernel remembers of a followed skb: enough to tell it from the next skb
  * allocated at the same address after a free no tracepoint saw (TCP and UDP free
  * delivered skbs that way). */
 struct track {
 	__u32 tcp_seq;
 	__u32 tcp_ack;
+	/* Where it last passed net_dev_queue and netif_receive_skb: no skb passes either
+	 * twice on one device, so a second pass there is a new skb at its address. */
+	struct dev_id queued;
+	struct dev_id received;
 	__u8 l3;
 	__u8 l4;
 	__u8 tcp_flags;

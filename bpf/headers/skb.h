@@ -704,6 +704,7 @@ static __always_inline bool follow(struct event *ev, struct sk_buff *skb, struct
 				count(COUNTER_TRACK_DELETE);
 			if (mode == FOLLOW_DELIVER)
 				t->delivered = 1;
+			note_dev(t, ev);
 			return true;
 		}
 		untrack(key);
@@ -722,6 +723,7 @@ static __always_inline bool follow(struct event *ev, struct sk_buff *skb, struct
 		.tcp_flags = ev->tcp_flags,
 		.delivered = mode == FOLLOW_DELIVER,
 	};
+	note_dev(&nt, ev);
 	remember(key, &nt);
 	return true;
 }
