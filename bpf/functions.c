@@ -57,7 +57,7 @@ static __always_inline void on_enter(__u16 probe, bool nf_hook, struct sk_buff *
 	read_dev(&ev, BPF_CORE_READ(skb, dev));
 	read_sock_netns(&ev, BPF_CORE_READ(skb, sk));
 	bool fresh, delivered;
-	if (!follow(&ev, skb, t, FOLLOW, &fresh, &delivered))
+	if (!follow(&ev, skb, t, FOLLOW, L3_NETWORK_HEADER, fentry, &fresh, &delivered))
 		return;
 	read_followed(&ev, skb);
 	/* No filter looks at the hook: it is read for followed skbs only. */
