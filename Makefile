@@ -12,7 +12,7 @@ export PKTSPANTEST_OTELCOL_BIN := $(OTELCOL_BIN)
 
 # Debian packages: clang/llvm/libbpf-dev to regenerate the probes; libpcap0.8-dev and
 # libdbus-1-dev, whose static libraries pktspan links to compile filter expressions
-# (internal/pcapfilter); iproute2, nftables, iputils-ping for the end-to-end tests and
+# (collector/pcapfilter); iproute2, nftables, iputils-ping for the end-to-end tests and
 # the demo, and tcpdump, the reference of the filter expressions' differential test.
 APT_PACKAGES := clang llvm libbpf-dev libpcap0.8-dev libdbus-1-dev iproute2 nftables iputils-ping tcpdump
 

@@ -24,8 +24,8 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/pktspan/pktspan/bpf"
+	"github.com/pktspan/pktspan/collector/pcapfilter"
 	"github.com/pktspan/pktspan/config"
-	"github.com/pktspan/pktspan/internal/pcapfilter"
 )
 
 // Collector owns the probes from Start to Shutdown.

@@ -8,8 +8,8 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/pktspan/pktspan/bpf"
+	"github.com/pktspan/pktspan/collector/pcapfilter"
 	"github.com/pktspan/pktspan/config"
-	"github.com/pktspan/pktspan/internal/pcapfilter"
 )
 
 // The placeholders skb.h calls for filter.expression: one per link type.

@@ -8,7 +8,7 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/pktspan/pktspan/bpf"
-	"github.com/pktspan/pktspan/internal/pcapfilter"
+	"github.com/pktspan/pktspan/collector/pcapfilter"
 )
 
 // probeConsts are the .rodata values every probe copy shares.

@@ -18,8 +18,8 @@ import (
 
 	"github.com/pktspan/pktspan/collector"
 	"github.com/pktspan/pktspan/collector/netns"
+	"github.com/pktspan/pktspan/collector/pcapfilter"
 	"github.com/pktspan/pktspan/config"
-	"github.com/pktspan/pktspan/internal/pcapfilter"
 	"github.com/pktspan/pktspan/spanner"
 	"github.com/pktspan/pktspan/spanner/sink"
 )
