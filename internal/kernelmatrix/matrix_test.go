@@ -73,6 +73,8 @@ for b in fentry kprobe; do
 	scenario --pktspan /bin/pktspan --backend $b --survey --out "$OUT/$b-survey" > /dev/null || echo "scenario $b --survey failed: $?"
 	scenario --pktspan /bin/pktspan --backend $b --survey --drops-only --out "$OUT/$b-survey-drops" > /dev/null || echo "scenario $b --survey --drops-only failed: $?"
 	scenario --pktspan /bin/pktspan --backend $b --correlate /bin/demoapp --out "$OUT/$b-correlate" || echo "scenario $b --correlate failed: $?"
+	scenario --pktspan /bin/pktspan --backend $b --expression 'tcp port ` + fmt.Sprint(netns.ReplyPort) + `' --out "$OUT/$b-expr-tcp" || echo "scenario $b --expression tcp failed: $?"
+	scenario --pktspan /bin/pktspan --backend $b --expression 'vlan ` + fmt.Sprint(netns.LabVLANs[0].ID) + ` and icmp' --out "$OUT/$b-expr-vlan" || echo "scenario $b --expression vlan failed: $?"
 done
 scenario --pktspan /bin/pktspan --vlan --out "$OUT/vlan" || echo "scenario --vlan failed: $?"`,
 				// The NAT lab's router needs conntrack and NAT, modules on Debian's kernels;
@@ -112,6 +114,9 @@ scenario --pktspan /bin/pktspan --vlan --out "$OUT/vlan" || echo "scenario --vla
 				})
 				t.Run(backend+"-correlate", func(t *testing.T) {
 					checkCorrelateRun(t, filepath.Join(out, backend+"-correlate"), backend)
+				})
+				t.Run(backend+"-expression", func(t *testing.T) {
+					checkExpressionRuns(t, out, backend)
 				})
 			}
 			t.Run("attach", func(t *testing.T) { checkTimings(t, out) })
@@ -159,6 +164,21 @@ func checkVLANRun(t *testing.T, dir string) {
 	}
 	followed, other := netns.LabVLANs[0], netns.LabVLANs[1]
 	for _, err := range CheckVLAN(spans, followed.Client.Addr(), followed.Server.Addr(),
+		other.Client.Addr(), other.Server.Addr(), netns.LabClient.Addr(), netns.LabServer.Addr()) {
+		t.Error(err)
+	}
+}
+
+// checkExpressionRuns checks the two filter expression runs of a backend: a TCP port
+// followed through the function probes, and one VLAN's pings alone.
+func checkExpressionRuns(t *testing.T, out, backend string) {
+	_, tcp := readRun(t, filepath.Join(out, backend+"-expr-tcp"), backend)
+	for _, err := range CheckTCPPortExpression(tcp, netns.ReplyPort) {
+		t.Error(err)
+	}
+	_, vlan := readRun(t, filepath.Join(out, backend+"-expr-vlan"), backend)
+	followed, other := netns.LabVLANs[0], netns.LabVLANs[1]
+	for _, err := range CheckVLAN(vlan, followed.Client.Addr(), followed.Server.Addr(),
 		other.Client.Addr(), other.Server.Addr(), netns.LabClient.Addr(), netns.LabServer.Addr()) {
 		t.Error(err)
 	}
