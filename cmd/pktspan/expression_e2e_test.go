@@ -28,7 +28,6 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/pktspan/pktspan/internal/netns"
-	"github.com/pktspan/pktspan/internal/pktspanproc"
 )
 
 // The expression lab's addresses: its own, so that no other lab's packets count.
@@ -71,7 +70,7 @@ func TestExpressionsFollowWhatTcpdumpMatches(t *testing.T) {
 	for _, expr := range exprs {
 		t.Run(expr, func(t *testing.T) {
 			dir := t.TempDir()
-			run := startExprPktspan(t, bin, expr)
+			run := startJSONRun(t, bin, "--trace-close-grace", "100ms", expr)
 			var caps []*capture
 			for _, dev := range lab.captureDevs {
 				caps = append(caps, startCapture(t, tcpdump, lab.Server, dev, filepath.Join(dir, dev+".pcap")))
@@ -102,10 +101,10 @@ func TestExpressionsFollowWhatTcpdumpMatches(t *testing.T) {
 				}
 			}
 			defer maps.Copy(earlier, round)
-			got := map[string]string{} // key → the span's JSON, to tell about
-			for _, sp := range run.stop(t) {
-				if lab.ours(sp.key) {
-					got[sp.key.String()] = sp.json
+			got := map[string]string{} // key → the span's attributes, to tell about
+			for k, js := range followedKeys(t, run.stop(t)) {
+				if lab.ours(k) {
+					got[k.String()] = js
 				}
 			}
 			if len(want) == 0 && !slices.Contains(noMatchExpected, expr) {
@@ -354,67 +353,27 @@ func (c *capture) stop(t *testing.T) {
 	_ = c.cmd.Wait()
 }
 
-// exprRun is pktspan following one expression, writing JSON lines.
-type exprRun struct {
-	proc           *pktspanproc.Proc
-	stdout, stderr bytes.Buffer
-}
-
-func startExprPktspan(t *testing.T, bin, expr string) *exprRun {
+// followedKeys are the packets a run followed, each with its span's attributes as JSON
+// to tell about.
+func followedKeys(t *testing.T, spans []packetSpan) map[packetKey]string {
 	t.Helper()
-	r := &exprRun{}
-	cmd := exec.Command(bin, "--output", "json", "--trace-close-grace", "100ms", expr)
-	cmd.Stdout, cmd.Stderr = &r.stdout, &r.stderr
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	p, err := pktspanproc.Start(ctx, cmd)
-	if err != nil {
-		t.Fatalf("%v; stderr:\n%s", err, r.stderr.String())
-	}
-	r.proc = p
-	t.Cleanup(func() { _ = p.Stop(os.Kill, time.Second) })
-	return r
-}
-
-// followed is one packet span: its key, and the JSON line it came in.
-type followed struct {
-	key  packetKey
-	json string
-}
-
-// stop stops pktspan as Ctrl-C does and returns the packets it followed.
-func (r *exprRun) stop(t *testing.T) []followed {
-	t.Helper()
-	if err := r.proc.Stop(os.Interrupt, 30*time.Second); err != nil {
-		t.Fatalf("pktspan: %v; stderr:\n%s", err, r.stderr.String())
-	}
-	var out []followed
-	for line := range strings.Lines(r.stdout.String()) {
-		var s struct {
-			Name  string         `json:"name"`
-			Attrs map[string]any `json:"attributes"`
-		}
-		if err := json.Unmarshal([]byte(line), &s); err != nil {
-			t.Fatalf("not a JSON line: %v\n%s", err, line)
-		}
-		if s.Name != "packet" {
-			continue
-		}
-		num := func(k string) int {
-			f, _ := s.Attrs[k].(float64)
-			return int(f)
-		}
-		str := func(k string) string { v, _ := s.Attrs[k].(string); return v }
-		k := packetKey{transport: str("network.transport"), sport: num("source.port"), dport: num("destination.port")}
-		k.src, _ = netip.ParseAddr(str("source.address"))
-		k.dst, _ = netip.ParseAddr(str("destination.address"))
+	out := map[packetKey]string{}
+	for _, sp := range spans {
+		num := func(k string) int { f, _ := sp.attrs[k].(float64); return int(f) }
+		k := packetKey{transport: sp.str("network.transport"), sport: num("source.port"), dport: num("destination.port")}
+		k.src, _ = netip.ParseAddr(sp.str("source.address"))
+		k.dst, _ = netip.ParseAddr(sp.str("destination.address"))
 		if k.transport == "tcp" {
-			k.tcp = fmt.Sprintf("%s seq=%d ack=%d", str("pktspan.tcp.flags"), num("pktspan.tcp.seq"), num("pktspan.tcp.ack"))
+			k.tcp = fmt.Sprintf("%s seq=%d ack=%d", sp.str("pktspan.tcp.flags"), num("pktspan.tcp.seq"), num("pktspan.tcp.ack"))
 		}
 		if k.transport == "icmp" {
 			k.icmp = fmt.Sprintf("%d/%d", num("pktspan.icmp.type"), num("pktspan.icmp.code"))
 		}
-		out = append(out, followed{key: k, json: strings.TrimSpace(line)})
+		js, err := json.Marshal(sp.attrs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[k] = string(js)
 	}
 	return out
 }
