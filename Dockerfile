@@ -10,13 +10,18 @@ ARG GO_IMAGE=golang:1.26-bookworm
 ARG RUNTIME_IMAGE=debian:bookworm-slim
 
 FROM ${GO_IMAGE} AS build
+# libpcap compiles filter expressions; pktspan links it and libdbus statically (cgo).
+RUN apt-get update \
+	&& DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends gcc libc6-dev libpcap0.8-dev libdbus-1-dev \
+	&& apt-get clean && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Modules first, so that a change to the source does not download them again.
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-# Static: the binary needs nothing from the runtime image's libc.
-RUN CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o /out/pktspan ./cmd/pktspan
+# Static, C library included: the binary needs nothing from the runtime image (the
+# Makefile's STATIC_LDFLAGS).
+RUN CGO_ENABLED=1 go build -trimpath -ldflags="-s -w -extldflags '-static -Wl,--no-warnings'" -o /out/pktspan ./cmd/pktspan
 
 FROM ${RUNTIME_IMAGE}
 # CA certificates for OTLP over TLS (the default without --otlp-insecure); the shell and

@@ -10,9 +10,17 @@ export PKTSPANTEST_JAEGER_BIN := $(JAEGER_BIN)
 OTELCOL_BIN ?= $(CACHE)/otelcol
 export PKTSPANTEST_OTELCOL_BIN := $(OTELCOL_BIN)
 
-# Debian packages: clang/llvm/libbpf-dev to regenerate the probes; iproute2, nftables,
-# iputils-ping for the end-to-end tests and the demo.
-APT_PACKAGES := clang llvm libbpf-dev iproute2 nftables iputils-ping
+# Debian packages: clang/llvm/libbpf-dev to regenerate the probes; libpcap0.8-dev and
+# libdbus-1-dev, whose static libraries pktspan links to compile filter expressions
+# (collector/pcapfilter); iproute2, nftables, iputils-ping for the end-to-end tests and
+# the demo, and tcpdump, the reference of the filter expressions' differential test.
+APT_PACKAGES := clang llvm libbpf-dev libpcap0.8-dev libdbus-1-dev iproute2 nftables iputils-ping tcpdump
+
+# pktspan links libpcap (cgo): statically, C library included, so that the binary runs
+# anywhere, a FROM scratch image too. --no-warnings: glibc warns that libpcap's name
+# lookups (host names, /etc/services) need its shared NSS modules at run time; without
+# them only numbers work in an expression, as the README says.
+STATIC_LDFLAGS := -extldflags '-static -Wl,--no-warnings'
 
 .PHONY: all build deps generate check-generate jaeger otelcol test unit e2e vmtest demo demo-smoke lint clean
 
@@ -22,8 +30,8 @@ include mk/compose.mk
 
 all: build
 
-build:
-	$(GO) build -o $(BIN)/pktspan ./cmd/pktspan
+build: deps
+	$(GO) build -ldflags "$(STATIC_LDFLAGS)" -o $(BIN)/pktspan ./cmd/pktspan
 
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -57,7 +65,7 @@ $(BIN)/staticcheck: tools/staticcheck/go.mod tools/staticcheck/go.sum
 # Every build tag's files are checked: the e2e, vmtest and compose tiers' tests are code too.
 LINT_TAGS := "" e2e vmtest compose
 
-lint: $(BIN)/staticcheck
+lint: deps $(BIN)/staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt would change: $$out"; exit 1; }
 	@for tags in $(LINT_TAGS); do \
 		echo ">> go vet and staticcheck, tags '$$tags'"; \
@@ -75,7 +83,7 @@ lint: $(BIN)/staticcheck
 # Tier 1 of docs/DESIGN.md: no root, no Jaeger, no kernel features; what needs them is tagged
 # e2e, vmtest or compose. examples/demoapp and examples/k8s are modules of their own, which
 # ./... does not reach.
-unit:
+unit: deps
 	$(GO) test -race -count=1 ./...
 	cd examples/demoapp && $(GO) test -race -count=1 ./...
 	cd examples/k8s && $(GO) test -race -count=1 ./...

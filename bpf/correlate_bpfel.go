@@ -22,6 +22,7 @@ const (
 	CorrelateMapFollowedNetns   = "followed_netns"
 	CorrelateMapNftDrops        = "nft_drops"
 	CorrelateMapNftFreed        = "nft_freed"
+	CorrelateMapPcapScratch     = "pcap_scratch"
 	CorrelateMapPending         = "pending"
 	CorrelateMapPendingScratch  = "pending_scratch"
 	CorrelateMapRequestScratch  = "request_scratch"
@@ -91,6 +92,7 @@ type CorrelateMapSpecs struct {
 	FollowedNetns  *ebpf.MapSpec `ebpf:"followed_netns"`
 	NftDrops       *ebpf.MapSpec `ebpf:"nft_drops"`
 	NftFreed       *ebpf.MapSpec `ebpf:"nft_freed"`
+	PcapScratch    *ebpf.MapSpec `ebpf:"pcap_scratch"`
 	Pending        *ebpf.MapSpec `ebpf:"pending"`
 	PendingScratch *ebpf.MapSpec `ebpf:"pending_scratch"`
 	RequestScratch *ebpf.MapSpec `ebpf:"request_scratch"`
@@ -134,6 +136,7 @@ type CorrelateMaps struct {
 	FollowedNetns  *ebpf.Map `ebpf:"followed_netns"`
 	NftDrops       *ebpf.Map `ebpf:"nft_drops"`
 	NftFreed       *ebpf.Map `ebpf:"nft_freed"`
+	PcapScratch    *ebpf.Map `ebpf:"pcap_scratch"`
 	Pending        *ebpf.Map `ebpf:"pending"`
 	PendingScratch *ebpf.Map `ebpf:"pending_scratch"`
 	RequestScratch *ebpf.Map `ebpf:"request_scratch"`
@@ -148,6 +151,7 @@ func (m *CorrelateMaps) Close() error {
 		m.FollowedNetns,
 		m.NftDrops,
 		m.NftFreed,
+		m.PcapScratch,
 		m.Pending,
 		m.PendingScratch,
 		m.RequestScratch,

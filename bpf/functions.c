@@ -57,7 +57,7 @@ static __always_inline void on_enter(__u16 probe, bool nf_hook, struct sk_buff *
 	read_skb_dev(&ev, skb, fentry);
 	read_skb_sock_netns(&ev, skb, fentry);
 	bool fresh, delivered;
-	if (!follow(&ev, skb, t, FOLLOW, &fresh, &delivered))
+	if (!follow(&ev, skb, t, FOLLOW, L3_NETWORK_HEADER, fentry, &fresh, &delivered))
 		return;
 	read_followed(&ev, skb, fentry);
 	/* No filter looks at the hook: it is read for followed skbs only. */

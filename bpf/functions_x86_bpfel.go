@@ -23,6 +23,7 @@ const (
 	FunctionsMapFollowedNetns        = "followed_netns"
 	FunctionsMapNftDrops             = "nft_drops"
 	FunctionsMapNftFreed             = "nft_freed"
+	FunctionsMapPcapScratch          = "pcap_scratch"
 	FunctionsMapPending              = "pending"
 	FunctionsMapPendingScratch       = "pending_scratch"
 	FunctionsMapTracked              = "tracked"
@@ -135,6 +136,7 @@ type FunctionsMapSpecs struct {
 	FollowedNetns  *ebpf.MapSpec `ebpf:"followed_netns"`
 	NftDrops       *ebpf.MapSpec `ebpf:"nft_drops"`
 	NftFreed       *ebpf.MapSpec `ebpf:"nft_freed"`
+	PcapScratch    *ebpf.MapSpec `ebpf:"pcap_scratch"`
 	Pending        *ebpf.MapSpec `ebpf:"pending"`
 	PendingScratch *ebpf.MapSpec `ebpf:"pending_scratch"`
 	Tracked        *ebpf.MapSpec `ebpf:"tracked"`
@@ -179,6 +181,7 @@ type FunctionsMaps struct {
 	FollowedNetns  *ebpf.Map `ebpf:"followed_netns"`
 	NftDrops       *ebpf.Map `ebpf:"nft_drops"`
 	NftFreed       *ebpf.Map `ebpf:"nft_freed"`
+	PcapScratch    *ebpf.Map `ebpf:"pcap_scratch"`
 	Pending        *ebpf.Map `ebpf:"pending"`
 	PendingScratch *ebpf.Map `ebpf:"pending_scratch"`
 	Tracked        *ebpf.Map `ebpf:"tracked"`
@@ -193,6 +196,7 @@ func (m *FunctionsMaps) Close() error {
 		m.FollowedNetns,
 		m.NftDrops,
 		m.NftFreed,
+		m.PcapScratch,
 		m.Pending,
 		m.PendingScratch,
 		m.Tracked,

@@ -33,7 +33,7 @@ static __always_inline int on_dev(struct sk_buff *skb, __u16 probe, enum l3_hint
 		return 0;
 	finish_event(&ev, skb, direct);
 	read_skb_dev(&ev, skb, direct);
-	follow_and_send(&ev, skb, t, FOLLOW, direct);
+	follow_and_send(&ev, skb, t, FOLLOW, hint, direct);
 	return 0;
 }
 
@@ -73,7 +73,7 @@ static __always_inline int on_free(void *ctx, struct sk_buff *skb, __u16 probe, 
 	read_skb_dev(&ev, skb, direct);
 	read_skb_sock_netns(&ev, skb, direct);
 	bool fresh, delivered;
-	if (!follow(&ev, skb, t, FOLLOW_FREE, &fresh, &delivered))
+	if (!follow(&ev, skb, t, FOLLOW_FREE, L3_NETWORK_HEADER, direct, &fresh, &delivered))
 		return 0;
 	read_followed(&ev, skb, direct);
 	ev.free_class = free_class(&kcfg, probe == PROBE_KFREE_SKB, reason, ev.location, ev.len, delivered);
@@ -104,7 +104,7 @@ static __always_inline int on_copy_datagram(struct sk_buff *skb, int len, bool d
 	finish_event(&ev, skb, direct);
 	ev.retval = len;
 	read_skb_sock_netns(&ev, skb, direct);
-	follow_and_send(&ev, skb, t, FOLLOW_DELIVER, direct);
+	follow_and_send(&ev, skb, t, FOLLOW_DELIVER, L3_NETWORK_HEADER, direct);
 	return 0;
 }
 

@@ -103,7 +103,8 @@ type TracepointsFilterCfg struct {
 	N_marks    uint32
 	DropsOnly  uint8
 	Containers uint8
-	Pad0       [2]uint8
+	Pcap       uint8
+	Pad0       [1]uint8
 	Addrs      [16]struct {
 		_      structs.HostLayout
 		Addr   [4]uint32
@@ -186,6 +187,8 @@ const (
 	TracepointsLimitsNFT_DROPS_MAX              TracepointsLimits = 4096
 	TracepointsLimitsSTACK_DEPTH                TracepointsLimits = 64
 	TracepointsLimitsREQUEST_BYTES_MAX          TracepointsLimits = 4096
+	TracepointsLimitsPCAP_SNAP                  TracepointsLimits = 256
+	TracepointsLimitsPCAP_MEM_WORDS             TracepointsLimits = 16
 )
 
 type TracepointsNfVerdict uint32
@@ -216,6 +219,12 @@ type TracepointsNormalFree struct {
 	Need   uint8
 	Class  uint8
 	Pad    [2]uint8
+}
+
+type TracepointsPcapPacket struct {
+	_    structs.HostLayout
+	Mem  [16]uint32
+	Data [256]uint8
 }
 
 type TracepointsPending struct {
@@ -295,6 +304,7 @@ const (
 	TracepointsMapFollowedNetns              = "followed_netns"
 	TracepointsMapNftDrops                   = "nft_drops"
 	TracepointsMapNftFreed                   = "nft_freed"
+	TracepointsMapPcapScratch                = "pcap_scratch"
 	TracepointsMapPending                    = "pending"
 	TracepointsMapPendingScratch             = "pending_scratch"
 	TracepointsMapStacks                     = "stacks"
@@ -391,6 +401,7 @@ type TracepointsMapSpecs struct {
 	FollowedNetns  *ebpf.MapSpec `ebpf:"followed_netns"`
 	NftDrops       *ebpf.MapSpec `ebpf:"nft_drops"`
 	NftFreed       *ebpf.MapSpec `ebpf:"nft_freed"`
+	PcapScratch    *ebpf.MapSpec `ebpf:"pcap_scratch"`
 	Pending        *ebpf.MapSpec `ebpf:"pending"`
 	PendingScratch *ebpf.MapSpec `ebpf:"pending_scratch"`
 	Stacks         *ebpf.MapSpec `ebpf:"stacks"`
@@ -435,6 +446,7 @@ type TracepointsMaps struct {
 	FollowedNetns  *ebpf.Map `ebpf:"followed_netns"`
 	NftDrops       *ebpf.Map `ebpf:"nft_drops"`
 	NftFreed       *ebpf.Map `ebpf:"nft_freed"`
+	PcapScratch    *ebpf.Map `ebpf:"pcap_scratch"`
 	Pending        *ebpf.Map `ebpf:"pending"`
 	PendingScratch *ebpf.Map `ebpf:"pending_scratch"`
 	Stacks         *ebpf.Map `ebpf:"stacks"`
@@ -449,6 +461,7 @@ func (m *TracepointsMaps) Close() error {
 		m.FollowedNetns,
 		m.NftDrops,
 		m.NftFreed,
+		m.PcapScratch,
 		m.Pending,
 		m.PendingScratch,
 		m.Stacks,

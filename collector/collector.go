@@ -24,6 +24,7 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/pktspan/pktspan/bpf"
+	"github.com/pktspan/pktspan/collector/pcapfilter"
 	"github.com/pktspan/pktspan/config"
 )
 
@@ -31,6 +32,7 @@ import (
 type Collector struct {
 	log         *slog.Logger
 	filter      config.Filter
+	expression  *pcapfilter.Filter // filter.expression, compiled; nil when none
 	ringSize    int
 	trackSize   int
 	pendingSize int
@@ -174,14 +176,18 @@ func (c *Collector) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	consts := probeConsts{filter: fcfg, kernel: facts.kcfg, ringWake: uint64(c.ringSize / ringWakeFraction)}
+	if c.expression != nil {
+		fcfg.Pcap = 1
+	}
+	consts := probeConsts{filter: fcfg, kernel: facts.kcfg, ringWake: uint64(c.ringSize / ringWakeFraction),
+		expression: c.expression}
 	if err := setConsts(spec, consts, map[string]any{
 		bpf.TracepointsVarWantStack:        c.wantStack(),
 		bpf.TracepointsVarRetransmitHasErr: kb.retransmitHasErr(),
 	}); err != nil {
 		return err
 	}
-	c.summary.Filter = describeFilter(c.filter, c.pendingSize)
+	c.summary.Filter = describeFilter(c.filter, c.expression != nil, c.pendingSize)
 
 	start := time.Now()
 	chosen := c.chooseTracepoints(spec, kb)

@@ -94,7 +94,7 @@ func (c *Collector) Summary() Summary { return c.summary }
 const heldMax = int(bpf.TracepointsLimitsHELD_MAX)
 
 // describeFilter is the summary's filter line.
-func describeFilter(f config.Filter, pendingSize int) string {
+func describeFilter(f config.Filter, expression bool, pendingSize int) string {
 	var parts []string
 	add := func(key string, vals []string) {
 		if len(vals) > 0 {
@@ -116,6 +116,9 @@ func describeFilter(f config.Filter, pendingSize int) string {
 	add("container", f.Container)
 	add("vlan", itoa(f.VLAN))
 	add("mark", f.Mark)
+	if expression {
+		parts = append(parts, "expression="+strconv.Quote(f.Expression))
+	}
 	desc := strings.Join(parts, " ")
 	if len(parts) == 0 {
 		desc = "none (every IP packet)"

@@ -81,6 +81,9 @@ type Filter struct {
 	Netns []string `koanf:"netns"` // path such as /run/netns/x or /proc/PID/ns/net, or an inode number
 	VLAN  []int    `koanf:"vlan"`  // 802.1Q VLAN ID, 0 to 4095
 	Mark  []string `koanf:"mark"`  // skb mark VALUE or VALUE/MASK, decimal or 0x hex
+	// Expression is a pcap-filter expression, as tcpdump takes it (pktspan's positional
+	// arguments), evaluated in the kernel on an skb's first bytes at its first sighting.
+	Expression string `koanf:"expression"`
 	// Container names containers (or pods, as namespace/pod) whose network namespace is
 	// followed, across restarts: the netns namer keeps the kernel's set current.
 	Container []string `koanf:"container"`

@@ -116,11 +116,17 @@ Spans go to the console, as JSON lines, or over OTLP/gRPC to Jaeger, Tempo or an
 OpenTelemetry Collector. It needs root privileges.
 
 Usage:
-  pktspan [flags]
+  pktspan [flags] [expression]
+
+The expression is a pcap-filter expression, as tcpdump takes it (filter.expression),
+AND-ed with the --filter-* flags; the kernel evaluates it on an skb's first bytes.
 
 Examples:
   # Show TCP packets to or from port 443 on the console
   sudo pktspan --filter-proto tcp --filter-port 443
+
+  # The same as tcpdump says it, without one host
+  sudo pktspan 'tcp port 443 and not host 198.18.0.9'
 
   # Send every packet of one namespace to a local Jaeger, nothing on the console
   sudo pktspan --filter-netns /run/netns/blue --output none \

@@ -23,6 +23,8 @@ const (
 	envPrefix = "PKTSPAN_"
 	// envConfig names the config file like --config does; it is not a key.
 	envConfig = envPrefix + "CONFIG"
+	// expressionKey is set by the positional arguments, not by a flag.
+	expressionKey = "filter.expression"
 )
 
 // Load parses args (without the program name) into fs, a set from NewFlagSet, and builds
@@ -39,9 +41,6 @@ func Load(fs *pflag.FlagSet, args []string, environ []string) (Config, error) {
 			return Config{}, err
 		}
 		return Config{}, &Error{Reason: err.Error() + " (see --help)"}
-	}
-	if fs.NArg() > 0 {
-		return Config{}, &Error{Value: fs.Arg(0), Reason: "is not a flag (pktspan takes flags only; see --help)"}
 	}
 
 	k := koanf.New(".")
@@ -103,6 +102,16 @@ func Load(fs *pflag.FlagSet, args []string, environ []string) (Config, error) {
 	if err := k.Load(fp, nil); err != nil {
 		return Config{}, fmt.Errorf("config: read flags: %w", err)
 	}
+	// The positional arguments are one expression, as tcpdump joins them.
+	if fs.NArg() > 0 {
+		expr := strings.Join(fs.Args(), " ")
+		if err := emptyFilter(expressionKey, expr, false); err != nil {
+			flagErrs = append(flagErrs, err)
+		}
+		if err := k.Set(expressionKey, expr); err != nil {
+			return Config{}, fmt.Errorf("config: read arguments: %w", err)
+		}
+	}
 
 	if len(flagErrs) > 0 {
 		return Config{}, errors.Join(flagErrs...)
@@ -131,6 +140,14 @@ func emptyFilter(key string, raw any, emptyListOK bool) error {
 	rv := reflect.ValueOf(raw)
 	switch rv.Kind() {
 	case reflect.String:
+		// An expression is one value: a comma in it is libpcap's to judge. The file's
+		// `expression: ""` says "none" as an empty list does.
+		if key == expressionKey {
+			if s := rv.String(); isBlank(s) && (s != "" || !emptyListOK) {
+				return &Error{Key: key, Value: s, Reason: reason}
+			}
+			return nil
+		}
 		if s := rv.String(); slices.ContainsFunc(strings.Split(s, ","), isBlank) {
 			return &Error{Key: key, Value: s, Reason: reason}
 		}

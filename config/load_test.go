@@ -128,6 +128,16 @@ func TestLoadReadsListsHeadersAndScalarsInEveryForm(t *testing.T) {
 				Netns: []string{"4026531840", "4026532000"},
 			}
 		}},
+		{"positional arguments are one expression", []string{"tcp", "port", "443", "--filter-addr", "198.18.0.1", "and not host 198.18.0.9"}, nil, func(c *Config) {
+			c.Filter.Expression = "tcp port 443 and not host 198.18.0.9"
+			c.Filter.Addr = []string{"198.18.0.1"}
+		}},
+		{"an expression's commas are its own", nil, []string{"PKTSPAN_FILTER__EXPRESSION=tcp[13] & 2 != 0, x"}, func(c *Config) {
+			c.Filter.Expression = "tcp[13] & 2 != 0, x"
+		}},
+		{"arguments override the environment's expression", []string{"udp"}, []string{"PKTSPAN_FILTER__EXPRESSION=tcp"}, func(c *Config) {
+			c.Filter.Expression = "udp"
+		}},
 		{"functions replace the default set", []string{"--functions", "ip_rcv_core,tcp_v4_rcv", "--functions", "udp_rcv"}, nil, func(c *Config) {
 			c.Probes.Functions = []string{"ip_rcv_core", "tcp_v4_rcv", "udp_rcv"}
 		}},
@@ -277,8 +287,8 @@ func TestLoadReportsBadInputWithItsKeyValueAndReason(t *testing.T) {
 			`config: filter.port: "http" is not an integer`},
 		{"bad header flag", []string{"--otlp-header", "novalue"}, nil,
 			`config: invalid argument "novalue" for "--otlp-header" flag: novalue must be formatted as key=value (see --help)`},
-		{"positional argument", []string{"--output", "json", "eth0"}, nil,
-			`config: "eth0" is not a flag (pktspan takes flags only; see --help)`},
+		{"blank expression", []string{"--output", "json", " "}, nil,
+			`config: filter.expression: " " gives an empty filter value, which would match every packet (leave the filter out for that)`},
 		{"validated after layering", []string{"--filter-port", "0", "--otlp-compression", "zip"}, nil,
 			"config: otlp.compression: \"zip\" is not allowed (use none or gzip)\n" +
 				"config: filter.port: 0 is not a port (use 1 to 65535)"},

@@ -191,6 +191,11 @@ enum limits {
 	NFT_DROPS_MAX = 4096,   /* skbs whose nft drop awaits user space in nft_drops */
 	STACK_DEPTH = 64,       /* frames kept of a drop's kernel stack */
 	REQUEST_BYTES_MAX = 4096, /* bytes of an HTTP request read, at most (correlate.bytes) */
+	/* Bytes of an skb's linear data a filter expression examines, from its link-layer
+	 * header (or IP header, where it has none) on; an 802.1Q tag the skb carries aside
+	 * is put back in place first and counts among them. */
+	PCAP_SNAP = 256,
+	PCAP_MEM_WORDS = 16, /* a cBPF program's scratch memory, M[0] to M[15] */
 };
 
 enum pending_state {
@@ -206,6 +211,16 @@ struct pending {
 	__u8 overflow; /* more events came than fit: counted once */
 	__u8 _pad[2];
 	struct event events[HELD_MAX - 1];
+};
+
+/*
+ * What a filter expression's program sees (skb.h, pcap_matches): its scratch memory and
+ * the packet's first bytes. The translated program (collector/pcapfilter) loads from
+ * here at the offsets this layout gives: data after mem.
+ */
+struct pcap_packet {
+	__u32 mem[PCAP_MEM_WORDS];
+	__u8 data[PCAP_SNAP];
 };
 
 /* An address prefix: match when (address & mask) == addr, word by word, network order. */
@@ -233,7 +248,9 @@ struct filter_cfg {
 	__u8 drops_only; /* hold every event until the skb's free; send only drops' */
 	/* --filter-container: the netns in followed_netns (skb.h) match too, beside netns[] */
 	__u8 containers;
-	__u8 _pad0[2];
+	/* filter.expression: pcap_l2 and pcap_l3 (skb.h) hold its translation */
+	__u8 pcap;
+	__u8 _pad0[1];
 	struct filter_cidr addrs[FILTER_MAX_ADDRS];
 	__u16 ports[FILTER_MAX_PORTS];
 	__u8 protos[FILTER_MAX_PROTOS];
@@ -330,6 +347,7 @@ struct btf_anchor {
 	enum free_need free_need;
 	struct nft_names nft_names;
 	struct nft_freed_key nft_freed_key;
+	struct pcap_packet pcap_packet;
 };
 
 #endif

@@ -362,6 +362,19 @@ static __always_inline bool read_ipv6(struct event *ev, const unsigned char *l3,
 	return true;
 }
 
+/* Where the IP header should be, per hint; data is skb->data. */
+static __always_inline unsigned char *l3_header(struct sk_buff *skb, unsigned char *data, enum l3_hint hint,
+						bool direct)
+{
+	if (hint == L3_NETWORK_HEADER) {
+		__u16 nh = SKB_READ(direct, skb, network_header);
+		/* 0 is "never set" for a fresh skb; 0xffff is the unset marker. */
+		if (nh != 0 && nh != 0xffff)
+			return SKB_READ(direct, skb, head) + nh;
+	}
+	return data;
+}
+
 /* Reads the L3/L4 tuple; returns false when the skb carries no readable IP header. */
 static __always_inline bool read_tuple(struct event *ev, struct sk_buff *skb, enum l3_hint hint, bool direct)
 {
@@ -369,13 +382,7 @@ static __always_inline bool read_tuple(struct event *ev, struct sk_buff *skb, en
 	if (proto != bpf_htons(ETH_P_IP) && proto != bpf_htons(ETH_P_IPV6))
 		return false;
 	unsigned char *data = SKB_READ(direct, skb, data);
-	unsigned char *l3 = data;
-	if (hint == L3_NETWORK_HEADER) {
-		__u16 nh = SKB_READ(direct, skb, network_header);
-		/* 0 is "never set" for a fresh skb; 0xffff is the unset marker. */
-		if (nh != 0 && nh != 0xffff)
-			l3 = SKB_READ(direct, skb, head) + nh;
-	}
+	unsigned char *l3 = l3_header(skb, data, hint, direct);
 	if (proto == bpf_htons(ETH_P_IP)) {
 		if (read_ipv4(ev, l3, direct))
 			return true;
@@ -658,6 +665,99 @@ static __always_inline bool match_mark(const struct event *ev)
 	return false;
 }
 
+/* filter.expression's view of an skb: its first PCAP_SNAP bytes, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pcap_packet);
+} pcap_scratch SEC(".maps");
+
+/*
+ * Placeholders for filter.expression, compiled by libpcap for Ethernet (l2) and for raw
+ * IP (l3): user space puts the eBPF translation of each program in place of its body
+ * before load (collector/pcapfilter). The program reads pkt->data[0, caplen) and
+ * pkt->mem; wirelen is its packet length (cBPF's len); non-zero is a match. The bodies
+ * use every argument so that clang keeps them all, and depend on them so that it folds
+ * no result into the caller.
+ */
+static __noinline __u32 pcap_l2(struct pcap_packet *pkt, __u32 caplen, __u32 wirelen)
+{
+	return pkt->mem[0] ^ caplen ^ wirelen;
+}
+
+static __noinline __u32 pcap_l3(struct pcap_packet *pkt, __u32 caplen, __u32 wirelen)
+{
+	return pkt->mem[1] ^ caplen ^ wirelen;
+}
+
+#define ETH_HLEN 14
+#define VLAN_HLEN 4
+#define ETH_ALEN2 12 /* the two MAC addresses: where an 802.1Q tag goes */
+
+/* Whether the link-layer header before l3 (at head + mac) is Ethernet's, with up to two
+ * 802.1Q tags still in place: only its length tells at every hook. */
+static __always_inline bool is_ethernet(long hlen)
+{
+	return hlen == ETH_HLEN || hlen == ETH_HLEN + VLAN_HLEN || hlen == ETH_HLEN + 2 * VLAN_HLEN;
+}
+
+/*
+ * Whether the skb passes filter.expression (true when there is none: the verifier then
+ * prunes the rest). The program sees the skb's linear data from its Ethernet header
+ * when it has one in front of the IP header, else from the IP header; an 802.1Q tag
+ * the skb carries aside (skb->vlan_tci) is put back after the MAC addresses, as libpcap
+ * shows it to tcpdump. Bytes past PCAP_SNAP or past the linear data are not there: a
+ * load from them fails the match, as in tcpdump's own filters.
+ */
+static __always_inline bool pcap_matches(struct sk_buff *skb, enum l3_hint hint, bool direct)
+{
+	if (!filter.pcap)
+		return true;
+	__u32 zero = 0;
+	struct pcap_packet *pkt = bpf_map_lookup_elem(&pcap_scratch, &zero);
+	if (!pkt)
+		return false;
+	unsigned char *head = SKB_READ(direct, skb, head);
+	unsigned char *data = SKB_READ(direct, skb, data);
+	unsigned char *start = l3_header(skb, data, hint, direct);
+	unsigned char *end = head + SKB_READ(direct, skb, tail);
+	__u16 mac = SKB_READ(direct, skb, mac_header);
+	bool l2 = mac != 0xffff && is_ethernet(start - (head + mac));
+	if (l2)
+		start = head + mac;
+	/* skb->len counts from data, which may lie before or after start. */
+	__u32 wirelen = SKB_READ(direct, skb, len) + (data - start);
+	if (end <= start)
+		return false;
+	/* 64 bits throughout, and pinned after the clamp: the verifier must see the size
+	 * it is given bounded, not a copy clang compared. */
+	__u64 n = end - start;
+	if (n > PCAP_SNAP)
+		n = PCAP_SNAP;
+	barrier_var(n);
+	__u32 caplen;
+	if (l2 && vlan_id(skb) >= 0 && n > ETH_ALEN2) {
+		if (bpf_probe_read_kernel(pkt->data, ETH_ALEN2, start))
+			return false;
+		__be16 tag[2] = {BPF_CORE_READ(skb, vlan_proto), bpf_htons(BPF_CORE_READ(skb, vlan_tci))};
+		__builtin_memcpy(&pkt->data[ETH_ALEN2], tag, sizeof(tag));
+		__u64 rest = n - ETH_ALEN2;
+		if (rest > PCAP_SNAP - ETH_ALEN2 - VLAN_HLEN)
+			rest = PCAP_SNAP - ETH_ALEN2 - VLAN_HLEN;
+		barrier_var(rest);
+		if (bpf_probe_read_kernel(&pkt->data[ETH_ALEN2 + VLAN_HLEN], rest, start + ETH_ALEN2))
+			return false;
+		caplen = rest + ETH_ALEN2 + VLAN_HLEN;
+		wirelen += VLAN_HLEN;
+	} else {
+		if (bpf_probe_read_kernel(pkt->data, n, start))
+			return false;
+		caplen = n;
+	}
+	return (l2 ? pcap_l2(pkt, caplen, wirelen) : pcap_l3(pkt, caplen, wirelen)) != 0;
+}
+
 /* Whether ev's tuple passes the filters that look at nothing else. */
 static __always_inline bool tuple_matches(const struct event *ev)
 {
@@ -692,7 +792,7 @@ static __always_inline void remember(__u64 key, const struct track *t)
  * copied from the skb, which a free's class depends on.
  */
 static __always_inline bool follow(struct event *ev, struct sk_buff *skb, struct track *t, enum follow_mode mode,
-				   bool *fresh, bool *delivered)
+				   enum l3_hint hint, bool direct, bool *fresh, bool *delivered)
 {
 	*fresh = false;
 	*delivered = false;
@@ -711,6 +811,10 @@ static __always_inline bool follow(struct event *ev, struct sk_buff *skb, struct
 		count(COUNTER_TRACK_STALE);
 	}
 	if (!matches(ev, skb))
+		return false;
+	/* first_look evaluated the expression for an skb it found untracked, not for one
+	 * whose entry was another skb's. */
+	if (t && !pcap_matches(skb, hint, direct))
 		return false;
 	*fresh = true;
 	if (mode == FOLLOW_FREE)
@@ -908,7 +1012,7 @@ static __always_inline bool first_look(struct event *ev, struct sk_buff *skb, en
 {
 	read_tuple(ev, skb, hint, direct);
 	*t = tracked_entry(ev->skb);
-	return *t || tuple_matches(ev);
+	return *t || (tuple_matches(ev) && pcap_matches(skb, hint, direct));
 }
 
 /*
@@ -917,10 +1021,10 @@ static __always_inline bool first_look(struct event *ev, struct sk_buff *skb, en
  * constant at each call. The frees end their own way (on_free): a drop may add its stack.
  */
 static __always_inline void follow_and_send(struct event *ev, struct sk_buff *skb, struct track *t,
-					    enum follow_mode mode, bool direct)
+					    enum follow_mode mode, enum l3_hint hint, bool direct)
 {
 	bool fresh, delivered;
-	if (!follow(ev, skb, t, mode, &fresh, &delivered))
+	if (!follow(ev, skb, t, mode, hint, direct, &fresh, &delivered))
 		return;
 	read_followed(ev, skb, direct);
 	send(ev, fresh);

@@ -101,7 +101,8 @@ struct sk_buff {
 	__u16 transport_header;
 	__u16 network_header;
 	__u16 mac_header;
-	unsigned int end; /* sk_buff_data_t: an offset from head on 64-bit kernels */
+	unsigned int tail; /* sk_buff_data_t: an offset from head on 64-bit kernels */
+	unsigned int end;
 	unsigned char *head;
 	unsigned char *data;
 	char cb[48];

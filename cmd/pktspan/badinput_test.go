@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -147,7 +148,10 @@ func badInvocations(t *testing.T) []badInvocation {
 		flag("--ready-file", "/no/such/dir/ready", "ready_file"),
 		// The command line itself.
 		{args: []string{"--no-such-flag"}, want: "unknown flag: --no-such-flag"},
-		{args: []string{"eth0"}, want: `"eth0" is not a flag`},
+		// The positional arguments: a filter expression, refused by libpcap or too large.
+		{args: []string{"eth0"}, want: `filter.expression: "eth0" is refused by libpcap: can't parse filter expression: syntax error`},
+		{args: []string{"tcp", "port", "foo"}, want: `filter.expression: "tcp port foo" is refused by libpcap: unknown port 'foo'`},
+		{args: []string{hugeExpression()}, want: "too large for the kernel's verifier"},
 		{args: []string{"--output"}, want: "flag needs an argument: --output"},
 		// YAML.
 		{args: yaml("outptu: json\n"), want: "outptu: unknown key"},
@@ -218,4 +222,14 @@ func TestBadInvocationsExitWithCodeTwoAndOneLineAtOnce(t *testing.T) {
 			}
 		})
 	}
+}
+
+// hugeExpression is a valid filter expression whose program is too large to load, and
+// that libpcap's optimizer is quick with (thousands of hosts take it minutes).
+func hugeExpression() string {
+	terms := make([]string, 3000)
+	for i := range terms {
+		terms[i] = fmt.Sprintf("ip[%d:2] = %d", i%200, i)
+	}
+	return strings.Join(terms, " or ")
 }

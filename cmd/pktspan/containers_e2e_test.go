@@ -73,8 +73,14 @@ type jsonRun struct {
 
 func (l *containerLab) pktspan(t *testing.T, args ...string) *jsonRun {
 	t.Helper()
+	return startJSONRun(t, l.bin, append([]string{"--filter-addr", l.net.Subnet, "--log-level", "debug"}, args...)...)
+}
+
+// startJSONRun starts pktspan writing JSON lines and returns once it is attached.
+func startJSONRun(t *testing.T, bin string, args ...string) *jsonRun {
+	t.Helper()
 	r := &jsonRun{}
-	cmd := exec.Command(l.bin, append([]string{"--output", "json", "--filter-addr", l.net.Subnet, "--log-level", "debug"}, args...)...)
+	cmd := exec.Command(bin, append([]string{"--output", "json"}, args...)...)
 	cmd.Stdout, cmd.Stderr = &r.stdout, &r.stderr
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -18,6 +18,7 @@ import (
 
 	"github.com/pktspan/pktspan/collector"
 	"github.com/pktspan/pktspan/collector/netns"
+	"github.com/pktspan/pktspan/collector/pcapfilter"
 	"github.com/pktspan/pktspan/config"
 	"github.com/pktspan/pktspan/spanner"
 	"github.com/pktspan/pktspan/spanner/sink"
@@ -115,6 +116,12 @@ func run(ctx context.Context, cfg config.Config, stopping *stopProgress) error {
 	if err != nil {
 		return &config.Error{Key: "probes.backend", Value: cfg.Probes.Backend, Reason: err.Error()}
 	}
+	var expression *pcapfilter.Filter
+	if cfg.Filter.Expression != "" {
+		if expression, err = collector.CompileExpression(cfg.Filter.Expression); err != nil {
+			return err
+		}
+	}
 	sinks, err := newSinks(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -148,6 +155,9 @@ func run(ctx context.Context, cfg config.Config, stopping *stopProgress) error {
 		collector.WithFunctions(cfg.Probes.Functions),
 		collector.WithNormalFreeReasons(cfg.Probes.NormalFreeReasons),
 		collector.WithLogger(log),
+	}
+	if expression != nil {
+		colOpts = append(colOpts, collector.WithExpression(expression))
 	}
 	if cfg.Probes.Stack {
 		colOpts = append(colOpts, collector.WithStack(cfg.Probes.StackSize))

@@ -29,13 +29,18 @@ func TestFunctionBackendsOnDebianKernels(t *testing.T) {
 		t.Fatal("the kernel matrix boots VMs whose payload loads eBPF probes: run it as root (sudo make vmtest)")
 	}
 	bins := t.TempDir()
+	// The VM has no libc: everything static. pktspan and the collector link libpcap
+	// (cgo), statically, C library included; the rest is built without cgo.
 	build := func(name, pkg string, test bool) string {
 		out := filepath.Join(bins, name)
-		cmd := exec.Command("go", "build", "-o", out, pkg)
+		ldflags := "-extldflags '-static -Wl,--no-warnings'"
+		cmd := exec.Command("go", "build", "-ldflags", ldflags, "-o", out, pkg)
 		if test {
-			cmd = exec.Command("go", "test", "-c", "-o", out, pkg)
+			cmd = exec.Command("go", "test", "-c", "-ldflags", ldflags, "-o", out, pkg)
 		}
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if !strings.HasSuffix(pkg, "/cmd/pktspan") && !strings.HasSuffix(pkg, "/collector") {
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		}
 		if b, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("building %s: %v\n%s", pkg, err, b)
 		}
@@ -69,6 +74,8 @@ for b in fentry kprobe; do
 	scenario --pktspan /bin/pktspan --backend $b --survey --out "$OUT/$b-survey" > /dev/null || echo "scenario $b --survey failed: $?"
 	scenario --pktspan /bin/pktspan --backend $b --survey --drops-only --out "$OUT/$b-survey-drops" > /dev/null || echo "scenario $b --survey --drops-only failed: $?"
 	scenario --pktspan /bin/pktspan --backend $b --correlate /bin/demoapp --out "$OUT/$b-correlate" || echo "scenario $b --correlate failed: $?"
+	scenario --pktspan /bin/pktspan --backend $b --expression 'tcp port ` + fmt.Sprint(netns.ReplyPort) + `' --out "$OUT/$b-expr-tcp" || echo "scenario $b --expression tcp failed: $?"
+	scenario --pktspan /bin/pktspan --backend $b --expression 'vlan ` + fmt.Sprint(netns.LabVLANs[0].ID) + ` and icmp' --out "$OUT/$b-expr-vlan" || echo "scenario $b --expression vlan failed: $?"
 done
 for b in tracepoint fentry kprobe; do
 	scenario --pktspan /bin/pktspan --backend $b --cost --out "$OUT/$b-cost" || echo "scenario $b --cost failed: $?"
@@ -111,6 +118,9 @@ scenario --pktspan /bin/pktspan --vlan --out "$OUT/vlan" || echo "scenario --vla
 				})
 				t.Run(backend+"-correlate", func(t *testing.T) {
 					checkCorrelateRun(t, filepath.Join(out, backend+"-correlate"), backend)
+				})
+				t.Run(backend+"-expression", func(t *testing.T) {
+					checkExpressionRuns(t, out, backend)
 				})
 			}
 			t.Run("attach", func(t *testing.T) { checkTimings(t, out) })
@@ -159,6 +169,21 @@ func checkVLANRun(t *testing.T, dir string) {
 	}
 	followed, other := netns.LabVLANs[0], netns.LabVLANs[1]
 	for _, err := range CheckVLAN(spans, followed.Client.Addr(), followed.Server.Addr(),
+		other.Client.Addr(), other.Server.Addr(), netns.LabClient.Addr(), netns.LabServer.Addr()) {
+		t.Error(err)
+	}
+}
+
+// checkExpressionRuns checks the two filter expression runs of a backend: a TCP port
+// followed through the function probes, and one VLAN's pings alone.
+func checkExpressionRuns(t *testing.T, out, backend string) {
+	_, tcp := readRun(t, filepath.Join(out, backend+"-expr-tcp"), backend)
+	for _, err := range CheckTCPPortExpression(tcp, netns.ReplyPort) {
+		t.Error(err)
+	}
+	_, vlan := readRun(t, filepath.Join(out, backend+"-expr-vlan"), backend)
+	followed, other := netns.LabVLANs[0], netns.LabVLANs[1]
+	for _, err := range CheckVLAN(vlan, followed.Client.Addr(), followed.Server.Addr(),
 		other.Client.Addr(), other.Server.Addr(), netns.LabClient.Addr(), netns.LabServer.Addr()) {
 		t.Error(err)
 	}

@@ -468,3 +468,40 @@ func CheckVLAN(s *Spans, client, server netip.Addr, others ...netip.Addr) []erro
 	}
 	return errs
 }
+
+// CheckTCPPortExpression checks a run with the expression "tcp port PORT": every packet
+// followed is TCP to or from port, both ways came, and a packet to port has the
+// function stages tcp_v4_rcv and ip_rcv_core, hooks where the expression is evaluated
+// on an skb without its Ethernet header or followed without evaluating it again.
+func CheckTCPPortExpression(s *Spans, port int) []error {
+	var errs []error
+	ways := map[string]int{}
+	staged := false
+	p := fmt.Sprint(port)
+	for _, sp := range s.All {
+		if sp.Name != "packet" {
+			continue
+		}
+		src, dst := sp.Attr("source.port"), sp.Attr("destination.port")
+		if sp.Attr("network.transport") != "tcp" || (src != p && dst != p) {
+			errs = append(errs, fmt.Errorf("packet %s %s:%s > %s:%s does not match tcp port %d", sp.Attr("network.transport"),
+				sp.Attr("source.address"), src, sp.Attr("destination.address"), dst, port))
+			continue
+		}
+		if dst == p {
+			ways["to the port"]++
+			staged = staged || (s.Find(sp, "tcp_v4_rcv") != nil && s.Find(sp, "ip_rcv_core") != nil)
+		} else {
+			ways["from the port"]++
+		}
+	}
+	for _, way := range []string{"to the port", "from the port"} {
+		if ways[way] == 0 {
+			errs = append(errs, fmt.Errorf("no packet %s %d followed", way, port))
+		}
+	}
+	if ways["to the port"] > 0 && !staged {
+		errs = append(errs, fmt.Errorf("no packet to port %d has ip_rcv_core and tcp_v4_rcv stages", port))
+	}
+	return errs
+}

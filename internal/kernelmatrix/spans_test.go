@@ -441,3 +441,38 @@ func mustJSON(v map[string]any) string {
 	}
 	return string(b)
 }
+
+func TestCheckTCPPortExpressionWantsOnlyThePortBothWaysThroughTheFunctions(t *testing.T) {
+	packet := func(id, proto string, sport, dport int) string {
+		return fmt.Sprintf(`{"trace_id":"t1","span_id":"%s","name":"packet","attributes":{"network.transport":"%s","source.address":"198.18.0.1","destination.address":"198.18.0.2","source.port":%d,"destination.port":%d}}`,
+			id, proto, sport, dport)
+	}
+	stage := func(parent, name string) string {
+		return `{"trace_id":"t1","span_id":"` + parent + name + `","parent_span_id":"` + parent + `","name":"` + name + `"}`
+	}
+	staged := []string{packet("p1", "tcp", 40000, 8080), stage("p1", "ip_rcv_core"), stage("p1", "tcp_v4_rcv"), packet("p2", "tcp", 8080, 40000)}
+	tests := []struct {
+		name  string
+		lines []string
+		want  []string
+	}{
+		{"both ways with stages", staged, nil},
+		{"another port", append(slices.Clone(staged), packet("p3", "tcp", 40000, 81)), []string{"does not match tcp port 8080"}},
+		{"udp on the port", append(slices.Clone(staged), packet("p3", "udp", 40000, 8080)), []string{"udp 198.18.0.1:40000 > 198.18.0.2:8080 does not match"}},
+		{"no stages", []string{packet("p1", "tcp", 40000, 8080), packet("p2", "tcp", 8080, 40000)}, []string{"no packet to port 8080 has ip_rcv_core and tcp_v4_rcv"}},
+		{"one way", staged[:3], []string{"no packet from the port 8080"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			errs := CheckTCPPortExpression(spansFrom(t, tt.lines...), 8080)
+			if len(errs) != len(tt.want) {
+				t.Fatalf("errors %v, want %d", errs, len(tt.want))
+			}
+			for i, w := range tt.want {
+				if !strings.Contains(errs[i].Error(), w) {
+					t.Errorf("error %q, want it to say %q", errs[i], w)
+				}
+			}
+		})
+	}
+}

@@ -258,6 +258,7 @@ func kernelCase(r *report, o options) error {
 		// Every test packet traced and exported; the exporter's own loopback traffic
 		// stays out, so the figure is not a feedback loop.
 		{"c", "(c) every test packet traced, OTLP", append([]string{"--filter-addr", testLink, "--output", "none"}, otlp...)},
+		expressionMode,
 	}
 	in := func(m kernelMode, work func() (float64, error)) (window, error) {
 		var win window
@@ -291,6 +292,8 @@ func kernelCase(r *report, o options) error {
 		reportWorkload(r, res, modes)
 	}
 	reportKernelGoals(r, tcp, udp)
+	reportExpressionCost(r, tcp)
+	reportExpressionCost(r, udp)
 	return nil
 }
 

@@ -34,16 +34,17 @@ func main() {
 	survey := flag.Bool("survey", false, "instead, make every kind of healthy traffic and of drop once and print how the kernel freed each one's packets")
 	demo := flag.String("correlate", "", "instead, run pktspan with --correlate http over the requests of this demoapp binary (examples/demoapp)")
 	cost := flag.Bool("cost", false, "instead, measure the backend's programs per call with the kernel's BPF statistics (cost.json)")
+	expr := flag.String("expression", "", "instead, run pktspan with this filter expression over the lab's traffic and pings over its VLANs")
 	out := flag.String("out", "/out", "directory for spans.jsonl and pktspan.log")
 	flag.Parse()
-	if err := run(*bin, *backend, *dropsOnly, *vlan, *survey, *cost, *demo, *out); err != nil {
+	if err := run(*bin, *backend, *dropsOnly, *vlan, *survey, *cost, *demo, *expr, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "scenario:", err)
 		os.Exit(1)
 	}
 }
 
 // run builds the lab and runs one of the scenarios in it.
-func run(bin, backend string, dropsOnly, vlan, survey, cost bool, demo, out string) error {
+func run(bin, backend string, dropsOnly, vlan, survey, cost bool, demo, expr, out string) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
@@ -66,6 +67,9 @@ func run(bin, backend string, dropsOnly, vlan, survey, cost bool, demo, out stri
 	}
 	if cost {
 		return runCost(ctx, lab, bin, backend, out)
+	}
+	if expr != "" {
+		return runExpression(ctx, lab, bin, backend, expr, out)
 	}
 	return runBackend(ctx, lab, bin, backend, dropsOnly, out)
 }
@@ -113,6 +117,23 @@ func runVLAN(ctx context.Context, lab *netns.Lab, bin, out string) error {
 			netns.Ping(ctx, lab.Client, followed.Server.Addr()),
 			netns.Ping(ctx, lab.Client, other.Server.Addr()),
 			netns.Ping(ctx, lab.Client, netns.LabServer.Addr()))
+	})
+}
+
+// runExpression runs pktspan with one function backend and a filter expression over the
+// lab's traffic and a ping over each of its VLANs and its untagged veth: the expression
+// is evaluated at the function probes' hooks too, where the skb may have no Ethernet
+// header yet.
+func runExpression(ctx context.Context, lab *netns.Lab, bin, backend, expr, out string) error {
+	if err := lab.AddVLANs(); err != nil {
+		return err
+	}
+	return withPktspan(ctx, bin, out, []string{"--backend", backend, expr}, func() error {
+		errs := []error{lab.Traffic(ctx), netns.Ping(ctx, lab.Client, netns.LabServer.Addr())}
+		for _, v := range netns.LabVLANs {
+			errs = append(errs, netns.Ping(ctx, lab.Client, v.Server.Addr()))
+		}
+		return errors.Join(errs...)
 	})
 }
 
