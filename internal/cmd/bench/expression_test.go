@@ -4,11 +4,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pktspan/pktspan/internal/bpfstats"
 )
 
 func TestExpressionCostIsARatioToTheFlagsInTheSameRound(t *testing.T) {
 	win := func(ns time.Duration) window {
-		return window{bpf: bpfWindow{"net_dev_queue": {runtime: ns * 1000, calls: 1000}}}
+		return window{bpf: bpfstats.Window{"net_dev_queue": {Runtime: ns * 1000, Count: 1000}}}
 	}
 	res := results{w: workload{name: "TCP"}, runs: map[string][]window{
 		"a": {win(40), win(50)},
