@@ -9,9 +9,10 @@ import (
 
 // skbIDs turns kernel addresses (an skb's, a function's pointer return value) into what
 // spans carry: the address itself under WithSKBAddressExported, else an opaque ID that
-// is the same for the same address throughout a run and tells nothing of it: the
-// address encrypted with AES-128 under a key drawn for the run (a permutation, so two
-// addresses never share an ID), shown as skb-<16 hex digits>. Kernel heap addresses
+// is the same for the same address throughout a run and tells nothing of it: half of
+// the address's AES-128 block under a key drawn for the run (two addresses of a run share
+// an ID about as often as two random 64-bit numbers are equal), shown as skb-<16 hex
+// digits>. Kernel heap addresses
 // would help an attacker defeat KASLR; the console, which stays on the host, shows them.
 type skbIDs struct {
 	export bool
