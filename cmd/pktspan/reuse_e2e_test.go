@@ -100,18 +100,29 @@ func TestEveryUDPDatagramReadAfterAnUnseenFreeIsAPacketSpanOfItsOwn(t *testing.T
 		t.Fatalf("pktspan: %v; stderr:\n%s", err, stderr.String())
 	}
 
+	// A datagram sent during the run is one packet span with one pass through
+	// net_dev_queue. A span seen only at its free (the datagram sent before pktspan
+	// started, freed during the run) is no datagram of the run, and no merge either.
 	packets := udpPacketsTo(t, stdout.String(), port)
-	if len(packets) != datagrams {
-		t.Errorf("%d packet spans for %d datagrams", len(packets), datagrams)
-	}
-	var wrong []string
+	var sent, wrong, freeOnly []string
 	for id, stages := range packets {
-		if n := len(slices.DeleteFunc(slices.Clone(stages), func(s string) bool { return s != "net:net_dev_queue" })); n != 1 {
+		switch n := len(slices.DeleteFunc(slices.Clone(stages), func(s string) bool { return s != "net:net_dev_queue" })); {
+		case n == 1:
+			sent = append(sent, id)
+		case n == 0 && len(stages) == 1 && strings.HasPrefix(stages[0], "skb:"):
+			freeOnly = append(freeOnly, id+": "+stages[0])
+		default:
 			wrong = append(wrong, id+": "+strings.Join(stages, " "))
 		}
 	}
+	if len(sent) != datagrams {
+		t.Errorf("%d packet spans passed net_dev_queue once for %d datagrams", len(sent), datagrams)
+	}
 	if len(wrong) > 0 {
-		t.Errorf("%d of %d packet spans have other than one net:net_dev_queue stage:\n%s", len(wrong), len(packets), strings.Join(wrong[:min(len(wrong), 5)], "\n"))
+		t.Errorf("%d of %d packet spans merge datagrams or miss their queueing:\n%s", len(wrong), len(packets), strings.Join(wrong[:min(len(wrong), 5)], "\n"))
+	}
+	if len(freeOnly) > 0 {
+		t.Logf("packet spans seen only at their free: %v", freeOnly)
 	}
 	t.Logf("pktspan stderr:\n%s", stderr.String())
 }
