@@ -65,10 +65,15 @@ static __always_inline void on_enter(__u16 probe, bool nf_hook, struct sk_buff *
 		ev.nf_hook = BPF_CORE_READ(state, hook);
 		ev.nf_pf = BPF_CORE_READ(state, pf);
 	}
-	struct call_key key = { .pid_tgid = bpf_get_current_pid_tgid(), .skb = fentry ? ev.skb : 0, .probe = probe };
-	struct call c = { .skb = ev.skb, .nf_hook = ev.nf_hook, .nf_pf = ev.nf_pf };
-	open_call(&key, &c);
+	/* The call is opened after the event is sent, from copies: the key and the call
+	 * then share the event's stack slots, and the frame stays small enough for the
+	 * filter expression's subprogram on top of it (512 bytes for both together). */
+	__u64 addr = ev.skb;
+	__u8 hook = ev.nf_hook, pf = ev.nf_pf;
 	send(&ev, fresh);
+	struct call_key key = { .pid_tgid = bpf_get_current_pid_tgid(), .skb = fentry ? addr : 0, .probe = probe };
+	struct call c = { .skb = addr, .nf_hook = hook, .nf_pf = pf };
+	open_call(&key, &c);
 }
 
 static __always_inline void on_exit(__u16 probe, bool nf_hook, __s64 ret, __u64 skb)
