@@ -740,7 +740,7 @@ static __always_inline bool pcap_matches(struct sk_buff *skb, enum l3_hint hint,
 	if (l2 && vlan_id(skb) >= 0 && n > ETH_ALEN2) {
 		if (bpf_probe_read_kernel(pkt->data, ETH_ALEN2, start))
 			return false;
-		__be16 tag[2] = {BPF_CORE_READ(skb, vlan_proto), bpf_htons(BPF_CORE_READ(skb, vlan_tci))};
+		__be16 tag[2] = {SKB_READ(direct, skb, vlan_proto), bpf_htons(SKB_READ(direct, skb, vlan_tci))};
 		__builtin_memcpy(&pkt->data[ETH_ALEN2], tag, sizeof(tag));
 		__u64 rest = n - ETH_ALEN2;
 		if (rest > PCAP_SNAP - ETH_ALEN2 - VLAN_HLEN)
