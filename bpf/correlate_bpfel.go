@@ -17,16 +17,16 @@ import (
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	CorrelateMapCounters        = "counters"
+	CorrelateMapDropScratch     = "drop_scratch"
 	CorrelateMapEvents          = "events"
 	CorrelateMapFollowedLive    = "followed_live"
 	CorrelateMapFollowedNetns   = "followed_netns"
 	CorrelateMapNftDrops        = "nft_drops"
 	CorrelateMapNftFreed        = "nft_freed"
 	CorrelateMapPcapScratch     = "pcap_scratch"
-	CorrelateMapPending         = "pending"
-	CorrelateMapPendingScratch  = "pending_scratch"
 	CorrelateMapRequestScratch  = "request_scratch"
 	CorrelateMapTracked         = "tracked"
+	CorrelateMapTrail           = "trail"
 	CorrelateProgRequestEgress  = "request_egress"
 	CorrelateProgRequestIngress = "request_ingress"
 	CorrelateVarBtfAnchor       = "btf_anchor"
@@ -87,16 +87,16 @@ type CorrelateProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type CorrelateMapSpecs struct {
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
+	DropScratch    *ebpf.MapSpec `ebpf:"drop_scratch"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	FollowedLive   *ebpf.MapSpec `ebpf:"followed_live"`
 	FollowedNetns  *ebpf.MapSpec `ebpf:"followed_netns"`
 	NftDrops       *ebpf.MapSpec `ebpf:"nft_drops"`
 	NftFreed       *ebpf.MapSpec `ebpf:"nft_freed"`
 	PcapScratch    *ebpf.MapSpec `ebpf:"pcap_scratch"`
-	Pending        *ebpf.MapSpec `ebpf:"pending"`
-	PendingScratch *ebpf.MapSpec `ebpf:"pending_scratch"`
 	RequestScratch *ebpf.MapSpec `ebpf:"request_scratch"`
 	Tracked        *ebpf.MapSpec `ebpf:"tracked"`
+	Trail          *ebpf.MapSpec `ebpf:"trail"`
 }
 
 // CorrelateVariableSpecs contains global variables before they are loaded into the kernel.
@@ -131,31 +131,31 @@ func (o *CorrelateObjects) Close() error {
 // It can be passed to LoadCorrelateObjects or ebpf.CollectionSpec.LoadAndAssign.
 type CorrelateMaps struct {
 	Counters       *ebpf.Map `ebpf:"counters"`
+	DropScratch    *ebpf.Map `ebpf:"drop_scratch"`
 	Events         *ebpf.Map `ebpf:"events"`
 	FollowedLive   *ebpf.Map `ebpf:"followed_live"`
 	FollowedNetns  *ebpf.Map `ebpf:"followed_netns"`
 	NftDrops       *ebpf.Map `ebpf:"nft_drops"`
 	NftFreed       *ebpf.Map `ebpf:"nft_freed"`
 	PcapScratch    *ebpf.Map `ebpf:"pcap_scratch"`
-	Pending        *ebpf.Map `ebpf:"pending"`
-	PendingScratch *ebpf.Map `ebpf:"pending_scratch"`
 	RequestScratch *ebpf.Map `ebpf:"request_scratch"`
 	Tracked        *ebpf.Map `ebpf:"tracked"`
+	Trail          *ebpf.Map `ebpf:"trail"`
 }
 
 func (m *CorrelateMaps) Close() error {
 	return _CorrelateClose(
 		m.Counters,
+		m.DropScratch,
 		m.Events,
 		m.FollowedLive,
 		m.FollowedNetns,
 		m.NftDrops,
 		m.NftFreed,
 		m.PcapScratch,
-		m.Pending,
-		m.PendingScratch,
 		m.RequestScratch,
 		m.Tracked,
+		m.Trail,
 	)
 }
 

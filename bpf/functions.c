@@ -56,10 +56,11 @@ static __always_inline void on_enter(__u16 probe, bool nf_hook, struct sk_buff *
 	finish_event(&ev, skb, fentry);
 	read_skb_dev(&ev, skb, fentry);
 	read_skb_sock_netns(&ev, skb, fentry);
-	bool fresh, delivered;
-	if (!follow(&ev, skb, t, FOLLOW, L3_NETWORK_HEADER, fentry, &fresh, &delivered))
+	bool delivered;
+	if (!follow(&ev, skb, t, FOLLOW, L3_NETWORK_HEADER, fentry, &delivered))
 		return;
-	read_followed(&ev, skb, fentry);
+	if (!filter.drops_only)
+		read_followed(&ev, skb, fentry);
 	/* No filter looks at the hook: it is read for followed skbs only. */
 	if (nf_hook && state) {
 		ev.nf_hook = BPF_CORE_READ(state, hook);
@@ -70,9 +71,14 @@ static __always_inline void on_enter(__u16 probe, bool nf_hook, struct sk_buff *
 	 * filter expression's subprogram on top of it (512 bytes for both together). */
 	__u64 addr = ev.skb;
 	__u8 hook = ev.nf_hook, pf = ev.nf_pf;
-	send(&ev, fresh);
+	/* Drops-only mode: the exit's trail record carries the packet's identity (the
+	 * trail walk's same_skb test), not its tuple. */
+	struct track id = {};
+	if (filter.drops_only)
+		id = (struct track){ .tcp_seq = ev.tcp_seq, .tcp_ack = ev.tcp_ack, .l4 = ev.l4, .tcp_flags = ev.tcp_flags };
+	send(&ev);
 	struct call_key key = { .pid_tgid = bpf_get_current_pid_tgid(), .skb = fentry ? addr : 0, .probe = probe };
-	struct call c = { .skb = addr, .nf_hook = hook, .nf_pf = pf };
+	struct call c = { .skb = addr, .track = id, .nf_hook = hook, .nf_pf = pf };
 	open_call(&key, &c);
 }
 
@@ -96,8 +102,14 @@ static __always_inline void on_exit(__u16 probe, bool nf_hook, __s64 ret, __u64 
 		int r = (int)ret; /* nf_hook_slow returns int: the upper half is not its */
 		ev.nf_verdict = r == 1 ? NF_ACCEPT : r < 0 ? NF_DROP : NF_STOLEN;
 	}
+	if (filter.drops_only) {
+		ev.l4 = c->track.l4;
+		ev.tcp_seq = c->track.tcp_seq;
+		ev.tcp_ack = c->track.tcp_ack;
+		ev.tcp_flags = c->track.tcp_flags;
+	}
 	close_call(&key);
-	send(&ev, false);
+	send(&ev);
 }
 
 
@@ -112,11 +124,12 @@ static __always_inline __u64 on_nft_enter(void *pkt, void *chain)
 {
 	if (!kcfg.nft_chain_name || !pkt || !chain)
 		return 0;
-	if (none_followed())
+	/* Drops-only mode follows no skb: any may be dropped, and its drop be sent. */
+	if (!filter.drops_only && none_followed())
 		return 0;
 	__u64 skb = 0;
 	bpf_probe_read_kernel(&skb, sizeof(skb), pkt + kcfg.nft_pkt_skb);
-	if (!tracked_entry(skb))
+	if (!filter.drops_only && !tracked_entry(skb))
 		return 0;
 	struct nft_names n = {};
 	const char *name = NULL;
@@ -259,7 +272,7 @@ static __always_inline void on_clone(__u64 orig, const struct track *t, struct s
 	read_skb_dev(&ev, clone, false);
 	read_skb_sock_netns(&ev, clone, false);
 	remember(ev.skb, &nt);
-	send(&ev, true);
+	send(&ev);
 }
 
 SEC("fexit")

@@ -18,15 +18,15 @@ import (
 const (
 	FunctionsMapCalls                = "calls"
 	FunctionsMapCounters             = "counters"
+	FunctionsMapDropScratch          = "drop_scratch"
 	FunctionsMapEvents               = "events"
 	FunctionsMapFollowedLive         = "followed_live"
 	FunctionsMapFollowedNetns        = "followed_netns"
 	FunctionsMapNftDrops             = "nft_drops"
 	FunctionsMapNftFreed             = "nft_freed"
 	FunctionsMapPcapScratch          = "pcap_scratch"
-	FunctionsMapPending              = "pending"
-	FunctionsMapPendingScratch       = "pending_scratch"
 	FunctionsMapTracked              = "tracked"
+	FunctionsMapTrail                = "trail"
 	FunctionsProgFentryNftDoChain    = "fentry_nft_do_chain"
 	FunctionsProgFentrySkb0          = "fentry_skb_0"
 	FunctionsProgFentrySkb1          = "fentry_skb_1"
@@ -129,17 +129,17 @@ type FunctionsProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type FunctionsMapSpecs struct {
-	Calls          *ebpf.MapSpec `ebpf:"calls"`
-	Counters       *ebpf.MapSpec `ebpf:"counters"`
-	Events         *ebpf.MapSpec `ebpf:"events"`
-	FollowedLive   *ebpf.MapSpec `ebpf:"followed_live"`
-	FollowedNetns  *ebpf.MapSpec `ebpf:"followed_netns"`
-	NftDrops       *ebpf.MapSpec `ebpf:"nft_drops"`
-	NftFreed       *ebpf.MapSpec `ebpf:"nft_freed"`
-	PcapScratch    *ebpf.MapSpec `ebpf:"pcap_scratch"`
-	Pending        *ebpf.MapSpec `ebpf:"pending"`
-	PendingScratch *ebpf.MapSpec `ebpf:"pending_scratch"`
-	Tracked        *ebpf.MapSpec `ebpf:"tracked"`
+	Calls         *ebpf.MapSpec `ebpf:"calls"`
+	Counters      *ebpf.MapSpec `ebpf:"counters"`
+	DropScratch   *ebpf.MapSpec `ebpf:"drop_scratch"`
+	Events        *ebpf.MapSpec `ebpf:"events"`
+	FollowedLive  *ebpf.MapSpec `ebpf:"followed_live"`
+	FollowedNetns *ebpf.MapSpec `ebpf:"followed_netns"`
+	NftDrops      *ebpf.MapSpec `ebpf:"nft_drops"`
+	NftFreed      *ebpf.MapSpec `ebpf:"nft_freed"`
+	PcapScratch   *ebpf.MapSpec `ebpf:"pcap_scratch"`
+	Tracked       *ebpf.MapSpec `ebpf:"tracked"`
+	Trail         *ebpf.MapSpec `ebpf:"trail"`
 }
 
 // FunctionsVariableSpecs contains global variables before they are loaded into the kernel.
@@ -174,32 +174,32 @@ func (o *FunctionsObjects) Close() error {
 //
 // It can be passed to LoadFunctionsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type FunctionsMaps struct {
-	Calls          *ebpf.Map `ebpf:"calls"`
-	Counters       *ebpf.Map `ebpf:"counters"`
-	Events         *ebpf.Map `ebpf:"events"`
-	FollowedLive   *ebpf.Map `ebpf:"followed_live"`
-	FollowedNetns  *ebpf.Map `ebpf:"followed_netns"`
-	NftDrops       *ebpf.Map `ebpf:"nft_drops"`
-	NftFreed       *ebpf.Map `ebpf:"nft_freed"`
-	PcapScratch    *ebpf.Map `ebpf:"pcap_scratch"`
-	Pending        *ebpf.Map `ebpf:"pending"`
-	PendingScratch *ebpf.Map `ebpf:"pending_scratch"`
-	Tracked        *ebpf.Map `ebpf:"tracked"`
+	Calls         *ebpf.Map `ebpf:"calls"`
+	Counters      *ebpf.Map `ebpf:"counters"`
+	DropScratch   *ebpf.Map `ebpf:"drop_scratch"`
+	Events        *ebpf.Map `ebpf:"events"`
+	FollowedLive  *ebpf.Map `ebpf:"followed_live"`
+	FollowedNetns *ebpf.Map `ebpf:"followed_netns"`
+	NftDrops      *ebpf.Map `ebpf:"nft_drops"`
+	NftFreed      *ebpf.Map `ebpf:"nft_freed"`
+	PcapScratch   *ebpf.Map `ebpf:"pcap_scratch"`
+	Tracked       *ebpf.Map `ebpf:"tracked"`
+	Trail         *ebpf.Map `ebpf:"trail"`
 }
 
 func (m *FunctionsMaps) Close() error {
 	return _FunctionsClose(
 		m.Calls,
 		m.Counters,
+		m.DropScratch,
 		m.Events,
 		m.FollowedLive,
 		m.FollowedNetns,
 		m.NftDrops,
 		m.NftFreed,
 		m.PcapScratch,
-		m.Pending,
-		m.PendingScratch,
 		m.Tracked,
+		m.Trail,
 	)
 }
 

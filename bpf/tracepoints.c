@@ -37,6 +37,49 @@ static __always_inline int on_dev(struct sk_buff *skb, __u16 probe, enum l3_hint
 	return 0;
 }
 
+/* Slots of the trail an skb's transmit looks back through for its queueing. */
+#define XMIT_LOOKBACK 4
+
+/*
+ * Drops-only mode: the transmit of an skb whose queueing the trail kept, among its
+ * newest slots (the qdisc let it through at once, as it does unless it is backed up).
+ * The skb is not read (see on_xmit): the transmit's record is the queueing's with the
+ * transmit's time, device, length and return. A transmit found nowhere near its
+ * queueing is not kept: nothing of its own says which skb it is.
+ */
+static __always_inline int on_xmit_trail(__u64 skb, int rc, struct net_device *dev, unsigned int len, bool direct)
+{
+	__u32 zero = 0;
+	struct trail *t = bpf_map_lookup_elem(&trail, &zero);
+	if (!t)
+		return 0;
+	__u64 next = t->next;
+	for (__u32 i = 0; i < XMIT_LOOKBACK; i++) {
+		if (i >= next)
+			return 0;
+		const struct event *q = (const void *)&t->slots[(next - 1 - i) & (TRAIL_SLOTS - 1)];
+		if (q->skb != skb)
+			continue;
+		if (q->probe != PROBE_NET_DEV_QUEUE)
+			return 0;
+		struct event *r = (void *)trail_slot();
+		if (!r)
+			return 0;
+		__builtin_memcpy(r, q, sizeof(struct trail_record));
+		r->probe = PROBE_NET_DEV_XMIT;
+		r->ts_ns = bpf_ktime_get_ns();
+		r->len = len;
+		r->retval = rc;
+		r->ifindex = 0;
+		r->netns = 0;
+		__builtin_memset(r->ifname, 0, sizeof(r->ifname));
+		read_dev(r, dev, direct);
+		count(COUNTER_TRAIL);
+		return 0;
+	}
+	return 0;
+}
+
 /*
  * After ndo_start_xmit the driver owns the skb and may have freed it already, so
  * its memory is not read: only a followed skb is reported, with the device and
@@ -45,6 +88,8 @@ static __always_inline int on_dev(struct sk_buff *skb, __u16 probe, enum l3_hint
 static __always_inline int on_xmit(struct sk_buff *skb, int rc, struct net_device *dev, unsigned int len, bool direct)
 {
 	__u64 key = (__u64)skb;
+	if (filter.drops_only)
+		return on_xmit_trail(key, rc, dev, len, direct);
 	if (!tracked_entry(key))
 		return 0;
 	struct event ev;
@@ -52,8 +97,93 @@ static __always_inline int on_xmit(struct sk_buff *skb, int rc, struct net_devic
 	ev.len = len;
 	ev.retval = rc;
 	read_dev(&ev, dev, direct);
-	send(&ev, false);
+	send(&ev);
 	return 0;
+}
+
+/* --stack: a drop's kernel stack, in the stacks map for user space to read with it. */
+static __always_inline void keep_stack(void *ctx, struct event *ev)
+{
+	if (!want_stack)
+		return;
+	long id = bpf_get_stackid(ctx, &stacks, 0);
+	if (id < 0)
+		count(COUNTER_STACK_FAIL);
+	else
+		ev->stack_id = id;
+}
+
+/*
+ * kfree_skb in drops-only mode (consume_skb only leaves a tombstone). Only a drop is
+ * looked at: it takes its skb's earlier
+ * events from the trail (trail_collect) and sends them with its own in one record. It
+ * is sent when the skb matched the filters at some hook: before, or at the drop. Every
+ * free leaves a tombstone, where the next skb at its address begins.
+ */
+static __always_inline int on_kfree_trail(void *ctx, struct sk_buff *skb, void *location, __u32 reason, bool direct)
+{
+	__u64 key = (__u64)skb;
+	const __u16 probe = PROBE_KFREE_SKB;
+	const bool is_kfree = true;
+	__u32 len = SKB_READ(direct, skb, len);
+	/* Delivery only ever makes a free normal: a free that is normal without it is. */
+	__u8 class = free_class(&kcfg, is_kfree, reason, (__u64)location, len, false);
+	if (class != FREE_DROP) {
+		if (class == FREE_NORMAL)
+			count(COUNTER_FREES_NORMAL);
+		trail_tombstone(key, probe);
+		return 0;
+	}
+	__u32 zero = 0;
+	struct drop_record *d = bpf_map_lookup_elem(&drop_scratch, &zero);
+	if (!d)
+		return 0;
+	struct event *ev = &d->event;
+	begin_event(ev, key, probe, EVENT_INSTANT);
+	read_tuple(ev, skb, L3_NETWORK_HEADER, direct);
+	finish_event(ev, skb, direct);
+	ev->location = (__u64)location;
+	ev->drop_reason = reason;
+	ev->stack_id = -1;
+	read_skb_dev(ev, skb, direct);
+	read_skb_sock_netns(ev, skb, direct);
+	struct trail_found f = trail_collect(d);
+	trail_tombstone(key, probe);
+	if (f.delivered && free_class(&kcfg, is_kfree, reason, (__u64)location, len, true) != FREE_DROP) {
+		count(COUNTER_FREES_NORMAL);
+		return 0;
+	}
+	if (!f.n && !(matches(ev, skb) && pcap_matches(skb, L3_NETWORK_HEADER, direct)))
+		return 0;
+	read_followed(ev, skb, direct);
+	ev->free_class = FREE_DROP;
+	keep_stack(ctx, ev);
+	keep_nft_names(ev);
+	__u32 n = f.n;
+	ev->trail = n;
+	count_n(COUNTER_TRAIL_SENT, n);
+	if (f.cut)
+		count(COUNTER_TRAIL_CUT);
+	/* 64 bits, and pinned after the clamp: the verifier must see the size it is given
+	 * bounded, not a copy clang compared. */
+	__u64 size = sizeof(struct event) + (__u64)n * sizeof(struct trail_record);
+	if (size > sizeof(*d))
+		size = sizeof(*d);
+	barrier_var(size);
+	emit_record(d, size, n + 1);
+	return 0;
+}
+
+/* on_kfree_trail as a function of its own, one per way of reading the skb: its frame
+ * would not fit on top of on_free's event. */
+static __noinline int kfree_trail_direct(void *ctx, struct sk_buff *skb, void *location, __u32 reason)
+{
+	return on_kfree_trail(ctx, skb, location, reason, true);
+}
+
+static __noinline int kfree_trail_read(void *ctx, struct sk_buff *skb, void *location, __u32 reason)
+{
+	return on_kfree_trail(ctx, skb, location, reason, false);
 }
 
 /* A free; under --stack, the drop of a followed skb also records where in the kernel
@@ -61,6 +191,13 @@ static __always_inline int on_xmit(struct sk_buff *skb, int rc, struct net_devic
 static __always_inline int on_free(void *ctx, struct sk_buff *skb, __u16 probe, void *location, __u32 reason,
 				   bool direct)
 {
+	if (filter.drops_only) {
+		if (probe == PROBE_CONSUME_SKB) {
+			trail_tombstone((__u64)skb, probe);
+			return 0;
+		}
+		return direct ? kfree_trail_direct(ctx, skb, location, reason) : kfree_trail_read(ctx, skb, location, reason);
+	}
 	struct event ev;
 	struct track *t;
 	begin_event(&ev, (__u64)skb, probe, EVENT_INSTANT);
@@ -72,21 +209,16 @@ static __always_inline int on_free(void *ctx, struct sk_buff *skb, __u16 probe, 
 	ev.stack_id = -1;
 	read_skb_dev(&ev, skb, direct);
 	read_skb_sock_netns(&ev, skb, direct);
-	bool fresh, delivered;
-	if (!follow(&ev, skb, t, FOLLOW_FREE, L3_NETWORK_HEADER, direct, &fresh, &delivered))
+	bool delivered;
+	if (!follow(&ev, skb, t, FOLLOW_FREE, L3_NETWORK_HEADER, direct, &delivered))
 		return 0;
 	read_followed(&ev, skb, direct);
 	ev.free_class = free_class(&kcfg, probe == PROBE_KFREE_SKB, reason, ev.location, ev.len, delivered);
 	if (ev.free_class == FREE_NORMAL)
 		count(COUNTER_FREES_NORMAL);
-	if (want_stack && ev.free_class == FREE_DROP) {
-		long id = bpf_get_stackid(ctx, &stacks, 0);
-		if (id < 0)
-			count(COUNTER_STACK_FAIL);
-		else
-			ev.stack_id = id;
-	}
-	send_free(&ev, fresh);
+	if (ev.free_class == FREE_DROP)
+		keep_stack(ctx, &ev);
+	send_free(&ev);
 	return 0;
 }
 

@@ -16,22 +16,29 @@ import (
 type TracepointsCounterId uint32
 
 const (
-	TracepointsCounterIdCOUNTER_RINGBUF_FULL   TracepointsCounterId = 0
-	TracepointsCounterIdCOUNTER_TRACK_INSERT   TracepointsCounterId = 1
-	TracepointsCounterIdCOUNTER_TRACK_DELETE   TracepointsCounterId = 2
-	TracepointsCounterIdCOUNTER_TRACK_FAIL     TracepointsCounterId = 3
-	TracepointsCounterIdCOUNTER_TRACK_STALE    TracepointsCounterId = 4
-	TracepointsCounterIdCOUNTER_CALLS_FULL     TracepointsCounterId = 5
-	TracepointsCounterIdCOUNTER_HELD           TracepointsCounterId = 6
-	TracepointsCounterIdCOUNTER_HELD_SENT      TracepointsCounterId = 7
-	TracepointsCounterIdCOUNTER_HELD_DISCARDED TracepointsCounterId = 8
-	TracepointsCounterIdCOUNTER_HELD_OVERFLOW  TracepointsCounterId = 9
-	TracepointsCounterIdCOUNTER_HELD_EVICTED   TracepointsCounterId = 10
-	TracepointsCounterIdCOUNTER_FREES_NORMAL   TracepointsCounterId = 11
-	TracepointsCounterIdCOUNTER_STACK_FAIL     TracepointsCounterId = 12
-	TracepointsCounterIdCOUNTER_TLS_HELLO      TracepointsCounterId = 13
-	TracepointsCounterIdCOUNTER_MAX            TracepointsCounterId = 14
+	TracepointsCounterIdCOUNTER_RINGBUF_FULL TracepointsCounterId = 0
+	TracepointsCounterIdCOUNTER_TRACK_INSERT TracepointsCounterId = 1
+	TracepointsCounterIdCOUNTER_TRACK_DELETE TracepointsCounterId = 2
+	TracepointsCounterIdCOUNTER_TRACK_FAIL   TracepointsCounterId = 3
+	TracepointsCounterIdCOUNTER_TRACK_STALE  TracepointsCounterId = 4
+	TracepointsCounterIdCOUNTER_CALLS_FULL   TracepointsCounterId = 5
+	TracepointsCounterIdCOUNTER_TRAIL        TracepointsCounterId = 6
+	TracepointsCounterIdCOUNTER_TRAIL_SENT   TracepointsCounterId = 7
+	TracepointsCounterIdCOUNTER_TRAIL_CUT    TracepointsCounterId = 8
+	TracepointsCounterIdCOUNTER_FREES_NORMAL TracepointsCounterId = 9
+	TracepointsCounterIdCOUNTER_STACK_FAIL   TracepointsCounterId = 10
+	TracepointsCounterIdCOUNTER_TLS_HELLO    TracepointsCounterId = 11
+	TracepointsCounterIdCOUNTER_MAX          TracepointsCounterId = 12
 )
+
+type TracepointsDropRecord struct {
+	_     structs.HostLayout
+	Event TracepointsEvent
+	Trail [64]struct {
+		_    structs.HostLayout
+		Head [17]uint64
+	}
+}
 
 type TracepointsEvent struct {
 	_           structs.HostLayout
@@ -81,7 +88,8 @@ type TracepointsEvent struct {
 	QuotedSport uint16
 	QuotedDport uint16
 	TcpWindow   uint16
-	PadEnd      [6]uint8
+	Trail       uint8
+	PadEnd      [5]uint8
 }
 
 type TracepointsEventKind uint32
@@ -140,17 +148,18 @@ const (
 )
 
 type TracepointsKernelCfg struct {
-	_             structs.HostLayout
-	CtTuple       uint32
-	CtSrcAddr     uint16
-	CtSrcPort     uint16
-	CtL3num       uint16
-	CtDstAddr     uint16
-	CtDstPort     uint16
-	CtProtonum    uint16
-	N_normalFrees uint32
-	Pad           uint32
-	NormalFrees   [32]struct {
+	_                 structs.HostLayout
+	CtTuple           uint32
+	CtSrcAddr         uint16
+	CtSrcPort         uint16
+	CtL3num           uint16
+	CtDstAddr         uint16
+	CtDstPort         uint16
+	CtProtonum        uint16
+	N_normalFrees     uint32
+	NormalReasonsHigh uint32
+	NormalReasons     [2]uint64
+	NormalFrees       [32]struct {
 		_      structs.HostLayout
 		Lo     uint64
 		Hi     uint64
@@ -170,7 +179,8 @@ type TracepointsKernelCfg struct {
 type TracepointsLimits uint32
 
 const (
-	TracepointsLimitsHELD_MAX                   TracepointsLimits = 16
+	TracepointsLimitsTRAIL_SLOTS                TracepointsLimits = 64
+	TracepointsLimitsTRAIL_RECORD               TracepointsLimits = 136
 	TracepointsLimitsFILTER_MAX_ADDRS           TracepointsLimits = 16
 	TracepointsLimitsFILTER_MAX_PORTS           TracepointsLimits = 16
 	TracepointsLimitsFILTER_MAX_PROTOS          TracepointsLimits = 4
@@ -181,6 +191,7 @@ const (
 	TracepointsLimitsFILTER_MAX_CONTAINER_NETNS TracepointsLimits = 64
 	TracepointsLimitsCT_TUPLE_READ              TracepointsLimits = 40
 	TracepointsLimitsNORMAL_FREES_MAX           TracepointsLimits = 32
+	TracepointsLimitsNORMAL_REASON_BITS         TracepointsLimits = 128
 	TracepointsLimitsVLAN_VID_MASK              TracepointsLimits = 4095
 	TracepointsLimitsNF_VERDICT_MASK            TracepointsLimits = 255
 	TracepointsLimitsNFT_NAME_READ              TracepointsLimits = 32
@@ -226,23 +237,6 @@ type TracepointsPcapPacket struct {
 	Mem  [16]uint32
 	Data [256]uint8
 }
-
-type TracepointsPending struct {
-	_        structs.HostLayout
-	Count    uint32
-	State    uint8
-	Overflow uint8
-	Pad      [2]uint8
-	Events   [15]TracepointsEvent
-}
-
-type TracepointsPendingState uint32
-
-const (
-	TracepointsPendingStatePENDING_HOLD    TracepointsPendingState = 0
-	TracepointsPendingStatePENDING_DROPPED TracepointsPendingState = 1
-	TracepointsPendingStatePENDING_FREED   TracepointsPendingState = 2
-)
 
 type TracepointsProbeCookie uint32
 
@@ -294,21 +288,30 @@ type TracepointsTrack struct {
 	Delivered uint8
 }
 
+type TracepointsTrail struct {
+	_     structs.HostLayout
+	Next  uint64
+	Slots [64]struct {
+		_    structs.HostLayout
+		Head [17]uint64
+	}
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	TracepointsMapCounters                   = "counters"
+	TracepointsMapDropScratch                = "drop_scratch"
 	TracepointsMapEvents                     = "events"
 	TracepointsMapFollowedLive               = "followed_live"
 	TracepointsMapFollowedNetns              = "followed_netns"
 	TracepointsMapNftDrops                   = "nft_drops"
 	TracepointsMapNftFreed                   = "nft_freed"
 	TracepointsMapPcapScratch                = "pcap_scratch"
-	TracepointsMapPending                    = "pending"
-	TracepointsMapPendingScratch             = "pending_scratch"
 	TracepointsMapStacks                     = "stacks"
 	TracepointsMapTracked                    = "tracked"
+	TracepointsMapTrail                      = "trail"
 	TracepointsProgProbeUntypedCast          = "probe_untyped_cast"
 	TracepointsProgRawTpConsumeSkb           = "raw_tp_consume_skb"
 	TracepointsProgRawTpKfreeSkb             = "raw_tp_kfree_skb"
@@ -395,17 +398,17 @@ type TracepointsProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type TracepointsMapSpecs struct {
-	Counters       *ebpf.MapSpec `ebpf:"counters"`
-	Events         *ebpf.MapSpec `ebpf:"events"`
-	FollowedLive   *ebpf.MapSpec `ebpf:"followed_live"`
-	FollowedNetns  *ebpf.MapSpec `ebpf:"followed_netns"`
-	NftDrops       *ebpf.MapSpec `ebpf:"nft_drops"`
-	NftFreed       *ebpf.MapSpec `ebpf:"nft_freed"`
-	PcapScratch    *ebpf.MapSpec `ebpf:"pcap_scratch"`
-	Pending        *ebpf.MapSpec `ebpf:"pending"`
-	PendingScratch *ebpf.MapSpec `ebpf:"pending_scratch"`
-	Stacks         *ebpf.MapSpec `ebpf:"stacks"`
-	Tracked        *ebpf.MapSpec `ebpf:"tracked"`
+	Counters      *ebpf.MapSpec `ebpf:"counters"`
+	DropScratch   *ebpf.MapSpec `ebpf:"drop_scratch"`
+	Events        *ebpf.MapSpec `ebpf:"events"`
+	FollowedLive  *ebpf.MapSpec `ebpf:"followed_live"`
+	FollowedNetns *ebpf.MapSpec `ebpf:"followed_netns"`
+	NftDrops      *ebpf.MapSpec `ebpf:"nft_drops"`
+	NftFreed      *ebpf.MapSpec `ebpf:"nft_freed"`
+	PcapScratch   *ebpf.MapSpec `ebpf:"pcap_scratch"`
+	Stacks        *ebpf.MapSpec `ebpf:"stacks"`
+	Tracked       *ebpf.MapSpec `ebpf:"tracked"`
+	Trail         *ebpf.MapSpec `ebpf:"trail"`
 }
 
 // TracepointsVariableSpecs contains global variables before they are loaded into the kernel.
@@ -440,32 +443,32 @@ func (o *TracepointsObjects) Close() error {
 //
 // It can be passed to LoadTracepointsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TracepointsMaps struct {
-	Counters       *ebpf.Map `ebpf:"counters"`
-	Events         *ebpf.Map `ebpf:"events"`
-	FollowedLive   *ebpf.Map `ebpf:"followed_live"`
-	FollowedNetns  *ebpf.Map `ebpf:"followed_netns"`
-	NftDrops       *ebpf.Map `ebpf:"nft_drops"`
-	NftFreed       *ebpf.Map `ebpf:"nft_freed"`
-	PcapScratch    *ebpf.Map `ebpf:"pcap_scratch"`
-	Pending        *ebpf.Map `ebpf:"pending"`
-	PendingScratch *ebpf.Map `ebpf:"pending_scratch"`
-	Stacks         *ebpf.Map `ebpf:"stacks"`
-	Tracked        *ebpf.Map `ebpf:"tracked"`
+	Counters      *ebpf.Map `ebpf:"counters"`
+	DropScratch   *ebpf.Map `ebpf:"drop_scratch"`
+	Events        *ebpf.Map `ebpf:"events"`
+	FollowedLive  *ebpf.Map `ebpf:"followed_live"`
+	FollowedNetns *ebpf.Map `ebpf:"followed_netns"`
+	NftDrops      *ebpf.Map `ebpf:"nft_drops"`
+	NftFreed      *ebpf.Map `ebpf:"nft_freed"`
+	PcapScratch   *ebpf.Map `ebpf:"pcap_scratch"`
+	Stacks        *ebpf.Map `ebpf:"stacks"`
+	Tracked       *ebpf.Map `ebpf:"tracked"`
+	Trail         *ebpf.Map `ebpf:"trail"`
 }
 
 func (m *TracepointsMaps) Close() error {
 	return _TracepointsClose(
 		m.Counters,
+		m.DropScratch,
 		m.Events,
 		m.FollowedLive,
 		m.FollowedNetns,
 		m.NftDrops,
 		m.NftFreed,
 		m.PcapScratch,
-		m.Pending,
-		m.PendingScratch,
 		m.Stacks,
 		m.Tracked,
+		m.Trail,
 	)
 }
 

@@ -35,7 +35,6 @@ type Collector struct {
 	expression  *pcapfilter.Filter // filter.expression, compiled; nil when none
 	ringSize    int
 	trackSize   int
-	pendingSize int
 	stackSize   int // drop stacks kept in the kernel until read; 0: --stack is off
 	btfPath     string
 	kallsyms    string
@@ -80,10 +79,6 @@ func WithRingSize(n int) Option { return func(c *Collector) { c.ringSize = n } }
 // WithTrackSize sets how many matching skbs the kernel remembers.
 func WithTrackSize(n int) Option { return func(c *Collector) { c.trackSize = n } }
 
-// WithPendingSize sets for how many skbs the kernel holds events back in drops-only
-// mode (config.Filter.DropsOnly) until their free says whether they were dropped.
-func WithPendingSize(n int) Option { return func(c *Collector) { c.pendingSize = n } }
-
 // WithStack records the kernel stack of each drop of a followed skb (--stack); the
 // kernel keeps up to size of them until the decoder reads them.
 func WithStack(size int) Option { return func(c *Collector) { c.stackSize = size } }
@@ -115,12 +110,11 @@ func WithLogger(l *slog.Logger) Option { return func(c *Collector) { c.log = l }
 func New(opts ...Option) *Collector {
 	def := config.Default()
 	c := &Collector{
-		log:         slog.Default(),
-		ringSize:    def.Probes.RingSize,
-		trackSize:   def.Probes.TrackSize,
-		pendingSize: def.Probes.PendingSize,
-		kallsyms:    defaultKallsyms,
-		functions:   def.Probes.Functions,
+		log:       slog.Default(),
+		ringSize:  def.Probes.RingSize,
+		trackSize: def.Probes.TrackSize,
+		kallsyms:  defaultKallsyms,
+		functions: def.Probes.Functions,
 	}
 	for _, o := range opts {
 		o(c)
@@ -187,7 +181,7 @@ func (c *Collector) Start(ctx context.Context) (err error) {
 	}); err != nil {
 		return err
 	}
-	c.summary.Filter = describeFilter(c.filter, c.expression != nil, c.pendingSize)
+	c.summary.Filter = describeFilter(c.filter, c.expression != nil)
 
 	start := time.Now()
 	chosen := c.chooseTracepoints(spec, kb)
@@ -327,11 +321,6 @@ func (c *Collector) kernelFacts(kb kernelBTF) (kernelFacts, error) {
 func (c *Collector) sizeMaps(spec *ebpf.CollectionSpec) {
 	spec.Maps[bpf.TracepointsMapEvents].MaxEntries = uint32(c.ringSize)
 	spec.Maps[bpf.TracepointsMapTracked].MaxEntries = uint32(c.trackSize)
-	// Without drops-only the pending map is never used: one entry keeps it cheap.
-	spec.Maps[bpf.TracepointsMapPending].MaxEntries = 1
-	if c.filter.DropsOnly {
-		spec.Maps[bpf.TracepointsMapPending].MaxEntries = uint32(c.pendingSize)
-	}
 	spec.Maps[bpf.TracepointsMapStacks].MaxEntries = 1
 	if c.stackSize > 0 {
 		spec.Maps[bpf.TracepointsMapStacks].MaxEntries = uint32(c.stackSize)

@@ -154,5 +154,6 @@ func newKernelCfg(kernel *btf.Spec, inKernel bool, kernelSource string, frees []
 		cfg.NormalFrees[i] = f
 	}
 	cfg.N_normalFrees = uint32(len(frees))
+	cfg.NormalReasonsHigh, cfg.NormalReasons = normalReasonBits(frees)
 	return cfg, summary
 }

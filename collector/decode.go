@@ -64,6 +64,20 @@ const (
 	offQDport     = unsafe.Offsetof(rawEvent{}.QuotedDport)
 	offQL3        = unsafe.Offsetof(rawEvent{}.QuotedL3)
 	offQL4        = unsafe.Offsetof(rawEvent{}.QuotedL4)
+	offTrail      = unsafe.Offsetof(rawEvent{}.Trail)
+)
+
+// TrailSlots is how many recent events each CPU's trail keeps in drops-only mode
+// (bpf/headers/pktspan.h, struct trail).
+const TrailSlots = int(bpf.TracepointsLimitsTRAIL_SLOTS)
+
+// trailRecordSize is the bytes of an event a trail record keeps: all before its
+// conntrack tuple. The arrays below fail to compile unless the two agree.
+const trailRecordSize = int(bpf.TracepointsLimitsTRAIL_RECORD)
+
+var (
+	_ [offCTSaddr - uintptr(trailRecordSize)]struct{}
+	_ [uintptr(trailRecordSize) - offCTSaddr]struct{}
 )
 
 // Decoder turns ring buffer records into spanner events. Its tables (stage names,
@@ -194,6 +208,37 @@ func (d *Decoder) Decode(raw []byte, ev *spanner.Event) error {
 	decodeTuple(&ev.CT, raw, offCTL3, offCTSaddr, offCTDaddr, offCTSport, offCTDport, offCTL4)
 	if p.decode != nil {
 		p.decode(d, raw, ev)
+	}
+	return nil
+}
+
+// Trail returns how many trail records follow the event in raw: in drops-only mode a
+// drop's record carries its skb's earlier events, newest first.
+func (d *Decoder) Trail(raw []byte) (int, error) {
+	if len(raw) < EventSize {
+		return 0, fmt.Errorf("record of %d bytes is shorter than an event (%d)", len(raw), EventSize)
+	}
+	n := int(raw[offTrail])
+	if want := EventSize + n*trailRecordSize; len(raw) < want {
+		return 0, fmt.Errorf("record of %d bytes is shorter than an event and %d trail records (%d)", len(raw), n, want)
+	}
+	return n, nil
+}
+
+// DecodeTrail fills ev from trail record i (0 is the newest) of the drop in raw, whose
+// Trail said it is there. A record is the head of its event; the rest, what a probe
+// reads only of an skb it follows (GSO segments, an ICMP error's quote, TCP's payload
+// length and window), is the drop's, which is the same packet. The conntrack tuple is
+// not: an earlier hook may have come before conntrack took the packet.
+func (d *Decoder) DecodeTrail(raw []byte, i int, ev *spanner.Event) error {
+	var buf [EventSize]byte
+	copy(buf[:], raw[:EventSize])
+	off := EventSize + i*trailRecordSize
+	copy(buf[:trailRecordSize], raw[off:off+trailRecordSize])
+	buf[offCTL3] = 0
+	buf[offTrail] = 0
+	if err := d.Decode(buf[:], ev); err != nil {
+		return fmt.Errorf("trail record %d: %w", i, err)
 	}
 	return nil
 }

@@ -410,3 +410,84 @@ func BenchmarkDecode(b *testing.B) {
 		_ = d.Decode(raw, &ev)
 	}
 }
+
+// eventRecorder keeps a copy of every event handled, in order.
+type eventRecorder struct{ events []spanner.Event }
+
+func (r *eventRecorder) HandleEvent(ev *spanner.Event) { r.events = append(r.events, *ev) }
+func (r *eventRecorder) Tick(int64)                    {}
+
+// trailedDrop writes a drops-only drop as the kernel sends it: the drop's event, then
+// the head of each trail event, newest first.
+func trailedDrop(t *testing.T, drop bpf.TracepointsEvent, trail ...bpf.TracepointsEvent) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	drop.Trail = uint8(len(trail))
+	if err := binary.Write(&b, binary.LittleEndian, &drop); err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range trail {
+		var e bytes.Buffer
+		if err := binary.Write(&e, binary.LittleEndian, &ev); err != nil {
+			t.Fatal(err)
+		}
+		b.Write(e.Bytes()[:trailRecordSize])
+	}
+	return b.Bytes()
+}
+
+func TestDropRecordHandsOverItsSkbsEarlierEventsOldestFirstThenTheDrop(t *testing.T) {
+	const skb = 0xffff888102ac3e00
+	tuple := func(ev bpf.TracepointsEvent) bpf.TracepointsEvent {
+		ev.Skb, ev.L3, ev.L4, ev.Sport, ev.Dport = skb, 4, 17, 5000, 5299
+		ev.Saddr, ev.Daddr = addr16("198.18.0.1"), addr16("198.18.0.2")
+		return ev
+	}
+	drop := tuple(bpf.TracepointsEvent{TsNs: 30, Probe: probeKfreeSKB, Ifindex: 3, Netns: 20, Ifname: ifname("psvb"),
+		DropReason: 12, Location: 0xffffffffc0a011f3, Len: 92, GsoSegs: 2,
+		CtL3: 4, CtL4: 17, CtSaddr: addr16("198.18.0.1"), CtDaddr: addr16("198.18.0.9"), CtSport: 5000, CtDport: 5299})
+	received := tuple(bpf.TracepointsEvent{TsNs: 20, Probe: probeNetifReceiveSKB, Ifindex: 3, Netns: 20, Ifname: ifname("psvb"), Len: 92})
+	queued := tuple(bpf.TracepointsEvent{TsNs: 10, Probe: probeNetDevQueue, Ifindex: 2, Netns: 10, Ifname: ifname("psva"), Len: 92})
+	raw := trailedDrop(t, drop, received, queued)
+
+	rec := &eventRecorder{}
+	c := newRingCollector(t, &fakeRing{})
+	c.decoder = testDecoder(t)
+	c.handle(raw, &spanner.Event{}, rec)
+
+	if len(rec.events) != 3 {
+		t.Fatalf("handled %d events, want the queueing, the receive and the drop", len(rec.events))
+	}
+	want := []struct {
+		stage   string
+		ts      int64
+		ifname  string
+		ct, drp bool
+	}{
+		{"net:net_dev_queue", 1_000_000_010, "psva", false, false},
+		{"net:netif_receive_skb", 1_000_000_020, "psvb", false, false},
+		{"skb:kfree_skb", 1_000_000_030, "psvb", true, true},
+	}
+	for i, w := range want {
+		ev := rec.events[i]
+		if ev.Stage.Name != w.stage || ev.TimeUnixNano != w.ts || ev.Ifname != w.ifname || ev.CT.Valid() != w.ct || ev.Drop != w.drp {
+			t.Errorf("event %d: %s at %d on %s, conntrack %v, drop %v; want %+v", i, ev.Stage.Name, ev.TimeUnixNano, ev.Ifname, ev.CT.Valid(), ev.Drop, w)
+		}
+		if ev.SKB != skb || ev.Tuple.DstPort != 5299 || ev.Segments != 2 {
+			t.Errorf("event %d: skb %#x, tuple %+v, segments %d: the trail event lost its own or its drop's fields", i, ev.SKB, ev.Tuple, ev.Segments)
+		}
+	}
+	if n := c.eventsRead.Load(); n != 3 {
+		t.Errorf("events read = %d, want 3 (one record of three events)", n)
+	}
+}
+
+func TestDropRecordShorterThanItsTrailIsRefusedWhole(t *testing.T) {
+	raw := trailedDrop(t, bpf.TracepointsEvent{Probe: probeKfreeSKB}, bpf.TracepointsEvent{Probe: probeNetDevQueue})
+	rec := &eventRecorder{}
+	c := newRingCollector(t, &fakeRing{})
+	c.handle(raw[:len(raw)-1], &spanner.Event{}, rec)
+	if len(rec.events) != 0 || c.decodeErrors.Load() != 1 {
+		t.Errorf("a truncated drop record: %d events handled, %d decode errors; want none handled, one error", len(rec.events), c.decodeErrors.Load())
+	}
+}

@@ -54,6 +54,20 @@ type FunctionText interface {
 	Text(name string) (lo, hi uint64, ok bool)
 }
 
+// normalReasonBits are the probes' kcfg.normal_reasons for table: bit r set for each
+// reason r below NORMAL_REASON_BITS, and high 1 when a reason is larger (the probes then
+// always look at the table).
+func normalReasonBits(table []bpf.TracepointsNormalFree) (high uint32, bits [bpf.TracepointsLimitsNORMAL_REASON_BITS / 64]uint64) {
+	for _, f := range table {
+		if f.Reason >= uint32(bpf.TracepointsLimitsNORMAL_REASON_BITS) {
+			high = 1
+			continue
+		}
+		bits[f.Reason/64] |= 1 << (f.Reason % 64)
+	}
+	return high, bits
+}
+
 // normalFreeTable builds the probes' kcfg.normal_frees for this kernel: the consumed
 // reasons, the reasons the user names as always normal (each must be one of this
 // kernel's), and each normalFree whose reason and function this kernel has. missing

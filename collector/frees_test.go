@@ -155,6 +155,8 @@ func TestFreeClassificationOverKernelReasonLocationAndHistory(t *testing.T) {
 		for _, f := range table {
 			fmt.Fprintln(&in, f.Lo, f.Hi, f.Reason, f.Need, f.Class)
 		}
+		high, bits := normalReasonBits(table)
+		fmt.Fprintln(&in, high, bits[0], bits[1])
 		var reason uint32
 		var loc uint64
 		if !c.consumeSKB {

@@ -123,15 +123,34 @@ func (c *Collector) noteDelay(ev *spanner.Event, now time.Time) {
 	}
 }
 
+// handle decodes one ring record into h: an event, or in drops-only mode a drop with
+// its skb's earlier events, which go first, oldest first.
 func (c *Collector) handle(raw []byte, ev *spanner.Event, h Handler) {
-	c.eventsRead.Add(1)
-	if err := c.decoder.Decode(raw, ev); err != nil {
-		if c.decodeErrors.Add(1) == 1 {
-			c.log.Warn("undecodable event (counted in stats from now on)", "error", err)
+	n, err := c.decoder.Trail(raw)
+	if err != nil {
+		c.decodeFailed(err)
+		return
+	}
+	c.eventsRead.Add(uint64(n) + 1)
+	for i := n - 1; i >= 0; i-- {
+		if err := c.decoder.DecodeTrail(raw, i, ev); err != nil {
+			c.decodeFailed(err)
+			continue
 		}
+		h.HandleEvent(ev)
+	}
+	if err := c.decoder.Decode(raw, ev); err != nil {
+		c.decodeFailed(err)
 		return
 	}
 	h.HandleEvent(ev)
+}
+
+// decodeFailed counts an undecodable event, warning of the first.
+func (c *Collector) decodeFailed(err error) {
+	if c.decodeErrors.Add(1) == 1 {
+		c.log.Warn("undecodable event (counted in stats from now on)", "error", err)
+	}
 }
 
 // detach takes the probes out of the kernel, once, timing it for the stats.

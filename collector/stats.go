@@ -19,13 +19,13 @@ type Stats struct {
 	// called a normal end (bpf/headers/drops.h), in every mode: the probes decide before
 	// drops-only mode holds anything back or user space sees anything.
 	FreesNormal uint64
-	// Drops-only mode (filter.drops_only): what became of the events the kernel held
-	// back until their skb's free.
-	HeldEvents    uint64 // events held back
-	HeldSent      uint64 // held events sent because their skb was dropped
-	HeldDiscarded uint64 // events discarded because their skb was freed normally (or unseen)
-	HeldOverflow  uint64 // skbs with more events than the kernel holds per skb: the later ones lost
-	HeldEvicted   uint64 // skbs whose held events were lost from a full pending map
+	// Drops-only mode (filter.drops_only): the events the kernel kept in its per-CPU
+	// trail, and what drops took of them.
+	TrailEvents uint64 // events written to the trail
+	TrailSent   uint64 // trail events sent with their skb's drop
+	// TrailCut counts drops whose skb still had an event in its CPU's oldest trail
+	// slot: events of it older than the trail may be missing from its packet span.
+	TrailCut uint64
 	// StackMissed counts drops left without a stack under --stack: the kernel could
 	// not store it (table full, hash collision) or user space could not read it.
 	StackMissed uint64
@@ -64,11 +64,9 @@ func (c *Collector) Stats() Stats {
 	s.TrackFailed = sum(bpf.TracepointsCounterIdCOUNTER_TRACK_FAIL)
 	s.TrackStale = sum(bpf.TracepointsCounterIdCOUNTER_TRACK_STALE)
 	s.CallsFull = sum(bpf.TracepointsCounterIdCOUNTER_CALLS_FULL)
-	s.HeldEvents = sum(bpf.TracepointsCounterIdCOUNTER_HELD)
-	s.HeldSent = sum(bpf.TracepointsCounterIdCOUNTER_HELD_SENT)
-	s.HeldDiscarded = sum(bpf.TracepointsCounterIdCOUNTER_HELD_DISCARDED)
-	s.HeldOverflow = sum(bpf.TracepointsCounterIdCOUNTER_HELD_OVERFLOW)
-	s.HeldEvicted = sum(bpf.TracepointsCounterIdCOUNTER_HELD_EVICTED)
+	s.TrailEvents = sum(bpf.TracepointsCounterIdCOUNTER_TRAIL)
+	s.TrailSent = sum(bpf.TracepointsCounterIdCOUNTER_TRAIL_SENT)
+	s.TrailCut = sum(bpf.TracepointsCounterIdCOUNTER_TRAIL_CUT)
 	s.FreesNormal = sum(bpf.TracepointsCounterIdCOUNTER_FREES_NORMAL)
 	s.StackMissed = sum(bpf.TracepointsCounterIdCOUNTER_STACK_FAIL)
 	s.Requests.TLSHellos = sum(bpf.TracepointsCounterIdCOUNTER_TLS_HELLO)

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pktspan/pktspan/bpf"
 	"github.com/pktspan/pktspan/config"
 )
 
@@ -90,11 +89,8 @@ func (s Summary) String() string {
 // Summary returns what Start attached.
 func (c *Collector) Summary() Summary { return c.summary }
 
-// heldMax is how many events of one skb drops-only mode sends at most, its free included.
-const heldMax = int(bpf.TracepointsLimitsHELD_MAX)
-
 // describeFilter is the summary's filter line.
-func describeFilter(f config.Filter, expression bool, pendingSize int) string {
+func describeFilter(f config.Filter, expression bool) string {
 	var parts []string
 	add := func(key string, vals []string) {
 		if len(vals) > 0 {
@@ -124,8 +120,7 @@ func describeFilter(f config.Filter, expression bool, pendingSize int) string {
 		desc = "none (every IP packet)"
 	}
 	if f.DropsOnly {
-		desc += fmt.Sprintf("; drops only: the kernel holds the events of up to %d skbs (%d each, the free included) until their free",
-			pendingSize, heldMax)
+		desc += fmt.Sprintf("; drops only: a drop takes its skb's earlier events from its CPU's last %d", TrailSlots)
 	}
 	return desc
 }

@@ -12,9 +12,6 @@ const (
 	// MaxTrackSize is the most skbs the kernel remembers (an entry is its key, its
 	// 12-byte value and the hash map's own 48 bytes or so: ~300 MiB).
 	MaxTrackSize = 1 << 22
-	// MaxPendingSize is the most skbs --drops-only holds (an entry holds HELD_MAX
-	// events, 3.4 KiB: ~220 MiB).
-	MaxPendingSize = 1 << 16
 	// MaxStackSize is the most drop stacks kept (512 bytes each: 32 MiB).
 	MaxStackSize = 1 << 16
 )

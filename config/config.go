@@ -58,9 +58,6 @@ type Probes struct {
 	RingSize int `koanf:"ring_size"`
 	// TrackSize is the number of skbs the kernel remembers as matching the filters.
 	TrackSize int `koanf:"track_size"`
-	// PendingSize is the number of skbs whose events the kernel holds back under
-	// filter.drops_only until their free says whether they were dropped.
-	PendingSize int `koanf:"pending_size"`
 	// NormalFreeReasons are kfree_skb drop reasons treated as normal ends wherever they
 	// happen, on top of pktspan's own rule (collector/frees.go).
 	NormalFreeReasons []string `koanf:"normal_free_reasons"`
@@ -187,12 +184,11 @@ func Default() Config {
 			BatchDelay:  time.Second,
 		},
 		Probes: Probes{
-			Backend:     "auto",
-			Functions:   append([]string(nil), DefaultFunctions...),
-			RingSize:    8 << 20,
-			TrackSize:   65536,
-			PendingSize: 8192,
-			StackSize:   1024,
+			Backend:   "auto",
+			Functions: append([]string(nil), DefaultFunctions...),
+			RingSize:  8 << 20,
+			TrackSize: 65536,
+			StackSize: 1024,
 		},
 		Trace: Trace{
 			IdleTimeout:   30 * time.Second,

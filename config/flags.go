@@ -55,7 +55,6 @@ var flagGroups = []flagGroup{
 		{"functions", "probes.functions", "kernel functions `a,b,c` to trace, replacing the default set"},
 		{"ring-size", "probes.ring_size", "ring buffer `BYTES`: a power of two, at least 4096"},
 		{"track-size", "probes.track_size", "remember up to `N` skbs in the kernel as matching the filters"},
-		{"pending-size", "probes.pending_size", "with --drops-only, hold back the events of up to `N` skbs in the kernel"},
 		{"normal-free-reasons", "probes.normal_free_reasons", "treat the kfree_skb drop reasons `A,B` as normal ends anywhere, not drops (e.g. NO_SOCKET)"},
 		{"stack", "probes.stack", "put the kernel stack of each drop on its drop event and under its console line"},
 		{"stack-size", "probes.stack_size", "with --stack, keep up to `N` drop stacks in the kernel until read"},

@@ -101,7 +101,6 @@ func (c Config) Validate() error {
 		v.add("probes.ring_size", p.RingSize, fmt.Sprintf("must be a power of two from %d to %d", minRingSize, MaxRingSize))
 	}
 	v.intIn("probes.track_size", p.TrackSize, 1, MaxTrackSize)
-	v.intIn("probes.pending_size", p.PendingSize, 1, MaxPendingSize)
 	v.intIn("probes.stack_size", p.StackSize, 1, MaxStackSize)
 	v.maxLen("probes.normal_free_reasons", len(p.NormalFreeReasons), MaxNormalFreeReasons)
 	for _, r := range p.NormalFreeReasons {

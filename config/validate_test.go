@@ -151,8 +151,6 @@ func TestValidateRejectsEachBadValueWithItsReason(t *testing.T) {
 		{"too many containers", func(c *Config) {
 			c.Filter.Container = many(MaxFilterContainers+1, func(i int) string { return fmt.Sprint("c", i) })
 		}, `config: filter.container: 65 values are more than the kernel filter holds (at most 64)`},
-		{"pending size", func(c *Config) { c.Probes.PendingSize = 0 },
-			`config: probes.pending_size: 0 must be from 1 to 65536`},
 		{"stack size", func(c *Config) { c.Probes.StackSize = 0 },
 			`config: probes.stack_size: 0 must be from 1 to 65536`},
 		{"normal free reason in lower case", func(c *Config) { c.Probes.NormalFreeReasons = []string{"not_specified"} },

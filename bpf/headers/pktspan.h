@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * The record every pktspan probe writes to the ring buffer, what drops-only mode
- * holds back, and the filter configuration and kernel facts user space writes into
+ * The record every pktspan probe writes to the ring buffer, the trail drops-only mode
+ * keeps of recent events, and the filter configuration and kernel facts user space writes into
  * .rodata before loading. All are naturally aligned with explicit padding (never
  * packed) so that bpf2go's Go declarations have the same layout; user space
  * decodes by field offset.
@@ -49,16 +49,14 @@ enum counter_id {
 	COUNTER_TRACK_FAIL = 3,   /* skbs that matched but could not be remembered */
 	COUNTER_TRACK_STALE = 4,  /* remembered skbs freed unseen: their address came back */
 	COUNTER_CALLS_FULL = 5,   /* function entries whose exit could not be awaited */
-	/* Drops-only mode: what became of the events held back until their skb's free. */
-	COUNTER_HELD = 6,           /* events held in the pending map */
-	COUNTER_HELD_SENT = 7,      /* held events sent because their skb was dropped */
-	COUNTER_HELD_DISCARDED = 8, /* events discarded because their skb was not dropped */
-	COUNTER_HELD_OVERFLOW = 9,  /* skbs with more events than an entry holds: the later ones lost */
-	COUNTER_HELD_EVICTED = 10,  /* skbs whose held events were lost from a full pending map */
-	COUNTER_FREES_NORMAL = 11,  /* kfree_skb frees with a drop reason that are a normal end (drops.h) */
-	COUNTER_STACK_FAIL = 12,    /* --stack: drops whose stack could not be stored (table full, collision) */
-	COUNTER_TLS_HELLO = 13,     /* --correlate http: TLS ClientHellos seen, connections whose requests cannot be read */
-	COUNTER_MAX = 14,
+	/* Drops-only mode: the events kept in the trail (skb.h), and what drops took of them. */
+	COUNTER_TRAIL = 6,      /* events written to the trail */
+	COUNTER_TRAIL_SENT = 7, /* trail events sent with their skb's drop */
+	COUNTER_TRAIL_CUT = 8,  /* drops whose skb had an event in the trail's oldest slot: older ones may be gone */
+	COUNTER_FREES_NORMAL = 9,  /* kfree_skb frees with a drop reason that are a normal end (drops.h) */
+	COUNTER_STACK_FAIL = 10,    /* --stack: drops whose stack could not be stored (table full, collision) */
+	COUNTER_TLS_HELLO = 11,     /* --correlate http: TLS ClientHellos seen, connections whose requests cannot be read */
+	COUNTER_MAX = 12,
 };
 
 /* A network device: ifindexes repeat across network namespaces. ifindex 0 is none. */
@@ -165,14 +163,19 @@ struct event {
 	__u16 quoted_sport; /* host byte order */
 	__u16 quoted_dport;
 	__u16 tcp_window; /* the TCP header's window field, unscaled: 0 is a zero window */
-	__u8 _pad_end[6];
+	/* Drops-only mode: the trail records following this drop's event in its ring
+	 * record (struct drop_record), newest first. */
+	__u8 trail;
+	__u8 _pad_end[5];
 };
 
 /* Sizes of the fixed arrays below, which user space checks its input against. */
 enum limits {
-	/* Events held back per skb in drops-only mode, its free included: the first
-	 * HELD_MAX - 1 events before the free are kept, the free always is. */
-	HELD_MAX = 16,
+	/* Drops-only mode: events each CPU keeps in its trail (a power of two), and the
+	 * bytes of an event a trail record keeps: everything before ct_saddr, which is what
+	 * a probe reads before it decides (skb.h checks the offset). */
+	TRAIL_SLOTS = 64,
+	TRAIL_RECORD = 136,
 	FILTER_MAX_ADDRS = 16,
 	FILTER_MAX_PORTS = 16,
 	FILTER_MAX_PROTOS = 4,
@@ -185,6 +188,7 @@ enum limits {
 	/* Bytes of struct nf_conntrack_tuple read: the fields kernel_cfg locates lie within. */
 	CT_TUPLE_READ = 40,
 	NORMAL_FREES_MAX = 32,
+	NORMAL_REASON_BITS = 128,
 	VLAN_VID_MASK = 0x0fff, /* the 802.1Q tag's VLAN ID bits: the largest VLAN ID */
 	NF_VERDICT_MASK = 0xff, /* the verdict's bits of a netfilter hook's return (NF_DROP_ERR adds an errno above) */
 	NFT_NAME_READ = 32,     /* bytes kept of an nft table's or chain's name, its NUL included */
@@ -198,19 +202,27 @@ enum limits {
 	PCAP_MEM_WORDS = 16, /* a cBPF program's scratch memory, M[0] to M[15] */
 };
 
-enum pending_state {
-	PENDING_HOLD = 0,    /* alive: events are held */
-	PENDING_DROPPED = 1, /* dropped: held events went out, later exits go straight out */
-	PENDING_FREED = 2,   /* freed normally: held events discarded, later exits too */
+/* Drops-only mode: an event as the trail keeps it, its first TRAIL_RECORD bytes. */
+struct trail_record {
+	__u64 head[TRAIL_RECORD / 8];
 };
 
-/* What drops-only mode keeps of a followed skb until its free. */
-struct pending {
-	__u32 count; /* events held */
-	__u8 state;  /* enum pending_state */
-	__u8 overflow; /* more events came than fit: counted once */
-	__u8 _pad[2];
-	struct event events[HELD_MAX - 1];
+/*
+ * Drops-only mode: each CPU's last TRAIL_SLOTS events of skbs the filters match, and a
+ * tombstone (skb and probe alone) for every free. A drop looks back through its CPU's
+ * trail for the events of its own skb's life; nothing is kept per skb, so an skb that
+ * ends normally costs one trail write per hook and nothing more.
+ */
+struct trail {
+	__u64 next; /* writes so far: the next slot is next % TRAIL_SLOTS */
+	struct trail_record slots[TRAIL_SLOTS];
+};
+
+/* Drops-only mode: what a drop sends, in one ring record: its event, then event.trail
+ * records of its skb's earlier events, newest first. */
+struct drop_record {
+	struct event event;
+	struct trail_record trail[TRAIL_SLOTS];
 };
 
 /*
@@ -301,7 +313,11 @@ struct kernel_cfg {
 	__u16 ct_protonum; /* dst.protonum */
 	/* The kfree_skb frees that are not drops (drops.h), built by user space. */
 	__u32 n_normal_frees;
-	__u32 _pad;
+	/* The reasons among them: bit r of normal_reasons for r < NORMAL_REASON_BITS,
+	 * normal_reasons_high when any is larger. A free whose reason is none of them is a
+	 * drop without a look at the table. */
+	__u32 normal_reasons_high;
+	__u64 normal_reasons[NORMAL_REASON_BITS / 64];
 	struct normal_free normal_frees[NORMAL_FREES_MAX];
 	/* Offsets in nf_tables' structs (its module's BTF, beyond CO-RE's reach, so read
 	 * by user space); nft_chain_name 0 when they are unknown. */
@@ -339,7 +355,6 @@ struct btf_anchor {
 	enum probe_cookie cookie;
 	enum event_kind kind;
 	enum counter_id counter;
-	enum pending_state pending_state;
 	enum nf_verdict verdict;
 	enum skb_identity identity;
 	enum limits limits;
@@ -348,6 +363,7 @@ struct btf_anchor {
 	struct nft_names nft_names;
 	struct nft_freed_key nft_freed_key;
 	struct pcap_packet pcap_packet;
+	struct drop_record drop_record;
 };
 
 #endif

@@ -15,6 +15,7 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_tracing.h>
 #include "identity.h"
+#include "trail.h"
 #include "drops.h"
 
 #define ETH_P_IP 0x0800
@@ -61,23 +62,25 @@ struct {
 	__type(value, struct track);
 } tracked SEC(".maps");
 
-/* Drops-only mode: a followed skb's events until its free says whether it was dropped.
- * User space sizes it with probes.pending_size in that mode and 1 otherwise (unused).
- * LRU: an skb freed unseen must not keep its entry. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 1);
-	__type(key, __u64);
-	__type(value, struct pending);
-} pending SEC(".maps");
-
-/* A new pending entry is built here: it is far bigger than the 512-byte stack. */
+/* Drops-only mode: each CPU's trail of recent events (struct trail). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct pending);
-} pending_scratch SEC(".maps");
+	__type(value, struct trail);
+} trail SEC(".maps");
+
+/* Drops-only mode: a drop's ring record is built here: it is far bigger than the
+ * 512-byte stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct drop_record);
+} drop_scratch SEC(".maps");
+
+_Static_assert(__builtin_offsetof(struct event, ct_saddr) == TRAIL_RECORD,
+	       "a trail record is the event up to ct_saddr");
 
 /* The nft table and base chain each followed skb is in while nft_do_chain runs (function
  * backends, bpf/functions.c), until it lets the skb on or the skb's free moves them to
@@ -493,8 +496,27 @@ static __always_inline void read_followed(struct event *ev, struct sk_buff *skb,
 	read_gso(ev, skb, direct);
 }
 
+/* Zeroes the bytes of a 16-byte name (two little-endian words) from its first NUL on,
+ * as a string read leaves them: a renamed device keeps its old name's bytes behind the
+ * NUL, and the interface filter compares all 16. The lowest byte the zero-byte test
+ * flags is always the first NUL. */
+static __always_inline void name_to_nul(__u64 *w)
+{
+	const __u64 ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+	__u64 z = (w[0] - ones) & ~w[0] & highs;
+	if (z) {
+		w[0] &= ((z & -z) >> 7) - 1;
+		w[1] = 0;
+		return;
+	}
+	z = (w[1] - ones) & ~w[1] & highs;
+	if (z)
+		w[1] &= ((z & -z) >> 7) - 1;
+}
+
 /* The device's index, name and namespace; dev is typed by BTF where direct. The name is
- * read up to its NUL, as the interface filter compares it whole. */
+ * read up to its NUL, as the interface filter compares it whole: with plain loads where
+ * direct (a string read is a helper call copying byte by byte). */
 static __always_inline void read_dev(struct event *ev, struct net_device *dev, bool direct)
 {
 	if (!dev)
@@ -502,10 +524,13 @@ static __always_inline void read_dev(struct event *ev, struct net_device *dev, b
 	if (direct) {
 		ev->ifindex = dev->ifindex;
 		ev->netns = dev->nd_net.net->ns.inum;
-	} else {
-		ev->ifindex = BPF_CORE_READ(dev, ifindex);
-		ev->netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+		__u64 w[2] = {*(const __u64 *)&dev->name[0], *(const __u64 *)&dev->name[8]};
+		name_to_nul(w);
+		__builtin_memcpy(ev->ifname, w, sizeof(w));
+		return;
 	}
+	ev->ifindex = BPF_CORE_READ(dev, ifindex);
+	ev->netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
 	BPF_CORE_READ_STR_INTO(&ev->ifname, dev, name);
 }
 
@@ -785,17 +810,16 @@ static __always_inline void remember(__u64 key, const struct track *t)
  * Decides whether ev (already filled from skb) is sent; t is the skb's tracked entry
  * (first_look), or NULL. An skb already remembered is always followed; an unknown one
  * is followed from here on when it is an IP packet matching every filter. Frees forget
- * the skb. *fresh tells drops-only mode
- * whether ev is the first event of the skb's life that is followed; it is a separate
- * output, not part of the result, so that without drops-only the verifier sees one
- * result and prunes the paths after it as before. *delivered says whether a reader
- * copied from the skb, which a free's class depends on.
+ * the skb. *delivered says whether a reader copied from the skb, which a free's class
+ * depends on. Drops-only mode remembers nothing: the trail keeps the events of every
+ * skb matching the filters at that hook, and a drop finds its own there (on_free_trail).
  */
 static __always_inline bool follow(struct event *ev, struct sk_buff *skb, struct track *t, enum follow_mode mode,
-				   enum l3_hint hint, bool direct, bool *fresh, bool *delivered)
+				   enum l3_hint hint, bool direct, bool *delivered)
 {
-	*fresh = false;
 	*delivered = false;
+	if (filter.drops_only)
+		return matches(ev, skb);
 	__u64 key = ev->skb;
 	if (t) {
 		if (same_skb(t, ev, mode)) {
@@ -816,7 +840,6 @@ static __always_inline bool follow(struct event *ev, struct sk_buff *skb, struct
 	 * whose entry was another skb's. */
 	if (t && !pcap_matches(skb, hint, direct))
 		return false;
-	*fresh = true;
 	if (mode == FOLLOW_FREE)
 		return true;
 	struct track nt = {
@@ -832,95 +855,78 @@ static __always_inline bool follow(struct event *ev, struct sk_buff *skb, struct
 	return true;
 }
 
-static __always_inline void emit(const struct event *ev)
+/* Writes size bytes at data as one ring record, of n events. */
+static __always_inline void emit_record(const void *data, __u64 size, __u32 n)
 {
 	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= ring_wake_bytes ? BPF_RB_FORCE_WAKEUP
 										      : BPF_RB_NO_WAKEUP;
-	if (bpf_ringbuf_output(&events, (void *)ev, sizeof(*ev), flags))
-		count(COUNTER_RINGBUF_FULL);
+	if (bpf_ringbuf_output(&events, (void *)data, size, flags))
+		count_n(COUNTER_RINGBUF_FULL, n);
 }
 
-/*
- * Drops-only mode: the pending entry of skb. The first event of an skb's life starts it
- * afresh: an entry still holding events belonged to an skb freed where no tracepoint
- * saw it, so not known to be dropped. An entry missing for a later event was evicted.
- */
-static __always_inline struct pending *pending_entry(__u64 skb, bool fresh)
+static __always_inline void emit(const struct event *ev)
 {
-	struct pending *p = bpf_map_lookup_elem(&pending, &skb);
-	if (p) {
-		if (fresh) {
-			if (p->state == PENDING_HOLD && p->count)
-				count_n(COUNTER_HELD_DISCARDED, p->count);
-			p->count = 0;
-			p->state = PENDING_HOLD;
-			p->overflow = 0;
-		}
-		return p;
-	}
-	if (!fresh)
-		count(COUNTER_HELD_EVICTED);
+	emit_record(ev, sizeof(*ev), 1);
+}
+
+/* Drops-only mode: the slot of this CPU's trail the next event goes to. The slot is
+ * taken with an atomic add: a program may be interrupted on its CPU by another's. */
+static __always_inline struct trail_record *trail_slot(void)
+{
 	__u32 zero = 0;
-	struct pending *s = bpf_map_lookup_elem(&pending_scratch, &zero);
-	if (!s)
+	struct trail *t = bpf_map_lookup_elem(&trail, &zero);
+	if (!t)
 		return NULL;
-	s->count = 0;
-	s->state = PENDING_HOLD;
-	s->overflow = 0;
-	if (bpf_map_update_elem(&pending, &skb, s, BPF_ANY)) {
-		if (fresh)
-			count(COUNTER_HELD_EVICTED);
-		return NULL;
-	}
-	return bpf_map_lookup_elem(&pending, &skb);
+	__u64 i = __sync_fetch_and_add(&t->next, 1);
+	return &t->slots[i & (TRAIL_SLOTS - 1)];
 }
 
-/* Drops-only mode: keeps ev until its skb's free decides, or settles it at once when
- * the free came first (exits of functions the skb was freed in). */
-static __always_inline void hold(const struct event *ev, bool fresh)
+/* Drops-only mode: keeps ev in the trail, where its skb's drop may find it. */
+static __always_inline void trail_write(const struct event *ev)
 {
-	struct pending *p = pending_entry(ev->skb, fresh);
-	if (!p)
+	struct trail_record *r = trail_slot();
+	if (!r)
 		return;
-	if (p->state == PENDING_DROPPED) {
-		emit(ev);
-		return;
-	}
-	if (p->state == PENDING_FREED) {
-		count(COUNTER_HELD_DISCARDED);
-		return;
-	}
-	__u32 i = p->count;
-	if (i >= HELD_MAX - 1) {
-		if (!p->overflow) {
-			p->overflow = 1;
-			count(COUNTER_HELD_OVERFLOW);
-		}
-		return;
-	}
-	__builtin_memcpy(&p->events[i], ev, sizeof(*ev));
-	p->count = i + 1;
-	count(COUNTER_HELD);
+	__builtin_memcpy(r, ev, sizeof(*r));
+	count(COUNTER_TRAIL);
 }
 
-/* Sends the event of a followed skb: at once, or held back in drops-only mode. The
- * drops-only path is pruned by the verifier when the mode is off. */
-static __always_inline void send(const struct event *ev, bool fresh)
+/* Drops-only mode: marks the end of an skb's life in the trail, so that a drop of the
+ * next skb at its address looks no further back. */
+static __always_inline void trail_tombstone(__u64 skb, __u16 probe)
+{
+	struct event *r = (void *)trail_slot();
+	if (!r)
+		return;
+	r->skb = skb;
+	r->probe = probe;
+}
+
+/* Drops-only mode: trail_walk (trail.h) over this CPU's trail. */
+static __always_inline struct trail_found trail_collect(struct drop_record *d)
+{
+	__u32 zero = 0;
+	struct trail *t = bpf_map_lookup_elem(&trail, &zero);
+	if (!t)
+		return (struct trail_found){};
+	return trail_walk(t, d);
+}
+
+/* Sends the event of a followed skb: at once, or into the trail in drops-only mode.
+ * The drops-only path is pruned by the verifier when the mode is off. */
+static __always_inline void send(const struct event *ev)
 {
 	if (filter.drops_only)
-		hold(ev, fresh);
+		trail_write(ev);
 	else
 		emit(ev);
 }
 
-/* Sends the free event of a followed skb. In drops-only mode a drop sends the held
- * events first, in order, and a normal free discards them; exits that come later
- * share their fate. */
 /* At a drop's free, the nft names nft_do_chain left for the skb go where only this free
  * event finds them. */
 static __always_inline void keep_nft_names(const struct event *ev)
 {
-	if (ev->free_class != FREE_DROP)
+	if (ev->free_class != FREE_DROP || !kcfg.nft_chain_name)
 		return;
 	struct nft_names *n = bpf_map_lookup_elem(&nft_drops, &ev->skb);
 	if (!n)
@@ -930,37 +936,11 @@ static __always_inline void keep_nft_names(const struct event *ev)
 	bpf_map_delete_elem(&nft_drops, &ev->skb);
 }
 
-static __always_inline void send_free(const struct event *ev, bool fresh)
+/* Sends the free event of a followed skb, with its nft names when it is a drop. */
+static __always_inline void send_free(const struct event *ev)
 {
 	keep_nft_names(ev);
-	if (!filter.drops_only) {
-		emit(ev);
-		return;
-	}
-	bool drop = ev->free_class == FREE_DROP;
-	struct pending *p = pending_entry(ev->skb, fresh);
-	if (!p) {
-		if (drop)
-			emit(ev);
-		else
-			count(COUNTER_HELD_DISCARDED);
-		return;
-	}
-	__u32 n = p->state == PENDING_HOLD ? p->count : 0;
-	if (drop) {
-		for (__u32 i = 0; i < HELD_MAX - 1; i++) {
-			if (i >= n)
-				break;
-			emit(&p->events[i]);
-		}
-		count_n(COUNTER_HELD_SENT, n);
-		emit(ev);
-		p->state = PENDING_DROPPED;
-	} else {
-		count_n(COUNTER_HELD_DISCARDED, n + 1);
-		p->state = PENDING_FREED;
-	}
-	p->count = 0;
+	emit(ev);
 }
 
 /* An empty event of an skb at a probe: nothing read yet. */
@@ -1023,11 +1003,13 @@ static __always_inline bool first_look(struct event *ev, struct sk_buff *skb, en
 static __always_inline void follow_and_send(struct event *ev, struct sk_buff *skb, struct track *t,
 					    enum follow_mode mode, enum l3_hint hint, bool direct)
 {
-	bool fresh, delivered;
-	if (!follow(ev, skb, t, mode, hint, direct, &fresh, &delivered))
+	bool delivered;
+	if (!follow(ev, skb, t, mode, hint, direct, &delivered))
 		return;
-	read_followed(ev, skb, direct);
-	send(ev, fresh);
+	/* The trail keeps no more than an event's head (trail_record). */
+	if (!filter.drops_only)
+		read_followed(ev, skb, direct);
+	send(ev);
 }
 
 #endif

@@ -1,5 +1,6 @@
 /* Runs free_class (bpf/headers/drops.h) on the host. stdin: the number of normal frees,
- * then each as "lo hi reason need class", then cases as "is_kfree reason location len
+ * then each as "lo hi reason need class", then the reason bits (collector/frees.go,
+ * normalReasonBits) as "high word0 word1", then cases as "is_kfree reason location len
  * delivered", all decimal; prints each case's enum free_class value. */
 #include <stdbool.h>
 #include <stdio.h>
@@ -34,6 +35,8 @@ int main(void)
 		f->need = need;
 		f->class = class;
 	}
+	if (scanf("%u %llu %llu", &cfg.normal_reasons_high, &cfg.normal_reasons[0], &cfg.normal_reasons[1]) != 3)
+		return 1;
 	unsigned long long location;
 	unsigned int is_kfree, reason, len, delivered;
 	while (scanf("%u %u %llu %u %u", &is_kfree, &reason, &location, &len, &delivered) == 5)

@@ -63,7 +63,6 @@ func badInvocations(t *testing.T) []badInvocation {
 		flag("--ring-size", "0", "probes.ring_size"),
 		flag("--track-size", "2000000000", "probes.track_size"),
 		flag("--track-size", "0", "probes.track_size"),
-		flag("--pending-size", "1000000000", "probes.pending_size"),
 		flag("--stack-size", "10000000", "probes.stack_size"),
 		flag("--max-flows", "0", "limits.flows"),
 		flag("--max-flows", "100000000", "limits.flows"),

@@ -149,7 +149,6 @@ func run(ctx context.Context, cfg config.Config, stopping *stopProgress) error {
 		collector.WithFilter(cfg.Filter),
 		collector.WithRingSize(cfg.Probes.RingSize),
 		collector.WithTrackSize(cfg.Probes.TrackSize),
-		collector.WithPendingSize(cfg.Probes.PendingSize),
 		collector.WithBTF(cfg.BTF),
 		collector.WithBackend(backend),
 		collector.WithFunctions(cfg.Probes.Functions),
@@ -367,7 +366,7 @@ type lossWatch struct{ seen bool }
 // lost sums what was lost rather than left out by choice: events the ring could not
 // hold, spans a full table evicted or a sink dropped, skbs the kernel could not track.
 func lost(c collector.Stats, s spanner.Stats, sinks []sinkStats) uint64 {
-	n := c.EventsLost + c.TrackFailed + c.CallsFull + c.HeldOverflow + c.HeldEvicted +
+	n := c.EventsLost + c.TrackFailed + c.CallsFull +
 		s.PacketsEvicted + s.WindowsEvicted + s.SpansHeldEvicted
 	for _, o := range sinks {
 		n += o.Dropped
@@ -426,11 +425,9 @@ func logStats(log *slog.Logger, msg string, loss *lossWatch, cfg config.Config, 
 	)
 	if cfg.Filter.DropsOnly {
 		args = append(args,
-			"held_events", c.HeldEvents,
-			"held_sent", c.HeldSent,
-			"held_discarded", c.HeldDiscarded,
-			"held_overflow", c.HeldOverflow,
-			"held_evicted", c.HeldEvicted,
+			"trail_events", c.TrailEvents,
+			"trail_sent", c.TrailSent,
+			"trail_cut", c.TrailCut,
 		)
 	}
 	if cfg.Probes.Stack {
