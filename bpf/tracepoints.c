@@ -153,7 +153,7 @@ static __always_inline int on_kfree_trail(void *ctx, struct sk_buff *skb, void *
 		count(COUNTER_FREES_NORMAL);
 		return 0;
 	}
-	if (!f.n && !(matches(ev, skb) && pcap_matches(skb, L3_NETWORK_HEADER, direct)))
+	if (!f.matched && !(matches(ev, skb) && pcap_matches(skb, L3_NETWORK_HEADER, direct)))
 		return 0;
 	read_followed(ev, skb, direct);
 	ev->free_class = FREE_DROP;
@@ -223,11 +223,40 @@ static __always_inline int on_free(void *ctx, struct sk_buff *skb, __u16 probe, 
 }
 
 /*
+ * Drops-only mode: delivery to a socket, kept without a look at the skb. What the trail
+ * needs of it is that it happened (a delivered skb's free may be a normal end) and when:
+ * the skb's other events say which packet it is, and a drop of an skb no event of which
+ * matched the filters is not sent for a copy (trail_walk). A reader copying from one skb
+ * again and again leaves one event, not one per read.
+ */
+static __always_inline int on_copy_trail(__u64 skb, int len)
+{
+	__u32 zero = 0;
+	struct trail *t = bpf_map_lookup_elem(&trail, &zero);
+	if (!t)
+		return 0;
+	__u64 next = t->next;
+	const struct event *newest = (const void *)&t->slots[(next - 1) & (TRAIL_SLOTS - 1)];
+	if (next && newest->skb == skb && newest->probe == PROBE_SKB_COPY_DATAGRAM_IOVEC)
+		return 0;
+	struct event *r = (void *)&t->slots[__sync_fetch_and_add(&t->next, 1) & (TRAIL_SLOTS - 1)];
+	__builtin_memset(r, 0, sizeof(struct trail_record));
+	r->skb = skb;
+	r->probe = PROBE_SKB_COPY_DATAGRAM_IOVEC;
+	r->retval = len;
+	stamp_event(r);
+	count(COUNTER_TRAIL);
+	return 0;
+}
+
+/*
  * Delivery to a socket. skb->dev is not read: UDP reuses that field as scratch
  * space once the skb is queued on a socket. The netns comes from the socket.
  */
 static __always_inline int on_copy_datagram(struct sk_buff *skb, int len, bool direct)
 {
+	if (filter.drops_only)
+		return on_copy_trail((__u64)skb, len);
 	struct event ev;
 	struct track *t;
 	begin_event(&ev, (__u64)skb, PROBE_SKB_COPY_DATAGRAM_IOVEC, EVENT_INSTANT);

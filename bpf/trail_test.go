@@ -34,6 +34,7 @@ func TestTrailWalkTakesTheDroppedSkbsOwnEventsOnly(t *testing.T) {
 	tcp := func(skb uint64, probe uint16, seq uint32, ifindex uint32) trailEvent {
 		return trailEvent{skb: skb, probe: probe, l3: 4, l4: 6, seq: seq, ack: 7, flags: 0x10, ifindex: ifindex, netns: 1}
 	}
+	copy := trailEvent{skb: a, probe: copied} // copies keep no tuple (on_copy_trail)
 	udpDrop, tcpDrop := trailEvent{skb: a, l3: 4, l4: 17}, trailEvent{skb: a, l3: 4, l4: 6, seq: 2, ack: 7, flags: 0x10}
 	many := make([]trailEvent, 70)
 	for i := range many {
@@ -46,26 +47,29 @@ func TestTrailWalkTakesTheDroppedSkbsOwnEventsOnly(t *testing.T) {
 		want      []uint64 // ts of the events taken, newest first
 		delivered bool
 		cut       bool
+		unmatched bool // no event taken carries a tuple: none matched the filters
 	}{
 		{"another skb's events are passed over", []trailEvent{udp(a, queue, 2), udp(b, receive, 3), udp(a, receive, 3)}, udpDrop,
-			[]uint64{3, 1}, false, false},
+			[]uint64{3, 1}, false, false, false},
 		{"the tombstone of a free at the address ends the look back", []trailEvent{udp(a, receive, 3), {skb: a, probe: consume}, udp(a, receive, 3)}, udpDrop,
-			[]uint64{3}, false, false},
+			[]uint64{3}, false, false, false},
 		{"a second receive on one device began the life", []trailEvent{udp(a, receive, 3), udp(a, fn, 0), udp(a, receive, 3), udp(a, fn, 0)}, udpDrop,
-			[]uint64{4, 3}, false, false},
+			[]uint64{4, 3}, false, false, false},
 		{"loopback's queueing and receive on one device are one life", []trailEvent{udp(a, queue, 1), udp(a, receive, 1)}, udpDrop,
-			[]uint64{2, 1}, false, false},
+			[]uint64{2, 1}, false, false, false},
 		{"another TCP segment at the address ends the look back", []trailEvent{tcp(a, receive, 1, 3), tcp(a, receive, 2, 4)}, tcpDrop,
-			[]uint64{2}, false, false},
+			[]uint64{2}, false, false, false},
 		{"an event without a protocol says nothing of identity", []trailEvent{tcp(a, receive, 2, 3), {skb: a, probe: fn}}, tcpDrop,
-			[]uint64{2, 1}, false, false},
-		{"copies to a reader after delivery make the skb delivered", []trailEvent{udp(a, receive, 3), udp(a, copied, 0), udp(a, copied, 0)}, udpDrop,
-			[]uint64{3, 2, 1}, true, false},
-		{"a copy older than an event that is no copy was an earlier skb's", []trailEvent{udp(a, copied, 0), udp(a, receive, 3)}, udpDrop,
-			[]uint64{2}, false, false},
+			[]uint64{2, 1}, false, false, false},
+		{"copies to a reader after delivery make the skb delivered", []trailEvent{udp(a, receive, 3), copy, copy}, udpDrop,
+			[]uint64{3, 2, 1}, true, false, false},
+		{"a copy older than an event that is no copy was an earlier skb's", []trailEvent{copy, udp(a, receive, 3)}, udpDrop,
+			[]uint64{2}, false, false, false},
+		{"copies alone say nothing of the filters", []trailEvent{copy}, udpDrop,
+			[]uint64{1}, true, false, true},
 		{"a life longer than the trail is cut, and says so", many, udpDrop,
-			tsRange(70, 7), false, true},
-		{"an empty trail gives nothing", nil, udpDrop, nil, false, false},
+			tsRange(70, 7), false, true, true},
+		{"an empty trail gives nothing", nil, udpDrop, nil, false, false, true},
 	}
 	bin := filepath.Join(t.TempDir(), "trail")
 	build := exec.Command(hostCC(t), "-O2", "-Wall", "-Werror", "-Iheaders", "-o", bin, "testdata/trail_harness.c")
@@ -94,15 +98,16 @@ func TestTrailWalkTakesTheDroppedSkbsOwnEventsOnly(t *testing.T) {
 	for i, c := range cases {
 		f := strings.Fields(lines[i])
 		var got []uint64
-		for _, s := range f[3:] {
+		for _, s := range f[4:] {
 			ts, err := strconv.ParseUint(s, 10, 64)
 			if err != nil {
 				t.Fatal(err)
 			}
 			got = append(got, ts)
 		}
-		if n, _ := strconv.Atoi(f[0]); n != len(got) || !slices.Equal(got, c.want) || (f[1] == "1") != c.delivered || (f[2] == "1") != c.cut {
-			t.Errorf("%s: took %v (n %s, delivered %s, cut %s); want %v, delivered %v, cut %v", c.name, got, f[0], f[1], f[2], c.want, c.delivered, c.cut)
+		if n, _ := strconv.Atoi(f[0]); n != len(got) || !slices.Equal(got, c.want) || (f[1] == "1") != c.delivered || (f[2] == "1") != c.cut || (f[3] == "0") != c.unmatched {
+			t.Errorf("%s: took %v (n %s, delivered %s, cut %s, matched %s); want %v, delivered %v, cut %v, unmatched %v",
+				c.name, got, f[0], f[1], f[2], f[3], c.want, c.delivered, c.cut, c.unmatched)
 		}
 	}
 }

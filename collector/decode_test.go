@@ -448,15 +448,16 @@ func TestDropRecordHandsOverItsSkbsEarlierEventsOldestFirstThenTheDrop(t *testin
 		CtL3: 4, CtL4: 17, CtSaddr: addr16("198.18.0.1"), CtDaddr: addr16("198.18.0.9"), CtSport: 5000, CtDport: 5299})
 	received := tuple(bpf.TracepointsEvent{TsNs: 20, Probe: probeNetifReceiveSKB, Ifindex: 3, Netns: 20, Ifname: ifname("psvb"), Len: 92})
 	queued := tuple(bpf.TracepointsEvent{TsNs: 10, Probe: probeNetDevQueue, Ifindex: 2, Netns: 10, Ifname: ifname("psva"), Len: 92})
-	raw := trailedDrop(t, drop, received, queued)
+	copied := bpf.TracepointsEvent{TsNs: 25, Skb: skb, Probe: probeSKBCopyDatagramIovec, Retval: 92}
+	raw := trailedDrop(t, drop, copied, received, queued)
 
 	rec := &eventRecorder{}
 	c := newRingCollector(t, &fakeRing{})
 	c.decoder = testDecoder(t)
 	c.handle(raw, &spanner.Event{}, rec)
 
-	if len(rec.events) != 3 {
-		t.Fatalf("handled %d events, want the queueing, the receive and the drop", len(rec.events))
+	if len(rec.events) != 4 {
+		t.Fatalf("handled %d events, want the queueing, the receive, the copy and the drop", len(rec.events))
 	}
 	want := []struct {
 		stage   string
@@ -466,6 +467,7 @@ func TestDropRecordHandsOverItsSkbsEarlierEventsOldestFirstThenTheDrop(t *testin
 	}{
 		{"net:net_dev_queue", 1_000_000_010, "psva", false, false},
 		{"net:netif_receive_skb", 1_000_000_020, "psvb", false, false},
+		{"skb:skb_copy_datagram_iovec", 1_000_000_025, "", false, false},
 		{"skb:kfree_skb", 1_000_000_030, "psvb", true, true},
 	}
 	for i, w := range want {
@@ -473,12 +475,15 @@ func TestDropRecordHandsOverItsSkbsEarlierEventsOldestFirstThenTheDrop(t *testin
 		if ev.Stage.Name != w.stage || ev.TimeUnixNano != w.ts || ev.Ifname != w.ifname || ev.CT.Valid() != w.ct || ev.Drop != w.drp {
 			t.Errorf("event %d: %s at %d on %s, conntrack %v, drop %v; want %+v", i, ev.Stage.Name, ev.TimeUnixNano, ev.Ifname, ev.CT.Valid(), ev.Drop, w)
 		}
-		if ev.SKB != skb || ev.Tuple.DstPort != 5299 || ev.Segments != 2 {
+		if ev.SKB != skb || ev.Segments != 2 || (w.stage != "skb:skb_copy_datagram_iovec" && ev.Tuple.DstPort != 5299) {
 			t.Errorf("event %d: skb %#x, tuple %+v, segments %d: the trail event lost its own or its drop's fields", i, ev.SKB, ev.Tuple, ev.Segments)
 		}
 	}
-	if n := c.eventsRead.Load(); n != 3 {
-		t.Errorf("events read = %d, want 3 (one record of three events)", n)
+	if got := rec.events[2].Netns; got != 20 {
+		t.Errorf("the copy's namespace = %d, want the receive's (20): a copy keeps none of its own", got)
+	}
+	if n := c.eventsRead.Load(); n != 4 {
+		t.Errorf("events read = %d, want 4 (one record of four events)", n)
 	}
 }
 

@@ -132,11 +132,18 @@ func (c *Collector) handle(raw []byte, ev *spanner.Event, h Handler) {
 		return
 	}
 	c.eventsRead.Add(uint64(n) + 1)
+	var netns uint32
 	for i := n - 1; i >= 0; i-- {
 		if err := c.decoder.DecodeTrail(raw, i, ev); err != nil {
 			c.decodeFailed(err)
 			continue
 		}
+		// A copy to a reader is kept without a look at the skb (on_copy_trail): it
+		// happened in the namespace the skb was in before it.
+		if ev.Stage.Deliver && ev.Netns == 0 {
+			ev.Netns = netns
+		}
+		netns = ev.Netns
 		h.HandleEvent(ev)
 	}
 	if err := c.decoder.Decode(raw, ev); err != nil {

@@ -462,10 +462,11 @@ static __always_inline void read_ct(struct event *ev, struct sk_buff *skb, bool 
 	if (!kcfg.ct_tuple || !bpf_core_field_exists(skb->_nfct))
 		return;
 	unsigned long ct = SKB_READ(direct, skb, _nfct) & NFCT_PTRMASK;
-	/* One read of the whole tuple; user space checked that every field lies within it
-	 * at its natural alignment (the verifier requires aligned stack access). */
-	__u32 t[CT_TUPLE_READ / 4];
-	bpf_probe_read_kernel(t, sizeof(t), (void *)(ct + kcfg.ct_tuple));
+	/* One read of the whole tuple (plain loads where read_headers can); user space
+	 * checked that every field lies within it at its natural alignment (the verifier
+	 * requires aligned stack access). */
+	__u64 t[CT_TUPLE_READ / 8];
+	read_headers(t, (void *)(ct + kcfg.ct_tuple), CT_TUPLE_READ / 8, direct);
 	void *b = t;
 	/* Any other family (a template's zeroed tuple, a failed read) gives 0: no tuple. */
 	__u16 family = *(__u16 *)(b + kcfg.ct_l3num);
@@ -485,6 +486,12 @@ static __always_inline void read_gso(struct event *ev, struct sk_buff *skb, bool
 	unsigned char *head = SKB_READ(direct, skb, head);
 	unsigned int end = SKB_READ(direct, skb, end);
 	struct skb_shared_info *shinfo = (void *)(head + end);
+	if (direct && kcfg.plain_header_loads) {
+		/* Typed by the cast, so the load is a plain one, as read_headers' are. */
+		const struct skb_shared_info *s = bpf_rdonly_cast(shinfo, bpf_core_type_id_kernel(struct skb_shared_info));
+		ev->gso_segs = s->gso_segs;
+		return;
+	}
 	ev->gso_segs = BPF_CORE_READ(shinfo, gso_segs);
 }
 

@@ -37,6 +37,7 @@ struct trail_found {
 	__u32 n;
 	bool delivered; /* a reader copied from the skb */
 	bool cut;       /* the trail's oldest slot was the skb's: older events may be gone */
+	bool matched;   /* an event taken matched the filters (one with a tuple: copies have none) */
 };
 
 /* The trail walk: bpf_loop's context. */
@@ -84,6 +85,7 @@ static long trail_step(__u32 i, void *data)
 	}
 	__builtin_memcpy(&w->d->trail[n & (TRAIL_SLOTS - 1)], r, sizeof(struct trail_record));
 	w->f.n = n + 1;
+	w->f.matched |= r->l3 != 0;
 	w->f.cut = i == TRAIL_SLOTS - 1;
 	return 0;
 }

@@ -1,7 +1,7 @@
 /* Runs trail_walk (bpf/headers/trail.h) on the host. stdin, per case: "trail N", then N
  * events oldest first as "skb probe l3 l4 seq ack flags ifindex netns" (the i-th gets
  * ts_ns i + 1; past TRAIL_SLOTS they wrap around as in the kernel), then the drop as
- * "drop skb l3 l4 seq ack flags". Prints per case "n delivered cut" and the ts_ns of
+ * "drop skb l3 l4 seq ack flags". Prints per case "n delivered cut matched" and the ts_ns of
  * each event taken, newest first, on one line. Numbers are C literals. */
 #include <stdbool.h>
 #include <stddef.h>
@@ -50,7 +50,7 @@ int main(void)
 		d.event = (struct event){.skb = v[0], .probe = PROBE_KFREE_SKB, .l3 = v[1], .l4 = v[2],
 					 .tcp_seq = v[3], .tcp_ack = v[4], .tcp_flags = v[5]};
 		struct trail_found f = trail_walk(&t, &d);
-		printf("%u %d %d", f.n, f.delivered, f.cut);
+		printf("%u %d %d %d", f.n, f.delivered, f.cut, f.matched);
 		for (__u32 i = 0; i < f.n && i < TRAIL_SLOTS; i++)
 			printf(" %llu", (unsigned long long)((const struct event *)&d.trail[i])->ts_ns);
 		printf("\n");
