@@ -169,7 +169,7 @@ func spanRoom(s *spanner.Span) int {
 	if len(s.Attrs) > 0 || len(s.Events) > 0 || len(s.Links) > 0 || s.Status != spanner.StatusUnset {
 		return 2
 	}
-	n := 2 + len(s.TraceID) + 2 + len(s.SpanID) + 9 + 5 // IDs, end, flags
+	n := 2 + len(s.TraceID) + 2 + len(s.SpanID) + 9 + 6 // IDs, end, flags (field 16: a two-byte tag)
 	if s.ParentID != (spanner.SpanID{}) {
 		n += 2 + len(s.ParentID)
 	}
