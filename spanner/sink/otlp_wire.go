@@ -281,11 +281,13 @@ func appendKeyValue(b []byte, field int, kv *attribute.KeyValue) []byte {
 		return appendBytesField(b, anyString, v)
 	case attribute.INT64:
 		v := uint64(kv.Value.AsInt64())
-		if v < 0x80 && short && keyLen+2+2 < 0x80 {
-			b = append(b, byte(field<<3|wireBytes), byte(keyLen+2+2), kvKey<<3|wireBytes, byte(len(key)))
-			return append(append(b, key...), kvValue<<3|wireBytes, 2, anyInt<<3|wireVarint, byte(v))
+		anyLen := 1 + uvarintLen(v)
+		if short && keyLen+2+anyLen < 0x80 {
+			b = append(b, byte(field<<3|wireBytes), byte(keyLen+2+anyLen), kvKey<<3|wireBytes, byte(len(key)))
+			b = append(append(b, key...), kvValue<<3|wireBytes, byte(anyLen), anyInt<<3|wireVarint)
+			return binary.AppendUvarint(b, v)
 		}
-		b = appendScalarHead(b, field, key, 1+uvarintLen(v))
+		b = appendScalarHead(b, field, key, anyLen)
 		return appendVarintField(b, anyInt, v)
 	case attribute.BOOL:
 		b = appendScalarHead(b, field, key, 2)
