@@ -1,6 +1,8 @@
 package spanner
 
 import (
+	"slices"
+
 	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/pktspan/pktspan/spanner/attrkey"
@@ -110,7 +112,11 @@ func (s *Spanner) exportPacket(p *packet, pl place) {
 	}
 	b.attrs = append(b.attrs, attrkey.PacketEnd.String(endNames[p.cause]))
 
-	pkt := Span{
+	// The group is filled in place: a Span is some 200 bytes, and building each in a
+	// local and appending it copied every one once more.
+	g := slices.Grow(b.group[:0], 1+len(p.stages))[:1]
+	pkt := &g[0]
+	*pkt = Span{
 		TraceID:       pl.trace,
 		SpanID:        p.id,
 		ParentID:      pl.parent,
@@ -161,7 +167,6 @@ func (s *Spanner) exportPacket(p *packet, pl place) {
 	if n := len(b.links); n > 0 {
 		pkt.Links = b.links[:n:n]
 	}
-	g := append(b.group[:0], pkt)
 
 	b.ids = b.ids[:0]
 	for range p.stages {
@@ -213,7 +218,9 @@ func (s *Spanner) exportPacket(p *packet, pl place) {
 		if st.parent >= 0 {
 			parent = b.ids[st.parent]
 		}
-		span := Span{
+		g = g[:len(g)+1]
+		span := &g[len(g)-1]
+		*span = Span{
 			TraceID:       pkt.TraceID,
 			SpanID:        b.ids[k],
 			ParentID:      parent,
@@ -227,7 +234,6 @@ func (s *Spanner) exportPacket(p *packet, pl place) {
 		if len(b.attrs) > from {
 			span.Attrs = b.carve(from)
 		}
-		g = append(g, span)
 	}
 	sortByStart(g[1:])
 	b.group = g

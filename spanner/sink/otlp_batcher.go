@@ -54,10 +54,6 @@ func (w *wireBatch) release() {
 	}
 }
 
-// freeBatches bounds the sent batches kept for reuse; more come back only after the
-// queue was full, and those the garbage collector takes.
-const freeBatches = 4
-
 // A batch whose export failed for a reason that may pass (the collector down,
 // overloaded, too slow) is sent again after retryFirst, the wait doubling up to
 // retryMax, for as long as it takes: meanwhile the queue keeps taking batches and drops
@@ -129,18 +125,28 @@ type batcher struct {
 	sendErr   atomic.Pointer[error]
 }
 
+// inFlightBatches is how many batches live outside the queue besides the free ones:
+// the one being filled, the one being sent and the one gRPC may still be writing. A
+// batch is allocated only when none is free, so at most the queue's batches and these
+// ever exist, and the free list holds every one that comes back: while the sender
+// drains a backlog faster than the producer refills it, a shorter list would hand
+// batches of hundreds of kilobytes to the garbage collector only for the producer to
+// allocate them again.
+const inFlightBatches = 3
+
 // newBatcher starts the flushing and sending goroutines; shutdown stops them.
 // cfg's sizes and delay must be positive.
 func newBatcher(exp batchExporter, cfg batcherConfig) *batcher {
 	sendCtx, cancelSend := context.WithCancel(context.Background())
+	queueBatches := max(1, cfg.queueSize/cfg.batchSize)
 	b := &batcher{
 		exp:        exp,
 		endpoint:   cfg.endpoint,
 		log:        cfg.log,
 		batchSize:  cfg.batchSize,
 		head:       exp.headroom(),
-		queue:      make(chan *wireBatch, max(1, cfg.queueSize/cfg.batchSize)),
-		free:       make(chan *wireBatch, freeBatches),
+		queue:      make(chan *wireBatch, queueBatches),
+		free:       make(chan *wireBatch, queueBatches+inFlightBatches),
 		stopFlush:  make(chan struct{}),
 		flushDone:  make(chan struct{}),
 		sendDone:   make(chan struct{}),

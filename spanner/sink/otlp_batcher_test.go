@@ -292,3 +292,26 @@ func TestBatcherQueueFullDuringAnOutageNamesTheOutageNotTheRate(t *testing.T) {
 		t.Errorf("stats = %+v, want 14 exported after the outage and 7 dropped", st)
 	}
 }
+
+func TestBatcherKeepsForReuseEveryBatchADrainedBacklogReturns(t *testing.T) {
+	exp := newFakeExporter(t)
+	exp.block = make(chan struct{})
+	// A queue of four batches of two spans.
+	b := newTestBatcher(exp, 8, 2, time.Hour, nil)
+	group := tcpGroup()[:2]
+	b.add(group)
+	exp.waitCalls(1) // the sender holds this batch
+	for range 4 {
+		b.add(group)
+	}
+	close(exp.block) // the sender drains the backlog while nothing is added
+	exp.waitCalls(4)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(b.free) < 5 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if n := len(b.free); n != 5 {
+		t.Errorf("%d of the 5 sent batches kept for reuse", n)
+	}
+	shutdownBatcher(t, b)
+}

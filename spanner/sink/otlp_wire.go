@@ -152,24 +152,58 @@ func closeMessage(b []byte, start, room int) []byte {
 	return b
 }
 
+// Tags of the span fields written on every span, each a single byte.
+const (
+	tagTraceID  = spanTraceID<<3 | wireBytes
+	tagSpanID   = spanSpanID<<3 | wireBytes
+	tagParentID = spanParentSpanID<<3 | wireBytes
+	tagKind     = spanKind<<3 | wireVarint
+	tagStart    = spanStart<<3 | wireFixed64
+	tagEnd      = spanEnd<<3 | wireFixed64
+)
+
+// spanRoom is the room to reserve for s's length: exactly its length's size when s is
+// a bare span (a stage without attributes, the most common) whose length is known
+// without encoding it, else two bytes, which fit every span but the rare huge one.
+func spanRoom(s *spanner.Span) int {
+	if len(s.Attrs) > 0 || len(s.Events) > 0 || len(s.Links) > 0 || s.Status != spanner.StatusUnset {
+		return 2
+	}
+	n := 2 + len(s.TraceID) + 2 + len(s.SpanID) + 9 + 6 // IDs, end, flags (field 16: a two-byte tag)
+	if s.ParentID != (spanner.SpanID{}) {
+		n += 2 + len(s.ParentID)
+	}
+	if s.Name != "" {
+		n += 1 + uvarintLen(uint64(len(s.Name))) + len(s.Name)
+	}
+	if s.Kind == spanner.SpanKindInternal {
+		n += 2
+	}
+	if s.StartUnixNano != 0 {
+		n += 9
+	}
+	return uvarintLen(uint64(n))
+}
+
 // appendSpan writes s as one ScopeSpans.spans field.
 func appendSpan(b []byte, s *spanner.Span) []byte {
-	b, start := openMessage(b, scopeSpansSpans, 2)
-	b = appendBytesField(b, spanTraceID, s.TraceID[:])
-	b = appendBytesField(b, spanSpanID, s.SpanID[:])
+	room := spanRoom(s)
+	b, start := openMessage(b, scopeSpansSpans, room)
+	b = append(append(b, tagTraceID, byte(len(s.TraceID))), s.TraceID[:]...)
+	b = append(append(b, tagSpanID, byte(len(s.SpanID))), s.SpanID[:]...)
 	if s.ParentID != (spanner.SpanID{}) {
-		b = appendBytesField(b, spanParentSpanID, s.ParentID[:])
+		b = append(append(b, tagParentID, byte(len(s.ParentID))), s.ParentID[:]...)
 	}
 	if s.Name != "" {
 		b = appendBytesField(b, spanName, s.Name)
 	}
 	if s.Kind == spanner.SpanKindInternal {
-		b = appendVarintField(b, spanKind, uint64(tracepb.Span_SPAN_KIND_INTERNAL))
+		b = append(b, tagKind, byte(tracepb.Span_SPAN_KIND_INTERNAL))
 	}
 	if s.StartUnixNano != 0 {
-		b = appendFixed64Field(b, spanStart, uint64(s.StartUnixNano))
+		b = binary.LittleEndian.AppendUint64(append(b, tagStart), uint64(s.StartUnixNano))
 	}
-	b = appendFixed64Field(b, spanEnd, uint64(max(s.EndUnixNano, s.StartUnixNano+minDuration)))
+	b = binary.LittleEndian.AppendUint64(append(b, tagEnd), uint64(max(s.EndUnixNano, s.StartUnixNano+minDuration)))
 	b = appendAttrs(b, spanAttributes, s.Attrs)
 	for i := range s.Events {
 		e := &s.Events[i]
@@ -211,7 +245,7 @@ func appendSpan(b []byte, s *spanner.Span) []byte {
 		b = closeMessage(b, ss, 1)
 	}
 	b = appendFixed32Field(b, spanFlagsField, spanFlags(s.RandomTraceID))
-	return closeMessage(b, start, 2)
+	return closeMessage(b, start, room)
 }
 
 func appendAttrs(b []byte, field int, kvs []attribute.KeyValue) []byte {
@@ -222,67 +256,66 @@ func appendAttrs(b []byte, field int, kvs []attribute.KeyValue) []byte {
 }
 
 // appendKeyValue writes kv. Scalar values, nearly every attribute, have their lengths
-// worked out first so that their bytes are written once, in order; the others go
+// worked out first so that their bytes are written once, in order: when every tag and
+// length fits a byte, as in nearly every attribute, in a few appends. Other values go
 // through appendValue, which moves what it wrote when a length outgrows its byte.
 func appendKeyValue(b []byte, field int, kv *attribute.KeyValue) []byte {
-	var anyLen int
+	key := string(kv.Key)
+	// Room for the key value's tag and length, for the key's, and for the value's: all
+	// single bytes on the short path.
+	keyLen := 0
+	if key != "" {
+		keyLen = 2 + len(key)
+	}
+	short := field < 16 && key != "" && len(key) < 0x80
 	switch kv.Value.Type() {
 	case attribute.STRING:
-		n := len(kv.Value.AsString())
-		anyLen = 1 + uvarintLen(uint64(n)) + n
-	case attribute.INT64:
-		anyLen = 1 + uvarintLen(uint64(kv.Value.AsInt64()))
-	case attribute.BOOL:
-		anyLen = 2
-	case attribute.FLOAT64:
-		anyLen = 9
-	default:
-		b, start := openMessage(b, field, 1)
-		if kv.Key != "" {
-			b = appendBytesField(b, kvKey, string(kv.Key))
-		}
-		b = appendValue(b, kvValue, kv.Value)
-		return closeMessage(b, start, 1)
-	}
-	kvLen := 1 + uvarintLen(uint64(anyLen)) + anyLen
-	if kv.Key != "" {
-		kvLen += 1 + uvarintLen(uint64(len(kv.Key))) + len(kv.Key)
-	}
-	if kvLen < 0x80 && field < 16 && kv.Key != "" {
-		// Every tag and length in one byte, as in nearly every attribute: a few appends.
-		b = append(b, byte(field<<3|wireBytes), byte(kvLen), kvKey<<3|wireBytes, byte(len(kv.Key)))
-		b = append(b, kv.Key...)
-		b = append(b, kvValue<<3|wireBytes, byte(anyLen))
-		switch kv.Value.Type() {
-		case attribute.STRING:
-			v := kv.Value.AsString()
-			b = append(b, anyString<<3|wireBytes, byte(len(v)))
+		v := kv.Value.AsString()
+		if anyLen := 2 + len(v); short && keyLen+2+anyLen < 0x80 {
+			b = append(b, byte(field<<3|wireBytes), byte(keyLen+2+anyLen), kvKey<<3|wireBytes, byte(len(key)))
+			b = append(append(b, key...), kvValue<<3|wireBytes, byte(anyLen), anyString<<3|wireBytes, byte(len(v)))
 			return append(b, v...)
-		case attribute.INT64:
-			return binary.AppendUvarint(append(b, anyInt<<3|wireVarint), uint64(kv.Value.AsInt64()))
-		case attribute.BOOL:
-			return append(b, anyBool<<3|wireVarint, byte(boolVarint(kv.Value.AsBool())))
-		default:
-			return binary.LittleEndian.AppendUint64(append(b, anyDouble<<3|wireFixed64), math.Float64bits(kv.Value.AsFloat64()))
 		}
-	}
-	b = appendTag(b, field, wireBytes)
-	b = binary.AppendUvarint(b, uint64(kvLen))
-	if kv.Key != "" {
-		b = appendBytesField(b, kvKey, string(kv.Key))
-	}
-	b = appendTag(b, kvValue, wireBytes)
-	b = binary.AppendUvarint(b, uint64(anyLen))
-	switch kv.Value.Type() {
-	case attribute.STRING:
-		return appendBytesField(b, anyString, kv.Value.AsString())
+		anyLen := 1 + uvarintLen(uint64(len(v))) + len(v)
+		b = appendScalarHead(b, field, key, anyLen)
+		return appendBytesField(b, anyString, v)
 	case attribute.INT64:
-		return appendVarintField(b, anyInt, uint64(kv.Value.AsInt64()))
+		v := uint64(kv.Value.AsInt64())
+		anyLen := 1 + uvarintLen(v)
+		if short && keyLen+2+anyLen < 0x80 {
+			b = append(b, byte(field<<3|wireBytes), byte(keyLen+2+anyLen), kvKey<<3|wireBytes, byte(len(key)))
+			b = append(append(b, key...), kvValue<<3|wireBytes, byte(anyLen), anyInt<<3|wireVarint)
+			return binary.AppendUvarint(b, v)
+		}
+		b = appendScalarHead(b, field, key, anyLen)
+		return appendVarintField(b, anyInt, v)
 	case attribute.BOOL:
+		b = appendScalarHead(b, field, key, 2)
 		return appendVarintField(b, anyBool, boolVarint(kv.Value.AsBool()))
-	default:
+	case attribute.FLOAT64:
+		b = appendScalarHead(b, field, key, 9)
 		return appendFixed64Field(b, anyDouble, math.Float64bits(kv.Value.AsFloat64()))
 	}
+	b, start := openMessage(b, field, 1)
+	if key != "" {
+		b = appendBytesField(b, kvKey, key)
+	}
+	b = appendValue(b, kvValue, kv.Value)
+	return closeMessage(b, start, 1)
+}
+
+// appendScalarHead writes a key value's tag and length, its key, and its value's tag
+// and length, anyLen: the encoded AnyValue's size.
+func appendScalarHead(b []byte, field int, key string, anyLen int) []byte {
+	kvLen := 1 + uvarintLen(uint64(anyLen)) + anyLen
+	if key != "" {
+		kvLen += 1 + uvarintLen(uint64(len(key))) + len(key)
+	}
+	b = binary.AppendUvarint(appendTag(b, field, wireBytes), uint64(kvLen))
+	if key != "" {
+		b = appendBytesField(b, kvKey, key)
+	}
+	return binary.AppendUvarint(appendTag(b, kvValue, wireBytes), uint64(anyLen))
 }
 
 // uvarintLen is the length of x's varint encoding.
