@@ -796,10 +796,16 @@ static __always_inline bool tuple_matches(const struct event *ev)
 	return ev->l3 && match_addr(ev) && match_port(ev) && match_proto(ev);
 }
 
+/* Whether ev passes the filters that need the device, the namespace or the skb. */
+static __always_inline bool rest_matches(const struct event *ev, struct sk_buff *skb)
+{
+	return match_iface(ev) && match_netns(ev) && match_mark(ev) && match_vlan(skb);
+}
+
 /* Whether ev, an IP packet, passes every filter. */
 static __always_inline bool matches(const struct event *ev, struct sk_buff *skb)
 {
-	return tuple_matches(ev) && match_iface(ev) && match_netns(ev) && match_mark(ev) && match_vlan(skb);
+	return tuple_matches(ev) && rest_matches(ev, skb);
 }
 
 /* Remembers an skb as followed, counting the outcome. */
@@ -825,8 +831,9 @@ static __always_inline bool follow(struct event *ev, struct sk_buff *skb, struct
 				   enum l3_hint hint, bool direct, bool *delivered)
 {
 	*delivered = false;
+	/* Nothing is tracked: first_look found t NULL and checked the tuple already. */
 	if (filter.drops_only)
-		return matches(ev, skb);
+		return rest_matches(ev, skb);
 	__u64 key = ev->skb;
 	if (t) {
 		if (same_skb(t, ev, mode)) {
