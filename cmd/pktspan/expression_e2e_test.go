@@ -36,8 +36,8 @@ import (
 var (
 	exprClient4  = netip.MustParsePrefix("198.18.16.1/30")
 	exprServer4  = netip.MustParsePrefix("198.18.16.2/30")
-	exprClient6  = netip.MustParsePrefix("2001:db8:16::1/64")
-	exprServer6  = netip.MustParsePrefix("2001:db8:16::2/64")
+	exprClient6  = netip.MustParsePrefix("fd00:18:16::1/64")
+	exprServer6  = netip.MustParsePrefix("fd00:18:16::2/64")
 	exprClientV  = netip.MustParsePrefix("198.18.16.5/30")
 	exprServerV  = netip.MustParsePrefix("198.18.16.6/30")
 	exprVLAN     = 100 // on the second veth, tagged by tc
