@@ -16,7 +16,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -34,8 +36,8 @@ import (
 var (
 	exprClient4  = netip.MustParsePrefix("198.18.16.1/30")
 	exprServer4  = netip.MustParsePrefix("198.18.16.2/30")
-	exprClient6  = netip.MustParsePrefix("2001:db8:16::1/64")
-	exprServer6  = netip.MustParsePrefix("2001:db8:16::2/64")
+	exprClient6  = netip.MustParsePrefix("fd00:18:16::1/64")
+	exprServer6  = netip.MustParsePrefix("fd00:18:16::2/64")
 	exprClientV  = netip.MustParsePrefix("198.18.16.5/30")
 	exprServerV  = netip.MustParsePrefix("198.18.16.6/30")
 	exprVLAN     = 100 // on the second veth, tagged by tc
@@ -295,6 +297,15 @@ func (l *exprLab) traffic(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// captureBufferKiB is tcpdump's capture buffer (-B). In immediate mode libpcap gives
+// every packet a ring frame sized for the largest packet the device may pass up, and a
+// veth, which offloads segmentation, may pass 64 KiB ones: the default 2 MiB buffer
+// holds about 35 frames, fewer than one round's packets on the lab's veth (about 55,
+// sent within milliseconds). A tcpdump not scheduled for those milliseconds on a busy
+// host lost the rest of the round ("packets dropped by kernel"), and its capture lacked
+// packets pktspan rightly followed. 32 MiB holds about 500.
+const captureBufferKiB = 32 << 10
+
 // capture is one tcpdump writing everything on an interface to a file.
 type capture struct {
 	cmd    *exec.Cmd
@@ -307,7 +318,8 @@ type capture struct {
 func startCapture(t *testing.T, tcpdump string, ns *netns.NS, dev, path string) *capture {
 	t.Helper()
 	c := &capture{path: path, done: make(chan struct{})}
-	c.cmd = exec.Command("ip", "netns", "exec", ns.Name(), tcpdump, "-i", dev, "-n", "-p", "-U", "--immediate-mode", "-s", "0", "-w", path)
+	c.cmd = exec.Command("ip", "netns", "exec", ns.Name(), tcpdump, "-i", dev, "-n", "-p", "-U", "--immediate-mode", "-s", "0",
+		"-B", strconv.Itoa(captureBufferKiB), "-w", path)
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -341,7 +353,9 @@ func startCapture(t *testing.T, tcpdump string, ns *netns.NS, dev, path string) 
 	return c
 }
 
-// stop ends the capture as Ctrl-C does, so that the file is complete.
+// stop ends the capture as Ctrl-C does, so that the file is complete, and fails the
+// test if the kernel dropped packets before tcpdump read them: the capture is the
+// reference, and one with holes would blame pktspan for packets it rightly followed.
 func (c *capture) stop(t *testing.T) {
 	t.Helper()
 	_ = c.cmd.Process.Signal(os.Interrupt)
@@ -351,7 +365,18 @@ func (c *capture) stop(t *testing.T) {
 		t.Fatalf("tcpdump did not stop: %s", c.stderr.String())
 	}
 	_ = c.cmd.Wait()
+	m := kernelDrops.FindStringSubmatch(c.stderr.String())
+	if m == nil {
+		t.Fatalf("tcpdump did not say how many packets the kernel dropped: %s", c.stderr.String())
+	}
+	if m[1] != "0" {
+		t.Fatalf("tcpdump's capture %s is incomplete, not a reference: %s", c.path, c.stderr.String())
+	}
 }
+
+// kernelDrops is the count tcpdump reports on exit of the packets its capture buffer had
+// no room for.
+var kernelDrops = regexp.MustCompile(`(?m)^(\d+) packets? dropped by kernel$`)
 
 // followedKeys are the packets a run followed, each with its span's attributes as JSON
 // to tell about.

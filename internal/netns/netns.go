@@ -6,8 +6,8 @@
 // processes and a developer's own namespaces are never touched.
 //
 // Addresses: links take only test addresses, 198.18.0.0/15 (RFC 2544, benchmarking) for
-// IPv4 and 2001:db8::/32 (RFC 3849, documentation) for IPv6, so test traffic can never
-// leave for a real network.
+// IPv4 and fd00::/8 (RFC 4193, unique local addresses) for IPv6, so test traffic can
+// never leave for a real network.
 package netns
 
 import (
@@ -41,7 +41,7 @@ var (
 	validName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
 
 	testNet4 = netip.MustParsePrefix("198.18.0.0/15")
-	testNet6 = netip.MustParsePrefix("2001:db8::/32")
+	testNet6 = netip.MustParsePrefix("fd00::/8")
 )
 
 // NS is one network namespace created by New.
@@ -164,7 +164,7 @@ var linkSeq atomic.Uint64
 
 // Link joins a and b with a veth pair, assigns addrA on a's end and addrB on b's (IPv6
 // without duplicate address detection, so it is usable at once) and sets both ends up.
-// Addresses must lie in 198.18.0.0/15 or 2001:db8::/32. It returns the interface names,
+// Addresses must lie in 198.18.0.0/15 or fd00::/8. It returns the interface names,
 // veth<n>a in a and veth<n>b in b.
 func Link(a, b *NS, addrA, addrB netip.Prefix, opts ...LinkOption) (ifA, ifB string, err error) {
 	var o linkOptions

@@ -48,8 +48,8 @@ func netnsList(t *testing.T) string {
 var (
 	clientAddr  = netip.MustParsePrefix("198.18.0.1/24")
 	serverAddr  = netip.MustParsePrefix("198.18.0.2/24")
-	clientAddr6 = netip.MustParsePrefix("2001:db8::1/64")
-	serverAddr6 = netip.MustParsePrefix("2001:db8::2/64")
+	clientAddr6 = netip.MustParsePrefix("fd00:18::1/64")
+	serverAddr6 = netip.MustParsePrefix("fd00:18::2/64")
 )
 
 func TestLinkedNamespacesCarryTCPUDPAndPingAndNftDrops(t *testing.T) {
@@ -223,7 +223,7 @@ func TestNewAndLinkRejectBadNamesAndNonTestAddresses(t *testing.T) {
 		t.Error("New accepted a label with a slash")
 	}
 	a, b := newNS(t, "rej-a"), newNS(t, "rej-b")
-	for _, p := range []string{"10.0.0.1/24", "192.168.1.1/24", "198.16.0.1/24", "2001:db9::1/64", "198.18.0.1/8"} {
+	for _, p := range []string{"10.0.0.1/24", "192.168.1.1/24", "198.16.0.1/24", "2001:db8::1/64", "fc00::1/64", "fd00::1/7", "198.18.0.1/8"} {
 		if _, _, err := Link(a, b, netip.MustParsePrefix(p), serverAddr); err == nil {
 			t.Errorf("Link accepted %s", p)
 		}

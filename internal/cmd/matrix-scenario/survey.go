@@ -19,8 +19,8 @@ import (
 
 // The survey's IPv6 addresses on the lab's veth.
 var (
-	surveyClient6 = netip.MustParsePrefix("2001:db8:18::1/64")
-	surveyServer6 = netip.MustParsePrefix("2001:db8:18::2/64")
+	surveyClient6 = netip.MustParsePrefix("fd00:18:18::1/64")
+	surveyServer6 = netip.MustParsePrefix("fd00:18:18::2/64")
 	// surveySpoofed is a client address the router has no route back to: rp_filter drops
 	// what comes from it.
 	surveySpoofed = netip.MustParsePrefix("198.18.1.5/32")
@@ -50,7 +50,7 @@ func runSurvey(ctx context.Context, lab *netns.Lab, bin, backend string, dropsOn
 			c.Close()
 		}
 	}()
-	args := []string{"--backend", backend, "--filter-addr", "198.18.0.0/15", "--filter-addr", "2001:db8:18::/64"}
+	args := []string{"--backend", backend, "--filter-addr", "198.18.0.0/15", "--filter-addr", "fd00:18:18::/64"}
 	if dropsOnly {
 		args = append(args, "--drops-only")
 	}
