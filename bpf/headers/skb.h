@@ -872,9 +872,13 @@ static __always_inline bool follow(struct event *ev, struct sk_buff *skb, struct
 /* Writes size bytes at data as one ring record, of n events. */
 static __always_inline void emit_record(const void *data, __u64 size, __u32 n)
 {
-	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= ring_wake_bytes ? BPF_RB_FORCE_WAKEUP
-										      : BPF_RB_NO_WAKEUP;
-	if (bpf_ringbuf_output(&events, (void *)data, size, flags))
+	/* Only the record that takes the ring past the mark wakes the reader: above it the
+	 * reader is awake already (it sleeps only on an empty ring) or polls within its
+	 * interval, and waking it for every record while it catches up cost each record a
+	 * wakeup, the very cost the mark avoids. */
+	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	bool wake = !ring_wake_bytes || (avail < ring_wake_bytes && avail + size >= ring_wake_bytes);
+	if (bpf_ringbuf_output(&events, (void *)data, size, wake ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP))
 		count_n(COUNTER_RINGBUF_FULL, n);
 }
 
