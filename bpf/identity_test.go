@@ -24,6 +24,18 @@ func hostCC(t *testing.T) string {
 	return ""
 }
 
+// buildHarness compiles testdata/NAME_harness.c, which includes a probes' header, for
+// the host, and returns the binary.
+func buildHarness(t *testing.T, name string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), name)
+	build := exec.Command(hostCC(t), "-O2", "-Wall", "-Werror", "-Iheaders", "-o", bin, "testdata/"+name+"_harness.c")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the %s harness: %v\n%s", name, err, out)
+	}
+	return bin
+}
+
 // The kernel side's same_skb, compiled for the host from the very header the probes
 // include, answers every shared fixture as it says. spanner's
 // TestIsNewSKBAgreesWithTheKernelFixtures checks the Go side against the same cases.
@@ -32,11 +44,7 @@ func TestSameSKBInTheProbesAnswersTheSharedFixtures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(t.TempDir(), "identity")
-	build := exec.Command(hostCC(t), "-O2", "-Wall", "-Werror", "-Iheaders", "-o", bin, "testdata/identity_harness.c")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the harness: %v\n%s", err, out)
-	}
+	bin := buildHarness(t, "identity")
 	var in bytes.Buffer
 	for _, c := range cases {
 		tr, s := c.Tracked, c.Seen

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -71,11 +70,7 @@ func TestTrailWalkTakesTheDroppedSkbsOwnEventsOnly(t *testing.T) {
 			tsRange(70, 7), false, true, true},
 		{"an empty trail gives nothing", nil, udpDrop, nil, false, false, true},
 	}
-	bin := filepath.Join(t.TempDir(), "trail")
-	build := exec.Command(hostCC(t), "-O2", "-Wall", "-Werror", "-Iheaders", "-o", bin, "testdata/trail_harness.c")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the harness: %v\n%s", err, out)
-	}
+	bin := buildHarness(t, "trail")
 	var in bytes.Buffer
 	for _, c := range cases {
 		fmt.Fprintln(&in, "trail", len(c.trail))

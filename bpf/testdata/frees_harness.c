@@ -2,23 +2,7 @@
  * then each as "lo hi reason need class", then the reason bits (collector/frees.go,
  * normalReasonBits) as "high word0 word1", then cases as "is_kfree reason location len
  * delivered", all decimal; prints each case's enum free_class value. */
-#include <stdbool.h>
-#include <stdio.h>
-#include <linux/types.h>
-
-#ifndef __always_inline
-#define __always_inline inline __attribute__((always_inline))
-#endif
-
-/* The kernel's bpf_loop, for the host: calls fn until it returns non-zero. */
-static long bpf_loop(__u32 nr_loops, void *fn, void *ctx, __u64 flags)
-{
-	(void)flags;
-	for (__u32 i = 0; i < nr_loops; i++)
-		if (((long (*)(__u32, void *))fn)(i, ctx))
-			return i + 1;
-	return nr_loops;
-}
+#include "host.h"
 
 #include "drops.h"
 

@@ -3,24 +3,7 @@
  * ts_ns i + 1; past TRAIL_SLOTS they wrap around as in the kernel), then the drop as
  * "drop skb l3 l4 seq ack flags". Prints per case "n delivered cut matched" and the ts_ns of
  * each event taken, newest first, on one line. Numbers are C literals. */
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdio.h>
-#include <linux/types.h>
-
-#ifndef __always_inline
-#define __always_inline inline __attribute__((always_inline))
-#endif
-
-/* The kernel's bpf_loop, for the host: calls fn until it returns non-zero. */
-static long bpf_loop(__u32 nr_loops, void *fn, void *ctx, __u64 flags)
-{
-	(void)flags;
-	for (__u32 i = 0; i < nr_loops; i++)
-		if (((long (*)(__u32, void *))fn)(i, ctx))
-			return i + 1;
-	return nr_loops;
-}
+#include "host.h"
 
 #include "trail.h"
 
