@@ -62,9 +62,7 @@ static __always_inline int on_xmit_trail(__u64 skb, int rc, struct net_device *d
 			continue;
 		if (q->probe != PROBE_NET_DEV_QUEUE)
 			return 0;
-		struct event *r = (void *)trail_slot();
-		if (!r)
-			return 0;
+		struct event *r = (void *)trail_take(t);
 		__builtin_memcpy(r, q, sizeof(struct trail_record));
 		r->probe = PROBE_NET_DEV_XMIT;
 		r->ts_ns = bpf_ktime_get_ns();
@@ -115,10 +113,10 @@ static __always_inline void keep_stack(void *ctx, struct event *ev)
 
 /*
  * kfree_skb in drops-only mode (consume_skb only leaves a tombstone). Only a drop is
- * looked at: it takes its skb's earlier
- * events from the trail (trail_collect) and sends them with its own in one record. It
- * is sent when the skb matched the filters at some hook: before, or at the drop. Every
- * free leaves a tombstone, where the next skb at its address begins.
+ * looked at: it takes its skb's earlier events from the trail (trail_collect) and sends
+ * them with its own in one record. It is sent when the skb matched the filters at some
+ * hook: before, or at the drop. Every free leaves a tombstone, where the next skb at its
+ * address begins.
  */
 static __always_inline int on_kfree_trail(void *ctx, struct sk_buff *skb, void *location, __u32 reason, bool direct)
 {
@@ -239,7 +237,7 @@ static __always_inline int on_copy_trail(__u64 skb, int len)
 	const struct event *newest = (const void *)&t->slots[(next - 1) & (TRAIL_SLOTS - 1)];
 	if (next && newest->skb == skb && newest->probe == PROBE_SKB_COPY_DATAGRAM_IOVEC)
 		return 0;
-	struct event *r = (void *)&t->slots[__sync_fetch_and_add(&t->next, 1) & (TRAIL_SLOTS - 1)];
+	struct event *r = (void *)trail_take(t);
 	__builtin_memset(r, 0, sizeof(struct trail_record));
 	r->skb = skb;
 	r->probe = PROBE_SKB_COPY_DATAGRAM_IOVEC;

@@ -887,16 +887,20 @@ static __always_inline void emit(const struct event *ev)
 	emit_record(ev, sizeof(*ev), 1);
 }
 
-/* Drops-only mode: the slot of this CPU's trail the next event goes to. The slot is
- * taken with an atomic add: a program may be interrupted on its CPU by another's. */
+/* Drops-only mode: the slot of trail t the next event goes to. The slot is taken with
+ * an atomic add: a program may be interrupted on its CPU by another's. */
+static __always_inline struct trail_record *trail_take(struct trail *t)
+{
+	__u64 i = __sync_fetch_and_add(&t->next, 1);
+	return &t->slots[i & (TRAIL_SLOTS - 1)];
+}
+
+/* trail_take on this CPU's trail. */
 static __always_inline struct trail_record *trail_slot(void)
 {
 	__u32 zero = 0;
 	struct trail *t = bpf_map_lookup_elem(&trail, &zero);
-	if (!t)
-		return NULL;
-	__u64 i = __sync_fetch_and_add(&t->next, 1);
-	return &t->slots[i & (TRAIL_SLOTS - 1)];
+	return t ? trail_take(t) : NULL;
 }
 
 /* Drops-only mode: keeps ev in the trail, where its skb's drop may find it. */
