@@ -825,7 +825,7 @@ static __always_inline void remember(__u64 key, const struct track *t)
  * is followed from here on when it is an IP packet matching every filter. Frees forget
  * the skb. *delivered says whether a reader copied from the skb, which a free's class
  * depends on. Drops-only mode remembers nothing: the trail keeps the events of every
- * skb matching the filters at that hook, and a drop finds its own there (on_free_trail).
+ * skb matching the filters at that hook, and a drop finds its own there (on_kfree_trail).
  */
 static __always_inline bool follow(struct event *ev, struct sk_buff *skb, struct track *t, enum follow_mode mode,
 				   enum l3_hint hint, bool direct, bool *delivered)
