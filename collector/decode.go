@@ -93,6 +93,9 @@ type Decoder struct {
 	nft     *nftTable   // nil when nft_do_chain is not traced
 	// requests reads --correlate http's request bytes; nil when it is off.
 	requests *requestDecoder
+	// trail is where DecodeTrail puts a trail record back into a whole event: a local
+	// array would escape through the probes' decode hooks, one allocation per record.
+	trail [EventSize]byte
 }
 
 // Symbolizer names kernel text addresses as `symbol+0xoff`.
@@ -231,7 +234,7 @@ func (d *Decoder) Trail(raw []byte) (int, error) {
 // length and window), is the drop's, which is the same packet. The conntrack tuple is
 // not: an earlier hook may have come before conntrack took the packet.
 func (d *Decoder) DecodeTrail(raw []byte, i int, ev *spanner.Event) error {
-	var buf [EventSize]byte
+	buf := &d.trail
 	copy(buf[:], raw[:EventSize])
 	off := EventSize + i*trailRecordSize
 	copy(buf[:trailRecordSize], raw[off:off+trailRecordSize])

@@ -381,6 +381,17 @@ func TestDecodeDoesNotAllocateOnceCachesAreWarm(t *testing.T) {
 	}
 }
 
+func TestDecodeTrailDoesNotAllocateOnceCachesAreWarm(t *testing.T) {
+	d := testDecoder(t)
+	raw := trailedDrop(t, bpf.TracepointsEvent{Skb: 1, Probe: probeKfreeSKB, L3: 4, L4: 17},
+		bpf.TracepointsEvent{Skb: 1, Probe: probeNetifReceiveSKB, L3: 4, L4: 17, Ifname: ifname("veth0")})
+	var ev spanner.Event
+	_ = d.DecodeTrail(raw, 0, &ev)
+	if n := testing.AllocsPerRun(100, func() { _ = d.DecodeTrail(raw, 0, &ev) }); n != 0 {
+		t.Errorf("DecodeTrail allocates %.1f times per trail record, want 0", n)
+	}
+}
+
 func FuzzDecodeNeverPanics(f *testing.F) {
 	for _, name := range []string{"tcp_syn_on_receive", "nft_drop_with_module_location", "udp_ipv6",
 		"clone_names_its_parent", "conntrack_keeps_the_tuple_before_nat", "conntrack_ipv6", "gso_skb_counts_its_segments",
