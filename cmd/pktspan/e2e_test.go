@@ -39,11 +39,17 @@ type world struct {
 	lab    *netns.Lab
 }
 
-func setup(t *testing.T) *world {
+// requireRoot fails the test unless it runs as root: it is never skipped.
+func requireRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("the end-to-end tests load eBPF probes and create network namespaces: run them as root (sudo make e2e)")
 	}
+}
+
+func setup(t *testing.T) *world {
+	t.Helper()
+	requireRoot(t)
 	w := &world{bin: buildPktspan(t, t.TempDir())}
 	ctx := context.Background()
 	j, err := jaeger.Start(ctx)

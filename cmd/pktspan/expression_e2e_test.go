@@ -54,9 +54,7 @@ var (
 // so tcpdump's side is the union over both; only IP packets count (pktspan follows
 // nothing else).
 func TestExpressionsFollowWhatTcpdumpMatches(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("the end-to-end tests load eBPF probes and create network namespaces: run them as root (sudo make e2e)")
-	}
+	requireRoot(t)
 	tcpdump, err := exec.LookPath("tcpdump")
 	if err != nil {
 		t.Fatal("tcpdump is needed as the reference (make deps installs it)")

@@ -42,9 +42,7 @@ const (
 // the queue holds, export resumes within 2 s of the collector's return, and every span
 // made is either sent or counted as dropped by cause.
 func TestCollectorKilledFor30sCostsOnlyWhatTheQueueCannotHoldAndExportResumesWithin2s(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("run as root (sudo make e2e): pktspan loads eBPF probes and the test creates network namespaces")
-	}
+	requireRoot(t)
 	bin := buildPktspan(t, t.TempDir())
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -24,9 +24,7 @@ import (
 // one often comes at the same skb address with the same UDP headers: each must still be
 // a packet span of its own, queued once, not a stage of the one before.
 func TestEveryUDPDatagramReadAfterAnUnseenFreeIsAPacketSpanOfItsOwn(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("the end-to-end tests load eBPF probes and create network namespaces: run them as root (sudo make e2e)")
-	}
+	requireRoot(t)
 	const (
 		datagrams = 500
 		gap       = time.Millisecond // ~1000/s: frees and allocations alternate
