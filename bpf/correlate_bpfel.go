@@ -21,6 +21,7 @@ const (
 	CorrelateMapEvents          = "events"
 	CorrelateMapFollowedLive    = "followed_live"
 	CorrelateMapFollowedNetns   = "followed_netns"
+	CorrelateMapLastDrop        = "last_drop"
 	CorrelateMapNftDrops        = "nft_drops"
 	CorrelateMapNftFreed        = "nft_freed"
 	CorrelateMapPcapScratch     = "pcap_scratch"
@@ -91,6 +92,7 @@ type CorrelateMapSpecs struct {
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	FollowedLive   *ebpf.MapSpec `ebpf:"followed_live"`
 	FollowedNetns  *ebpf.MapSpec `ebpf:"followed_netns"`
+	LastDrop       *ebpf.MapSpec `ebpf:"last_drop"`
 	NftDrops       *ebpf.MapSpec `ebpf:"nft_drops"`
 	NftFreed       *ebpf.MapSpec `ebpf:"nft_freed"`
 	PcapScratch    *ebpf.MapSpec `ebpf:"pcap_scratch"`
@@ -135,6 +137,7 @@ type CorrelateMaps struct {
 	Events         *ebpf.Map `ebpf:"events"`
 	FollowedLive   *ebpf.Map `ebpf:"followed_live"`
 	FollowedNetns  *ebpf.Map `ebpf:"followed_netns"`
+	LastDrop       *ebpf.Map `ebpf:"last_drop"`
 	NftDrops       *ebpf.Map `ebpf:"nft_drops"`
 	NftFreed       *ebpf.Map `ebpf:"nft_freed"`
 	PcapScratch    *ebpf.Map `ebpf:"pcap_scratch"`
@@ -150,6 +153,7 @@ func (m *CorrelateMaps) Close() error {
 		m.Events,
 		m.FollowedLive,
 		m.FollowedNetns,
+		m.LastDrop,
 		m.NftDrops,
 		m.NftFreed,
 		m.PcapScratch,

@@ -71,6 +71,7 @@ static __always_inline void on_enter(__u16 probe, bool nf_hook, struct sk_buff *
 	 * filter expression's subprogram on top of it (512 bytes for both together). */
 	__u64 addr = ev.skb;
 	__u8 hook = ev.nf_hook, pf = ev.nf_pf;
+	__u64 opened = ev.ts_ns;
 	/* Drops-only mode: the exit's trail record carries the packet's identity (the
 	 * trail walk's same_skb test), not its tuple. */
 	struct track id = {};
@@ -78,8 +79,18 @@ static __always_inline void on_enter(__u16 probe, bool nf_hook, struct sk_buff *
 		id = (struct track){ .tcp_seq = ev.tcp_seq, .tcp_ack = ev.tcp_ack, .l4 = ev.l4, .tcp_flags = ev.tcp_flags };
 	send(&ev);
 	struct call_key key = { .pid_tgid = bpf_get_current_pid_tgid(), .skb = fentry ? addr : 0, .probe = probe };
-	struct call c = { .skb = addr, .track = id, .nf_hook = hook, .nf_pf = pf };
+	struct call c = { .skb = addr, .track = id, .nf_hook = hook, .nf_pf = pf, .opened = opened };
 	open_call(&key, &c);
+}
+
+/* Drops-only mode: whether call c was open when its skb's drop happened on this CPU: its
+ * exit comes after the drop's record, and goes straight out (a function the skb is freed
+ * in, such as nf_hook_slow with its DROP verdict). */
+static __always_inline bool dropped_inside(const struct call *c)
+{
+	__u32 zero = 0;
+	struct last_drop *last = bpf_map_lookup_elem(&last_drop, &zero);
+	return last && last->skb == c->skb && c->opened <= last->ts_ns;
 }
 
 static __always_inline void on_exit(__u16 probe, bool nf_hook, __s64 ret, __u64 skb)
@@ -108,8 +119,12 @@ static __always_inline void on_exit(__u16 probe, bool nf_hook, __s64 ret, __u64 
 		ev.tcp_ack = c->track.tcp_ack;
 		ev.tcp_flags = c->track.tcp_flags;
 	}
+	bool after_drop = filter.drops_only && dropped_inside(c);
 	close_call(&key);
-	send(&ev);
+	if (after_drop)
+		emit(&ev);
+	else
+		send(&ev);
 }
 
 

@@ -22,6 +22,7 @@ const (
 	FunctionsMapEvents               = "events"
 	FunctionsMapFollowedLive         = "followed_live"
 	FunctionsMapFollowedNetns        = "followed_netns"
+	FunctionsMapLastDrop             = "last_drop"
 	FunctionsMapNftDrops             = "nft_drops"
 	FunctionsMapNftFreed             = "nft_freed"
 	FunctionsMapPcapScratch          = "pcap_scratch"
@@ -135,6 +136,7 @@ type FunctionsMapSpecs struct {
 	Events        *ebpf.MapSpec `ebpf:"events"`
 	FollowedLive  *ebpf.MapSpec `ebpf:"followed_live"`
 	FollowedNetns *ebpf.MapSpec `ebpf:"followed_netns"`
+	LastDrop      *ebpf.MapSpec `ebpf:"last_drop"`
 	NftDrops      *ebpf.MapSpec `ebpf:"nft_drops"`
 	NftFreed      *ebpf.MapSpec `ebpf:"nft_freed"`
 	PcapScratch   *ebpf.MapSpec `ebpf:"pcap_scratch"`
@@ -180,6 +182,7 @@ type FunctionsMaps struct {
 	Events        *ebpf.Map `ebpf:"events"`
 	FollowedLive  *ebpf.Map `ebpf:"followed_live"`
 	FollowedNetns *ebpf.Map `ebpf:"followed_netns"`
+	LastDrop      *ebpf.Map `ebpf:"last_drop"`
 	NftDrops      *ebpf.Map `ebpf:"nft_drops"`
 	NftFreed      *ebpf.Map `ebpf:"nft_freed"`
 	PcapScratch   *ebpf.Map `ebpf:"pcap_scratch"`
@@ -195,6 +198,7 @@ func (m *FunctionsMaps) Close() error {
 		m.Events,
 		m.FollowedLive,
 		m.FollowedNetns,
+		m.LastDrop,
 		m.NftDrops,
 		m.NftFreed,
 		m.PcapScratch,

@@ -162,6 +162,11 @@ static __always_inline int on_kfree_trail(void *ctx, struct sk_buff *skb, void *
 	count_n(COUNTER_TRAIL_SENT, n);
 	if (f.cut)
 		count(COUNTER_TRAIL_CUT);
+	struct last_drop *last = bpf_map_lookup_elem(&last_drop, &zero);
+	if (last) {
+		last->skb = key;
+		last->ts_ns = ev->ts_ns;
+	}
 	/* 64 bits, and pinned after the clamp: the verifier must see the size it is given
 	 * bounded, not a copy clang compared. */
 	__u64 size = sizeof(struct event) + (__u64)n * sizeof(struct trail_record);

@@ -176,6 +176,12 @@ type TracepointsKernelCfg struct {
 	PadEnd           uint32
 }
 
+type TracepointsLastDrop struct {
+	_    structs.HostLayout
+	Skb  uint64
+	TsNs uint64
+}
+
 type TracepointsLimits uint32
 
 const (
@@ -306,6 +312,7 @@ const (
 	TracepointsMapEvents                     = "events"
 	TracepointsMapFollowedLive               = "followed_live"
 	TracepointsMapFollowedNetns              = "followed_netns"
+	TracepointsMapLastDrop                   = "last_drop"
 	TracepointsMapNftDrops                   = "nft_drops"
 	TracepointsMapNftFreed                   = "nft_freed"
 	TracepointsMapPcapScratch                = "pcap_scratch"
@@ -403,6 +410,7 @@ type TracepointsMapSpecs struct {
 	Events        *ebpf.MapSpec `ebpf:"events"`
 	FollowedLive  *ebpf.MapSpec `ebpf:"followed_live"`
 	FollowedNetns *ebpf.MapSpec `ebpf:"followed_netns"`
+	LastDrop      *ebpf.MapSpec `ebpf:"last_drop"`
 	NftDrops      *ebpf.MapSpec `ebpf:"nft_drops"`
 	NftFreed      *ebpf.MapSpec `ebpf:"nft_freed"`
 	PcapScratch   *ebpf.MapSpec `ebpf:"pcap_scratch"`
@@ -448,6 +456,7 @@ type TracepointsMaps struct {
 	Events        *ebpf.Map `ebpf:"events"`
 	FollowedLive  *ebpf.Map `ebpf:"followed_live"`
 	FollowedNetns *ebpf.Map `ebpf:"followed_netns"`
+	LastDrop      *ebpf.Map `ebpf:"last_drop"`
 	NftDrops      *ebpf.Map `ebpf:"nft_drops"`
 	NftFreed      *ebpf.Map `ebpf:"nft_freed"`
 	PcapScratch   *ebpf.Map `ebpf:"pcap_scratch"`
@@ -463,6 +472,7 @@ func (m *TracepointsMaps) Close() error {
 		m.Events,
 		m.FollowedLive,
 		m.FollowedNetns,
+		m.LastDrop,
 		m.NftDrops,
 		m.NftFreed,
 		m.PcapScratch,

@@ -41,11 +41,11 @@ func setConsts(cs *ebpf.CollectionSpec, consts probeConsts, extra map[string]any
 }
 
 // sharedMapNames are the maps every probe family uses: the ring buffer, tracked skbs,
-// counters, drops-only's trail and drop records, the nft names nft_do_chain's probes leave for a
+// counters, drops-only's trail, drop records and last drop, the nft names nft_do_chain's probes leave for a
 // drop's free, --filter-container's followed namespaces, the count of what is followed, and
 // filter.expression's scratch. skb.h declares them for all alike.
 var sharedMapNames = []string{bpf.TracepointsMapEvents, bpf.TracepointsMapTracked, bpf.TracepointsMapCounters,
-	bpf.TracepointsMapTrail, bpf.TracepointsMapDropScratch, bpf.TracepointsMapNftDrops, bpf.TracepointsMapNftFreed,
+	bpf.TracepointsMapTrail, bpf.TracepointsMapDropScratch, bpf.TracepointsMapLastDrop, bpf.TracepointsMapNftDrops, bpf.TracepointsMapNftFreed,
 	bpf.TracepointsMapFollowedNetns, bpf.TracepointsMapFollowedLive, bpf.TracepointsMapPcapScratch}
 
 // newSharedMaps makes the maps both probe families use, keyed by their names in spec.

@@ -99,6 +99,14 @@ struct call {
 	__u8 nf_hook;
 	__u8 nf_pf;
 	__u8 _pad[2];
+	__u64 opened; /* drops-only: when the entry's event was taken */
+};
+
+/* Drops-only mode: the last drop on a CPU. The exits of the functions it happened in come
+ * after it, and go straight out (on_exit). */
+struct last_drop {
+	__u64 skb;
+	__u64 ts_ns;
 };
 
 /* The netfilter verdict an nf_hook_slow exit reports (the kernel's NF_* values). */

@@ -70,6 +70,14 @@ struct {
 	__type(value, struct trail);
 } trail SEC(".maps");
 
+/* Drops-only mode: each CPU's last drop (struct last_drop). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct last_drop);
+} last_drop SEC(".maps");
+
 /* Drops-only mode: a drop's ring record is built here: it is far bigger than the
  * 512-byte stack. */
 struct {
