@@ -204,7 +204,8 @@ static __always_inline int on_free(void *ctx, struct sk_buff *skb, __u16 probe, 
 	struct event ev;
 	struct track *t;
 	begin_event(&ev, (__u64)skb, probe, EVENT_INSTANT);
-	if (!first_look(&ev, skb, L3_NETWORK_HEADER, direct, &t))
+	if (probe == PROBE_CONSUME_SKB ? !end_look(&ev, skb, direct, &t)
+				       : !first_look(&ev, skb, L3_NETWORK_HEADER, direct, &t))
 		return 0;
 	finish_event(&ev, skb, direct);
 	ev.location = (__u64)location;
@@ -263,7 +264,7 @@ static __always_inline int on_copy_datagram(struct sk_buff *skb, int len, bool d
 	struct event ev;
 	struct track *t;
 	begin_event(&ev, (__u64)skb, PROBE_SKB_COPY_DATAGRAM_IOVEC, EVENT_INSTANT);
-	if (!first_look(&ev, skb, L3_NETWORK_HEADER, direct, &t))
+	if (!end_look(&ev, skb, direct, &t))
 		return 0;
 	finish_event(&ev, skb, direct);
 	ev.retval = len;
