@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	collectortracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/grpc/encoding"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pktspan/pktspan/spanner"
@@ -69,5 +70,29 @@ func checkResourceSpans(t *testing.T, rs *tracepb.ResourceSpans, schemaURL strin
 	}
 	for i := range want {
 		checkSpan(t, got[i], &want[i])
+	}
+}
+
+// The header's XFL byte says which level wrote a gzip stream (RFC 1952): 4 is the
+// fastest, which the package sets for gRPC's gzip compressor.
+func TestGRPCGzipCompressorWritesAtTheFastestLevel(t *testing.T) {
+	c := encoding.GetCompressor("gzip")
+	if c == nil {
+		t.Fatal("no gzip compressor registered with gRPC")
+	}
+	var out bytes.Buffer
+	w, err := c.Compress(&out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(bytes.Repeat([]byte("span"), 1024)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	const xfl, fastest = 8, 4
+	if b := out.Bytes(); len(b) <= xfl || b[xfl] != fastest {
+		t.Fatalf("gzip header % x: XFL is not %d (fastest)", b[:min(len(b), 10)], fastest)
 	}
 }
