@@ -1,7 +1,6 @@
 package sink
 
 import (
-	"compress/gzip"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -19,7 +18,6 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	grpcgzip "google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/status"
 
 	"github.com/pktspan/pktspan/spanner/attrkey"
@@ -36,17 +34,6 @@ type otlpExporter struct {
 }
 
 var _ batchExporter = (*otlpExporter)(nil)
-
-// gRPC's gzip compressor (otlp.compression's default) compresses at gzip's default
-// level, which took two thirds of pktspan's CPU when every packet was exported (make
-// bench, case 3c); the fastest level takes 40% less of it for each span, for a request
-// somewhat larger. Set before any connection exists: SetLevel is not safe beside a
-// compression.
-func init() {
-	if err := grpcgzip.SetLevel(gzip.BestSpeed); err != nil {
-		panic(fmt.Sprintf("gzip level: %v", err))
-	}
-}
 
 // requestHead and scopeSpansHead are room for the tag and length of the request's
 // ResourceSpans and of its ScopeSpans.

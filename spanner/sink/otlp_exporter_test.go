@@ -2,6 +2,7 @@ package sink
 
 import (
 	"bytes"
+	"io"
 	"testing"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -73,26 +74,40 @@ func checkResourceSpans(t *testing.T, rs *tracepb.ResourceSpans, schemaURL strin
 	}
 }
 
-// The header's XFL byte says which level wrote a gzip stream (RFC 1952): 4 is the
-// fastest, which the package sets for gRPC's gzip compressor.
-func TestGRPCGzipCompressorWritesAtTheFastestLevel(t *testing.T) {
-	c := encoding.GetCompressor("gzip")
-	if c == nil {
-		t.Fatal("no gzip compressor registered with gRPC")
+// gRPC's "gzip" is the package's compressor: its requests decompress to what was
+// written, and the header's XFL byte (RFC 1952) says the fastest level wrote them.
+func TestGRPCGzipIsTheFastestLevelAndRoundTrips(t *testing.T) {
+	c, ok := encoding.GetCompressor("gzip").(*gzipCompressor)
+	if !ok {
+		t.Fatalf("gRPC's gzip compressor is %T, not the package's", encoding.GetCompressor("gzip"))
 	}
-	var out bytes.Buffer
-	w, err := c.Compress(&out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write(bytes.Repeat([]byte("span"), 1024)); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	const xfl, fastest = 8, 4
-	if b := out.Bytes(); len(b) <= xfl || b[xfl] != fastest {
-		t.Fatalf("gzip header % x: XFL is not %d (fastest)", b[:min(len(b), 10)], fastest)
+	in := bytes.Repeat([]byte("span"), 4096)
+	for round := range 2 { // the second takes the first's writer from the pool
+		var out bytes.Buffer
+		w, err := c.Compress(&out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(in); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		const xfl, fastest = 8, 4
+		if b := out.Bytes(); len(b) <= xfl || b[xfl] != fastest {
+			t.Fatalf("round %d: gzip header % x: XFL is not %d (fastest)", round, b[:min(len(b), 10)], fastest)
+		}
+		r, err := c.Decompress(&out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, in) {
+			t.Fatalf("round %d: %d bytes came back, not the %d written", round, len(got), len(in))
+		}
 	}
 }
