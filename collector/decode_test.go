@@ -386,7 +386,10 @@ func TestDecodeTrailDoesNotAllocateOnceCachesAreWarm(t *testing.T) {
 	raw := trailedDrop(t, bpf.TracepointsEvent{Skb: 1, Probe: probeKfreeSKB, L3: 4, L4: 17},
 		bpf.TracepointsEvent{Skb: 1, Probe: probeNetifReceiveSKB, L3: 4, L4: 17, Ifname: ifname("veth0")})
 	var ev spanner.Event
-	_ = d.DecodeTrail(raw, 0, &ev)
+	// The record must decode whole: an early error would allocate nothing either.
+	if err := d.DecodeTrail(raw, 0, &ev); err != nil || ev.Ifname != "veth0" {
+		t.Fatalf("trail record decoded as interface %q, err %v; want veth0's receive", ev.Ifname, err)
+	}
 	if n := testing.AllocsPerRun(100, func() { _ = d.DecodeTrail(raw, 0, &ev) }); n != 0 {
 		t.Errorf("DecodeTrail allocates %.1f times per trail record, want 0", n)
 	}
