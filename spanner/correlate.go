@@ -171,7 +171,7 @@ func (s *Spanner) request(ev *Event) {
 // on the send path (ip_output) saw before the request was known: the segment table
 // names it by tuple and sequence number.
 func (s *Spanner) claimRequestSegment(ev *Event) {
-	si, ok := s.segments.index[segmentKey{tuple: ev.Tuple, seq: ev.TCP.Seq}]
+	si, ok := s.segments.find(segmentKey{tuple: ev.Tuple, seq: ev.TCP.Seq})
 	if !ok {
 		return
 	}
@@ -506,7 +506,7 @@ func (w *window) linkExchange(x *exchange, st *counters) {
 // now is, so that a retransmission of it links there.
 func (s *Spanner) relinkSegment(p *packet, x *exchange) {
 	k := segmentKey{tuple: p.tuple, seq: p.tcp.Seq, syn: false}
-	if i, ok := s.segments.index[k]; ok && s.segments.slab[i].first.SpanID == p.id {
+	if i, ok := s.segments.find(k); ok && s.segments.slab[i].first.SpanID == p.id {
 		s.segments.slab[i].first.TraceID, s.segments.slab[i].first.RandomTraceID = x.trace, x.random
 	}
 }

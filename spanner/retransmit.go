@@ -1,5 +1,11 @@
 package spanner
 
+import (
+	"encoding/binary"
+	"math/bits"
+	"math/rand/v2"
+)
+
 // segmentKey names one TCP segment as its sender sent it: the packet's tuple as first
 // seen, its sequence number, and whether it is a SYN (a SYN and the first data share no
 // number, but a SYN-ACK and the server's first data would).
@@ -12,9 +18,70 @@ type segmentKey struct {
 // segment is what the Spanner remembers of a segment it saw: the packet span of its
 // first sighting, which a retransmission links to, and the latest skb that carried it.
 type segment struct {
+	key        segmentKey
 	first      Link
 	lastSKB    uint64
 	lastSpanID SpanID
+}
+
+// segmentTable is the bounded table of recent segments, indexed by a 64-bit fold of
+// their key. Nearly every segment is new, so the table is searched, added to and evicted
+// from for every one: a map keyed by the whole key (some 60 bytes, hashed and compared
+// field by field) cost a tenth of pktspan's CPU with every packet traced, and one keyed
+// by a fold is a fifth of its size. Two keys may fold alike: each slot keeps its own key,
+// a search matches only that, and an added segment takes the slot of one it folds with.
+type segmentTable struct {
+	table[uint64, segment]
+	seed [2]uint64
+}
+
+func newSegmentTable(limit int) segmentTable {
+	// Seeded at random, so that no sender can choose segments that fold alike.
+	return segmentTable{table: newTable[uint64, segment](limit), seed: [2]uint64{rand.Uint64(), rand.Uint64()}}
+}
+
+// fold mixes k's words two at a time by multiplication (as wyhash does).
+func (t *segmentTable) fold(k *segmentKey) uint64 {
+	src, dst := k.tuple.Src.As16(), k.tuple.Dst.As16()
+	le := binary.LittleEndian
+	h := mix(le.Uint64(src[:8])^t.seed[0], le.Uint64(src[8:])^t.seed[1])
+	h = mix(h^le.Uint64(dst[:8]), le.Uint64(dst[8:])^t.seed[1])
+	rest := uint64(k.tuple.SrcPort)<<48 | uint64(k.tuple.DstPort)<<32 | uint64(k.seq)
+	var syn uint64
+	if k.syn {
+		syn = 1
+	}
+	return mix(h^rest, uint64(k.tuple.Proto)<<1|syn^t.seed[0])
+}
+
+func mix(a, b uint64) uint64 {
+	hi, lo := bits.Mul64(a, b)
+	return hi ^ lo
+}
+
+// find returns the slot of segment k.
+func (t *segmentTable) find(k segmentKey) (int32, bool) {
+	i, ok := t.index[t.fold(&k)]
+	if !ok || t.slab[i].key != k {
+		return 0, false
+	}
+	return i, true
+}
+
+// add remembers seg as most recently used, evicting the least recently used segment
+// when the table is full, or the one seg's key folds with; it reports whether it
+// forgot one.
+func (t *segmentTable) add(seg segment) (forgot bool) {
+	h := t.fold(&seg.key)
+	if i, ok := t.index[h]; ok {
+		t.release(i)
+		forgot = true
+	} else if t.full() {
+		t.release(t.lru.tail)
+		forgot = true
+	}
+	t.slab[t.alloc(h)] = seg
+	return forgot
 }
 
 // noteSegment recognises p, a packet that has just joined its window, as a
@@ -36,7 +103,7 @@ func (s *Spanner) noteSegment(p *packet, freeOnly bool) {
 		return
 	}
 	k := segmentKey{tuple: p.tuple, seq: p.tcp.Seq, syn: p.tcp.Flags&tcpSYN != 0}
-	if i, ok := s.segments.index[k]; ok {
+	if i, ok := s.segments.find(k); ok {
 		s.segments.lru.moveFront(i)
 		seg := &s.segments.slab[i]
 		if s.onItsWay(seg.lastSKB, seg.lastSpanID) {
@@ -47,15 +114,14 @@ func (s *Spanner) noteSegment(p *packet, freeOnly bool) {
 		s.stats.retransmits.Add(1)
 		return
 	}
-	if s.segments.full() {
-		s.segments.release(s.segments.lru.tail)
-		s.stats.segmentsForgotten.Add(1)
-	}
 	w := &s.windows.slab[p.win]
-	s.segments.slab[s.segments.alloc(k)] = segment{
+	if s.segments.add(segment{
+		key:        k,
 		first:      Link{TraceID: w.trace, SpanID: p.id, RandomTraceID: w.random, Role: RolePacket},
 		lastSKB:    p.skb,
 		lastSpanID: p.id,
+	}) {
+		s.stats.segmentsForgotten.Add(1)
 	}
 }
 
@@ -79,7 +145,7 @@ func (s *Spanner) onItsWay(skb uint64, id SpanID) bool {
 // its SKB is the write-queue skb, never on the wire, so it starts no packet span.
 func (s *Spanner) retransmitStage(ev *Event) {
 	k := segmentKey{tuple: ev.Tuple, seq: ev.TCP.Seq, syn: ev.TCP.Flags&tcpSYN != 0}
-	si, ok := s.segments.index[k]
+	si, ok := s.segments.find(k)
 	if !ok {
 		s.stats.retransmitsUnmatched.Add(1)
 		return

@@ -20,7 +20,7 @@ type Spanner struct {
 	windows slots[window]
 	aliases table[flowKey, alias]
 	// segments remembers recent TCP segments, to recognise their retransmissions.
-	segments table[segmentKey, segment]
+	segments segmentTable
 	held     heldStore
 	corr     *correlation // nil unless --correlate http
 	rate     tokenBucket
@@ -62,7 +62,7 @@ func New(sink Sink, opts ...Option) *Spanner {
 		packets:  newPacketTable(cfg.packets),
 		flows:    newFlowTable(cfg.flows),
 		aliases:  newTable[flowKey, alias](cfg.aliases),
-		segments: newTable[segmentKey, segment](cfg.segments),
+		segments: newSegmentTable(cfg.segments),
 		held:     newHeldStore(cfg.export.Held),
 		rate:     newTokenBucket(cfg.export.MaxSpansPerSecond, cfg.stages+1),
 	}
