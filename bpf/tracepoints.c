@@ -203,10 +203,14 @@ static __always_inline int on_free(void *ctx, struct sk_buff *skb, __u16 probe, 
 	}
 	struct event ev;
 	struct track *t;
-	begin_event(&ev, (__u64)skb, probe, EVENT_INSTANT);
-	if (probe == PROBE_CONSUME_SKB ? !end_look(&ev, skb, direct, &t)
-				       : !first_look(&ev, skb, L3_NETWORK_HEADER, direct, &t))
-		return 0;
+	if (probe == PROBE_CONSUME_SKB) {
+		if (!end_look(&ev, skb, probe, direct, &t))
+			return 0;
+	} else {
+		begin_event(&ev, (__u64)skb, probe, EVENT_INSTANT);
+		if (!first_look(&ev, skb, L3_NETWORK_HEADER, direct, &t))
+			return 0;
+	}
 	finish_event(&ev, skb, direct);
 	ev.location = (__u64)location;
 	ev.drop_reason = reason;
@@ -263,8 +267,7 @@ static __always_inline int on_copy_datagram(struct sk_buff *skb, int len, bool d
 		return on_copy_trail((__u64)skb, len);
 	struct event ev;
 	struct track *t;
-	begin_event(&ev, (__u64)skb, PROBE_SKB_COPY_DATAGRAM_IOVEC, EVENT_INSTANT);
-	if (!end_look(&ev, skb, direct, &t))
+	if (!end_look(&ev, skb, PROBE_SKB_COPY_DATAGRAM_IOVEC, direct, &t))
 		return 0;
 	finish_event(&ev, skb, direct);
 	ev.retval = len;
