@@ -59,22 +59,30 @@ func mix(a, b uint64) uint64 {
 	return hi ^ lo
 }
 
-// find returns the slot of segment k.
-func (t *segmentTable) find(k segmentKey) (int32, bool) {
-	i, ok := t.index[t.fold(&k)]
-	if !ok || t.slab[i].key != k {
-		return 0, false
+// search folds k and looks the fold up: the slot it names, or -1 for none, and whether
+// that slot holds k (it may hold a key that folds alike).
+func (t *segmentTable) search(k *segmentKey) (h uint64, i int32, found bool) {
+	h = t.fold(k)
+	i, ok := t.index[h]
+	if !ok {
+		return h, -1, false
 	}
-	return i, true
+	return h, i, t.slab[i].key == *k
 }
 
-// add remembers seg as most recently used, evicting the least recently used segment
-// when the table is full, or the one seg's key folds with; it reports whether it
-// forgot one.
-func (t *segmentTable) add(seg segment) (forgot bool) {
-	h := t.fold(&seg.key)
-	if i, ok := t.index[h]; ok {
-		t.release(i)
+// find returns the slot of segment k.
+func (t *segmentTable) find(k segmentKey) (int32, bool) {
+	_, i, found := t.search(&k)
+	return i, found
+}
+
+// add remembers seg, which search did not find, as most recently used: h and at are
+// what search returned for its key. A key that folds alike gives up slot at; else the
+// least recently used segment is evicted when the table is full. It reports whether it
+// forgot a segment.
+func (t *segmentTable) add(h uint64, at int32, seg segment) (forgot bool) {
+	if at >= 0 {
+		t.release(at)
 		forgot = true
 	} else if t.full() {
 		t.release(t.lru.tail)
@@ -103,7 +111,9 @@ func (s *Spanner) noteSegment(p *packet, freeOnly bool) {
 		return
 	}
 	k := segmentKey{tuple: p.tuple, seq: p.tcp.Seq, syn: p.tcp.Flags&tcpSYN != 0}
-	if i, ok := s.segments.find(k); ok {
+	// One fold and one search serve both the match and the add.
+	h, i, found := s.segments.search(&k)
+	if found {
 		s.segments.lru.moveFront(i)
 		seg := &s.segments.slab[i]
 		if s.onItsWay(seg.lastSKB, seg.lastSpanID) {
@@ -115,7 +125,7 @@ func (s *Spanner) noteSegment(p *packet, freeOnly bool) {
 		return
 	}
 	w := &s.windows.slab[p.win]
-	if s.segments.add(segment{
+	if s.segments.add(h, i, segment{
 		key:        k,
 		first:      Link{TraceID: w.trace, SpanID: p.id, RandomTraceID: w.random, Role: RolePacket},
 		lastSKB:    p.skb,

@@ -35,7 +35,8 @@ func TestSegmentTableTellsApartKeysThatFoldAlike(t *testing.T) {
 	a := segmentKey{tuple: Tuple{Src: netip.MustParseAddr("198.18.0.1"), Dst: netip.MustParseAddr("198.18.0.2"), SrcPort: 1, DstPort: 2, Proto: protoTCP}, seq: 7}
 	b := a
 	b.seq = 8
-	if tab.add(segment{key: a, lastSKB: 0xa}) {
+	h, at, _ := tab.search(&a)
+	if tab.add(h, at, segment{key: a, lastSKB: 0xa}) {
 		t.Fatal("adding to an empty table forgot a segment")
 	}
 	// b folds as a does: its fold names a's slot.
@@ -43,7 +44,11 @@ func TestSegmentTableTellsApartKeysThatFoldAlike(t *testing.T) {
 	if _, ok := tab.find(b); ok {
 		t.Fatal("find matched a segment whose key only folds alike")
 	}
-	if !tab.add(segment{key: b, lastSKB: 0xb}) {
+	h, at, found := tab.search(&b)
+	if found {
+		t.Fatal("search found a segment whose key only folds alike")
+	}
+	if !tab.add(h, at, segment{key: b, lastSKB: 0xb}) {
 		t.Error("adding a segment that folds with another did not report forgetting it")
 	}
 	if i, ok := tab.find(b); !ok || tab.slab[i].lastSKB != 0xb {
