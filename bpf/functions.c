@@ -50,8 +50,7 @@ static __always_inline void on_enter(__u16 probe, bool nf_hook, struct sk_buff *
 		return;
 	struct event ev;
 	struct track *t;
-	begin_event(&ev, (__u64)skb, probe, EVENT_ENTER);
-	if (!first_look(&ev, skb, L3_NETWORK_HEADER, fentry, &t))
+	if (!first_look(&ev, skb, probe, EVENT_ENTER, L3_NETWORK_HEADER, fentry, &t))
 		return;
 	finish_event(&ev, skb, fentry);
 	read_skb_dev(&ev, skb, fentry);

@@ -28,8 +28,7 @@ static __always_inline int on_dev(struct sk_buff *skb, __u16 probe, enum l3_hint
 {
 	struct event ev;
 	struct track *t;
-	begin_event(&ev, (__u64)skb, probe, EVENT_INSTANT);
-	if (!first_look(&ev, skb, hint, direct, &t))
+	if (!first_look(&ev, skb, probe, EVENT_INSTANT, hint, direct, &t))
 		return 0;
 	finish_event(&ev, skb, direct);
 	read_skb_dev(&ev, skb, direct);
@@ -203,14 +202,9 @@ static __always_inline int on_free(void *ctx, struct sk_buff *skb, __u16 probe, 
 	}
 	struct event ev;
 	struct track *t;
-	if (probe == PROBE_CONSUME_SKB) {
-		if (!end_look(&ev, skb, probe, direct, &t))
-			return 0;
-	} else {
-		begin_event(&ev, (__u64)skb, probe, EVENT_INSTANT);
-		if (!first_look(&ev, skb, L3_NETWORK_HEADER, direct, &t))
-			return 0;
-	}
+	if (probe == PROBE_CONSUME_SKB ? !end_look(&ev, skb, probe, direct, &t)
+				       : !first_look(&ev, skb, probe, EVENT_INSTANT, L3_NETWORK_HEADER, direct, &t))
+		return 0;
 	finish_event(&ev, skb, direct);
 	ev.location = (__u64)location;
 	ev.drop_reason = reason;

@@ -1021,13 +1021,15 @@ static __always_inline void init_event(struct event *ev, struct sk_buff *skb, __
 }
 
 /*
- * The first look at an skb (ev begun): its tuple, and whether it is followed already (no
- * lookup while nothing is). An skb that is not, whose tuple the filters turn away, costs
- * no more than these reads: the probe returns. *t is its tracked entry, or NULL.
+ * The first look at an skb: its event begun, its tuple, and whether it is followed
+ * already (no lookup while nothing is). An skb that is not, whose tuple the filters turn
+ * away, costs no more than these reads: the probe returns. *t is its tracked entry, or
+ * NULL.
  */
-static __always_inline bool first_look(struct event *ev, struct sk_buff *skb, enum l3_hint hint, bool direct,
-				       struct track **t)
+static __always_inline bool first_look(struct event *ev, struct sk_buff *skb, __u16 probe, __u8 kind,
+				       enum l3_hint hint, bool direct, struct track **t)
 {
+	begin_event(ev, (__u64)skb, probe, kind);
 	read_tuple(ev, skb, hint, direct);
 	*t = tracked_entry(ev->skb);
 	return *t || (tuple_matches(ev) && pcap_matches(skb, hint, direct));
