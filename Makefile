@@ -93,7 +93,7 @@ unit: deps
 # missing engine fails), in a test image built around busybox-static (vmtest-deps).
 # examples/k8s's e2e tests run the gateway's collector configuration in `make otelcol`'s
 # collector (no root needed there). Needs root.
-E2E_PACKAGES := ./cmd/pktspan/ ./collector/ ./collector/netns/ ./internal/jaeger/ ./internal/netns/
+E2E_PACKAGES := ./cmd/pktspan/ ./collector/ ./collector/netns/ ./internal/bpfstats/ ./internal/jaeger/ ./internal/netns/
 e2e: deps vmtest-deps jaeger otelcol
 	$(GO) test -count=1 -tags e2e -timeout 20m -v $(E2E_PACKAGES)
 	cd examples/k8s && $(GO) test -count=1 -tags e2e -timeout 5m -v ./...

@@ -41,6 +41,16 @@ func Enable() (io.Closer, error) {
 	return c, nil
 }
 
+// During runs fn with the statistics on (Enable), and restores them after. Only what
+// runs within fn is counted: outside it, no program's calls are.
+func During(fn func() error) error {
+	c, err := Enable()
+	if err != nil {
+		return err
+	}
+	return errors.Join(fn(), c.Close())
+}
+
 // Calls is what the kernel's statistics say of a hook's programs.
 type Calls struct {
 	Runtime time.Duration
