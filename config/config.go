@@ -36,7 +36,7 @@ type OTLP struct {
 	Endpoint    string            `koanf:"endpoint"` // host:port
 	Insecure    bool              `koanf:"insecure"`
 	Headers     map[string]string `koanf:"headers"`
-	Compression string            `koanf:"compression"` // none or gzip
+	Compression string            `koanf:"compression"` // gzip, snappy or none
 	Timeout     time.Duration     `koanf:"timeout"`     // per export request
 	QueueSize   int               `koanf:"queue_size"`  // spans waiting to be sent
 	BatchSize   int               `koanf:"batch_size"`  // spans per request

@@ -41,7 +41,7 @@ var flagGroups = []flagGroup{
 		{"otlp-endpoint", "otlp.endpoint", "send spans over OTLP/gRPC to `HOST:PORT`"},
 		{"otlp-insecure", "otlp.insecure", "use plain text instead of TLS"},
 		{"otlp-header", "otlp.headers", "add the gRPC header `KEY=VALUE` to every export; repeatable"},
-		{"otlp-compression", "otlp.compression", "compress exports with `ALGO`: none or gzip"},
+		{"otlp-compression", "otlp.compression", "compress exports with `ALGO`: gzip, snappy (less CPU, larger requests) or none"},
 		{"otlp-timeout", "otlp.timeout", "give up on one export request after `DURATION`"},
 		{"otlp-queue-size", "otlp.queue_size", "keep at most `N` spans waiting to be sent; more are dropped and counted"},
 		{"otlp-batch-size", "otlp.batch_size", "send at most `N` spans per export request"},

@@ -290,7 +290,7 @@ func TestLoadReportsBadInputWithItsKeyValueAndReason(t *testing.T) {
 		{"blank expression", []string{"--output", "json", " "}, nil,
 			`config: filter.expression: " " gives an empty filter value, which would match every packet (leave the filter out for that)`},
 		{"validated after layering", []string{"--filter-port", "0", "--otlp-compression", "zip"}, nil,
-			"config: otlp.compression: \"zip\" is not allowed (use none or gzip)\n" +
+			"config: otlp.compression: \"zip\" is not allowed (use gzip, snappy or none)\n" +
 				"config: filter.port: 0 is not a port (use 1 to 65535)"},
 	}
 	for _, tt := range tests {

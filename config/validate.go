@@ -75,7 +75,7 @@ func (c Config) Validate() error {
 			v.add(headersKey+"."+k, o.Headers[k], reason)
 		}
 	}
-	v.oneOf("otlp.compression", o.Compression, "none", "gzip")
+	v.oneOf("otlp.compression", o.Compression, "gzip", "snappy", "none")
 	v.durationIn("otlp.timeout", o.Timeout, MinOTLPTimeout, MaxOTLPTimeout)
 	v.intIn("otlp.queue_size", o.QueueSize, 1, MaxQueueSpans)
 	v.intIn("otlp.batch_size", o.BatchSize, 1, MaxBatchSpans)

@@ -58,7 +58,7 @@ func TestValidateRejectsEachBadValueWithItsReason(t *testing.T) {
 		{"header name", func(c *Config) { c.OTLP.Headers = map[string]string{"": "x"} },
 			`config: otlp.headers.: "x" has an empty header name`},
 		{"compression", func(c *Config) { c.OTLP.Compression = "zip" },
-			`config: otlp.compression: "zip" is not allowed (use none or gzip)`},
+			`config: otlp.compression: "zip" is not allowed (use gzip, snappy or none)`},
 		{"otlp timeout", func(c *Config) { c.OTLP.Timeout = -time.Second },
 			`config: otlp.timeout: -1s must be from 100ms to 5m`},
 		{"queue size", func(c *Config) { c.OTLP.QueueSize = 0 },

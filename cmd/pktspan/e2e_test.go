@@ -492,3 +492,24 @@ func TestUnreachableCollectorGivesOneClearLineAndACleanStop(t *testing.T) {
 		t.Errorf("spans that could not be sent were not counted as dropped:\n%s", stderr)
 	}
 }
+
+// Every compression pktspan offers is one Jaeger's OTLP receiver (the OpenTelemetry
+// Collector's) takes: snappy is no OTLP exporter setting, so only a receiver proves it.
+// gzip, the default, is what every other test here exports with.
+func TestEveryCompressionReachesJaeger(t *testing.T) {
+	w := setup(t)
+	for _, compression := range []string{"snappy", "none"} {
+		t.Run(compression, func(t *testing.T) {
+			request := func(ctx context.Context) error {
+				_, err := netns.TCPRequest(ctx, w.lab.Client, serverAddr.Addr(), replyPort, []byte("ping"))
+				return err
+			}
+			run := w.run(t, "compression-"+compression, []string{"--filter-addr", serverAddr.Masked().String(),
+				"--otlp-compression", compression}, request)
+			w.waitFor(t, run.service, run.since, func(s *traceSet) bool { return len(s.packets(replyPort)) > 0 })
+			if n := statValue(t, run.stderr.String(), "otlp_dropped"); n != 0 {
+				t.Errorf("%d spans dropped:\n%s", n, run.stderr.String())
+			}
+		})
+	}
+}

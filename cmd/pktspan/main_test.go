@@ -50,7 +50,7 @@ func TestCommandLineErrorsExitWithTheirCodeAndOneClearLine(t *testing.T) {
 		code int
 		want string
 	}{
-		{"bad flag value", []string{"--otlp-compression", "zip"}, nil, exitConfig, `config: otlp.compression: "zip" is not allowed (use none or gzip)`},
+		{"bad flag value", []string{"--otlp-compression", "zip"}, nil, exitConfig, `config: otlp.compression: "zip" is not allowed (use gzip, snappy or none)`},
 		{"port out of range", []string{"--filter-port", "70000"}, nil, exitConfig, "config: filter.port: 70000 is not a port"},
 		{"unknown flag", []string{"--no-such-flag"}, nil, exitConfig, "unknown flag: --no-such-flag"},
 		{"missing config file", []string{"--config", "/no/such/pktspan.yaml"}, nil, exitConfig, "/no/such/pktspan.yaml"},

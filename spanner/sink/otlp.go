@@ -62,7 +62,8 @@ func WithHeaders(headers map[string]string) OTLPOption {
 	return func(c *otlpConfig) { c.headers = headers }
 }
 
-// WithCompression chooses "gzip" or "none"; empty keeps OTEL_EXPORTER_OTLP_COMPRESSION.
+// WithCompression chooses "gzip", "snappy" or "none"; empty keeps
+// OTEL_EXPORTER_OTLP_COMPRESSION.
 func WithCompression(compression string) OTLPOption {
 	return func(c *otlpConfig) { c.compression = compression }
 }

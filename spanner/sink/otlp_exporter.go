@@ -116,12 +116,16 @@ func clientOptions(cfg otlpConfig) ([]otlptracegrpc.Option, error) {
 	case "":
 	case "gzip":
 		opts = append(opts, otlptracegrpc.WithCompressor("gzip"))
+	case "snappy":
+		// Not an OTLP exporter setting, so no variable names it: a call option, as for
+		// "none".
+		dial = append(dial, grpc.WithDefaultCallOptions(grpc.UseCompressor("snappy")))
 	case "none":
 		// otlptracegrpc has no "none" compressor; a later call option naming gRPC's
 		// identity encoding overrides a gzip chosen through the environment.
 		dial = append(dial, grpc.WithDefaultCallOptions(grpc.UseCompressor("identity")))
 	default:
-		return nil, fmt.Errorf("otlp compression %q: want gzip or none", cfg.compression)
+		return nil, fmt.Errorf("otlp compression %q: want gzip, snappy or none", cfg.compression)
 	}
 	if cfg.timeout > 0 {
 		opts = append(opts, otlptracegrpc.WithTimeout(cfg.timeout))

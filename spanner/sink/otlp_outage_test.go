@@ -99,7 +99,7 @@ func TestOTLPResumesWithin2sOfTheCollectorsReturnAndLosesOnlyWhatTheQueueCannotH
 // replaces the options of the one before.
 func TestOTLPReconnectsAtTheSinksPaceWhateverTheCompression(t *testing.T) {
 	clearOTELEnv(t)
-	for _, compression := range []string{"", "gzip", "none"} {
+	for _, compression := range []string{"", "gzip", "snappy", "none"} {
 		t.Run("compression="+compression, func(t *testing.T) {
 			t.Parallel()
 			// Accepts each connection and closes it before the HTTP/2 preface: every

@@ -418,6 +418,9 @@ func TestOTLPSendsHeadersAndChosenCompression(t *testing.T) {
 		option, env, want string
 	}{
 		{option: "gzip", want: "gzip"},
+		{option: "snappy", want: "snappy"},
+		// snappy is no OTLP exporter setting: the option beats a gzip in the environment.
+		{option: "snappy", env: "gzip", want: "snappy"},
 		{env: "gzip", want: "gzip"},
 		// An explicit "none" beats the environment.
 		{option: "none", env: "gzip", want: "identity"},
