@@ -74,40 +74,52 @@ func checkResourceSpans(t *testing.T, rs *tracepb.ResourceSpans, schemaURL strin
 	}
 }
 
-// gRPC's "gzip" is the package's compressor: its requests decompress to what was
-// written, and the header's XFL byte (RFC 1952) says the fastest level wrote them.
-func TestGRPCGzipIsTheFastestLevelAndRoundTrips(t *testing.T) {
-	c, ok := encoding.GetCompressor("gzip").(*gzipCompressor)
-	if !ok {
-		t.Fatalf("gRPC's gzip compressor is %T, not the package's", encoding.GetCompressor("gzip"))
-	}
-	in := bytes.Repeat([]byte("span"), 4096)
-	for round := range 2 { // the second takes the first's writer from the pool
-		var out bytes.Buffer
-		w, err := c.Compress(&out)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := w.Write(in); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Close(); err != nil {
-			t.Fatal(err)
-		}
-		const xfl, fastest = 8, 4
-		if b := out.Bytes(); len(b) <= xfl || b[xfl] != fastest {
-			t.Fatalf("round %d: gzip header % x: XFL is not %d (fastest)", round, b[:min(len(b), 10)], fastest)
-		}
-		r, err := c.Decompress(&out)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := io.ReadAll(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, in) {
-			t.Fatalf("round %d: %d bytes came back, not the %d written", round, len(got), len(in))
-		}
+// gRPC's "gzip" and "snappy" are the package's compressors: their requests decompress
+// to what was written, with a writer from the pool too, and their first bytes say the
+// format: for gzip the header's XFL byte (RFC 1952) the fastest level, for snappy the
+// snappy framing format's stream identifier (s2's own format has another), which is
+// what the Collector's receivers read.
+func TestGRPCCompressorsAreThePackagesAndRoundTrip(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		head func(b []byte) bool
+	}{
+		{"gzip", func(b []byte) bool { const xfl, fastest = 8, 4; return len(b) > xfl && b[xfl] == fastest }},
+		{"snappy", func(b []byte) bool { return bytes.HasPrefix(b, []byte("\xff\x06\x00\x00sNaPpY")) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, ok := encoding.GetCompressor(tc.name).(*pooledCompressor)
+			if !ok {
+				t.Fatalf("gRPC's %s compressor is %T, not the package's", tc.name, encoding.GetCompressor(tc.name))
+			}
+			in := bytes.Repeat([]byte("span"), 4096)
+			for round := range 2 { // the second takes the first's writer from the pool
+				var out bytes.Buffer
+				w, err := c.Compress(&out)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := w.Write(in); err != nil {
+					t.Fatal(err)
+				}
+				if err := w.Close(); err != nil {
+					t.Fatal(err)
+				}
+				if b := out.Bytes(); !tc.head(b) {
+					t.Fatalf("round %d: stream begins % x", round, b[:min(len(b), 12)])
+				}
+				r, err := c.Decompress(&out)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := io.ReadAll(r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(got, in) {
+					t.Fatalf("round %d: %d bytes came back, not the %d written", round, len(got), len(in))
+				}
+			}
+		})
 	}
 }
