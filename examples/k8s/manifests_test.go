@@ -388,6 +388,10 @@ func TestDaemonSetsPktspanConfigurationLoads(t *testing.T) {
 	if cfg.Correlate.Mode != "http" || cfg.Output != "none" || !cfg.OTLP.Insecure {
 		t.Errorf("correlate %q, output %q, otlp.insecure %v; want http, none, true", cfg.Correlate.Mode, cfg.Output, cfg.OTLP.Insecure)
 	}
+	// The gateway, a Collector, takes snappy: less CPU on every node than gzip.
+	if cfg.OTLP.Compression != "snappy" {
+		t.Errorf("otlp.compression %q, want snappy", cfg.OTLP.Compression)
+	}
 	// The spans go to the gateway's Service, on a port it has.
 	host, port, err := net.SplitHostPort(cfg.OTLP.Endpoint)
 	if err != nil {
