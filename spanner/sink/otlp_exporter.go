@@ -116,14 +116,12 @@ func clientOptions(cfg otlpConfig) ([]otlptracegrpc.Option, error) {
 	case "":
 	case "gzip":
 		opts = append(opts, otlptracegrpc.WithCompressor("gzip"))
-	case "snappy":
-		// Not an OTLP exporter setting, so no variable names it: a call option, as for
-		// "none".
-		dial = append(dial, grpc.WithDefaultCallOptions(grpc.UseCompressor("snappy")))
-	case "none":
-		// otlptracegrpc has no "none" compressor; a later call option naming gRPC's
-		// identity encoding overrides a gzip chosen through the environment.
-		dial = append(dial, grpc.WithDefaultCallOptions(grpc.UseCompressor("identity")))
+	case "snappy", "none":
+		// otlptracegrpc knows neither (snappy is no OTLP exporter setting): a later call
+		// option naming gRPC's encoding, identity for none, overrides a gzip chosen
+		// through the environment.
+		enc := map[string]string{"snappy": "snappy", "none": "identity"}[cfg.compression]
+		dial = append(dial, grpc.WithDefaultCallOptions(grpc.UseCompressor(enc)))
 	default:
 		return nil, fmt.Errorf("otlp compression %q: want gzip, snappy or none", cfg.compression)
 	}
