@@ -120,7 +120,10 @@ func clientOptions(cfg otlpConfig) ([]otlptracegrpc.Option, error) {
 		// otlptracegrpc knows neither (snappy is no OTLP exporter setting): a later call
 		// option naming gRPC's encoding, identity for none, overrides a gzip chosen
 		// through the environment.
-		enc := map[string]string{"snappy": "snappy", "none": "identity"}[cfg.compression]
+		enc := cfg.compression
+		if enc == "none" {
+			enc = "identity"
+		}
 		dial = append(dial, grpc.WithDefaultCallOptions(grpc.UseCompressor(enc)))
 	default:
 		return nil, fmt.Errorf("otlp compression %q: want gzip, snappy or none", cfg.compression)
