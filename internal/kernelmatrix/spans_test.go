@@ -394,19 +394,21 @@ func TestCheckSurveyNamesHealthyErrorsAndMissingDrops(t *testing.T) {
 	}
 
 	// The abort's races are let pass in either mode, and only the abort's: the client
-	// kernel's RST,ACK refused by the server's listener, on the abort's port and on
+	// kernel's reset refused by the server's listener, on the abort's port and on
 	// another.
-	for port, want := range map[uint16]int{PortAbort: len(drops), PortKeepAlive: 1 + len(drops)} {
-		r = newRecorder()
-		r.ev(0x500, port, spanner.KindInstant, "net:netif_receive_skb", nil)
-		r.ev(0x500, port, spanner.KindInstant, "skb:kfree_skb", func(ev *spanner.Event) { ev.Drop, ev.DropReason = true, "TCP_FLAGS" })
-		r.sp.Flush(r.t + 1e9)
-		if spans, err = ReadSpans(&r.out); err != nil {
-			t.Fatal(err)
-		}
-		for _, dropsOnly := range []bool{false, true} {
-			if errs := CheckSurvey(spans, "6.12", dropsOnly); len(errs) != want {
-				t.Errorf("TCP_FLAGS on port %d, drops-only %v: %d errors %v, want %d", port, dropsOnly, len(errs), errs, want)
+	for _, reason := range []string{"TCP_FLAGS", "TCP_RESET"} {
+		for port, want := range map[uint16]int{PortAbort: len(drops), PortKeepAlive: 1 + len(drops)} {
+			r = newRecorder()
+			r.ev(0x500, port, spanner.KindInstant, "net:netif_receive_skb", nil)
+			r.ev(0x500, port, spanner.KindInstant, "skb:kfree_skb", func(ev *spanner.Event) { ev.Drop, ev.DropReason = true, reason })
+			r.sp.Flush(r.t + 1e9)
+			if spans, err = ReadSpans(&r.out); err != nil {
+				t.Fatal(err)
+			}
+			for _, dropsOnly := range []bool{false, true} {
+				if errs := CheckSurvey(spans, "6.12", dropsOnly); len(errs) != want {
+					t.Errorf("%s on port %d, drops-only %v: %d errors %v, want %d", reason, port, dropsOnly, len(errs), errs, want)
+				}
 			}
 		}
 	}
