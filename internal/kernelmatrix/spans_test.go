@@ -380,13 +380,7 @@ func TestCheckSurveyNamesHealthyErrorsAndMissingDrops(t *testing.T) {
 
 	// 6.1 alone gives a needless retransmission the reason of a segment beyond the
 	// window: only there is a healthy TCP_INVALID_SEQUENCE let pass.
-	r = newRecorder()
-	r.ev(0x400, PortKeepAlive, spanner.KindInstant, "net:netif_receive_skb", nil)
-	r.ev(0x400, PortKeepAlive, spanner.KindInstant, "skb:kfree_skb", func(ev *spanner.Event) { ev.Drop, ev.DropReason = true, ambiguousTCPReason })
-	r.sp.Flush(r.t + 1e9)
-	if spans, err = ReadSpans(&r.out); err != nil {
-		t.Fatal(err)
-	}
+	spans = surveyDrop(t, PortKeepAlive, ambiguousTCPReason)
 	for kernel, want := range map[string]int{"6.1": len(drops), "6.12": 1 + len(drops)} {
 		if errs := CheckSurvey(spans, kernel, false); len(errs) != want {
 			t.Errorf("a healthy %s on %s: %d errors %v, want %d", ambiguousTCPReason, kernel, len(errs), errs, want)
@@ -398,13 +392,7 @@ func TestCheckSurveyNamesHealthyErrorsAndMissingDrops(t *testing.T) {
 	// another.
 	for _, reason := range []string{"TCP_FLAGS", "TCP_RESET"} {
 		for port, want := range map[uint16]int{PortAbort: len(drops), PortKeepAlive: 1 + len(drops)} {
-			r = newRecorder()
-			r.ev(0x500, port, spanner.KindInstant, "net:netif_receive_skb", nil)
-			r.ev(0x500, port, spanner.KindInstant, "skb:kfree_skb", func(ev *spanner.Event) { ev.Drop, ev.DropReason = true, reason })
-			r.sp.Flush(r.t + 1e9)
-			if spans, err = ReadSpans(&r.out); err != nil {
-				t.Fatal(err)
-			}
+			spans := surveyDrop(t, port, reason)
 			for _, dropsOnly := range []bool{false, true} {
 				if errs := CheckSurvey(spans, "6.12", dropsOnly); len(errs) != want {
 					t.Errorf("%s on port %d, drops-only %v: %d errors %v, want %d", reason, port, dropsOnly, len(errs), errs, want)
@@ -412,6 +400,20 @@ func TestCheckSurveyNamesHealthyErrorsAndMissingDrops(t *testing.T) {
 			}
 		}
 	}
+}
+
+// surveyDrop is the spans of one packet received on port and dropped for reason.
+func surveyDrop(t *testing.T, port uint16, reason string) *Spans {
+	t.Helper()
+	r := newRecorder()
+	r.ev(0x400, port, spanner.KindInstant, "net:netif_receive_skb", nil)
+	r.ev(0x400, port, spanner.KindInstant, "skb:kfree_skb", func(ev *spanner.Event) { ev.Drop, ev.DropReason = true, reason })
+	r.sp.Flush(r.t + 1e9)
+	spans, err := ReadSpans(&r.out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return spans
 }
 
 func TestCheckCorrelationWantsExchangesUnderClientSpansAndARecoveredDrop(t *testing.T) {
