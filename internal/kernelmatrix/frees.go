@@ -53,8 +53,8 @@ var scenariosByPort = map[int]Scenario{
 	PortKeepAlive:    {Name: "tcp keep-alive, 5 requests", Healthy: true},
 	PortAbort:        {Name: "tcp, client aborts (RST)", Healthy: true, Races: []string{"TCP_CLOSE", "NO_SOCKET", "NOT_SPECIFIED", "TCP_FLAGS", "TCP_RESET"}},
 	// Both ends close once the echo is read; in a slow VM a late ACK may meet a socket
-	// already closed (TCP_CLOSE) or in TIME_WAIT, which 6.12 discards as NOT_SPECIFIED
-	// in tcp_v4_rcv (both in the 6.12 VM in CI).
+	// already closed (TCP_CLOSE), or be discarded by tcp_v4_rcv with no reason of its
+	// own (NOT_SPECIFIED): both ACKs of one close, in the 6.12 VM in CI.
 	PortBulk:          {Name: "tcp, 512 KiB each way", Healthy: true, Races: []string{"TCP_CLOSE", "NOT_SPECIFIED"}},
 	PortUDPEcho:       {Name: "udp request/reply", Healthy: true},
 	netns.ReplyPort:   {Name: "tcp through NAT", Healthy: true},
