@@ -97,6 +97,14 @@ type engineEvent struct {
 	TimeNano int64 `json:"timeNano"`
 }
 
+// time is when the event happened, as the daemon says, or now when it does not.
+func (ev engineEvent) time() time.Time {
+	if ev.TimeNano > 0 {
+		return time.Unix(0, ev.TimeNano)
+	}
+	return time.Now()
+}
+
 // get sends GET path and returns the reply of a 200; any other status is an error
 // carrying the daemon's message, errGone for a 404.
 func (a *engineAPI) get(ctx context.Context, path string, query url.Values) (*http.Response, error) {
@@ -370,19 +378,19 @@ func (d *dockerSource) handle(ctx context.Context, ev engineEvent) {
 	case "create":
 		d.created.put(ev.Actor.ID, ev.Actor.Attributes)
 	case "start", "rename":
-		if d.learn(ctx, ev.Actor.ID) {
+		var renamed time.Time
+		if ev.Action == "rename" {
+			renamed = ev.time()
+		}
+		if d.learn(ctx, ev.Actor.ID, renamed) {
 			d.n.publish()
 		}
 	case "die", "destroy":
 		if ev.Action == "destroy" {
 			d.created.remove(ev.Actor.ID)
 		}
-		when := time.Now()
-		if ev.TimeNano > 0 {
-			when = time.Unix(0, ev.TimeNano)
-		}
 		d.n.mu.Lock()
-		d.n.tab.gone(dockerPrefix+ev.Actor.ID, when)
+		d.n.tab.gone(dockerPrefix+ev.Actor.ID, ev.time())
 		d.n.publishLocked()
 		d.n.mu.Unlock()
 	}
@@ -404,7 +412,7 @@ func (d *dockerSource) sync(ctx context.Context, full bool) error {
 		known := o != nil && o.alive()
 		d.n.mu.Unlock()
 		if !known || full {
-			d.learn(ctx, id)
+			d.learn(ctx, id, time.Time{})
 		}
 	}
 	d.n.mu.Lock()
@@ -414,12 +422,14 @@ func (d *dockerSource) sync(ctx context.Context, full bool) error {
 	return nil
 }
 
-// learn inspects a container and records it, reporting whether it did.
-func (d *dockerSource) learn(ctx context.Context, id string) bool {
+// learn inspects a container and records it, reporting whether it did. renamed is when
+// a rename event says it was renamed (zero for any other look).
+func (d *dockerSource) learn(ctx context.Context, id string, renamed time.Time) bool {
 	c, err := d.api.inspect(ctx, id)
 	if err == nil {
 		var o owner
 		if o, err = d.owner(c); err == nil {
+			o.renamed = renamed
 			d.n.mu.Lock()
 			defer d.n.mu.Unlock()
 			d.n.putLocked(o)

@@ -107,7 +107,8 @@ func TestAHostNetworkContainerLeavesTheHostNamedHost(t *testing.T) {
 	}
 }
 
-func TestARenamedContainerIsNamedByItsNewName(t *testing.T) {
+// A packet seen before the rename, exported after pktspan learnt it, keeps the old name.
+func TestARenamedContainerIsNamedByItsNewNameFromItsRenameOn(t *testing.T) {
 	h := newHost(t)
 	e := newEngine(t)
 	ns := h.namespace("c")
@@ -117,9 +118,13 @@ func TestARenamedContainerIsNamedByItsNewName(t *testing.T) {
 		t.Fatalf("named %q, want before", got)
 	}
 	e.waitStreams(1)
+	seenBefore := now()
 	e.change(c.ID, func(c *engineContainer) { c.Name = "/after" })
 	e.emit("rename", c.ID)
 	eventually(t, "the new name is used", func() bool { return name(n, h.inode(ns)) == "after" })
+	if got := nameAt(n, h.inode(ns), seenBefore); got != "before" {
+		t.Errorf("a packet seen before the rename is named %q, want before", got)
+	}
 	if got := attrs(n, h.inode(ns)); !strings.Contains(got, "container.name=after\n") {
 		t.Errorf("after the rename:\n%s", got)
 	}

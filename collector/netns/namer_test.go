@@ -3,6 +3,7 @@ package netns
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -310,6 +311,95 @@ func TestTheTableNamesANamespaceAfterTheOwnerOfTheTime(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestARenamedOwnerNamesEachPacketAsItsNamespaceWasNamedWhenSeen(t *testing.T) {
+	t0 := time.Now()
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	named := func(key, name string, kind kind, from float64) owner {
+		o := owner{key: key, inode: 7, kind: kind, from: at(from), attrs: dockerAttrs(key, name, nil)}
+		o.attrs[0] = attrkey.NetnsName.String(name)
+		return o
+	}
+	type step struct {
+		learnt  float64 // seconds after t0
+		name    string
+		renamed float64 // the rename event's time; 0: a listing, which cannot tell
+		goneAt  float64 // then it dies; 0: it lives
+	}
+	tests := []struct {
+		name  string
+		steps []step
+		want  map[float64]string // lookup time → name
+	}{
+		{"a rename learnt late takes effect at its event's time",
+			[]step{{1, "before", 0, 0}, {4, "after", 3, 0}},
+			map[float64]string{2: "before", 2.99: "before", 3: "after", 3.5: "after", 9: "after"}},
+		{"a rename seen only by a listing takes effect when it is learnt",
+			[]step{{1, "before", 0, 0}, {4, "after", 0, 0}},
+			map[float64]string{3.5: "before", 4.5: "after"}},
+		{"two renames, then the death",
+			[]step{{1, "a", 0, 0}, {3, "b", 3, 0}, {5, "c", 5, 7}},
+			map[float64]string{2: "a", 4: "b", 6: "c", 7.05: "c", 8: ""}},
+		{"a rename event older than the last rename takes effect no earlier than it",
+			[]step{{1, "a", 0, 0}, {3, "b", 3, 0}, {4, "c", 2, 0}},
+			map[float64]string{2.5: "a", 3.5: "c"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tab := newTable(8, time.Hour)
+			for _, s := range tt.steps {
+				o := named("docker/web", s.name, kindDocker, 1)
+				if s.renamed > 0 {
+					o.renamed = at(s.renamed)
+				}
+				tab.put(o, at(s.learnt))
+				if s.goneAt > 0 {
+					tab.gone(o.key, at(s.goneAt))
+				}
+			}
+			for when, want := range tt.want {
+				if got := lookup(tab, 7, at(when)); got != want {
+					t.Errorf("at %vs the namespace is named %q, want %q", when, got, want)
+				}
+			}
+		})
+	}
+
+	t.Run("a renamed owner still speaks for its namespace since the earliest birth known", func(t *testing.T) {
+		tab := newTable(8, time.Hour)
+		tab.put(named("netns/x", "x", kindNetnsFile, 0.5), at(0.5))
+		tab.put(named("docker/web", "before", kindDocker, 1), at(1))
+		renamed := named("docker/web", "after", kindDocker, 1)
+		renamed.renamed = at(3)
+		tab.put(renamed, at(3.1))
+		for when, want := range map[float64]string{0.5: "before", 2: "before", 3.5: "after"} {
+			if got := lookup(tab, 7, at(when)); got != want {
+				t.Errorf("at %vs the namespace is named %q, want %q", when, got, want)
+			}
+		}
+	})
+
+	t.Run("past names stay within their bound and the grace, the bound's losses counted", func(t *testing.T) {
+		tab := newTable(8, 30*time.Second)
+		for i := range maxPastNames + 2 {
+			o := named("docker/web", fmt.Sprint("n", i), kindDocker, 1)
+			o.renamed = at(float64(2 + i))
+			tab.put(o, at(float64(2+i)))
+		}
+		if got := len(tab.get("docker/web").past); got != maxPastNames || tab.evicted != 1 {
+			t.Errorf("%d past names kept, %d evicted; want %d and 1", got, tab.evicted, maxPastNames)
+		}
+		if got := lookup(tab, 7, at(2.5)); got != "n1" {
+			t.Errorf("the oldest name kept names %q, want n1 (n0 went for the bound)", got)
+		}
+		late := named("docker/web", "late", kindDocker, 1)
+		late.renamed = at(100)
+		tab.put(late, at(100))
+		if got := tab.get("docker/web").past; len(got) != 1 || got[0].attrs[0].Value.AsString() != fmt.Sprint("n", maxPastNames+1) {
+			t.Errorf("after the grace past names are %v, want only the one renamed now", got)
+		}
+	})
 }
 
 // A container seen first through its processes' cgroup, then by its runtime: the guess

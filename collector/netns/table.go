@@ -47,7 +47,25 @@ type owner struct {
 	// gone is zero while it lives; it names its namespace's packets seen until gone
 	// (and deathSlack), in spans exported until gone+grace.
 	gone time.Time
+	// renamed is when a source saw these attrs replace others (a rename's time, as its
+	// event gives it); zero when it cannot tell, and then put takes the time it learns
+	// of the change.
+	renamed time.Time
+	// past are the names it had before its renames, oldest first, each until its
+	// rename: a packet is named as its namespace was when the packet was seen, though
+	// the spanner exports it later. At most maxPastNames, none older than the grace.
+	past []pastName
 }
+
+// pastName is a name an owner had until a rename.
+type pastName struct {
+	attrs []attribute.KeyValue
+	until time.Time
+}
+
+// maxPastNames bounds the names an owner remembers: a container renamed more often
+// than this within one grace names its oldest packets after a later name.
+const maxPastNames = 8
 
 func (o *owner) alive() bool { return o.gone.IsZero() }
 
@@ -73,22 +91,55 @@ const (
 	deathSlack = 100 * time.Millisecond
 )
 
-// claim is one owner's hold on an inode, as a snapshot keeps it: the packets seen
-// from from to until (unix ns) were in its namespace.
+// claim is one owner's hold on an inode under one name, as a snapshot keeps it: the
+// packets seen from from to until (unix ns) were in its namespace.
 type claim struct {
 	from, until int64
 	attrs       []attribute.KeyValue
 }
 
-func (o *owner) claim() claim {
-	c := claim{from: math.MinInt64, until: math.MaxInt64, attrs: o.attrs}
-	if !o.from.IsZero() {
-		c.from = o.from.Add(-birthSlack).UnixNano()
+// born is when o's claim begins (unix ns): its birth less the slack, or since ever.
+func (o *owner) born() int64 {
+	if o.from.IsZero() {
+		return math.MinInt64
 	}
+	return o.from.Add(-birthSlack).UnixNano()
+}
+
+// claims are o's names over its life from born on, the latest first: each past name
+// until its rename, the current one from the last rename to o's death and the slack.
+func (o *owner) claims(born int64) []claim {
+	until := int64(math.MaxInt64)
 	if !o.alive() {
-		c.until = o.gone.Add(deathSlack).UnixNano()
+		until = o.gone.Add(deathSlack).UnixNano()
 	}
-	return c
+	cs := make([]claim, 0, len(o.past)+1)
+	attrs := o.attrs
+	for i := len(o.past) - 1; i >= 0; i-- {
+		renamed := o.past[i].until.UnixNano()
+		cs = append(cs, claim{from: max(renamed, born), until: until, attrs: attrs})
+		attrs, until = o.past[i].attrs, renamed
+	}
+	return append(cs, claim{from: born, until: until, attrs: attrs})
+}
+
+// rename keeps cur's attrs as a past name ending when o's began, at o.renamed or, when
+// the source could not tell, now. Past names beyond the bound or older than the grace
+// go, the first counted.
+func (t *table) rename(cur *owner, o *owner, now time.Time) {
+	at := o.renamed
+	if at.IsZero() || at.After(now) {
+		at = now
+	}
+	if n := len(cur.past); n > 0 && at.Before(cur.past[n-1].until) {
+		at = cur.past[n-1].until
+	}
+	cur.past = slices.DeleteFunc(cur.past, func(p pastName) bool { return now.Sub(p.until) > t.grace })
+	if len(cur.past) == maxPastNames {
+		cur.past = slices.Delete(cur.past, 0, 1)
+		t.evicted++
+	}
+	cur.past = append(cur.past, pastName{attrs: cur.attrs, until: at})
 }
 
 // goneRef queues an owner that went, in the order they went: expiry and eviction take
@@ -127,6 +178,9 @@ func (t *table) lives(key string, inode uint32) bool {
 func (t *table) put(o owner, now time.Time) bool {
 	if cur := t.owners[o.key]; cur != nil {
 		if cur.inode == o.inode {
+			if cur.attrs != nil && o.attrs != nil && !slices.Equal(cur.attrs, o.attrs) {
+				t.rename(cur, &o, now)
+			}
 			cur.kind, cur.attrs, cur.aliases, cur.probe, cur.from, cur.seen = o.kind, o.attrs, o.aliases, o.probe, o.from, now
 			if !cur.alive() {
 				cur.gone, cur.since = time.Time{}, now
@@ -243,8 +297,9 @@ func (t *table) evictOldestGone() bool {
 // claims builds what NetnsAttrs reads: for each namespace, the claims of its owners in
 // the order a lookup tries them. Living owners are one namespace seen by several
 // sources: the one that beats the others speaks for them, since the earliest birth any
-// of them knows. Then the latest born comes first: of two lives of a reused inode, the
-// later one holds the packets seen since it began, the earlier one those before.
+// of them knows. Then the latest begun comes first: of two lives of a reused inode, the
+// later one holds the packets seen since it began, the earlier one those before; of an
+// owner's names, each holds the packets seen from its rename on.
 func (t *table) claims() map[uint32][]claim {
 	byInode := make(map[uint32][]*owner, len(t.owners))
 	for _, o := range t.owners {
@@ -265,20 +320,21 @@ func (t *table) claims() map[uint32][]claim {
 			born   = int64(math.MaxInt64)
 		)
 		for _, o := range owners {
-			c := o.claim()
 			if !o.alive() {
-				rs = append(rs, ranked{c, false, o.kind})
+				for _, c := range o.claims(o.born()) {
+					rs = append(rs, ranked{c, false, o.kind})
+				}
 				continue
 			}
 			if living == nil || o.beats(living) {
 				living = o
 			}
-			born = min(born, c.from)
+			born = min(born, o.born())
 		}
 		if living != nil {
-			c := living.claim()
-			c.from = born
-			rs = append(rs, ranked{c, true, living.kind})
+			for _, c := range living.claims(born) {
+				rs = append(rs, ranked{c, true, living.kind})
+			}
 		}
 		slices.SortFunc(rs, func(a, b ranked) int {
 			if c := cmp.Compare(b.from, a.from); c != 0 {
