@@ -23,8 +23,12 @@ const (
 	// pollEvery bounds how long an event waits in the ring: the probes wake the reader
 	// only once the ring holds more than 1/ringWakeFraction of its size (a wakeup per
 	// event cost the sending CPU more than all else), so below that the reader looks
-	// on its own this often.
-	pollEvery        = 20 * time.Millisecond
+	// on its own this often: as often as the spanner ticks. Each look that finds
+	// pktspan idle wakes it, and the Go runtime's sysmon thread with it, which then naps
+	// every 20 µs for a millisecond or more; looking every 20 ms cost some 12% more CPU
+	// per event while pktspan traced a busy link (BENCHMARKS.md). The OTLP sink
+	// batches for a second anyway.
+	pollEvery        = tickEvery
 	ringWakeFraction = 4
 
 	tickEvery = 100 * time.Millisecond
