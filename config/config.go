@@ -180,7 +180,7 @@ func Default() Config {
 			Compression: "gzip",
 			Timeout:     10 * time.Second,
 			QueueSize:   65536,
-			BatchSize:   1024,
+			BatchSize:   4096,
 			BatchDelay:  time.Second,
 		},
 		Probes: Probes{

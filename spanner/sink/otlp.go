@@ -13,8 +13,14 @@ import (
 const (
 	defaultServiceName = "pktspan"
 	defaultQueueSize   = 65536
-	defaultBatchSize   = 1024
-	defaultBatchDelay  = time.Second
+	// defaultBatchSize spans a request: with every packet exported, requests of 1024
+	// cost some 12% more CPU per event (BENCHMARKS.md).
+	defaultBatchSize = 4096
+	// batchBytes caps a request's encoded spans however many batch_size allows: under
+	// the 4 MiB a gRPC receiver takes by default (the Collector's, Jaeger's, Tempo's),
+	// with room for the resource around them, when spans carry stacks or long names.
+	batchBytes        = 3 << 20
+	defaultBatchDelay = time.Second
 	// instrumentationScope names the scope of every exported span.
 	instrumentationScope = "pktspan"
 	// errLogInterval bounds how often a failing collector or a full queue is logged, so
@@ -146,6 +152,7 @@ func NewOTLP(ctx context.Context, opts ...OTLPOption) (*OTLP, error) {
 	b := newBatcher(exp, batcherConfig{
 		queueSize:  cfg.queueSize,
 		batchSize:  cfg.batchSize,
+		batchBytes: batchBytes,
 		batchDelay: cfg.batchDelay,
 		endpoint:   exp.endpoint,
 		log:        log,

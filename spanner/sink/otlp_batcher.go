@@ -76,6 +76,7 @@ type DropCount struct {
 type batcherConfig struct {
 	queueSize  int // spans
 	batchSize  int // spans
+	batchBytes int // encoded spans, at most, in one request
 	batchDelay time.Duration
 	endpoint   string // names the destination in log lines
 	log        *slog.Logger
@@ -85,11 +86,12 @@ type batcherConfig struct {
 // through a batchExporter from one goroutine: full batches at once, partial ones
 // after a delay. A full queue drops the batch and counts its spans; nothing waits.
 type batcher struct {
-	exp       batchExporter
-	endpoint  string
-	log       *slog.Logger
-	batchSize int
-	head      int
+	exp        batchExporter
+	endpoint   string
+	log        *slog.Logger
+	batchSize  int
+	batchBytes int
+	head       int
 	// fullLen is the length of the last full batch, to size new batches by: growing a
 	// buffer of hundreds of kilobytes from nothing copies it several times over.
 	fullLen int
@@ -144,6 +146,7 @@ func newBatcher(exp batchExporter, cfg batcherConfig) *batcher {
 		endpoint:   cfg.endpoint,
 		log:        cfg.log,
 		batchSize:  cfg.batchSize,
+		batchBytes: cfg.batchBytes,
 		head:       exp.headroom(),
 		queue:      make(chan *wireBatch, queueBatches),
 		free:       make(chan *wireBatch, queueBatches+inFlightBatches),
@@ -160,8 +163,8 @@ func newBatcher(exp batchExporter, cfg batcherConfig) *batcher {
 }
 
 // add encodes the group at once (the caller reuses its buffers) into the current
-// batch. A full batch is queued without waiting; when the queue is full the batch is
-// dropped and counted.
+// batch. A full batch (batchSize spans, or batchBytes of them) is queued without
+// waiting; when the queue is full the batch is dropped and counted.
 func (b *batcher) add(group []spanner.Span) {
 	if len(group) == 0 {
 		return
@@ -174,7 +177,7 @@ func (b *batcher) add(group []spanner.Span) {
 	}
 	for i := range group {
 		b.batch.buf = appendSpan(b.batch.buf, &group[i])
-		if b.batch.spans++; b.batch.spans >= b.batchSize {
+		if b.batch.spans++; b.batch.spans >= b.batchSize || len(b.batch.buf)-b.head >= b.batchBytes {
 			b.fullLen = len(b.batch.buf)
 			b.enqueueLocked()
 		}

@@ -95,7 +95,7 @@ func newTestBatcher(exp batchExporter, queueSize, batchSize int, delay time.Dura
 		log = slog.New(slog.DiscardHandler)
 	}
 	return newBatcher(exp, batcherConfig{
-		queueSize: queueSize, batchSize: batchSize, batchDelay: delay, endpoint: "fake:4317", log: log,
+		queueSize: queueSize, batchSize: batchSize, batchBytes: batchBytes, batchDelay: delay, endpoint: "fake:4317", log: log,
 	})
 }
 
@@ -161,6 +161,22 @@ func TestBatcherExportsEachBatchOnceFull(t *testing.T) {
 	if st := b.stats(); st != (spanner.SinkStats{Exported: 7}) {
 		t.Errorf("stats = %+v, want 7 exported", st)
 	}
+}
+
+// Spans too large for batch_size of them to fit a receiver's message limit.
+func TestBatcherSendsABatchOnceItsBytesReachTheCapBeforeItsSpanCount(t *testing.T) {
+	exp := newFakeExporter(t)
+	group := tcpGroup() // 7 spans
+	one := len(appendSpan(nil, &group[0]))
+	b := newBatcher(exp, batcherConfig{
+		queueSize: 100, batchSize: 100, batchBytes: 2 * one, batchDelay: time.Hour,
+		endpoint: "fake:4317", log: slog.New(slog.DiscardHandler),
+	})
+	b.add(group[:1])
+	b.add(group[:1])
+	exp.waitCalls(1)
+	checkBatches(t, exp.gotBatches(), []spanner.Span{group[0], group[0]})
+	shutdownBatcher(t, b)
 }
 
 func TestBatcherExportsPartialBatchAfterDelay(t *testing.T) {

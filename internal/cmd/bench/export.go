@@ -15,6 +15,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/pktspan/pktspan/config"
 	"github.com/pktspan/pktspan/spanner"
 	"github.com/pktspan/pktspan/spanner/sink"
 )
@@ -132,8 +133,10 @@ func measureExport(f *Fixtures, rcv *ReceiverProc, d time.Duration, profile stri
 
 // newPktspanSink is pktspan's own OTLP sink with its defaults, as cmd/pktspan builds it.
 func newPktspanSink(endpoint string) (spanner.Sink, error) {
+	d := config.Default().OTLP
 	return sink.NewOTLP(context.Background(), sink.WithEndpoint(endpoint), sink.WithInsecure(true),
-		sink.WithCompression("none"), sink.WithLogger(discardLog))
+		sink.WithCompression("none"), sink.WithBatchSize(d.BatchSize), sink.WithQueueSize(d.QueueSize),
+		sink.WithLogger(discardLog))
 }
 
 // sdkSink is the baseline: every span made through the OTel SDK's Tracer.Start and End,
@@ -146,7 +149,7 @@ type sdkSink struct {
 	opts   []trace.SpanStartOption
 }
 
-// newSDKSink batches like pktspan's sink (1024 spans a request, a 64k queue), blocking
+// newSDKSink batches like pktspan's sink (its default spans a request and queue), blocking
 // rather than dropping so that both paths deliver every span.
 func newSDKSink(endpoint string) (spanner.Sink, error) {
 	ctx := context.Background()
@@ -164,8 +167,8 @@ func newSDKSink(endpoint string) (spanner.Sink, error) {
 		sdktrace.WithIDGenerator(ids),
 		sdktrace.WithSampler(sdktrace.AlwaysSample()),
 		sdktrace.WithBatcher(exp,
-			sdktrace.WithMaxExportBatchSize(1024),
-			sdktrace.WithMaxQueueSize(65536),
+			sdktrace.WithMaxExportBatchSize(config.Default().OTLP.BatchSize),
+			sdktrace.WithMaxQueueSize(config.Default().OTLP.QueueSize),
 			sdktrace.WithBlocking()),
 	)
 	return &sdkSink{tp: tp, tracer: tp.Tracer("pktspan"), ids: ids}, nil
