@@ -343,7 +343,7 @@ func TestARenamedOwnerNamesEachPacketAsItsNamespaceWasNamedWhenSeen(t *testing.T
 			map[float64]string{2: "a", 4: "b", 6: "c", 7.05: "c", 8: ""}},
 		{"a rename event older than the last rename takes effect no earlier than it",
 			[]step{{1, "a", 0, 0}, {3, "b", 3, 0}, {4, "c", 2, 0}},
-			map[float64]string{2.5: "a", 3.5: "c"}},
+			map[float64]string{2.5: "a", 3: "c", 3.5: "c"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

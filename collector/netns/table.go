@@ -336,7 +336,8 @@ func (t *table) claims() map[uint32][]claim {
 				rs = append(rs, ranked{c, true, living.kind})
 			}
 		}
-		slices.SortFunc(rs, func(a, b ranked) int {
+		// Stable: an owner's names come latest first, which two renames at one time keep.
+		slices.SortStableFunc(rs, func(a, b ranked) int {
 			if c := cmp.Compare(b.from, a.from); c != 0 {
 				return c
 			}
