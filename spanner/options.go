@@ -131,7 +131,8 @@ func WithNATAliases(n int) Option {
 }
 
 // WithSegmentMemory bounds the TCP segments remembered to recognise their
-// retransmissions (default 65536); the least recently seen go first.
+// retransmissions (default 65536; the table holds sets of 4, as many as a power of two
+// within n); the least recently seen of a set go first.
 func WithSegmentMemory(n int) Option {
 	return func(s *settings) { setPositive(&s.segments, n) }
 }

@@ -24,20 +24,39 @@ type segment struct {
 	lastSpanID SpanID
 }
 
-// segmentTable is the bounded table of recent segments, indexed by a 64-bit fold of
-// their key. Nearly every segment is new, so the table is searched, added to and evicted
-// from for every one: a map keyed by the whole key (some 60 bytes, hashed and compared
-// field by field) cost a tenth of pktspan's CPU with every packet traced, and one keyed
-// by a fold is a fifth of its size. Two keys may fold alike: each slot keeps its own key,
-// a search matches only that, and an added segment takes the slot of one it folds with.
+// segmentTable is the bounded table of recent segments: a set-associative cache. A
+// segment's key folds to 64 bits, the fold picks a set of up to segmentWays slots, and
+// within a set the least recently used slot gives way. Nearly every segment is new, so
+// the table is searched, added to and evicted from for every one: a map keyed by the
+// whole key cost a tenth of pktspan's CPU with every packet traced, and a map keyed by
+// the fold, with an LRU list over the slots, still 8% (its inserts and deletes); a set
+// is one cache line of folds and an eviction is a store. Two keys may fold alike: each
+// slot keeps its own key, a search matches only that, and an added segment takes the
+// slot of one it folds with.
 type segmentTable struct {
-	table[uint64, segment]
-	seed [2]uint64
+	slab  []segment // slot set*ways+way
+	folds []uint64  // the fold of each slot's key
+	used  []uint64  // when each slot was last used (tick); 0 for an empty slot
+	tick  uint64
+	ways  int
+	mask  uint64 // sets-1
+	seed  [2]uint64
 }
 
+// segmentWays is the associativity: the slots one search looks through.
+const segmentWays = 4
+
+// newSegmentTable holds at most limit segments: as many sets of segmentWays slots as fit
+// (a power of two), or one set of limit slots when fewer than segmentWays.
 func newSegmentTable(limit int) segmentTable {
+	ways := min(segmentWays, limit)
+	sets := 1 << (bits.Len(uint(limit/ways)) - 1)
+	n := sets * ways
 	// Seeded at random, so that no sender can choose segments that fold alike.
-	return segmentTable{table: newTable[uint64, segment](limit), seed: [2]uint64{rand.Uint64(), rand.Uint64()}}
+	return segmentTable{
+		slab: make([]segment, n), folds: make([]uint64, n), used: make([]uint64, n),
+		ways: ways, mask: uint64(sets - 1), seed: [2]uint64{rand.Uint64(), rand.Uint64()},
+	}
 }
 
 // fold mixes k's words two at a time by multiplication (as wyhash does).
@@ -59,15 +78,20 @@ func mix(a, b uint64) uint64 {
 	return hi ^ lo
 }
 
-// search folds k and looks the fold up: the slot it names, or -1 for none, and whether
-// that slot holds k (it may hold a key that folds alike).
+// set is the first slot of the set fold h picks.
+func (t *segmentTable) set(h uint64) int { return int(h&t.mask) * t.ways }
+
+// search folds k and looks through its set: the slot holding k's fold, or -1 for none,
+// and whether that slot holds k (it may hold a key that folds alike).
 func (t *segmentTable) search(k *segmentKey) (h uint64, i int32, found bool) {
 	h = t.fold(k)
-	i, ok := t.index[h]
-	if !ok {
-		return h, -1, false
+	first := t.set(h)
+	for j := first; j < first+t.ways; j++ {
+		if t.folds[j] == h && t.used[j] != 0 {
+			return h, int32(j), t.slab[j].key == *k
+		}
 	}
-	return h, i, t.slab[i].key == *k
+	return h, -1, false
 }
 
 // find returns the slot of segment k.
@@ -76,19 +100,29 @@ func (t *segmentTable) find(k segmentKey) (int32, bool) {
 	return i, found
 }
 
+// touch makes slot i the most recently used of its set.
+func (t *segmentTable) touch(i int32) {
+	t.tick++
+	t.used[i] = t.tick
+}
+
 // add remembers seg, which search did not find, as most recently used: h and at are
-// what search returned for its key. A key that folds alike gives up slot at; else the
-// least recently used segment is evicted when the table is full. It reports whether it
-// forgot a segment.
+// what search returned for its key. A key that folds alike gives up slot at; else an
+// empty slot of the set takes it, or the set's least recently used. It reports whether
+// it forgot a segment.
 func (t *segmentTable) add(h uint64, at int32, seg segment) (forgot bool) {
-	if at >= 0 {
-		t.release(at)
-		forgot = true
-	} else if t.full() {
-		t.release(t.lru.tail)
-		forgot = true
+	if at < 0 {
+		first := t.set(h)
+		at = int32(first)
+		for j := first + 1; j < first+t.ways; j++ {
+			if t.used[j] < t.used[at] {
+				at = int32(j)
+			}
+		}
 	}
-	t.slab[t.alloc(h)] = seg
+	forgot = t.used[at] != 0
+	t.slab[at], t.folds[at] = seg, h
+	t.touch(at)
 	return forgot
 }
 
@@ -114,7 +148,7 @@ func (s *Spanner) noteSegment(p *packet, freeOnly bool) {
 	// One fold and one search serve both the match and the add.
 	h, i, found := s.segments.search(&k)
 	if found {
-		s.segments.lru.moveFront(i)
+		s.segments.touch(i)
 		seg := &s.segments.slab[i]
 		if s.onItsWay(seg.lastSKB, seg.lastSpanID) {
 			return
