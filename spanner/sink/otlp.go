@@ -85,7 +85,8 @@ func WithQueueSize(spans int) OTLPOption {
 	return func(c *otlpConfig) { c.queueSize = spans }
 }
 
-// WithBatchSize sets how many spans go in one request (default 1024).
+// WithBatchSize sets how many spans go in one request (default 4096; a request's
+// encoded spans also stop at 3 MiB).
 func WithBatchSize(spans int) OTLPOption {
 	return func(c *otlpConfig) { c.batchSize = spans }
 }

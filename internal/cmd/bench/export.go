@@ -162,13 +162,14 @@ func newSDKSink(endpoint string) (spanner.Sink, error) {
 		return nil, err
 	}
 	ids := &presetIDs{}
+	defaults := config.Default().OTLP
 	tp := sdktrace.NewTracerProvider(
 		sdktrace.WithResource(res),
 		sdktrace.WithIDGenerator(ids),
 		sdktrace.WithSampler(sdktrace.AlwaysSample()),
 		sdktrace.WithBatcher(exp,
-			sdktrace.WithMaxExportBatchSize(config.Default().OTLP.BatchSize),
-			sdktrace.WithMaxQueueSize(config.Default().OTLP.QueueSize),
+			sdktrace.WithMaxExportBatchSize(defaults.BatchSize),
+			sdktrace.WithMaxQueueSize(defaults.QueueSize),
 			sdktrace.WithBlocking()),
 	)
 	return &sdkSink{tp: tp, tracer: tp.Tracer("pktspan"), ids: ids}, nil
