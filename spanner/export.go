@@ -116,19 +116,12 @@ func (s *Spanner) exportPacket(p *packet, pl place) {
 	// local and appending it copied every one once more.
 	g := slices.Grow(b.group[:0], 1+len(p.stages))[:1]
 	pkt := &g[0]
-	*pkt = Span{
-		TraceID:       pl.trace,
-		SpanID:        p.id,
-		ParentID:      pl.parent,
-		Name:          packetSpanName,
-		Role:          RolePacket,
-		Kind:          SpanKindInternal,
-		StartUnixNano: p.start,
-		EndUnixNano:   p.end,
-		RandomTraceID: pl.random,
-		SKB:           p.skb,
-		SKBCloneOf:    p.cloneOf,
-	}
+	// Zeroed, then set field by field: a composite literal is built aside and copied.
+	*pkt = Span{}
+	pkt.TraceID, pkt.SpanID, pkt.ParentID = pl.trace, p.id, pl.parent
+	pkt.Name, pkt.Role, pkt.Kind = packetSpanName, RolePacket, SpanKindInternal
+	pkt.StartUnixNano, pkt.EndUnixNano = p.start, p.end
+	pkt.RandomTraceID, pkt.SKB, pkt.SKBCloneOf = pl.random, p.skb, p.cloneOf
 	if p.drop {
 		b.appendDrop(p)
 		b.appendNFT(p.nft)
@@ -220,17 +213,11 @@ func (s *Spanner) exportPacket(p *packet, pl place) {
 		}
 		g = g[:len(g)+1]
 		span := &g[len(g)-1]
-		*span = Span{
-			TraceID:       pkt.TraceID,
-			SpanID:        b.ids[k],
-			ParentID:      parent,
-			Name:          st.name,
-			Role:          RoleStage,
-			Kind:          SpanKindInternal,
-			StartUnixNano: st.start,
-			EndUnixNano:   st.end,
-			RandomTraceID: pkt.RandomTraceID,
-		}
+		*span = Span{}
+		span.TraceID, span.SpanID, span.ParentID = pkt.TraceID, b.ids[k], parent
+		span.Name, span.Role, span.Kind = st.name, RoleStage, SpanKindInternal
+		span.StartUnixNano, span.EndUnixNano = st.start, st.end
+		span.RandomTraceID = pkt.RandomTraceID
 		if len(b.attrs) > from {
 			span.Attrs = b.carve(from)
 		}
