@@ -249,7 +249,12 @@ func TestTheTableEvictsTheOldestGoneOwnersFirst(t *testing.T) {
 
 // lookup is NetnsAttrs over a table's claims: the name of the namespace inode at a time.
 func lookup(tab *table, inode uint32, at time.Time) string {
-	for _, c := range tab.claims()[inode] {
+	return lookupClaims(tab.claims()[inode], at)
+}
+
+// lookupClaims is the name NetnsAttrs would give at at from claims cs.
+func lookupClaims(cs []claim, at time.Time) string {
+	for _, c := range cs {
 		if c.from <= at.UnixNano() && at.UnixNano() <= c.until {
 			return c.attrs[0].Value.AsString()
 		}
@@ -376,6 +381,34 @@ func TestARenamedOwnerNamesEachPacketAsItsNamespaceWasNamedWhenSeen(t *testing.T
 		for when, want := range map[float64]string{0.5: "before", 2: "before", 3.5: "after"} {
 			if got := lookup(tab, 7, at(when)); got != want {
 				t.Errorf("at %vs the namespace is named %q, want %q", when, got, want)
+			}
+		}
+	})
+
+	t.Run("no instant is claimed by two of an owner's names", func(t *testing.T) {
+		o := named("docker/web", "d", kindDocker, 1)
+		for _, p := range []struct {
+			name  string
+			until float64
+		}{{"a", 2}, {"b", 3}, {"c", 3}} { // c replaced at the time it was given
+			o.past = append(o.past, pastName{attrs: named("docker/web", p.name, kindDocker, 1).attrs, until: at(p.until)})
+		}
+		for _, gone := range []bool{false, true} {
+			if gone {
+				o.gone = at(9)
+			}
+			cs := o.claims(at(1).UnixNano())
+			for i, a := range cs {
+				for _, b := range cs[i+1:] {
+					if a.from <= a.until && b.from <= b.until && a.from <= b.until && b.from <= a.until {
+						t.Errorf("gone=%v: claims [%d, %d] and [%d, %d] share an instant", gone, a.from, a.until, b.from, b.until)
+					}
+				}
+			}
+			for when, want := range map[float64]string{1.5: "a", 2: "b", 2.5: "b", 3: "d", 8: "d"} {
+				if got := lookupClaims(cs, at(when)); got != want {
+					t.Errorf("gone=%v: at %vs the name is %q, want %q", gone, when, got, want)
+				}
 			}
 		}
 	})

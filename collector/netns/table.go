@@ -107,7 +107,10 @@ func (o *owner) born() int64 {
 }
 
 // claims are o's names over its life from born on, the latest first: each past name
-// until its rename, the current one from the last rename to o's death and the slack.
+// until the instant before its rename, the current one from the last rename to o's
+// death and the slack. No instant has two names, so the order a lookup tries them in
+// cannot change a packet's name; a name replaced at the very time it was given claims
+// nothing.
 func (o *owner) claims(born int64) []claim {
 	until := int64(math.MaxInt64)
 	if !o.alive() {
@@ -118,7 +121,7 @@ func (o *owner) claims(born int64) []claim {
 	for i := len(o.past) - 1; i >= 0; i-- {
 		renamed := o.past[i].until.UnixNano()
 		cs = append(cs, claim{from: max(renamed, born), until: until, attrs: attrs})
-		attrs, until = o.past[i].attrs, renamed
+		attrs, until = o.past[i].attrs, renamed-1
 	}
 	return append(cs, claim{from: born, until: until, attrs: attrs})
 }
@@ -336,8 +339,7 @@ func (t *table) claims() map[uint32][]claim {
 				rs = append(rs, ranked{c, true, living.kind})
 			}
 		}
-		// Stable: an owner's names come latest first, which two renames at one time keep.
-		slices.SortStableFunc(rs, func(a, b ranked) int {
+		slices.SortFunc(rs, func(a, b ranked) int {
 			if c := cmp.Compare(b.from, a.from); c != 0 {
 				return c
 			}
