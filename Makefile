@@ -44,12 +44,15 @@ deps:
 $(BIN)/bpf2go: tools/bpf2go/go.mod tools/bpf2go/go.sum
 	cd tools/bpf2go && $(GO) build -o ../../$(BIN)/bpf2go github.com/cilium/ebpf/cmd/bpf2go
 
+# Where bpf2go writes: pktspan's probes, and the bench's reference programs.
+GENERATED := bpf/ internal/bpfstats/
+
 generate: deps $(BIN)/bpf2go
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(GO) generate ./bpf/
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(GO) generate $(addprefix ./,$(GENERATED))
 
 # The committed objects must be exactly what the committed C produces.
 check-generate: generate
-	@git diff --exit-code -- bpf/ && [ -z "$$(git status --porcelain -- bpf/)" ] || { echo "bpf/: generated files differ from the committed ones: run 'make generate' and commit"; exit 1; }
+	@git diff --exit-code -- $(GENERATED) && [ -z "$$(git status --porcelain -- $(GENERATED))" ] || { echo "$(GENERATED): generated files differ from the committed ones: run 'make generate' and commit"; exit 1; }
 
 jaeger:
 	@tools/jaeger/build.sh

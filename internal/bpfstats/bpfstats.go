@@ -24,6 +24,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+//go:generate bpf2go -cc clang -cflags "-O2 -g -Wall -Werror -I../../bpf/headers" -target bpfel -no-global-types reference reference.c
+
 // TracepointHooks are the tracepoints pktspan attaches by default; the empty-program floor
 // is measured at each of them.
 var TracepointHooks = []string{
@@ -234,25 +236,67 @@ func OfProcess(pid int) (*Set, error) {
 // LoadFloor loads an empty tp_btf program (r0 = 0; exit) at each hook and attaches it:
 // what any program there costs, the kernel's dispatch and the statistics included.
 func LoadFloor(hooks []string) (*Set, error) {
+	return attachEach("the empty program", hooks, func(string) *ebpf.ProgramSpec { return emptySpec() })
+}
+
+// ReadingHooks are the hooks where pktspan's probes read every skb's headers, whether the
+// filters take it or not: LoadReading's program there reads them too.
+var ReadingHooks = []string{"netif_receive_skb", "net_dev_queue", "kfree_skb"}
+
+// LoadReading attaches, at each of ReadingHooks, a program that reads the first eight
+// bytes of the IP header with one plain load and does nothing else, and the empty program
+// at the other hooks, so that the programs keep the floor's company: the least any
+// tracer that looks at the packet pays there. It needs a kernel that lets
+// bpf_rdonly_cast make an untyped pointer (6.18 does; Debian's 6.1 and 6.12 do not).
+func LoadReading(hooks []string) (*Set, error) {
+	spec, err := loadReference()
+	if err != nil {
+		return nil, fmt.Errorf("reading the reference programs: %w", err)
+	}
+	return attachEach("the reading program", hooks, func(hook string) *ebpf.ProgramSpec {
+		if slices.Contains(ReadingHooks, hook) {
+			return spec.Programs["read_"+hook]
+		}
+		return emptySpec()
+	})
+}
+
+// LoadClock attaches at each hook a program that reads the clock once
+// (bpf_ktime_get_ns, as each of pktspan's events does) and does nothing else.
+func LoadClock(hooks []string) (*Set, error) {
+	return attachEach("the clock program", hooks, func(string) *ebpf.ProgramSpec {
+		spec := emptySpec()
+		spec.Instructions = append(asm.Instructions{asm.FnKtimeGetNs.Call()}, spec.Instructions...)
+		return spec
+	})
+}
+
+func emptySpec() *ebpf.ProgramSpec {
+	return &ebpf.ProgramSpec{
+		Name:         "floor",
+		Type:         ebpf.Tracing,
+		AttachType:   ebpf.AttachTraceRawTp,
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
+		License:      "GPL",
+	}
+}
+
+// attachEach loads the program spec gives for each hook as tp_btf there and attaches it.
+func attachEach(what string, hooks []string, spec func(hook string) *ebpf.ProgramSpec) (*Set, error) {
 	s := &Set{hooks: map[string][]*ebpf.Program{}}
 	for _, hook := range hooks {
-		p, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-			Name:         "floor",
-			Type:         ebpf.Tracing,
-			AttachType:   ebpf.AttachTraceRawTp,
-			AttachTo:     hook,
-			Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
-			License:      "GPL",
-		})
+		ps := spec(hook).Copy()
+		ps.Type, ps.AttachType, ps.AttachTo = ebpf.Tracing, ebpf.AttachTraceRawTp, hook
+		p, err := ebpf.NewProgram(ps)
 		if err != nil {
 			_ = s.Close()
-			return nil, fmt.Errorf("loading the empty program for %s: %w", hook, err)
+			return nil, fmt.Errorf("loading %s for %s: %w", what, hook, err)
 		}
 		s.add(hook, p)
 		l, err := link.AttachTracing(link.TracingOptions{Program: p, AttachType: ebpf.AttachTraceRawTp})
 		if err != nil {
 			_ = s.Close()
-			return nil, fmt.Errorf("attaching the empty program to %s: %w", hook, err)
+			return nil, fmt.Errorf("attaching %s to %s: %w", what, hook, err)
 		}
 		s.closers = append(s.closers, l)
 	}
@@ -262,7 +306,13 @@ func LoadFloor(hooks []string) (*Set, error) {
 // WithFloor runs fn with the empty programs attached at hooks and returns their
 // statistics over fn.
 func WithFloor(hooks []string, fn func() error) (Window, error) {
-	s, err := LoadFloor(hooks)
+	return With(LoadFloor, hooks, fn)
+}
+
+// With runs fn with the programs load attaches at hooks and returns their statistics
+// over fn.
+func With(load func(hooks []string) (*Set, error), hooks []string, fn func() error) (Window, error) {
+	s, err := load(hooks)
 	if err != nil {
 		return nil, err
 	}

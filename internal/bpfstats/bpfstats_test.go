@@ -39,3 +39,25 @@ func TestCallStatsPerCallAndTotal(t *testing.T) {
 		t.Errorf("a hook never called costs %v ns/call", got)
 	}
 }
+
+// LoadReading takes the program for each reading hook by name: each must be there, made
+// for its hook, and no program may be left without a hook.
+func TestReadingProgramsAreOnePerReadingHook(t *testing.T) {
+	spec, err := loadReference()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range ReadingHooks {
+		p := spec.Programs["read_"+h]
+		if p == nil {
+			t.Errorf("no program read_%s", h)
+			continue
+		}
+		if p.SectionName != "tp_btf/"+h {
+			t.Errorf("read_%s is in section %s, want tp_btf/%s", h, p.SectionName, h)
+		}
+	}
+	if len(spec.Programs) != len(ReadingHooks) {
+		t.Errorf("%d reference programs for %d reading hooks", len(spec.Programs), len(ReadingHooks))
+	}
+}

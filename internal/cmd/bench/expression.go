@@ -5,8 +5,8 @@ import "fmt"
 // expressionMode is case 3's filter expression: "port 9", the filter mode (a) says with
 // --filter-port 9. No tuple filter is set, so every IP skb runs the expression's
 // program on its first bytes and is turned away there: the rejected path's cost.
-var expressionMode = kernelMode{"e", "(e) filter expression matching nothing ('port 9' --output none)",
-	[]string{"--output", "none", "port 9"}}
+var expressionMode = kernelMode{key: "e", title: "(e) filter expression matching nothing ('port 9' --output none)",
+	args: []string{"--output", "none", "port 9"}}
 
 // reportExpressionCost prints, for one workload, the expression's cost per call as a
 // ratio to mode (a)'s flags in the same rounds: per hook, then over every hook.
