@@ -236,7 +236,7 @@ func OfProcess(pid int) (*Set, error) {
 // LoadFloor loads an empty tp_btf program (r0 = 0; exit) at each hook and attaches it:
 // what any program there costs, the kernel's dispatch and the statistics included.
 func LoadFloor(hooks []string) (*Set, error) {
-	return attachEach("the empty program", hooks, func(string) *ebpf.ProgramSpec { return emptySpec() })
+	return attachEach("the empty program", hooks, emptySpec)
 }
 
 // ReadingHooks are the hooks where pktspan's probes read every skb's headers, whether the
@@ -255,39 +255,39 @@ func LoadReading(hooks []string) (*Set, error) {
 	}
 	return attachEach("the reading program", hooks, func(hook string) *ebpf.ProgramSpec {
 		if slices.Contains(ReadingHooks, hook) {
-			return spec.Programs["read_"+hook]
+			return spec.Programs["read_"+hook] // made for its hook: tp_btf/<hook>
 		}
-		return emptySpec()
+		return emptySpec(hook)
 	})
 }
 
 // LoadClock attaches at each hook a program that reads the clock once
 // (bpf_ktime_get_ns, as each of pktspan's events does) and does nothing else.
 func LoadClock(hooks []string) (*Set, error) {
-	return attachEach("the clock program", hooks, func(string) *ebpf.ProgramSpec {
-		spec := emptySpec()
+	return attachEach("the clock program", hooks, func(hook string) *ebpf.ProgramSpec {
+		spec := emptySpec(hook)
 		spec.Instructions = append(asm.Instructions{asm.FnKtimeGetNs.Call()}, spec.Instructions...)
 		return spec
 	})
 }
 
-func emptySpec() *ebpf.ProgramSpec {
+// emptySpec is r0 = 0; exit as tp_btf at hook.
+func emptySpec(hook string) *ebpf.ProgramSpec {
 	return &ebpf.ProgramSpec{
 		Name:         "floor",
 		Type:         ebpf.Tracing,
 		AttachType:   ebpf.AttachTraceRawTp,
+		AttachTo:     hook,
 		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
 		License:      "GPL",
 	}
 }
 
-// attachEach loads the program spec gives for each hook as tp_btf there and attaches it.
+// attachEach loads the tp_btf program spec gives for each hook and attaches it there.
 func attachEach(what string, hooks []string, spec func(hook string) *ebpf.ProgramSpec) (*Set, error) {
 	s := &Set{hooks: map[string][]*ebpf.Program{}}
 	for _, hook := range hooks {
-		ps := spec(hook).Copy()
-		ps.Type, ps.AttachType, ps.AttachTo = ebpf.Tracing, ebpf.AttachTraceRawTp, hook
-		p, err := ebpf.NewProgram(ps)
+		p, err := ebpf.NewProgram(spec(hook))
 		if err != nil {
 			_ = s.Close()
 			return nil, fmt.Errorf("loading %s for %s: %w", what, hook, err)
